@@ -1,0 +1,140 @@
+// LocalHost: the Host implementation for the machine hangard runs on.
+import { spawn as cpSpawn } from 'node:child_process';
+import { promises as fsp, openSync, closeSync } from 'node:fs';
+import { connect } from 'node:net';
+import { dirname, basename, join } from 'node:path';
+import type { Duplex } from 'node:stream';
+import { PassThrough } from 'node:stream';
+import { createRequire } from 'node:module';
+import { AppError } from '../../shared/errors.js';
+import type { ExecOptions, ExecResult, Host, HostFs, HostProcess, HostStat, SpawnOptions } from './host.js';
+
+const MAX_OUTPUT = 64 * 1024 * 1024;
+
+/** Renders argv for messages (not for execution). */
+export function argvForDisplay(argv: readonly string[]): string {
+  return argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : JSON.stringify(a))).join(' ');
+}
+
+class LocalFs implements HostFs {
+  readFile(path: string) { return fsp.readFile(path); }
+  readText(path: string) { return fsp.readFile(path, 'utf8'); }
+  async readTextIfExists(path: string) {
+    try { return await fsp.readFile(path, 'utf8'); } catch (e) { if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined; throw e; }
+  }
+  async writeAtomic(path: string, data: string | Buffer, mode = 0o644) {
+    const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${Date.now()}.tmp`);
+    await fsp.writeFile(tmp, data, { mode });
+    await fsp.rename(tmp, path);
+  }
+  appendFile(path: string, data: string | Buffer) { return fsp.appendFile(path, data); }
+  async mkdir(path: string, opts: { recursive?: boolean; mode?: number } = {}) { await fsp.mkdir(path, { recursive: opts.recursive ?? true, mode: opts.mode }); }
+  rm(path: string, opts: { recursive?: boolean; force?: boolean } = {}) { return fsp.rm(path, { recursive: opts.recursive ?? false, force: opts.force ?? false }); }
+  rename(from: string, to: string) { return fsp.rename(from, to); }
+  async stat(path: string): Promise<HostStat | undefined> {
+    try {
+      const s = await fsp.lstat(path);
+      return { size: s.size, mode: s.mode, uid: s.uid, gid: s.gid, isDirectory: s.isDirectory(), isFile: s.isFile(), isSymbolicLink: s.isSymbolicLink(), mtimeMs: s.mtimeMs };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'ENOTDIR') return undefined;
+      throw e;
+    }
+  }
+  readdir(path: string) { return fsp.readdir(path); }
+  symlink(target: string, path: string) { return fsp.symlink(target, path); }
+  readlink(path: string) { return fsp.readlink(path); }
+  chown(path: string, uid: number, gid: number) { return fsp.lchown(path, uid, gid); }
+  chmod(path: string, mode: number) { return fsp.chmod(path, mode); }
+}
+
+/** The local machine. */
+export class LocalHost implements Host {
+  readonly name = 'local';
+  readonly fs: HostFs = new LocalFs();
+
+  exec(argv: readonly string[], opts: ExecOptions = {}): Promise<ExecResult> {
+    return new Promise((resolve, reject) => {
+      const [cmd, ...args] = argv;
+      if (!cmd) { reject(new AppError('INVALID_ARGUMENT', 'Empty command')); return; }
+      const child = cpSpawn(cmd, args, {
+        cwd: opts.cwd,
+        env: opts.env ? { ...process.env, ...opts.env } : process.env,
+        stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+        timeout: opts.timeoutMs,
+      });
+      const out: Buffer[] = [];
+      const err: Buffer[] = [];
+      let size = 0;
+      child.stdout!.on('data', (d: Buffer) => { size += d.length; if (size < MAX_OUTPUT) out.push(d); });
+      child.stderr!.on('data', (d: Buffer) => { err.push(d); });
+      if (opts.input !== undefined) {
+        child.stdin!.on('error', () => undefined);
+        child.stdin!.end(opts.input);
+      }
+      child.on('error', (e) => reject(new AppError('HOST_FAILED', `Failed to run ${argvForDisplay(argv)}`, { cause: e })));
+      child.on('close', (code, signal) => {
+        const res: ExecResult = { code: code ?? -1, signal: signal ?? null, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') };
+        if (res.code !== 0 && !opts.allowFailure) {
+          const detail = res.stderr.trim() || res.stdout.trim() || (signal ? `killed by ${signal}` : `exit code ${res.code}`);
+          reject(new AppError('HOST_FAILED', `Command failed: ${argvForDisplay(argv)}`, { cause: new Error(detail), details: { code: res.code } }));
+          return;
+        }
+        resolve(res);
+      });
+    });
+  }
+
+  spawn(argv: readonly string[], opts: SpawnOptions = {}): HostProcess {
+    const [cmd, ...args] = argv;
+    if (!cmd) throw new AppError('INVALID_ARGUMENT', 'Empty command');
+    const env = opts.env ? { ...process.env, ...opts.env } : process.env;
+    if (opts.pty) return spawnPty(cmd, args, env, opts);
+    if (opts.detached) {
+      const fd = opts.logFile ? openSync(opts.logFile, 'a') : 'ignore';
+      const child = cpSpawn(cmd, args, { cwd: opts.cwd, env, detached: true, stdio: ['ignore', fd, fd] });
+      if (typeof fd === 'number') closeSync(fd);
+      child.unref();
+      const exited = new Promise<{ code: number | null; signal: string | null }>((res) => {
+        child.on('exit', (code, signal) => res({ code, signal }));
+        child.on('error', () => res({ code: -1, signal: null }));
+      });
+      return { pid: child.pid ?? -1, stdin: null, stdout: null, stderr: null, wait: () => exited, kill: (s) => { child.kill(s); } };
+    }
+    const child = cpSpawn(cmd, args, { cwd: opts.cwd, env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const exited = new Promise<{ code: number | null; signal: string | null }>((res) => {
+      child.on('close', (code, signal) => res({ code, signal }));
+      child.on('error', () => res({ code: 127, signal: null }));
+    });
+    child.stdin.on('error', () => undefined);
+    return { pid: child.pid ?? -1, stdin: child.stdin, stdout: child.stdout, stderr: child.stderr, wait: () => exited, kill: (s) => { child.kill(s); } };
+  }
+
+  connectUnix(path: string): Promise<Duplex> {
+    return new Promise((resolve, reject) => {
+      const sock = connect(path);
+      sock.once('connect', () => { sock.removeListener('error', reject); resolve(sock); });
+      sock.once('error', reject);
+    });
+  }
+
+  kill(pid: number, signal: NodeJS.Signals | 0 = 'SIGTERM'): boolean {
+    try { process.kill(pid, signal); return true; } catch { return false; }
+  }
+}
+
+type PtyModule = typeof import('node-pty');
+let ptyModule: PtyModule | undefined;
+
+function spawnPty(cmd: string, args: string[], env: NodeJS.ProcessEnv, opts: SpawnOptions): HostProcess {
+  // node-pty is native and only needed for terminals, so it is loaded on first use.
+  ptyModule ??= createRequire(import.meta.url)('node-pty') as PtyModule;
+  const term = ptyModule.spawn(cmd, args, { cols: opts.pty!.cols, rows: opts.pty!.rows, cwd: opts.cwd, env: env as Record<string, string>, name: 'xterm-256color' });
+  const stdout = new PassThrough();
+  const stdin = new PassThrough();
+  term.onData((d) => stdout.write(d));
+  stdin.on('data', (d: Buffer) => term.write(d.toString('utf8')));
+  const exited = new Promise<{ code: number | null; signal: string | null }>((res) => {
+    term.onExit(({ exitCode, signal }) => { stdout.end(); res({ code: exitCode, signal: signal ? String(signal) : null }); });
+  });
+  return { pid: term.pid, stdin, stdout, stderr: null, wait: () => exited, kill: (s) => term.kill(s), resize: (c, r) => term.resize(c, r) };
+}

@@ -1,0 +1,130 @@
+// The driver contract every backend (lxc, qemu, xen, openvz, fake) implements.
+import type { Host, HostProcess } from '../core/host/host.js';
+import type { InstanceConfig } from '../shared/config.js';
+import type { InstanceState, InstanceType, Technology, Usage } from '../shared/schemas.js';
+
+/** Optional capabilities; callers check these instead of catching "not implemented". */
+export interface DriverFeatures {
+  freeze: boolean;
+  snapshots: boolean;
+  statefulStop: boolean;
+  console: boolean;
+  execTty: boolean;
+}
+
+/** What probe() reports; never throws for "not installed". */
+export interface DriverProbe {
+  available: boolean;
+  version: string | null;
+  reason: string | null;
+}
+
+/** Facts about the host a driver needs to validate and render. */
+export interface HostFacts {
+  cgroupLayout: 'v1' | 'v2' | 'hybrid';
+  cpus: number;
+  memoryBytes: number;
+  /** Id maps for unprivileged containers: host ids that container id 0 maps to. */
+  idmap: { uidStart: number; gidStart: number; count: number };
+}
+
+/** Network attachment of an instance. */
+export interface NicSpec {
+  bridge: string;
+  hostIfName: string;
+  mac: string;
+  ipv4: string;
+  prefixLength: number;
+  gateway: string;
+}
+
+/** Everything a driver knows about one instance. */
+export interface InstanceRecord {
+  name: string;
+  type: InstanceType;
+  driver: string;
+  image: string;
+  /** Validated config (limits.*, security.*, ...). */
+  config: InstanceConfig;
+  /** Root file system directory (containers) or disk file (VMs), owned by the storage pool. */
+  rootPath: string;
+  /** Per-instance directory for driver files (config, logs, sockets). */
+  instanceDir: string;
+  nic: NicSpec;
+  /** Image properties that matter at run time (e.g. halt signal, init path). */
+  imageProps: Record<string, string>;
+}
+
+/** Paths and names that are the same for every instance of one daemon. */
+export interface DriverContext {
+  host: Host;
+  facts: HostFacts;
+  /** Prefix for host-level names, e.g. "hgr". */
+  prefix: string;
+  /** lxc-* -P path. */
+  lxcPath: string;
+  /** lxcfs mount point, or null when lxcfs is not running. */
+  lxcfsDir: string | null;
+}
+
+/** Observed state of an instance. */
+export interface ObservedState {
+  state: InstanceState;
+  pid: number | null;
+  /** Start time of the init process (clock ticks since boot, from /proc/PID/stat) to tell a restarted process from the same one. */
+  startTime: number | null;
+}
+
+/** A command to run inside an instance. */
+export interface ExecSpec {
+  command: string[];
+  env?: Record<string, string>;
+  cwd?: string;
+  tty?: { cols: number; rows: number };
+}
+
+/** Options for stop. */
+export interface StopOptions {
+  force: boolean;
+  timeoutMs: number;
+}
+
+/** What applyConfig did. */
+export interface ConfigApplyResult {
+  live: string[];
+  pending: string[];
+}
+
+/** One instance bound to its driver. */
+export interface InstanceHandle {
+  /** Writes the backend's own files (config); the root volume already exists. */
+  create(): Promise<void>;
+  start(): Promise<void>;
+  stop(opts: StopOptions): Promise<void>;
+  freeze(): Promise<void>;
+  unfreeze(): Promise<void>;
+  /** Removes the backend's own files; the instance must be stopped. */
+  delete(): Promise<void>;
+  state(): Promise<ObservedState>;
+  /** Applies a changed config to a running instance where possible. */
+  applyConfig(next: InstanceConfig, prev: InstanceConfig): Promise<ConfigApplyResult>;
+  exec(spec: ExecSpec): HostProcess;
+  /** Attaches to the console (a pty process whose stdin/stdout is the console). */
+  attachConsole(size: { cols: number; rows: number }): HostProcess;
+  /** Path of the persistent console log. */
+  consoleLogPath(): string;
+  usage(): Promise<Usage>;
+}
+
+/** A backend. */
+export interface Driver {
+  readonly name: string;
+  readonly type: InstanceType;
+  readonly features: DriverFeatures;
+  /** What running an instance on this backend implies. */
+  readonly technology: Technology;
+  probe(host: Host): Promise<DriverProbe>;
+  /** Pure check of a config for this backend: returns problems (keys it cannot honour, values out of range). */
+  validate(config: InstanceConfig, facts: HostFacts): string[];
+  load(record: InstanceRecord, ctx: DriverContext): InstanceHandle;
+}

@@ -1,0 +1,100 @@
+// Instance configuration keys (the resource model shared by every backend), their parsing and validation.
+import { AppError } from './errors.js';
+import { parseCpuCap, parsePositiveInt, parseSize } from './units.js';
+
+/** A flat instance configuration: key -> string value, as `-c key=value` gives it. */
+export type InstanceConfig = Record<string, string>;
+
+/** The resource model every backend maps onto its own knobs. */
+export interface Resources {
+  memoryMax?: number;
+  memoryGuarantee?: number;
+  memorySwap?: number;
+  cpuCount?: number;
+  cpuWeight?: number;
+  cpuCapPct?: number;
+  processes?: number;
+  diskBytes?: number;
+}
+
+interface KeySpec {
+  description: string;
+  /** Throws on a bad value; returns the normalised string. */
+  check: (value: string, key: string) => string;
+}
+
+const bool = (v: string, key: string): string => {
+  if (v === 'true' || v === 'false') return v;
+  throw new AppError('INVALID_CONFIG', `Invalid value ${JSON.stringify(v)} for ${key}: expected true or false`);
+};
+const size = (v: string, key: string): string => (parseSize(v, key), v);
+const sizeOrZero = (v: string, key: string): string => (v.trim() === '0' ? '0' : size(v, key));
+const int = (v: string, key: string): string => String(parsePositiveInt(v, key));
+
+/** Every known configuration key and what it means. */
+export const CONFIG_KEYS: Record<string, KeySpec> = {
+  'limits.memory': { description: 'hard memory maximum', check: size },
+  'limits.memory.guarantee': { description: 'reserved memory minimum; may burst above it up to limits.memory', check: size },
+  'limits.memory.swap': { description: 'swap the instance may use on top of limits.memory (0 for none)', check: sizeOrZero },
+  'limits.cpu': { description: 'number of CPUs the instance may use', check: int },
+  'limits.cpu.weight': {
+    description: 'relative CPU share (1-10000, default 100)',
+    check: (v, key) => {
+      const n = parsePositiveInt(v, key);
+      if (n > 10000) throw new AppError('INVALID_CONFIG', `Invalid value ${JSON.stringify(v)} for ${key}: must be between 1 and 10000`);
+      return String(n);
+    },
+  },
+  'limits.cpu.cap': { description: 'CPU time cap as a percentage of one CPU, e.g. 150%', check: (v) => (parseCpuCap(v), v) },
+  'limits.processes': { description: 'maximum number of processes', check: int },
+  'limits.disk': { description: 'root disk size', check: size },
+  'security.privileged': { description: 'run the container without a user namespace', check: bool },
+  'boot.autostart': { description: 'start the instance when hangard starts', check: bool },
+};
+
+/** True for keys users may set freely (user.*). */
+function isUserKey(key: string): boolean {
+  return /^user\.[a-z0-9][a-z0-9._-]*$/.test(key);
+}
+
+/** Parses ["k=v", ...] into a config map, rejecting malformed pairs. */
+export function parseConfigPairs(pairs: readonly string[]): InstanceConfig {
+  const out: InstanceConfig = {};
+  for (const pair of pairs) {
+    const eq = pair.indexOf('=');
+    if (eq <= 0) throw new AppError('INVALID_CONFIG', `Invalid config ${JSON.stringify(pair)}: expected key=value`);
+    out[pair.slice(0, eq).trim()] = pair.slice(eq + 1).trim();
+  }
+  return out;
+}
+
+/** Validates and normalises a config map: unknown keys and bad values are refused; cross-key rules are checked. */
+export function validateConfig(config: InstanceConfig): InstanceConfig {
+  const out: InstanceConfig = {};
+  for (const [key, value] of Object.entries(config)) {
+    if (isUserKey(key)) { out[key] = value; continue; }
+    const spec = CONFIG_KEYS[key];
+    if (!spec) throw new AppError('INVALID_CONFIG', `Unknown config key "${key}"`, { details: { known: Object.keys(CONFIG_KEYS) } });
+    out[key] = spec.check(String(value), key);
+  }
+  const r = resourcesOf(out);
+  if (r.memoryGuarantee !== undefined && r.memoryMax !== undefined && r.memoryGuarantee > r.memoryMax) {
+    throw new AppError('INVALID_CONFIG', `limits.memory.guarantee (${out['limits.memory.guarantee']}) must not exceed limits.memory (${out['limits.memory']})`);
+  }
+  return out;
+}
+
+/** Extracts the resource model from a validated config. */
+export function resourcesOf(config: InstanceConfig): Resources {
+  const r: Resources = {};
+  const get = (k: string) => config[k];
+  if (get('limits.memory')) r.memoryMax = parseSize(get('limits.memory')!, 'limits.memory');
+  if (get('limits.memory.guarantee')) r.memoryGuarantee = parseSize(get('limits.memory.guarantee')!, 'limits.memory.guarantee');
+  if (get('limits.memory.swap') !== undefined) r.memorySwap = get('limits.memory.swap') === '0' ? 0 : parseSize(get('limits.memory.swap')!, 'limits.memory.swap');
+  if (get('limits.cpu')) r.cpuCount = parsePositiveInt(get('limits.cpu')!, 'limits.cpu');
+  if (get('limits.cpu.weight')) r.cpuWeight = parsePositiveInt(get('limits.cpu.weight')!, 'limits.cpu.weight');
+  if (get('limits.cpu.cap')) r.cpuCapPct = parseCpuCap(get('limits.cpu.cap')!);
+  if (get('limits.processes')) r.processes = parsePositiveInt(get('limits.processes')!, 'limits.processes');
+  if (get('limits.disk')) r.diskBytes = parseSize(get('limits.disk')!, 'limits.disk');
+  return r;
+}

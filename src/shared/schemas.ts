@@ -1,0 +1,201 @@
+// Wire types of the Hangar API as zod schemas; TypeScript types are inferred from them.
+import { z } from 'zod';
+import { ErrorCodes } from './errors.js';
+
+/** Output formats every list command accepts. */
+export const FormatSchema = z.enum(['table', 'json', 'yaml', 'csv']);
+
+/** A Hangar name: 1-63 of [a-z0-9-], not starting or ending with "-", not all digits. */
+export const NameSchema = z.string().min(1).max(63).regex(/^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/).refine((s) => !/^[0-9]+$/.test(s), 'must not be all digits');
+
+/** Instance configuration map. */
+export const ConfigSchema = z.record(z.string(), z.string());
+
+/** Instance kind. */
+export const InstanceTypeSchema = z.enum(['container', 'vm']);
+
+/** Lifecycle states an instance can be in. */
+export const InstanceStateSchema = z.enum(['creating', 'stopped', 'starting', 'running', 'stopping', 'frozen', 'error', 'unknown']);
+
+/** What the technology behind an instance implies, shown per instance. */
+export const TechnologySchema = z.strictObject({
+  kernel: z.enum(['shared', 'own']),
+  memory: z.enum(['burstable', 'dedicated']),
+  isolation: z.string(),
+});
+
+/** Usage counters reported by `info`. */
+export const UsageSchema = z.strictObject({
+  cpuTimeNs: z.number().optional(),
+  memoryBytes: z.number().optional(),
+  memoryPeakBytes: z.number().optional(),
+  processes: z.number().optional(),
+  diskUsedBytes: z.number().optional(),
+  rxBytes: z.number().optional(),
+  txBytes: z.number().optional(),
+});
+
+/** An instance as the API returns it. */
+export const InstanceSchema = z.strictObject({
+  name: NameSchema,
+  type: InstanceTypeSchema,
+  driver: z.string(),
+  state: InstanceStateSchema,
+  image: z.string(),
+  ipv4: z.string().nullable(),
+  mac: z.string().nullable(),
+  config: ConfigSchema,
+  pendingConfig: ConfigSchema,
+  pid: z.number().nullable(),
+  createdAt: z.string(),
+  technology: TechnologySchema,
+  usage: UsageSchema.optional(),
+});
+
+/** Body of POST /1.0/instances (launch or create). */
+export const CreateInstanceRequestSchema = z.strictObject({
+  name: z.string(),
+  image: z.string(),
+  type: InstanceTypeSchema.optional(),
+  config: ConfigSchema.optional(),
+  ipv4: z.string().optional(),
+  start: z.boolean().optional(),
+});
+
+/** Body of PUT /1.0/instances/{name}/state. */
+export const StateChangeRequestSchema = z.strictObject({
+  action: z.enum(['start', 'stop', 'restart', 'freeze', 'unfreeze']),
+  force: z.boolean().optional(),
+  timeout: z.number().int().positive().max(86400).optional(),
+});
+
+/** Body of PATCH /1.0/instances/{name}/config. */
+export const ConfigPatchRequestSchema = z.strictObject({ set: ConfigSchema.optional(), unset: z.array(z.string()).optional() });
+
+/** Result of a config change: what applied live and what waits for a restart. */
+export const ConfigChangeResultSchema = z.strictObject({ live: z.array(z.string()), pending: z.array(z.string()) });
+
+/** Body of POST /1.0/instances/{name}/copy. */
+export const CopyRequestSchema = z.strictObject({ name: z.string(), ipv4: z.string().optional() });
+
+/** Body of POST /1.0/instances/{name}/snapshots. */
+export const SnapshotRequestSchema = z.strictObject({ name: z.string() });
+
+/** A snapshot of an instance. */
+export const SnapshotSchema = z.strictObject({ name: z.string(), createdAt: z.string(), stateful: z.boolean() });
+
+/** Body of POST /1.0/instances/{name}/exec: starts a command; its streams flow over the returned websocket. */
+export const ExecRequestSchema = z.strictObject({
+  command: z.array(z.string()).min(1),
+  env: z.record(z.string(), z.string()).optional(),
+  cwd: z.string().optional(),
+  tty: z.boolean().optional(),
+  cols: z.number().int().positive().optional(),
+  rows: z.number().int().positive().optional(),
+});
+
+/** An image in the local store. */
+export const ImageSchema = z.strictObject({
+  alias: z.string(),
+  type: InstanceTypeSchema,
+  fingerprint: z.string(),
+  description: z.string(),
+  sizeBytes: z.number(),
+  createdAt: z.string(),
+  source: z.string(),
+  usedBy: z.array(z.string()),
+});
+
+/** Body of POST /1.0/images (build a built-in image). */
+export const ImageBuildRequestSchema = z.strictObject({
+  kind: z.enum(['busybox', 'debian']),
+  release: z.string().optional(),
+  alias: z.string().optional(),
+  vm: z.boolean().optional(),
+});
+
+/** Body of POST /1.0/images/import (a tarball already on the daemon's host). */
+export const ImageImportRequestSchema = z.strictObject({ path: z.string(), alias: z.string() });
+
+/** Operation status. */
+export const OperationStatusSchema = z.enum(['pending', 'running', 'success', 'failure']);
+
+/** A long-running action. */
+export const OperationSchema = z.strictObject({
+  id: z.string(),
+  description: z.string(),
+  status: OperationStatusSchema,
+  resources: z.array(z.string()),
+  progress: z.string().nullable(),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+  error: z
+    .strictObject({ code: z.enum(ErrorCodes), message: z.string(), causes: z.array(z.string()), details: z.record(z.string(), z.unknown()).optional() })
+    .nullable(),
+  result: z.unknown().optional(),
+});
+
+/** An event on the websocket. */
+export const EventSchema = z.strictObject({
+  type: z.string(),
+  time: z.string(),
+  instance: z.string().optional(),
+  operation: z.string().optional(),
+  message: z.string().optional(),
+  data: z.record(z.string(), z.unknown()).optional(),
+});
+
+/** Errors on the wire. */
+export const ErrorResponseSchema = z.strictObject({
+  error: z.strictObject({ code: z.enum(ErrorCodes), message: z.string(), causes: z.array(z.string()), details: z.record(z.string(), z.unknown()).optional() }),
+});
+
+/** A driver's availability on this host. */
+export const DriverInfoSchema = z.strictObject({
+  name: z.string(),
+  type: InstanceTypeSchema,
+  available: z.boolean(),
+  version: z.string().nullable(),
+  reason: z.string().nullable(),
+});
+
+/** One detected virtualization layer, named as virt-what names it. */
+export const VirtFactSchema = z.strictObject({ fact: z.string(), evidence: z.array(z.string()) });
+
+/** What `host info` returns. */
+export const HostInfoSchema = z.strictObject({
+  hostname: z.string(),
+  kernel: z.string(),
+  os: z.string(),
+  cpus: z.number(),
+  memoryBytes: z.number(),
+  cgroupLayout: z.enum(['v1', 'v2', 'hybrid']),
+  storage: z.strictObject({ driver: z.string(), path: z.string(), sizeBytes: z.number().nullable(), usedBytes: z.number().nullable() }),
+  network: z.strictObject({ bridge: z.string(), subnet: z.string(), gateway: z.string() }),
+  drivers: z.array(DriverInfoSchema),
+  cpuVirtFlags: z.array(z.string()),
+  kvm: z.strictObject({ present: z.boolean(), usable: z.boolean(), reason: z.string().nullable() }),
+  runsIn: z.array(VirtFactSchema),
+});
+
+export type Format = z.infer<typeof FormatSchema>;
+export type InstanceType = z.infer<typeof InstanceTypeSchema>;
+export type InstanceState = z.infer<typeof InstanceStateSchema>;
+export type Technology = z.infer<typeof TechnologySchema>;
+export type Usage = z.infer<typeof UsageSchema>;
+export type Instance = z.infer<typeof InstanceSchema>;
+export type CreateInstanceRequest = z.infer<typeof CreateInstanceRequestSchema>;
+export type StateChangeRequest = z.infer<typeof StateChangeRequestSchema>;
+export type ConfigPatchRequest = z.infer<typeof ConfigPatchRequestSchema>;
+export type ConfigChangeResult = z.infer<typeof ConfigChangeResultSchema>;
+export type CopyRequest = z.infer<typeof CopyRequestSchema>;
+export type Snapshot = z.infer<typeof SnapshotSchema>;
+export type ExecRequest = z.infer<typeof ExecRequestSchema>;
+export type Image = z.infer<typeof ImageSchema>;
+export type ImageBuildRequest = z.infer<typeof ImageBuildRequestSchema>;
+export type ImageImportRequest = z.infer<typeof ImageImportRequestSchema>;
+export type Operation = z.infer<typeof OperationSchema>;
+export type HangarEvent = z.infer<typeof EventSchema>;
+export type DriverInfo = z.infer<typeof DriverInfoSchema>;
+export type VirtFact = z.infer<typeof VirtFactSchema>;
+export type HostInfo = z.infer<typeof HostInfoSchema>;
