@@ -9,5 +9,6 @@ export default defineConfig({
     // Host-touching tests share bridges, LXC and the pool: run files one at a time.
     fileParallelism: false,
     pool: 'forks',
+    globalSetup: ['test/helpers/global-setup.ts'],
   },
 });

@@ -26,6 +26,8 @@ export interface HostFacts {
   memoryBytes: number;
   /** Id maps for unprivileged containers: host ids that container id 0 maps to. */
   idmap: { uidStart: number; gidStart: number; count: number };
+  /** Swap is accounted per cgroup (v1: memory.memsw.* files exist; v2: memory.swap.max exists); undefined means unknown, treated as no. */
+  swapAccounting?: boolean;
 }
 
 /** Network attachment of an instance. */
@@ -53,6 +55,8 @@ export interface InstanceRecord {
   nic: NicSpec;
   /** Image properties that matter at run time (e.g. halt signal, init path). */
   imageProps: Record<string, string>;
+  /** CPUs to pin to ("0,1"), chosen by the service at start to spread load; undefined = all. */
+  cpuset?: string | undefined;
 }
 
 /** Paths and names that are the same for every instance of one daemon. */
@@ -97,7 +101,7 @@ export interface ConfigApplyResult {
 
 /** One instance bound to its driver. */
 export interface InstanceHandle {
-  /** Writes the backend's own files (config); the root volume already exists. */
+  /** Writes or rewrites the backend's own files (config); idempotent; the root volume already exists. */
   create(): Promise<void>;
   start(): Promise<void>;
   stop(opts: StopOptions): Promise<void>;

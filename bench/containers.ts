@@ -1,0 +1,334 @@
+// Container lifecycle benchmark: Hangar vs raw lxc-* vs LXD, interleaved rounds, plus CLI start-up; writes BENCHMARKS.md.
+import { spawnSync } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, release, totalmem } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Hangar } from './hangar.js';
+import { Lxd } from './lxd.js';
+import { RawLxc } from './raw-lxc.js';
+import { median, min, msSince, type Subject } from './util.js';
+
+const SECTION = '## Containers (bench/containers)';
+const STATE_DIR = '/var/lib/hangar-bench';
+
+const METRICS = [
+  ['launch', 'launch → first exec `true`'],
+  ['exec', 'exec `true`'],
+  ['stopForce', 'stop (force)'],
+  ['start', 'start stopped → first exec'],
+  ['stopGraceful', 'stop (graceful: halt signal to busybox init)'],
+  ['delete', 'delete (stopped)'],
+] as const;
+type Metric = (typeof METRICS)[number][0];
+
+interface Args {
+  rounds: number;
+  execs: number;
+  cliRuns: number;
+  only: Set<string>;
+  graceful: boolean;
+  install: boolean;
+  privileged: boolean;
+  out: string | null;
+}
+
+const bundleDir = dirname(fileURLToPath(import.meta.url));
+const repoRoot = existsSync(join(process.cwd(), 'package.json')) ? process.cwd() : resolve(bundleDir, '..');
+const distDir = join(repoRoot, 'dist');
+
+function usage(): never {
+  console.log(`Usage: node dist/bench-containers.mjs [options]
+  --rounds N        interleaved rounds (default 7, at least 1)
+  --execs N         exec \`true\` calls per round and subject (default 5)
+  --cli-runs N      runs each of \`hangar --version\` and \`node -e 0\` (default 20)
+  --only LIST       comma-separated subset of hangar,raw-lxc,lxd,cli (default all)
+  --no-graceful     skip the start + graceful stop step
+  --privileged      raw LXC privileged (default unprivileged, like Hangar's and LXD's default)
+  --no-install      do not apt-get install lxd when missing
+  --out FILE        where to write the results section (default ${join(repoRoot, 'BENCHMARKS.md')})
+  --no-write        only print the results`);
+  process.exit(0);
+}
+
+function parseArgs(argv: string[]): Args {
+  const a: Args = { rounds: 7, execs: 5, cliRuns: 20, only: new Set(['hangar', 'raw-lxc', 'lxd', 'cli']), graceful: true, install: true, privileged: false, out: join(repoRoot, 'BENCHMARKS.md') };
+  const num = (v: string | undefined, flag: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1) throw new Error(`${flag} needs a positive integer`);
+    return n;
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const f = argv[i];
+    if (f === '--rounds') a.rounds = num(argv[++i], f);
+    else if (f === '--execs') a.execs = num(argv[++i], f);
+    else if (f === '--cli-runs') a.cliRuns = num(argv[++i], f);
+    else if (f === '--only') a.only = new Set((argv[++i] ?? '').split(',').filter(Boolean));
+    else if (f === '--no-graceful') a.graceful = false;
+    else if (f === '--no-install') a.install = false;
+    else if (f === '--privileged') a.privileged = true;
+    else if (f === '--out') a.out = argv[++i] ?? null;
+    else if (f === '--no-write') a.out = null;
+    else if (f === '-h' || f === '--help') usage();
+    else throw new Error(`Unknown option ${f} (try --help)`);
+  }
+  return a;
+}
+
+let aborted = false;
+/** Throws when the user interrupted the run; checked between steps so cleanup runs in the finally. */
+function checkAbort(): void {
+  if (aborted) throw new Error('Interrupted');
+}
+
+/** Samples per subject id and metric. */
+type Samples = Map<string, Map<Metric, number[]>>;
+
+function record(samples: Samples, id: string, metric: Metric, ms: number): void {
+  let m = samples.get(id);
+  if (!m) samples.set(id, (m = new Map()));
+  let xs = m.get(metric);
+  if (!xs) m.set(metric, (xs = []));
+  xs.push(ms);
+}
+
+async function step(samples: Samples, s: Subject, metric: Metric, fn: () => Promise<void>): Promise<void> {
+  // The raw and LXD steps are synchronous underneath: give the event loop a turn so signal handlers can run.
+  await new Promise((resolve) => setImmediate(resolve));
+  checkAbort();
+  const t0 = process.hrtime.bigint();
+  await fn();
+  record(samples, s.id, metric, msSince(t0));
+}
+
+/** One full lifecycle of subject s in round r. */
+async function cycle(samples: Samples, s: Subject, r: number, args: Args): Promise<void> {
+  const name = s.name(r);
+  await step(samples, s, 'launch', () => s.launch(name, r));
+  for (let i = 0; i < args.execs; i++) await step(samples, s, 'exec', () => s.exec(name));
+  await step(samples, s, 'stopForce', () => s.stop(name, true));
+  if (args.graceful) {
+    await step(samples, s, 'start', () => s.start(name));
+    await step(samples, s, 'stopGraceful', () => s.stop(name, false));
+  }
+  await step(samples, s, 'delete', () => s.remove(name));
+}
+
+/** Interleaved runs of `node dist/hangar.mjs --version` and `node -e 0`. */
+function cliStartup(runs: number): { cli: number[]; node: number[] } | string {
+  const cliMain = join(distDir, 'hangar.mjs');
+  if (!existsSync(cliMain)) return `${cliMain} does not exist (npm run build)`;
+  const once = (argv: string[]): number => {
+    const t0 = process.hrtime.bigint();
+    const r = spawnSync(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const ms = msSince(t0);
+    if (r.status !== 0) throw new Error(`node ${argv.join(' ')} exited ${r.status}: ${String(r.stderr).trim()}`);
+    return ms;
+  };
+  // Warm the page cache for both before measuring.
+  once([cliMain, '--version']);
+  once(['-e', '0']);
+  const cli: number[] = [];
+  const node: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    checkAbort();
+    if (i % 2) {
+      node.push(once(['-e', '0']));
+      cli.push(once([cliMain, '--version']));
+    } else {
+      cli.push(once([cliMain, '--version']));
+      node.push(once(['-e', '0']));
+    }
+  }
+  return { cli, node };
+}
+
+const f1 = (x: number): string => (Number.isFinite(x) ? x.toFixed(x < 10 ? 1 : 0) : '—');
+const ratio = (a: number, b: number): string => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? `${(a / b).toFixed(2)}×` : '—');
+
+function machineNote(): string {
+  const cg = existsSync('/sys/fs/cgroup/unified') ? 'hybrid cgroups (v1 + v2)' : existsSync('/sys/fs/cgroup/cgroup.controllers') ? 'cgroup v2' : 'cgroup v1';
+  let kvm = 'no KVM';
+  try {
+    closeSync(openSync('/dev/kvm', 'r+'));
+    kvm = 'KVM usable';
+  } catch {
+    /* no KVM: VMs would run under TCG; irrelevant for containers */
+  }
+  let os = 'Linux';
+  try {
+    os = /PRETTY_NAME="([^"]+)"/.exec(readFileSync('/etc/os-release', 'utf8'))?.[1] ?? os;
+  } catch {
+    /* keep the default */
+  }
+  return `${os}, kernel ${release()}, ${cpus().length} vCPU, ${Math.round(totalmem() / 1024 ** 3)} GiB, ${kvm}, ${cg}, Node ${process.version}`;
+}
+
+interface Report {
+  started: Date;
+  args: Args;
+  roundsDone: number;
+  subjects: Subject[];
+  skipped: Map<string, string>;
+  failed: Map<string, string>;
+  samples: Samples;
+  cli: { cli: number[]; node: number[] } | string | null;
+}
+
+function render(rep: Report): string {
+  const { samples } = rep;
+  const stat = (id: string, m: Metric): { med: number; min: number; n: number } => {
+    const xs = samples.get(id)?.get(m) ?? [];
+    return { med: median(xs), min: min(xs), n: xs.length };
+  };
+  const L: string[] = [SECTION, ''];
+  L.push(`Run ${rep.started.toISOString().replace(/\.\d+Z$/, 'Z')} by \`npm run bench\` (bench/containers.ts). Machine: ${machineNote()}.`);
+  L.push(
+    `${rep.roundsDone} interleaved rounds (each round runs every subject once, order rotated per round), ${rep.args.execs} exec calls per round and subject; times in ms, wall clock around the whole call as a user would see it (CLI tools include their own fork/exec, ~4–8 ms here).`,
+  );
+  L.push('');
+  for (const s of rep.subjects) L.push(`- **${s.id}**: ${s.label}${rep.failed.has(s.id) ? ` — **failed**: ${rep.failed.get(s.id)}` : ''}`);
+  for (const [id, why] of rep.skipped) L.push(`- **${id}**: skipped — ${why}`);
+  L.push('');
+  L.push('| metric (ms) | Hangar median | Hangar min | raw LXC median | raw LXC min | LXD median | LXD min | Hangar / raw LXC | LXD / Hangar |');
+  L.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+  for (const [m, label] of METRICS) {
+    if ((m === 'start' || m === 'stopGraceful') && !rep.args.graceful) continue;
+    const h = stat('hangar', m);
+    const r = stat('raw-lxc', m);
+    const x = stat('lxd', m);
+    L.push(`| ${label} | ${f1(h.med)} | ${f1(h.min)} | ${f1(r.med)} | ${f1(r.min)} | ${f1(x.med)} | ${f1(x.min)} | ${ratio(h.med, r.med)} | ${ratio(x.med, h.med)} |`);
+  }
+  const n = (id: string, m: Metric): number => stat(id, m).n;
+  L.push('');
+  L.push(`Samples per cell: launch ${['hangar', 'raw-lxc', 'lxd'].map((id) => `${id} ${n(id, 'launch')}`).join(', ')}; exec ${['hangar', 'raw-lxc', 'lxd'].map((id) => `${id} ${n(id, 'exec')}`).join(', ')}.`);
+  L.push('');
+  const verdict = (ok: boolean | null): string => (ok === null ? 'n/a' : ok ? 'PASS' : 'FAIL');
+  const hl = stat('hangar', 'launch').med;
+  const rl = stat('raw-lxc', 'launch').med;
+  const xl = stat('lxd', 'launch').med;
+  const he = stat('hangar', 'exec').med;
+  const re = stat('raw-lxc', 'exec').med;
+  const ok = (a: number, b: number, pred: (q: number) => boolean): boolean | null => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? pred(a / b) : null);
+  L.push('| target (on medians) | measured | verdict |');
+  L.push('|---|---:|---|');
+  L.push(`| launch → first exec ≤ 1.5× raw LXC | ${ratio(hl, rl)} | ${verdict(ok(hl, rl, (q) => q <= 1.5))} |`);
+  L.push(`| launch → first exec ≥ 5× faster than LXD | ${ratio(xl, hl)} | ${verdict(ok(xl, hl, (q) => q >= 5))} |`);
+  L.push(`| exec ≤ 1.5× \`lxc-attach\` | ${ratio(he, re)} | ${verdict(ok(he, re, (q) => q <= 1.5))} |`);
+  if (rep.cli && typeof rep.cli !== 'string') {
+    const c = rep.cli;
+    L.push(`| CLI start-up ≤ 1.3× \`node -e 0\` | ${ratio(median(c.cli), median(c.node))} | ${verdict(ok(median(c.cli), median(c.node), (q) => q <= 1.3))} |`);
+    L.push('');
+    L.push(`CLI start-up, ${c.cli.length} interleaved runs each: \`node dist/hangar.mjs --version\` median ${f1(median(c.cli))} ms (min ${f1(min(c.cli))}), \`node -e 0\` median ${f1(median(c.node))} ms (min ${f1(min(c.node))}); ratio of medians ${ratio(median(c.cli), median(c.node))}, of minimums ${ratio(min(c.cli), min(c.node))}.`);
+  } else {
+    L.push(`| CLI start-up ≤ 1.3× \`node -e 0\` | — | n/a${typeof rep.cli === 'string' ? ` (${rep.cli})` : ''} |`);
+  }
+  L.push('');
+  L.push(
+    'Notes: raw LXC clones the template-made busybox rootfs with `lxc-copy -s -B overlay` (rcS without udhcpc, static address on bridge hbnraw0) and polls `lxc-attach -- true`; LXD launches an imported busybox image from a `dir` pool (it unpacks the image per launch; no CoW) and polls `lxc exec -- true`; graceful stops send busybox init SIGUSR1, whose halt sleeps ~2 s by design, so they compare plumbing only above that floor.',
+  );
+  L.push('');
+  return L.join('\n');
+}
+
+/** Replaces (or appends) our section in a markdown file, keeping every other section. */
+function writeSection(file: string, section: string): void {
+  const old = existsSync(file) ? readFileSync(file, 'utf8') : '# Benchmarks\n';
+  const start = old.indexOf(SECTION);
+  let next: string;
+  if (start < 0) next = `${old.replace(/\s*$/, '')}\n\n${section}`;
+  else {
+    const after = old.indexOf('\n## ', start + SECTION.length);
+    next = old.slice(0, start) + section + (after < 0 ? '' : `\n${old.slice(after + 1)}`);
+  }
+  writeFileSync(file, next.replace(/\s*$/, '\n'));
+}
+
+async function main(): Promise<number> {
+  const args = parseArgs(process.argv.slice(2));
+  if (process.getuid?.() !== 0) throw new Error('The container benchmark needs root (lxc-*, lxd, bridges)');
+  mkdirSync(STATE_DIR, { recursive: true });
+  const all: Subject[] = [];
+  if (args.only.has('hangar')) {
+    all.push(
+      new Hangar({
+        distDir,
+        socket: process.env.HANGAR_SOCKET ?? '/run/hangar-bench/hangar.sock',
+        daemonEnv: { HANGAR_DIR: STATE_DIR, HANGAR_PREFIX: 'hbn', HANGAR_SUBNET: '10.124.0.0/24' },
+        logFile: join(STATE_DIR, 'bench-logs', 'hangard.log'),
+      }),
+    );
+  }
+  if (args.only.has('raw-lxc')) all.push(new RawLxc({ stateDir: STATE_DIR, privileged: args.privileged }));
+  if (args.only.has('lxd')) all.push(new Lxd({ stateDir: STATE_DIR, install: args.install }));
+
+  const rep: Report = { started: new Date(), args, roundsDone: 0, subjects: [], skipped: new Map(), failed: new Map(), samples: new Map(), cli: null };
+  const onSignal = (sig: string): void => {
+    if (aborted) {
+      console.error(`\n${sig} again: exiting without cleanup; rerun the bench to clean up leftovers`);
+      process.exit(130);
+    }
+    aborted = true;
+    console.error(`\n${sig}: finishing the current step, then cleaning up (again to exit at once)`);
+  };
+  process.on('SIGINT', () => onSignal('SIGINT'));
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
+  process.on('SIGHUP', () => onSignal('SIGHUP'));
+
+  try {
+    for (const s of all) {
+      checkAbort();
+      const t0 = process.hrtime.bigint();
+      try {
+        await s.setup();
+        rep.subjects.push(s);
+        console.error(`setup ${s.id}: ${s.label} (${f1(msSince(t0))} ms)`);
+      } catch (e) {
+        if (aborted) throw e;
+        rep.skipped.set(s.id, e instanceof Error ? e.message : String(e));
+        console.error(`setup ${s.id} failed, skipping it: ${rep.skipped.get(s.id)}`);
+      }
+    }
+    for (let r = 1; r <= args.rounds; r++) {
+      const k = rep.subjects.length;
+      const order = rep.subjects.map((_, i) => rep.subjects[(i + r - 1) % k] as Subject);
+      for (const s of order) {
+        if (rep.failed.has(s.id)) continue;
+        try {
+          await cycle(rep.samples, s, r, args);
+        } catch (e) {
+          if (aborted) throw e;
+          rep.failed.set(s.id, `round ${r}: ${e instanceof Error ? e.message : String(e)}`);
+          console.error(`${s.id} failed in round ${r}: ${rep.failed.get(s.id)}`);
+        }
+      }
+      rep.roundsDone = r;
+      const line = order.map((s) => `${s.id} ${f1(rep.samples.get(s.id)?.get('launch')?.at(-1) ?? NaN)}`).join(', ');
+      console.error(`round ${r}/${args.rounds}: launch→first exec ms: ${line}`);
+    }
+    if (args.only.has('cli')) rep.cli = cliStartup(args.cliRuns);
+  } finally {
+    for (const s of [...all].reverse()) {
+      try {
+        await s.cleanup();
+      } catch (e) {
+        console.error(`cleanup ${s.id}: ${e instanceof Error ? e.message : String(e)}`);
+      }
+    }
+  }
+  const text = render(rep);
+  console.log(text);
+  if (args.out) {
+    writeSection(args.out, text);
+    console.error(`wrote ${args.out}`);
+  }
+  return rep.failed.size ? 1 : 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    console.error(`bench: ${e instanceof Error ? e.message : String(e)}`);
+    process.exit(aborted ? 130 : 1);
+  },
+);

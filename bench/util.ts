@@ -1,0 +1,156 @@
+// Shared helpers for the benchmarks: running commands, timing, statistics, the subject interface and small HTTP-over-unix calls.
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { request } from 'node:http';
+
+/** Result of a finished command. */
+export interface RunResult {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Options for run(). */
+export interface RunOptions {
+  env?: NodeJS.ProcessEnv;
+  input?: string;
+  allowFail?: boolean;
+  timeoutMs?: number;
+}
+
+/** Runs argv synchronously (no shell); throws on a non-zero exit unless allowFail. */
+export function run(argv: string[], opts: RunOptions = {}): RunResult {
+  const [cmd, ...args] = argv;
+  if (cmd === undefined) throw new Error('run: empty argv');
+  const r = spawnSync(cmd, args, {
+    env: opts.env ?? process.env,
+    input: opts.input,
+    stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+    encoding: 'utf8',
+    timeout: opts.timeoutMs ?? 300_000,
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  if (r.error) {
+    if (opts.allowFail) return { status: null, stdout: '', stderr: String(r.error) };
+    throw new Error(`${argv.join(' ')}: ${r.error.message}`);
+  }
+  const res = { status: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
+  if (!opts.allowFail && r.status !== 0) {
+    throw new Error(`${argv.join(' ')} exited ${r.status ?? r.signal}: ${res.stderr.trim() || res.stdout.trim()}`);
+  }
+  return res;
+}
+
+/** True when a command of that name is on PATH. */
+export function haveCommand(name: string): boolean {
+  return run(['sh', '-c', 'command -v "$0"', name], { allowFail: true }).status === 0;
+}
+
+/** Milliseconds since an hrtime.bigint() reading. */
+export function msSince(t0: bigint): number {
+  return Number(process.hrtime.bigint() - t0) / 1e6;
+}
+
+/** Times an async or sync action in milliseconds. */
+export async function timed(fn: () => unknown): Promise<number> {
+  const t0 = process.hrtime.bigint();
+  await fn();
+  return msSince(t0);
+}
+
+/** Sleeps ms milliseconds. */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Retries an attempt (true = success) until it succeeds or the deadline passes. */
+export async function until(what: string, attempt: () => Promise<boolean> | boolean, timeoutMs = 30_000, pauseMs = 2): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  let tries = 0;
+  for (;;) {
+    tries++;
+    let err: unknown = null;
+    try {
+      if (await attempt()) return tries;
+    } catch (e) {
+      err = e;
+    }
+    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what} after ${tries} tries${err ? `: ${String(err)}` : ''}`);
+    await sleep(pauseMs);
+  }
+}
+
+/** Median of a sample (mean of the middle pair for even sizes). */
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  if (s.length === 0) return NaN;
+  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
+}
+
+/** Minimum of a sample. */
+export function min(xs: number[]): number {
+  return xs.length ? Math.min(...xs) : NaN;
+}
+
+/** One system under test, driven through the same lifecycle by the bench. */
+export interface Subject {
+  readonly id: string;
+  readonly label: string;
+  /** Prepares everything (daemon, image, bridge); throws with a reason to skip the subject. */
+  setup(): Promise<void>;
+  /** Instance name for round r. */
+  name(round: number): string;
+  /** Creates and starts from the cached image; returns when the first exec of `true` succeeded. */
+  launch(name: string, round: number): Promise<void>;
+  /** Runs `true` inside once. */
+  exec(name: string): Promise<void>;
+  /** Starts a stopped instance; returns when the first exec of `true` succeeded. */
+  start(name: string): Promise<void>;
+  /** Stops (force = kill, otherwise the init's halt signal). */
+  stop(name: string, force: boolean): Promise<void>;
+  /** Deletes a stopped instance. */
+  remove(name: string): Promise<void>;
+  /** Removes everything the subject created except caches; must be safe to call twice and after a failed setup. */
+  cleanup(): Promise<void>;
+}
+
+/** GET over a unix socket; resolves to status and body, rejects when nothing answers. */
+export function unixGet(socketPath: string, path: string, timeoutMs = 2000): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath, path, method: 'GET', timeout: timeoutMs }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`GET ${path}: timeout`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** Waits for a pid to exit (polling kill 0); true when it did. */
+export async function waitPidExit(pid: number, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (!pidAlive(pid)) return true;
+    await sleep(50);
+  }
+  return !pidAlive(pid);
+}
+
+/** True while a pid exists and is not a zombie. */
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    return !/\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}

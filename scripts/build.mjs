@@ -1,0 +1,45 @@
+// Bundles the CLI, the daemon and the benchmarks with esbuild into dist/ (the CLI bundle keeps start-up lean).
+import { build } from 'esbuild';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+
+const version = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version;
+
+const entries = [
+  ['src/cli/main.ts', 'dist/hangar.mjs'],
+  ['src/daemon/main.ts', 'dist/hangard.mjs'],
+  ['bench/containers.ts', 'dist/bench-containers.mjs'],
+].filter(([src]) => existsSync(src));
+
+// The CLI is split: dist/hangar.mjs stays tiny (fast `--version`), commands, commander, zod, yaml and ws live in
+// dist/cli-chunks/ and load on demand. Stale chunks of earlier builds are removed first.
+const cliSplit = (src) =>
+  src === 'src/cli/main.ts'
+    ? {
+        outdir: 'dist',
+        entryNames: 'hangar',
+        chunkNames: 'cli-chunks/[name]-[hash]',
+        outExtension: { '.js': '.mjs' },
+        splitting: true,
+        define: { __HANGAR_VERSION__: JSON.stringify(version) },
+      }
+    : undefined;
+if (entries.some(([src]) => cliSplit(src))) rmSync('dist/cli-chunks', { recursive: true, force: true });
+
+await Promise.all(
+  entries.map(([src, out]) =>
+    build({
+      entryPoints: [src],
+      ...(cliSplit(src) ?? { outfile: out }),
+      bundle: true,
+      platform: 'node',
+      target: 'node20',
+      format: 'esm',
+      sourcemap: 'linked',
+      // Native addons cannot be bundled.
+      external: ['better-sqlite3', 'node-pty'],
+      // Bundled CommonJS dependencies call require(); give ESM output one.
+      banner: { js: "import { createRequire as __hangarCreateRequire } from 'node:module'; const require = __hangarCreateRequire(import.meta.url);" },
+      logLevel: 'warning',
+    }),
+  ),
+);

@@ -1,0 +1,79 @@
+// Smoke test of the bundled CLI (built like scripts/build.mjs does, with code splitting) run as a real process.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { build } from 'esbuild';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startFakeDaemon, type FakeDaemon } from '../client/fake-daemon.js';
+
+let fake: FakeDaemon;
+let outdir: string;
+
+beforeAll(async () => {
+  fake = await startFakeDaemon();
+  outdir = mkdtempSync(join(tmpdir(), 'hangar-cli-bundle-'));
+  await build({
+    entryPoints: ['src/cli/main.ts'],
+    outdir,
+    entryNames: 'hangar',
+    chunkNames: 'cli-chunks/[name]-[hash]',
+    outExtension: { '.js': '.mjs' },
+    splitting: true,
+    define: { __HANGAR_VERSION__: '"9.8.7"' },
+    bundle: true,
+    platform: 'node',
+    target: 'node20',
+    format: 'esm',
+    banner: { js: "import { createRequire as __hangarCreateRequire } from 'node:module'; const require = __hangarCreateRequire(import.meta.url);" },
+    logLevel: 'warning',
+  });
+});
+afterAll(async () => {
+  await fake.close();
+  rmSync(outdir, { recursive: true, force: true });
+});
+
+/** Runs the bundled CLI in a child process. */
+function hangar(args: string[], input?: string): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [join(outdir, 'hangar.mjs'), ...args], {
+    input: input ?? '',
+    encoding: 'utf8',
+    env: { ...process.env, HANGAR_SOCKET: fake.socketPath },
+  });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe('bundled hangar', () => {
+  it('keeps the entry chunk tiny: commander, zod, yaml and ws load only on demand', () => {
+    const entry = readFileSync(join(outdir, 'hangar.mjs'), 'utf8');
+    expect(statSync(join(outdir, 'hangar.mjs')).size).toBeLessThan(4096);
+    expect(entry).not.toMatch(/commander|zod|WebSocket/);
+  });
+
+  it('prints the injected version', () => {
+    const r = hangar(['--version']);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toBe('9.8.7\n');
+  });
+
+  it('renders yaml through the lazily loaded yaml package', () => {
+    const r = hangar(['list', '--format', 'yaml']);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain('- name: web1');
+  });
+
+  it('passes the exec exit code through and streams stdin', () => {
+    const r = hangar(['exec', 'web1', '--', 'cat'], 'from stdin');
+    expect(r.status).toBe(3);
+    expect(r.stdout).toBe('from stdin');
+    expect(r.stderr).toBe('warn\n');
+  });
+
+  it('prints errors with causes and exits 1', () => {
+    const r = hangar(['info', 'missing']);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toBe('Error: Instance "missing" not found\n  caused by: no row in instances\n  caused by: lookup by name\n');
+  });
+});

@@ -1,0 +1,83 @@
+// Config and snapshot commands: config show/set/unset, snapshot create/list/restore/delete.
+import { AppError } from '../../shared/errors.js';
+import { parseConfigPairs, validateConfig } from '../../shared/config.js';
+import { assertName } from '../../shared/names.js';
+import type { ConfigChangeResult, Format, Snapshot } from '../../shared/schemas.js';
+import type { Ctx } from '../context.js';
+import { renderList, renderObject, renderTable } from '../format.js';
+
+/** `hangar config show NAME [--format]`: current values and values pending a restart. */
+export async function configShowCommand(ctx: Ctx, name: string, format: Format): Promise<void> {
+  assertName(name);
+  const inst = await ctx.client.getInstance(name);
+  const keys = [...new Set([...Object.keys(inst.config), ...Object.keys(inst.pendingConfig)])].sort();
+  const rows = keys.map((k) => [k, inst.config[k] ?? '', inst.pendingConfig[k] ?? '']);
+  const value = { config: inst.config, pendingConfig: inst.pendingConfig };
+  const text = await renderObject(value, format, () => (keys.length ? renderTable(['KEY', 'VALUE', 'PENDING'], rows) : '(no config)\n'), () =>
+    rows.map(([k, v, p]) => [k!, p ? `${v} (pending: ${p})` : v!] as [string, string]),
+  );
+  ctx.out(text);
+}
+
+/** Prints which keys applied live and which wait for a restart. */
+export function describeChange(name: string, res: ConfigChangeResult): string {
+  const lines: string[] = [];
+  if (res.live.length) lines.push(`Applied live: ${res.live.join(', ')}`);
+  if (res.pending.length) lines.push(`Pending until restart: ${res.pending.join(', ')} (run: hangar restart ${name})`);
+  if (!lines.length) lines.push('Nothing changed');
+  return lines.join('\n') + '\n';
+}
+
+/** `hangar config set NAME key=value ...`: validated locally first. */
+export async function configSetCommand(ctx: Ctx, name: string, pairs: string[]): Promise<void> {
+  assertName(name);
+  if (!pairs.length) throw new AppError('INVALID_ARGUMENT', 'config set needs at least one key=value');
+  const set = validateConfig(parseConfigPairs(pairs));
+  ctx.out(describeChange(name, await ctx.client.patchConfig(name, { set })));
+}
+
+/** `hangar config unset NAME key ...`. */
+export async function configUnsetCommand(ctx: Ctx, name: string, keys: string[]): Promise<void> {
+  assertName(name);
+  if (!keys.length) throw new AppError('INVALID_ARGUMENT', 'config unset needs at least one key');
+  const bad = keys.find((k) => k.includes('=') || k.trim() === '');
+  if (bad !== undefined) throw new AppError('INVALID_CONFIG', `Invalid config key ${JSON.stringify(bad)}: give keys only, without =value`);
+  ctx.out(describeChange(name, await ctx.client.patchConfig(name, { unset: keys })));
+}
+
+/** `hangar snapshot create NAME SNAP`. */
+export async function snapshotCreateCommand(ctx: Ctx, name: string, snap: string): Promise<void> {
+  assertName(name);
+  assertName(snap, 'snapshot');
+  await ctx.client.runOperation(() => ctx.client.createSnapshot(name, snap));
+  ctx.out(`Created snapshot ${snap} of ${name}`);
+}
+
+/** `hangar snapshot list NAME [--format]`. */
+export async function snapshotListCommand(ctx: Ctx, name: string, format: Format): Promise<void> {
+  assertName(name);
+  const list = await ctx.client.listSnapshots(name);
+  ctx.out(
+    await renderList<Snapshot>(list, format, [
+      { header: 'NAME', value: (s) => s.name },
+      { header: 'CREATED', value: (s) => s.createdAt },
+      { header: 'STATEFUL', value: (s) => (s.stateful ? 'yes' : 'no') },
+    ]),
+  );
+}
+
+/** `hangar snapshot restore NAME SNAP`. */
+export async function snapshotRestoreCommand(ctx: Ctx, name: string, snap: string): Promise<void> {
+  assertName(name);
+  assertName(snap, 'snapshot');
+  await ctx.client.runOperation(() => ctx.client.restoreSnapshot(name, snap));
+  ctx.out(`Restored ${name} to snapshot ${snap}`);
+}
+
+/** `hangar snapshot delete NAME SNAP`. */
+export async function snapshotDeleteCommand(ctx: Ctx, name: string, snap: string): Promise<void> {
+  assertName(name);
+  assertName(snap, 'snapshot');
+  await ctx.client.runOperation(() => ctx.client.deleteSnapshot(name, snap));
+  ctx.out(`Deleted snapshot ${snap} of ${name}`);
+}

@@ -1,0 +1,233 @@
+// The `hangar` command tree (commander); command bodies are imported only when their command runs.
+import type { Command as CommandType } from 'commander';
+import type { Format } from '../shared/schemas.js';
+import { Ctx, printError, type CliIo } from './context.js';
+import { FORMATS } from './format.js';
+import { VERSION } from './version.js';
+
+export type { CliIo } from './context.js';
+
+/** Collects a repeatable option into an array. */
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+/** Runs the CLI with argv (without node and script) against io; answers the exit code. */
+export async function run(argv: readonly string[], io: CliIo): Promise<number> {
+  const { Command, Option, CommanderError } = await import('commander');
+  const ctx = new Ctx(io);
+  let exitCode = 0;
+
+  const formatOption = (): InstanceType<typeof Option> => new Option('--format <format>', 'output format').choices(FORMATS as string[]).default('table');
+  /** Wraps an action: awaits it, keeping a returned number as the exit code. */
+  const act =
+    <A extends unknown[]>(fn: (...args: A) => Promise<number | void>) =>
+    async (...args: A): Promise<void> => {
+      const code = await fn(...args);
+      if (typeof code === 'number') exitCode = code;
+    };
+
+  const program: CommandType = new Command('hangar')
+    .description('Hangar: manage containers and virtual machines through hangard')
+    .version(VERSION, '-V, --version')
+    .exitOverride()
+    .showHelpAfterError('(run with --help for usage)')
+    .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
+  program.addHelpText('after', '\nThe daemon socket is $HANGAR_SOCKET (default /run/hangar/hangar.sock).\n');
+
+  const host = program.command('host').description('this host: facts and detected virtualization');
+  host
+    .command('info')
+    .description('show host facts, drivers, storage and network')
+    .addOption(formatOption())
+    .action(act(async (o: { format: Format }) => (await import('./commands/host.js')).hostInfoCommand(ctx, o.format)));
+  host
+    .command('detect')
+    .description('detect the virtualization layers this host runs in (like virt-what)')
+    .option('--root <dir>', 'inspect this root file system instead of /')
+    .option('--cpuid <signature>', 'use this hypervisor CPUID signature instead of probing')
+    .addOption(formatOption())
+    .action(
+      act(async (o: { root?: string; cpuid?: string; format: Format }) => {
+        const { resolve } = await import('node:path');
+        const q = { ...(o.root !== undefined ? { root: resolve(io.cwd, o.root) } : {}), ...(o.cpuid !== undefined ? { cpuid: o.cpuid } : {}) };
+        return (await import('./commands/host.js')).hostDetectCommand(ctx, q, o.format);
+      }),
+    );
+
+  const image = program.command('image').description('manage images');
+  image
+    .command('list')
+    .description('list images')
+    .addOption(formatOption())
+    .action(act(async (o: { format: Format }) => (await import('./commands/images.js')).imageListCommand(ctx, o.format)));
+  image
+    .command('build')
+    .description('build a built-in image')
+    .argument('<kind>', 'busybox or debian')
+    .option('--release <release>', 'Debian release (default bookworm)')
+    .option('--alias <name>', 'image name (default: the kind)')
+    .option('--vm', 'build a virtual-machine image')
+    .action(act(async (kind: string, o: { release?: string; alias?: string; vm?: boolean }) => (await import('./commands/images.js')).imageBuildCommand(ctx, kind, o)));
+  image
+    .command('import')
+    .description('import a root file system tarball')
+    .argument('<file>', 'tarball path (read by the daemon)')
+    .requiredOption('--alias <name>', 'image name')
+    .action(act(async (file: string, o: { alias: string }) => (await import('./commands/images.js')).imageImportCommand(ctx, file, o)));
+  image
+    .command('delete')
+    .description('delete an image')
+    .argument('<name>')
+    .action(act(async (name: string) => (await import('./commands/images.js')).imageDeleteCommand(ctx, name)));
+
+  const launchLike = (name: string, start: boolean): void => {
+    program
+      .command(name)
+      .description(start ? 'create and start an instance' : 'create an instance without starting it')
+      .argument('<image>', 'image alias or fingerprint')
+      .argument('<name>', 'instance name')
+      .option('-c, --config <key=value>', 'config key (repeatable)', collect, [])
+      .option('--memory <size>', 'memory limit (limits.memory), e.g. 512MiB')
+      .option('--cpus <n>', 'CPU count (limits.cpu)')
+      .option('--disk <size>', 'root disk size (limits.disk)')
+      .option('--ip <address>', 'static IPv4 address')
+      .option('--vm', 'create a virtual machine')
+      .action(
+        act(async (img: string, inst: string, o: { config: string[]; memory?: string; cpus?: string; disk?: string; ip?: string; vm?: boolean }) =>
+          (await import('./commands/instances.js')).launchCommand(ctx, img, inst, o, start),
+        ),
+      );
+  };
+  launchLike('launch', true);
+  launchLike('create', false);
+
+  for (const action of ['start', 'freeze', 'unfreeze'] as const) {
+    program
+      .command(action)
+      .description(`${action} an instance`)
+      .argument('<name>')
+      .action(act(async (name: string) => (await import('./commands/instances.js')).stateCommand(ctx, name, action)));
+  }
+  for (const action of ['stop', 'restart'] as const) {
+    program
+      .command(action)
+      .description(`${action} an instance`)
+      .argument('<name>')
+      .option('--timeout <seconds>', 'how long to wait for a clean shutdown')
+      .option('--force', 'kill instead of shutting down cleanly')
+      .action(act(async (name: string, o: { timeout?: string; force?: boolean }) => (await import('./commands/instances.js')).stateCommand(ctx, name, action, o)));
+  }
+  program
+    .command('delete')
+    .description('delete an instance')
+    .argument('<name>')
+    .option('--force', 'stop it first when running')
+    .action(act(async (name: string, o: { force?: boolean }) => (await import('./commands/instances.js')).deleteCommand(ctx, name, o)));
+  program
+    .command('list')
+    .description('list instances')
+    .addOption(formatOption())
+    .action(act(async (o: { format: Format }) => (await import('./commands/instances.js')).listCommand(ctx, o.format)));
+  program
+    .command('info')
+    .description('show an instance: state, technology, config and usage')
+    .argument('<name>')
+    .addOption(formatOption())
+    .action(act(async (name: string, o: { format: Format }) => (await import('./commands/instances.js')).infoCommand(ctx, name, o.format)));
+  program
+    .command('copy')
+    .description('copy an instance')
+    .argument('<source>')
+    .argument('<target>')
+    .option('--ip <address>', 'static IPv4 address of the copy')
+    .action(act(async (src: string, dst: string, o: { ip?: string }) => (await import('./commands/instances.js')).copyCommand(ctx, src, dst, o)));
+
+  program
+    .command('exec')
+    .description('run a command in an instance; its exit code becomes ours')
+    .usage('<name> [options] -- <command...>')
+    .argument('<name>')
+    .argument('<command...>')
+    .option('-t, --tty', 'allocate a terminal (raw mode, resizes forwarded)')
+    .option('--env <key=value>', 'environment variable (repeatable)', collect, [])
+    .option('--cwd <dir>', 'working directory inside the instance')
+    .action(act(async (name: string, command: string[], o: { tty?: boolean; env: string[]; cwd?: string }) => (await import('./commands/exec.js')).execCommand(ctx, name, command, o)));
+  program
+    .command('console')
+    .description('attach to an instance console (detach with Ctrl-a q)')
+    .argument('<name>')
+    .option('--show-log', 'print the persistent console log instead of attaching')
+    .action(act(async (name: string, o: { showLog?: boolean }) => (await import('./commands/exec.js')).consoleCommand(ctx, name, o)));
+
+  const config = program.command('config').description('instance configuration');
+  config
+    .command('show')
+    .description('show config and pending changes')
+    .argument('<name>')
+    .addOption(formatOption())
+    .action(act(async (name: string, o: { format: Format }) => (await import('./commands/config.js')).configShowCommand(ctx, name, o.format)));
+  config
+    .command('set')
+    .description('set config keys (live where possible, otherwise pending until restart)')
+    .argument('<name>')
+    .argument('<key=value...>')
+    .action(act(async (name: string, pairs: string[]) => (await import('./commands/config.js')).configSetCommand(ctx, name, pairs)));
+  config
+    .command('unset')
+    .description('remove config keys')
+    .argument('<name>')
+    .argument('<key...>')
+    .action(act(async (name: string, keys: string[]) => (await import('./commands/config.js')).configUnsetCommand(ctx, name, keys)));
+
+  const snapshot = program.command('snapshot').description('instance snapshots');
+  snapshot
+    .command('create')
+    .argument('<name>')
+    .argument('<snapshot>')
+    .action(act(async (name: string, snap: string) => (await import('./commands/config.js')).snapshotCreateCommand(ctx, name, snap)));
+  snapshot
+    .command('list')
+    .argument('<name>')
+    .addOption(formatOption())
+    .action(act(async (name: string, o: { format: Format }) => (await import('./commands/config.js')).snapshotListCommand(ctx, name, o.format)));
+  snapshot
+    .command('restore')
+    .argument('<name>')
+    .argument('<snapshot>')
+    .action(act(async (name: string, snap: string) => (await import('./commands/config.js')).snapshotRestoreCommand(ctx, name, snap)));
+  snapshot
+    .command('delete')
+    .argument('<name>')
+    .argument('<snapshot>')
+    .action(act(async (name: string, snap: string) => (await import('./commands/config.js')).snapshotDeleteCommand(ctx, name, snap)));
+
+  const operation = program.command('operation').description('long-running operations');
+  operation
+    .command('list')
+    .addOption(formatOption())
+    .action(act(async (o: { format: Format }) => (await import('./commands/host.js')).operationListCommand(ctx, o.format)));
+  operation
+    .command('show')
+    .argument('<id>')
+    .addOption(formatOption())
+    .action(act(async (id: string, o: { format: Format }) => (await import('./commands/host.js')).operationShowCommand(ctx, id, o.format)));
+
+  const daemon = program.command('daemon').description('the hangard service');
+  daemon
+    .command('install')
+    .description('write a systemd unit for hangard')
+    .option('--output <file>', 'write the unit here instead of /etc/systemd/system/hangard.service')
+    .action(act(async (o: { output?: string }) => (await import('./commands/daemon.js')).daemonInstallCommand(ctx, o)));
+
+  try {
+    await program.parseAsync([...argv], { from: 'user' });
+    return exitCode;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode;
+    printError(err, io.stderr);
+    return 1;
+  } finally {
+    ctx.close();
+  }
+}

@@ -1,0 +1,335 @@
+// Typed client of the Hangar REST API over the daemon's unix socket (see docs/api.md).
+import { Agent, request as httpRequest, type IncomingMessage } from 'node:http';
+import { AppError } from '../shared/errors.js';
+import type {
+  ConfigChangeResult,
+  ConfigPatchRequest,
+  CopyRequest,
+  CreateInstanceRequest,
+  ExecRequest,
+  HangarEvent,
+  HostInfo,
+  Image,
+  ImageBuildRequest,
+  ImageImportRequest,
+  Instance,
+  Operation,
+  Snapshot,
+  StateChangeRequest,
+  VirtFact,
+} from '../shared/schemas.js';
+import { noExitError, runStreamSession, subscribeEvents, type EventStream, type EventsOptions, type StreamIo } from './streams.js';
+import { appErrorFromBody, connectionError, DEFAULT_SOCKET, errorFromResponse } from './wire-errors.js';
+
+export { appErrorFromBody, DEFAULT_SOCKET } from './wire-errors.js';
+export type { EventStream, EventsOptions, StreamIo } from './streams.js';
+
+type Schemas = typeof import('../shared/schemas.js');
+
+/** Validates a value with a zod schema picked from the shared schemas. */
+type SchemaPick<T> = (s: Schemas) => { safeParse(v: unknown): { success: true; data: T } | { success: false; error: { issues: Array<{ path: PropertyKey[]; message: string }> } } };
+
+/** What GET /1.0 answers. */
+export interface ServerInfo {
+  apiVersion: string;
+  serverVersion: string;
+  pid: number;
+}
+
+/** Options of the client. */
+export interface ClientOptions {
+  /** Daemon socket; defaults to $HANGAR_SOCKET or /run/hangar/hangar.sock. */
+  socketPath?: string;
+  /** Validate answers with the zod schemas (loaded lazily on first use); default true. */
+  validate?: boolean;
+}
+
+/** Options of waitOperation. */
+export interface WaitOptions {
+  /** Give up (TIMEOUT) after this many seconds; waits forever when omitted. */
+  timeoutS?: number;
+  /** Receives operation-progress messages of this operation (from the events websocket). */
+  onProgress?: (message: string) => void;
+}
+
+/** Remote console size. */
+export interface ConsoleSize {
+  cols: number;
+  rows: number;
+}
+
+const WAIT_SLICE_S = 30;
+
+/** Client for hangard's API; one keep-alive agent per instance. */
+export class HangarClient {
+  /** The unix socket this client talks to. */
+  readonly socketPath: string;
+  private readonly agent: Agent;
+  private readonly validate: boolean;
+  private schemas?: Promise<Schemas>;
+
+  constructor(opts: ClientOptions = {}) {
+    this.socketPath = opts.socketPath ?? process.env.HANGAR_SOCKET ?? DEFAULT_SOCKET;
+    this.validate = opts.validate ?? true;
+    this.agent = new Agent({ keepAlive: true, maxSockets: 8 });
+  }
+
+  /** Closes idle keep-alive connections. */
+  close(): void {
+    this.agent.destroy();
+  }
+
+  /** Sends one request; answers the parsed JSON (or text for non-JSON answers); throws AppError for non-2xx. */
+  async request(method: string, path: string, body?: unknown): Promise<{ status: number; body: unknown; headers: IncomingMessage['headers'] }> {
+    try {
+      return await this.requestOnce(method, path, body);
+    } catch (err) {
+      // A kept-alive connection the daemon closed meanwhile: retry once on a fresh one.
+      if ((err as { reusedSocket?: boolean }).reusedSocket && (err as { code?: string }).code === 'ECONNRESET') {
+        return this.requestOnce(method, path, body);
+      }
+      throw err;
+    }
+  }
+
+  private requestOnce(method: string, path: string, body?: unknown): Promise<{ status: number; body: unknown; headers: IncomingMessage['headers'] }> {
+    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    const headers: Record<string, string | number> = { accept: 'application/json' };
+    if (payload) {
+      headers['content-type'] = 'application/json';
+      headers['content-length'] = payload.length;
+    }
+    const what = `${method} ${path}`;
+    return new Promise((resolve, reject) => {
+      const req = httpRequest({ socketPath: this.socketPath, path, method, headers, agent: this.agent }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('error', (err) => reject(connectionError(err, this.socketPath)));
+        res.on('end', () => {
+          const status = res.statusCode ?? 0;
+          const text = Buffer.concat(chunks).toString('utf8');
+          if (status < 200 || status >= 300) return reject(errorFromResponse(status, text, what));
+          const type = String(res.headers['content-type'] ?? '');
+          if (type.includes('json')) {
+            try {
+              resolve({ status, body: text.length ? JSON.parse(text) : undefined, headers: res.headers });
+            } catch (err) {
+              reject(new AppError('INTERNAL', `hangard answered invalid JSON to ${what}`, { cause: err }));
+            }
+          } else {
+            resolve({ status, body: text, headers: res.headers });
+          }
+        });
+      });
+      req.on('error', (err) => {
+        const mapped = connectionError(err, this.socketPath);
+        if (mapped === err) (err as { reusedSocket?: boolean }).reusedSocket = req.reusedSocket;
+        reject(mapped);
+      });
+      req.end(payload);
+    });
+  }
+
+  private async json<T>(method: string, path: string, body: unknown, pick: SchemaPick<T> | undefined): Promise<T> {
+    const res = await this.request(method, path, body);
+    return this.check(res.body, pick, `${method} ${path}`);
+  }
+
+  private async check<T>(value: unknown, pick: SchemaPick<T> | undefined, what: string): Promise<T> {
+    if (!this.validate || !pick) return value as T;
+    this.schemas ??= import('../shared/schemas.js');
+    const parsed = pick(await this.schemas).safeParse(value);
+    if (parsed.success) return parsed.data;
+    const issues = parsed.error.issues.slice(0, 5).map((i) => `${i.path.map(String).join('.') || '(root)'}: ${i.message}`);
+    throw new AppError('INTERNAL', `Unexpected answer from hangard to ${what}`, { cause: new Error(issues.join('; ')) });
+  }
+
+  /** GET /1.0: API and server version. */
+  serverInfo(): Promise<ServerInfo> {
+    return this.json<ServerInfo>('GET', '/1.0', undefined, undefined);
+  }
+
+  /** GET /1.0/host: host facts, drivers, storage and network. */
+  hostInfo(): Promise<HostInfo> {
+    return this.json('GET', '/1.0/host', undefined, (s) => s.HostInfoSchema);
+  }
+
+  /** GET /1.0/host/detect: virtualization layers the host runs in (root and cpuid override the probes). */
+  hostDetect(opts: { root?: string; cpuid?: string } = {}): Promise<VirtFact[]> {
+    const q = new URLSearchParams();
+    if (opts.root !== undefined) q.set('root', opts.root);
+    if (opts.cpuid !== undefined) q.set('cpuid', opts.cpuid);
+    const qs = q.toString();
+    return this.json('GET', `/1.0/host/detect${qs ? `?${qs}` : ''}`, undefined, (s) => s.VirtFactSchema.array());
+  }
+
+  /** GET /1.0/instances. */
+  listInstances(): Promise<Instance[]> {
+    return this.json('GET', '/1.0/instances', undefined, (s) => s.InstanceSchema.array());
+  }
+
+  /** GET /1.0/instances/{name}: the instance with usage counters. */
+  getInstance(name: string): Promise<Instance> {
+    return this.json('GET', `/1.0/instances/${enc(name)}`, undefined, (s) => s.InstanceSchema);
+  }
+
+  /** POST /1.0/instances: starts creating (and with start: true, launching) an instance. */
+  createInstance(req: CreateInstanceRequest): Promise<Operation> {
+    return this.operation('POST', '/1.0/instances', req);
+  }
+
+  /** Creates and starts an instance, waits, and answers the instance. */
+  async launch(req: Omit<CreateInstanceRequest, 'start'>, opts: WaitOptions = {}): Promise<Instance> {
+    const result = await this.runOperation(() => this.createInstance({ ...req, start: true }), opts);
+    return this.check(result, (s) => s.InstanceSchema, 'launch');
+  }
+
+  /** PUT /1.0/instances/{name}/state: start, stop, restart, freeze or unfreeze. */
+  changeState(name: string, req: StateChangeRequest): Promise<Operation> {
+    return this.operation('PUT', `/1.0/instances/${enc(name)}/state`, req);
+  }
+
+  /** DELETE /1.0/instances/{name}; force stops a running instance first. */
+  deleteInstance(name: string, opts: { force?: boolean } = {}): Promise<Operation> {
+    return this.operation('DELETE', `/1.0/instances/${enc(name)}${opts.force ? '?force=true' : ''}`);
+  }
+
+  /** PATCH /1.0/instances/{name}/config: which keys applied live and which wait for a restart. */
+  patchConfig(name: string, patch: ConfigPatchRequest): Promise<ConfigChangeResult> {
+    return this.json('PATCH', `/1.0/instances/${enc(name)}/config`, patch, (s) => s.ConfigChangeResultSchema);
+  }
+
+  /** POST /1.0/instances/{name}/copy. */
+  copyInstance(name: string, req: CopyRequest): Promise<Operation> {
+    return this.operation('POST', `/1.0/instances/${enc(name)}/copy`, req);
+  }
+
+  /** GET /1.0/instances/{name}/snapshots. */
+  listSnapshots(name: string): Promise<Snapshot[]> {
+    return this.json('GET', `/1.0/instances/${enc(name)}/snapshots`, undefined, (s) => s.SnapshotSchema.array());
+  }
+
+  /** POST /1.0/instances/{name}/snapshots. */
+  createSnapshot(name: string, snapshot: string): Promise<Operation> {
+    return this.operation('POST', `/1.0/instances/${enc(name)}/snapshots`, { name: snapshot });
+  }
+
+  /** POST /1.0/instances/{name}/snapshots/{snap}/restore. */
+  restoreSnapshot(name: string, snapshot: string): Promise<Operation> {
+    return this.operation('POST', `/1.0/instances/${enc(name)}/snapshots/${enc(snapshot)}/restore`);
+  }
+
+  /** DELETE /1.0/instances/{name}/snapshots/{snap}. */
+  deleteSnapshot(name: string, snapshot: string): Promise<Operation> {
+    return this.operation('DELETE', `/1.0/instances/${enc(name)}/snapshots/${enc(snapshot)}`);
+  }
+
+  /** GET /1.0/instances/{name}/console/log: the persistent console log as text. */
+  async consoleLog(name: string): Promise<string> {
+    const res = await this.request('GET', `/1.0/instances/${enc(name)}/console/log`);
+    return typeof res.body === 'string' ? res.body : JSON.stringify(res.body);
+  }
+
+  /** GET /1.0/images. */
+  listImages(): Promise<Image[]> {
+    return this.json('GET', '/1.0/images', undefined, (s) => s.ImageSchema.array());
+  }
+
+  /** POST /1.0/images: builds a built-in image (busybox, debian). */
+  buildImage(req: ImageBuildRequest): Promise<Operation> {
+    return this.operation('POST', '/1.0/images', req);
+  }
+
+  /** POST /1.0/images/import: imports a tarball that is on the daemon's host. */
+  importImage(req: ImageImportRequest): Promise<Operation> {
+    return this.operation('POST', '/1.0/images/import', req);
+  }
+
+  /** DELETE /1.0/images/{alias}. */
+  deleteImage(alias: string): Promise<Operation> {
+    return this.operation('DELETE', `/1.0/images/${enc(alias)}`);
+  }
+
+  /** GET /1.0/operations. */
+  listOperations(): Promise<Operation[]> {
+    return this.json('GET', '/1.0/operations', undefined, (s) => s.OperationSchema.array());
+  }
+
+  /** GET /1.0/operations/{id}. */
+  getOperation(id: string): Promise<Operation> {
+    return this.json('GET', `/1.0/operations/${enc(id)}`, undefined, (s) => s.OperationSchema);
+  }
+
+  /** GET /1.0/operations/{id}/wait: the operation once done, or still running when timeoutS passes. */
+  waitForOperation(id: string, timeoutS: number): Promise<Operation> {
+    return this.json('GET', `/1.0/operations/${enc(id)}/wait?timeout=${Math.max(0, Math.ceil(timeoutS))}`, undefined, (s) => s.OperationSchema);
+  }
+
+  /** Waits until op is done; answers its result, or throws its error as an AppError with the cause chain. */
+  async waitOperation(op: Operation | string, opts: WaitOptions = {}): Promise<unknown> {
+    if (opts.onProgress) return this.runOperation(async () => (typeof op === 'string' ? this.getOperation(op) : op), opts);
+    return this.waitLoop(typeof op === 'string' ? await this.getOperation(op) : op, opts.timeoutS);
+  }
+
+  /** Subscribes to progress first (when asked), then starts the operation and waits for it: no early progress is lost. */
+  async runOperation(start: () => Promise<Operation>, opts: WaitOptions = {}): Promise<unknown> {
+    const onProgress = opts.onProgress;
+    if (!onProgress) return this.waitLoop(await start(), opts.timeoutS);
+    let opId: string | undefined;
+    const early: HangarEvent[] = [];
+    const deliver = (ev: HangarEvent): void => {
+      if (ev.operation === opId && ev.message) onProgress(ev.message);
+    };
+    const stream = this.events({ types: ['operation-progress'], onEvent: (ev) => (opId === undefined ? early.push(ev) : deliver(ev)) });
+    try {
+      // Progress is cosmetic: an events stream that cannot open must not fail the action.
+      await stream.ready.catch(() => undefined);
+      const op = await start();
+      opId = op.id;
+      for (const ev of early.splice(0)) deliver(ev);
+      return await this.waitLoop(op, opts.timeoutS);
+    } finally {
+      stream.close();
+    }
+  }
+
+  private async waitLoop(first: Operation, timeoutS?: number): Promise<unknown> {
+    const deadline = timeoutS === undefined ? Infinity : Date.now() + timeoutS * 1000;
+    let op = first;
+    while (op.status === 'pending' || op.status === 'running') {
+      const left = (deadline - Date.now()) / 1000;
+      if (left <= 0) throw new AppError('TIMEOUT', `Timed out after ${timeoutS}s waiting for operation ${op.id} (${op.description})`);
+      op = await this.waitForOperation(op.id, Math.min(WAIT_SLICE_S, Math.max(1, left)));
+    }
+    if (op.status === 'failure') {
+      throw op.error ? appErrorFromBody(op.error) : new AppError('INTERNAL', `Operation ${op.id} (${op.description}) failed`);
+    }
+    return op.result;
+  }
+
+  /** Opens the events websocket; `ready` resolves once subscribed. */
+  events(opts: EventsOptions): EventStream {
+    return subscribeEvents(this.socketPath, opts);
+  }
+
+  /** Runs a command in an instance, streaming stdin/stdout/stderr; answers the remote exit code. */
+  async exec(name: string, req: ExecRequest, io: StreamIo): Promise<number> {
+    const code = await runStreamSession(this.socketPath, `/1.0/instances/${enc(name)}/exec`, req, io);
+    if (code === null) throw noExitError(`exec in "${name}"`);
+    return code;
+  }
+
+  /** Attaches to an instance's console until the daemon closes it or io.signal aborts (detach). */
+  async console(name: string, size: ConsoleSize, io: StreamIo): Promise<void> {
+    await runStreamSession(this.socketPath, `/1.0/instances/${enc(name)}/console`, { cols: size.cols, rows: size.rows }, io);
+  }
+
+  private async operation(method: string, path: string, body?: unknown): Promise<Operation> {
+    return this.json(method, path, body, (s) => s.OperationSchema);
+  }
+}
+
+/** Encodes one path segment. */
+function enc(segment: string): string {
+  return encodeURIComponent(segment);
+}

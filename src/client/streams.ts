@@ -1,0 +1,241 @@
+// Websocket side of the client: the events stream and the exec/console channel framing (ws is loaded lazily).
+import type { IncomingMessage } from 'node:http';
+import type { Readable, Writable } from 'node:stream';
+import type { WebSocket as WsSocket, RawData } from 'ws';
+import { AppError } from '../shared/errors.js';
+import type { HangarEvent } from '../shared/schemas.js';
+import { appErrorFromBody, connectionError, errorBodyOf, errorFromResponse } from './wire-errors.js';
+
+/** Channel numbers of binary frames on the exec and console websockets. */
+export const Channel = { stdin: 0, stdout: 1, stderr: 2 } as const;
+
+/** Encodes one binary frame: channel byte then payload. */
+export function encodeFrame(channel: number, payload: Buffer | string): Buffer {
+  const data = typeof payload === 'string' ? Buffer.from(payload) : payload;
+  const out = Buffer.allocUnsafe(data.length + 1);
+  out[0] = channel;
+  data.copy(out, 1);
+  return out;
+}
+
+/** Opens a websocket to `path` on the daemon's unix socket; resolves once open, rejects with a mapped AppError otherwise. */
+export async function openSocket(socketPath: string, path: string): Promise<WsSocket> {
+  const { WebSocket } = await import('ws');
+  const ws = new WebSocket(`ws+unix://${socketPath}:${path}`, { perMessageDeflate: false });
+  return new Promise<WsSocket>((resolve, reject) => {
+    let settled = false;
+    const fail = (err: unknown): void => {
+      if (settled) return;
+      settled = true;
+      reject(err);
+    };
+    ws.once('open', () => {
+      if (settled) return;
+      settled = true;
+      ws.off('error', onError);
+      resolve(ws);
+    });
+    const onError = (err: Error): void => fail(connectionError(err, socketPath));
+    ws.on('error', onError);
+    ws.once('unexpected-response', (_req: unknown, res: IncomingMessage) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        fail(errorFromResponse(res.statusCode ?? 0, Buffer.concat(chunks).toString('utf8'), `GET ${path}`));
+        ws.terminate();
+      });
+      res.on('error', (err) => fail(connectionError(err, socketPath)));
+    });
+  });
+}
+
+/** Options of an events subscription. */
+export interface EventsOptions {
+  /** Only these event types (all when omitted). */
+  types?: string[];
+  /** Called for every event. */
+  onEvent: (event: HangarEvent) => void;
+  /** Called when the stream fails after it was open. */
+  onError?: (err: unknown) => void;
+}
+
+/** A live events subscription. */
+export interface EventStream {
+  /** Resolves once the subscription is open (events from then on are delivered); rejects when it cannot open. */
+  ready: Promise<void>;
+  /** Resolves when the stream has closed, for whatever reason. */
+  closed: Promise<void>;
+  /** Closes the stream. */
+  close(): void;
+}
+
+/** Subscribes to the daemon's events websocket. */
+export function subscribeEvents(socketPath: string, opts: EventsOptions): EventStream {
+  const query = opts.types && opts.types.length > 0 ? `?type=${opts.types.map(encodeURIComponent).join(',')}` : '';
+  let ws: WsSocket | undefined;
+  let closing = false;
+  let markClosed!: () => void;
+  const closed = new Promise<void>((resolve) => (markClosed = resolve));
+  const ready = openSocket(socketPath, `/1.0/events${query}`).then(
+    (sock) => {
+      ws = sock;
+      sock.on('message', (data: RawData, isBinary: boolean) => {
+        if (isBinary) return;
+        let ev: unknown;
+        try {
+          ev = JSON.parse(rawToBuffer(data).toString('utf8'));
+        } catch {
+          return;
+        }
+        if (typeof ev === 'object' && ev !== null && typeof (ev as HangarEvent).type === 'string') opts.onEvent(ev as HangarEvent);
+      });
+      sock.on('error', (err) => opts.onError?.(connectionError(err, socketPath)));
+      sock.on('close', () => markClosed());
+      if (closing) sock.close();
+    },
+    (err: unknown) => {
+      markClosed();
+      throw err;
+    },
+  );
+  // A caller that never awaits `ready` must not crash the process with an unhandled rejection.
+  ready.catch(() => undefined);
+  return {
+    ready,
+    closed,
+    close() {
+      closing = true;
+      if (ws) ws.close();
+    },
+  };
+}
+
+/** Local streams wired to a remote exec or console session. */
+export interface StreamIo {
+  /** Sent as channel-0 frames; a Buffer/string is sent whole; eof follows its end (or comes at once when absent). */
+  stdin?: Readable | Buffer | string;
+  /** Receives channel 1. */
+  stdout: Writable;
+  /** Receives channel 2 (unused with a tty). */
+  stderr?: Writable;
+  /** Subscribes to terminal size changes; returns an unsubscribe function. */
+  onResize?: (send: (cols: number, rows: number) => void) => () => void;
+  /** Subscribes to local signals to forward (e.g. SIGINT); returns an unsubscribe function. */
+  onSignal?: (send: (signal: string) => void) => () => void;
+  /** Closes the session from this side (console detach); the call then resolves without an exit code. */
+  signal?: AbortSignal;
+}
+
+/** Runs one stream session: sends `first` as a text frame, pumps stdin, routes output; resolves with the exit code (null when closed without one). */
+export async function runStreamSession(socketPath: string, path: string, first: unknown, io: StreamIo): Promise<number | null> {
+  const ws = await openSocket(socketPath, path);
+  return new Promise<number | null>((resolve, reject) => {
+    const cleanups: Array<() => void> = [];
+    let exitCode: number | null = null;
+    let failure: unknown;
+    let done = false;
+
+    const finish = (): void => {
+      if (done) return;
+      done = true;
+      for (const c of cleanups.splice(0)) c();
+      if (failure !== undefined) reject(failure);
+      else resolve(exitCode);
+    };
+    const sendJson = (msg: unknown): void => {
+      if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(msg));
+    };
+
+    ws.on('message', (data: RawData, isBinary: boolean) => {
+      const buf = rawToBuffer(data);
+      if (isBinary) {
+        if (buf.length === 0) return;
+        const target = buf[0] === Channel.stderr ? (io.stderr ?? io.stdout) : buf[0] === Channel.stdout ? io.stdout : undefined;
+        if (!target) return;
+        // Backpressure: stop reading the socket while the local writer is full.
+        if (!target.write(buf.subarray(1))) {
+          ws.pause();
+          target.once('drain', () => ws.resume());
+        }
+        return;
+      }
+      let msg: unknown;
+      try {
+        msg = JSON.parse(buf.toString('utf8'));
+      } catch {
+        return;
+      }
+      if (typeof msg !== 'object' || msg === null) return;
+      const m = msg as { type?: unknown; code?: unknown; error?: unknown };
+      if (m.type === 'exit' && typeof m.code === 'number') exitCode = m.code;
+      else if (m.type === 'error') failure = appErrorFromBody(errorBodyOf(m.error) ?? { code: 'INTERNAL', message: 'Remote session failed', causes: [] });
+    });
+    ws.on('error', (err) => {
+      if (failure === undefined && exitCode === null) failure = connectionError(err, socketPath);
+    });
+    ws.on('close', finish);
+
+    if (io.signal) {
+      const onAbort = (): void => ws.close();
+      if (io.signal.aborted) onAbort();
+      io.signal.addEventListener('abort', onAbort, { once: true });
+      cleanups.push(() => io.signal?.removeEventListener('abort', onAbort));
+    }
+    if (io.onResize) {
+      cleanups.push(io.onResize((cols, rows) => sendJson({ type: 'resize', cols, rows })));
+    }
+    if (io.onSignal) {
+      cleanups.push(io.onSignal((signal) => sendJson({ type: 'signal', signal })));
+    }
+
+    ws.send(JSON.stringify(first));
+    pumpStdin(ws, io.stdin, cleanups);
+  }).finally(() => {
+    if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.terminate();
+  });
+}
+
+/** Sends stdin as channel-0 frames, one in flight at a time, then `{type:"eof"}`. */
+function pumpStdin(ws: WsSocket, stdin: StreamIo['stdin'], cleanups: Array<() => void>): void {
+  const eof = (): void => {
+    if (ws.readyState === ws.OPEN) ws.send(JSON.stringify({ type: 'eof' }));
+  };
+  if (stdin === undefined) return eof();
+  if (typeof stdin === 'string' || Buffer.isBuffer(stdin)) {
+    const data = typeof stdin === 'string' ? Buffer.from(stdin) : stdin;
+    if (data.length > 0) ws.send(encodeFrame(Channel.stdin, data));
+    return eof();
+  }
+  const onData = (chunk: Buffer | string): void => {
+    if (ws.readyState !== ws.OPEN) return;
+    stdin.pause();
+    ws.send(encodeFrame(Channel.stdin, typeof chunk === 'string' ? Buffer.from(chunk) : chunk), () => {
+      if (ws.readyState === ws.OPEN) stdin.resume();
+    });
+  };
+  const onEnd = (): void => eof();
+  const onError = (): void => eof();
+  stdin.on('data', onData);
+  stdin.once('end', onEnd);
+  stdin.once('error', onError);
+  stdin.resume();
+  cleanups.push(() => {
+    stdin.off('data', onData);
+    stdin.off('end', onEnd);
+    stdin.off('error', onError);
+    // Leave a shared stdin (the terminal) paused so the process can exit.
+    stdin.pause();
+  });
+}
+
+/** Normalises ws message data to one Buffer. */
+function rawToBuffer(data: RawData): Buffer {
+  if (Buffer.isBuffer(data)) return data;
+  if (Array.isArray(data)) return Buffer.concat(data);
+  return Buffer.from(data);
+}
+
+/** Error for a session that closed without telling how the command ended. */
+export function noExitError(what: string): AppError {
+  return new AppError('BACKEND_FAILED', `${what} ended without an exit status`);
+}

@@ -1,0 +1,209 @@
+// The SQLite state database: schema migrations and typed row access for instances, snapshots and images.
+import Database from 'better-sqlite3';
+import type { InstanceConfig } from '../../shared/config.js';
+import type { InstanceType } from '../../shared/schemas.js';
+
+/** Desired state recorded for an instance (what it should be doing). */
+export type ExpectedState = 'stopped' | 'running' | 'frozen';
+
+/** An instance row. */
+export interface InstanceRow {
+  name: string;
+  type: InstanceType;
+  driver: string;
+  image: string;
+  imageFingerprint: string;
+  config: InstanceConfig;
+  pendingConfig: InstanceConfig;
+  ipv4: string;
+  mac: string;
+  expectedState: ExpectedState;
+  initPid: number | null;
+  initStartTime: number | null;
+  /** CPUs the instance is pinned to while running ("0,1"), chosen at start to balance load. */
+  cpuset: string | null;
+  createdAt: string;
+}
+
+/** An image row. */
+export interface ImageRow {
+  alias: string;
+  type: InstanceType;
+  fingerprint: string;
+  description: string;
+  sizeBytes: number;
+  createdAt: string;
+  source: string;
+  props: Record<string, string>;
+}
+
+/** A snapshot row. */
+export interface SnapshotRow {
+  instance: string;
+  name: string;
+  createdAt: string;
+  stateful: boolean;
+}
+
+const MIGRATIONS: string[] = [
+  `CREATE TABLE instances (
+     name TEXT PRIMARY KEY,
+     type TEXT NOT NULL,
+     driver TEXT NOT NULL,
+     image TEXT NOT NULL,
+     image_fingerprint TEXT NOT NULL,
+     config TEXT NOT NULL,
+     pending_config TEXT NOT NULL DEFAULT '{}',
+     ipv4 TEXT NOT NULL UNIQUE,
+     mac TEXT NOT NULL UNIQUE,
+     expected_state TEXT NOT NULL,
+     init_pid INTEGER,
+     init_start_time INTEGER,
+     cpuset TEXT,
+     created_at TEXT NOT NULL
+   );
+   CREATE TABLE images (
+     alias TEXT PRIMARY KEY,
+     type TEXT NOT NULL,
+     fingerprint TEXT NOT NULL UNIQUE,
+     description TEXT NOT NULL,
+     size_bytes INTEGER NOT NULL,
+     created_at TEXT NOT NULL,
+     source TEXT NOT NULL,
+     props TEXT NOT NULL
+   );
+   CREATE TABLE snapshots (
+     instance TEXT NOT NULL REFERENCES instances(name) ON DELETE CASCADE,
+     name TEXT NOT NULL,
+     created_at TEXT NOT NULL,
+     stateful INTEGER NOT NULL,
+     PRIMARY KEY (instance, name)
+   );`,
+];
+
+interface RawInstance {
+  name: string; type: string; driver: string; image: string; image_fingerprint: string; config: string; pending_config: string;
+  ipv4: string; mac: string; expected_state: string; init_pid: number | null; init_start_time: number | null; cpuset: string | null; created_at: string;
+}
+interface RawImage { alias: string; type: string; fingerprint: string; description: string; size_bytes: number; created_at: string; source: string; props: string }
+
+function toInstance(r: RawInstance): InstanceRow {
+  return {
+    name: r.name, type: r.type as InstanceType, driver: r.driver, image: r.image, imageFingerprint: r.image_fingerprint,
+    config: JSON.parse(r.config) as InstanceConfig, pendingConfig: JSON.parse(r.pending_config) as InstanceConfig,
+    ipv4: r.ipv4, mac: r.mac, expectedState: r.expected_state as ExpectedState, initPid: r.init_pid, initStartTime: r.init_start_time, cpuset: r.cpuset, createdAt: r.created_at,
+  };
+}
+function toImage(r: RawImage): ImageRow {
+  return { alias: r.alias, type: r.type as InstanceType, fingerprint: r.fingerprint, description: r.description, sizeBytes: r.size_bytes, createdAt: r.created_at, source: r.source, props: JSON.parse(r.props) as Record<string, string> };
+}
+
+/** The state database. */
+export class StateDb {
+  private readonly db: Database.Database;
+
+  constructor(file: string) {
+    this.db = new Database(file);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('foreign_keys = ON');
+    this.db.pragma('synchronous = NORMAL');
+    this.migrate();
+  }
+
+  private migrate(): void {
+    const version = this.db.pragma('user_version', { simple: true }) as number;
+    for (let v = version; v < MIGRATIONS.length; v++) {
+      this.db.transaction(() => {
+        this.db.exec(MIGRATIONS[v]!);
+        this.db.pragma(`user_version = ${v + 1}`);
+      })();
+    }
+  }
+
+  /** Closes the database. */
+  close(): void { this.db.close(); }
+
+  /** All instances, by name. */
+  listInstances(): InstanceRow[] {
+    return (this.db.prepare('SELECT * FROM instances ORDER BY name').all() as RawInstance[]).map(toInstance);
+  }
+
+  /** One instance or undefined. */
+  getInstance(name: string): InstanceRow | undefined {
+    const r = this.db.prepare('SELECT * FROM instances WHERE name = ?').get(name) as RawInstance | undefined;
+    return r ? toInstance(r) : undefined;
+  }
+
+  /** Inserts a new instance row. */
+  insertInstance(row: InstanceRow): void {
+    this.db.prepare(`INSERT INTO instances (name, type, driver, image, image_fingerprint, config, pending_config, ipv4, mac, expected_state, init_pid, init_start_time, cpuset, created_at)
+      VALUES (@name, @type, @driver, @image, @imageFingerprint, @config, @pendingConfig, @ipv4, @mac, @expectedState, @initPid, @initStartTime, @cpuset, @createdAt)`)
+      .run({ ...row, config: JSON.stringify(row.config), pendingConfig: JSON.stringify(row.pendingConfig) });
+  }
+
+  /** Updates the given fields of an instance. */
+  updateInstance(name: string, patch: Partial<Omit<InstanceRow, 'name'>>): void {
+    const cols: Record<string, string> = {
+      type: 'type', driver: 'driver', image: 'image', imageFingerprint: 'image_fingerprint', config: 'config', pendingConfig: 'pending_config',
+      ipv4: 'ipv4', mac: 'mac', expectedState: 'expected_state', initPid: 'init_pid', initStartTime: 'init_start_time', cpuset: 'cpuset', createdAt: 'created_at',
+    };
+    const sets: string[] = [];
+    const params: Record<string, unknown> = { name };
+    for (const [k, v] of Object.entries(patch)) {
+      const col = cols[k];
+      if (!col) continue;
+      sets.push(`${col} = @${k}`);
+      params[k] = k === 'config' || k === 'pendingConfig' ? JSON.stringify(v) : v;
+    }
+    if (sets.length === 0) return;
+    this.db.prepare(`UPDATE instances SET ${sets.join(', ')} WHERE name = @name`).run(params);
+  }
+
+  /** Deletes an instance row (and its snapshot rows). */
+  deleteInstance(name: string): void {
+    this.db.prepare('DELETE FROM instances WHERE name = ?').run(name);
+  }
+
+  /** Snapshots of an instance, oldest first. */
+  listSnapshots(instance: string): SnapshotRow[] {
+    return (this.db.prepare('SELECT * FROM snapshots WHERE instance = ? ORDER BY created_at, name').all(instance) as { instance: string; name: string; created_at: string; stateful: number }[])
+      .map((r) => ({ instance: r.instance, name: r.name, createdAt: r.created_at, stateful: r.stateful === 1 }));
+  }
+
+  /** Records a snapshot. */
+  insertSnapshot(row: SnapshotRow): void {
+    this.db.prepare('INSERT INTO snapshots (instance, name, created_at, stateful) VALUES (?, ?, ?, ?)').run(row.instance, row.name, row.createdAt, row.stateful ? 1 : 0);
+  }
+
+  /** Forgets a snapshot. */
+  deleteSnapshot(instance: string, name: string): void {
+    this.db.prepare('DELETE FROM snapshots WHERE instance = ? AND name = ?').run(instance, name);
+  }
+
+  /** All images. */
+  listImages(): ImageRow[] {
+    return (this.db.prepare('SELECT * FROM images ORDER BY alias').all() as RawImage[]).map(toImage);
+  }
+
+  /** One image by alias. */
+  getImage(alias: string): ImageRow | undefined {
+    const r = this.db.prepare('SELECT * FROM images WHERE alias = ?').get(alias) as RawImage | undefined;
+    return r ? toImage(r) : undefined;
+  }
+
+  /** Records an image. */
+  insertImage(row: ImageRow): void {
+    this.db.prepare('INSERT INTO images (alias, type, fingerprint, description, size_bytes, created_at, source, props) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+      .run(row.alias, row.type, row.fingerprint, row.description, row.sizeBytes, row.createdAt, row.source, JSON.stringify(row.props));
+  }
+
+  /** Forgets an image. */
+  deleteImage(alias: string): void {
+    this.db.prepare('DELETE FROM images WHERE alias = ?').run(alias);
+  }
+
+  /** Runs fn in a transaction. */
+  transaction<T>(fn: () => T): T {
+    return this.db.transaction(fn)();
+  }
+}

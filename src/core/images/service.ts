@@ -1,0 +1,140 @@
+// The image service: builds, imports, lists and deletes images held as sealed volumes in the storage pool.
+import { createHash, randomBytes } from 'node:crypto';
+import { AppError } from '../../shared/errors.js';
+import { assertName } from '../../shared/names.js';
+import type { Image, InstanceType } from '../../shared/schemas.js';
+import type { StateDb, ImageRow } from '../db/database.js';
+import type { EventBus } from '../events.js';
+import type { Host } from '../host/host.js';
+import type { HostFacts } from '../../drivers/driver.js';
+import { Reverter } from '../reverter.js';
+import type { BtrfsPool } from '../storage/btrfs-pool.js';
+import { buildBusyboxRootfs } from './busybox.js';
+import { buildDebianRootfs } from './debian.js';
+import { importRootfsTarball } from './tar-import.js';
+import { shiftIds } from './shift.js';
+
+/** Dependencies of the image service. */
+export interface ImageServiceDeps {
+  host: Host;
+  db: StateDb;
+  events: EventBus;
+  pool: BtrfsPool;
+  idmap: HostFacts['idmap'];
+  mirror: string;
+  cacheDir: string;
+}
+
+/** What a builder produced. */
+interface Built { props: Record<string, string>; description: string }
+
+const KNOWN_RELEASES = ['bookworm', 'bullseye', 'trixie', 'buster'];
+
+/** Manages the local image store. */
+export class ImageService {
+  constructor(private readonly d: ImageServiceDeps) {}
+
+  /** All images with the instances using them. */
+  list(): Image[] {
+    const users = this.usersByImage();
+    return this.d.db.listImages().map((r) => this.toWire(r, users.get(r.alias) ?? []));
+  }
+
+  /** One image; NOT_FOUND when unknown. */
+  get(alias: string): ImageRow {
+    const row = this.d.db.getImage(alias);
+    if (!row) throw new AppError('NOT_FOUND', `Image "${alias}" not found`, { details: { hint: 'hangar image list; hangar image build busybox' } });
+    return row;
+  }
+
+  /** The wire form of one image. */
+  describe(alias: string): Image {
+    return this.toWire(this.get(alias), this.usersByImage().get(alias) ?? []);
+  }
+
+  /** Checks a build request before any work starts. */
+  validateBuild(kind: string, opts: { release?: string; alias?: string; vm?: boolean }): { alias: string; release: string } {
+    if (opts.vm) throw new AppError('UNSUPPORTED', `Cannot build ${kind} VM image: no VM driver is available yet`);
+    const release = opts.release ?? 'bookworm';
+    if (kind === 'debian' && !KNOWN_RELEASES.includes(release)) {
+      throw new AppError('INVALID_ARGUMENT', `Unknown Debian release "${release}"`, { details: { known: KNOWN_RELEASES } });
+    }
+    if (kind !== 'debian' && opts.release) throw new AppError('INVALID_ARGUMENT', `--release only applies to debian images`);
+    const alias = assertName(opts.alias ?? kind, 'image');
+    if (this.d.db.getImage(alias)) throw new AppError('ALREADY_EXISTS', `Image "${alias}" already exists`, { details: { hint: `hangar image delete ${alias}` } });
+    return { alias, release };
+  }
+
+  /** Builds a built-in image (busybox or debian). */
+  async build(kind: 'busybox' | 'debian', opts: { release?: string; alias?: string; vm?: boolean }, progress: (msg: string) => void = () => undefined): Promise<Image> {
+    const { alias, release } = this.validateBuild(kind, opts);
+    const source = kind === 'debian' ? `debootstrap ${release} from ${this.d.mirror}` : 'busybox-static (local, no network)';
+    return this.createFrom(alias, 'container', source, progress, async (dir) => {
+      if (kind === 'busybox') return buildBusyboxRootfs(this.d.host, dir);
+      return buildDebianRootfs(this.d.host, dir, { release, mirror: this.d.mirror, cacheDir: this.d.cacheDir, onProgress: progress });
+    });
+  }
+
+  /** Checks an import request before any work starts. */
+  async validateImport(path: string, alias: string): Promise<void> {
+    assertName(alias, 'image');
+    if (!path.startsWith('/')) throw new AppError('INVALID_ARGUMENT', `Image file path must be absolute: ${JSON.stringify(path)}`);
+    const st = await this.d.host.fs.stat(path);
+    if (!st || !st.isFile) throw new AppError('NOT_FOUND', `Image file ${path} not found or not a regular file`);
+    if (this.d.db.getImage(alias)) throw new AppError('ALREADY_EXISTS', `Image "${alias}" already exists`);
+  }
+
+  /** Imports a rootfs tarball (gz, xz or zst) after checking every entry. */
+  async import(path: string, alias: string, progress: (msg: string) => void = () => undefined): Promise<Image> {
+    await this.validateImport(path, alias);
+    return this.createFrom(alias, 'container', `import of ${path}`, progress, async (dir) => {
+      const { entries } = await importRootfsTarball(this.d.host, path, dir, { onProgress: progress });
+      return { props: { init: '/sbin/init' }, description: `Imported from ${path} (${entries} entries)` };
+    });
+  }
+
+  /** Deletes an image; refused while instances use it. */
+  async delete(alias: string): Promise<void> {
+    const row = this.get(alias);
+    const users = this.usersByImage().get(alias) ?? [];
+    if (users.length > 0) throw new AppError('IN_USE', `Cannot delete image "${alias}": used by ${users.join(', ')}`);
+    await this.d.pool.deleteImageVolume(row.fingerprint);
+    this.d.db.deleteImage(alias);
+    this.d.events.emit({ type: 'image-deleted', message: alias, data: { alias } });
+  }
+
+  private async createFrom(alias: string, type: InstanceType, source: string, progress: (msg: string) => void, fill: (dir: string) => Promise<Built>): Promise<Image> {
+    const fingerprint = createHash('sha256').update(`${alias}\0${source}\0${Date.now()}\0${randomBytes(8).toString('hex')}`).digest('hex');
+    const r = new Reverter();
+    return r.run(async () => {
+      progress(`Creating volume for image "${alias}"`);
+      const dir = await this.d.pool.createImageVolume(fingerprint);
+      r.add('delete image volume', () => this.d.pool.deleteImageVolume(fingerprint));
+      const built = await fill(dir);
+      progress('Shifting ownership for unprivileged containers');
+      await shiftIds(this.d.host, dir, this.d.idmap.uidStart);
+      await this.d.pool.sealImageVolume(fingerprint);
+      const sizeBytes = await this.treeSize(dir);
+      const row: ImageRow = { alias, type, fingerprint, description: built.description, sizeBytes, createdAt: new Date().toISOString(), source, props: { ...built.props, shiftedBy: String(this.d.idmap.uidStart) } };
+      this.d.db.insertImage(row);
+      this.d.events.emit({ type: 'image-created', message: alias, data: { alias, fingerprint } });
+      progress(`Image "${alias}" ready`);
+      return this.toWire(row, []);
+    });
+  }
+
+  private async treeSize(dir: string): Promise<number> {
+    const res = await this.d.host.exec(['du', '-sxb', dir], { allowFailure: true });
+    return Number(res.stdout.split(/\s/)[0]) || 0;
+  }
+
+  private usersByImage(): Map<string, string[]> {
+    const m = new Map<string, string[]>();
+    for (const i of this.d.db.listInstances()) m.set(i.image, [...(m.get(i.image) ?? []), i.name]);
+    return m;
+  }
+
+  private toWire(r: ImageRow, usedBy: string[]): Image {
+    return { alias: r.alias, type: r.type, fingerprint: r.fingerprint, description: r.description, sizeBytes: r.sizeBytes, createdAt: r.createdAt, source: r.source, usedBy };
+  }
+}

@@ -1,0 +1,598 @@
+// The instance service: creates, runs and manages instances through their drivers, recording state and emitting events.
+import { join } from 'node:path';
+import { AppError, isAppError } from '../shared/errors.js';
+import { assertName } from '../shared/names.js';
+import { resourcesOf, validateConfig, type InstanceConfig } from '../shared/config.js';
+import type { ConfigChangeResult, CreateInstanceRequest, Instance, InstanceState, Snapshot } from '../shared/schemas.js';
+import type { Driver, DriverContext, ExecSpec, InstanceHandle, InstanceRecord } from '../drivers/driver.js';
+import type { DriverRegistry } from '../drivers/registry.js';
+import type { HostProcess, Host } from './host/host.js';
+import type { HostSnapshot } from './host/facts.js';
+import type { StateDb, InstanceRow, ExpectedState } from './db/database.js';
+import type { EventBus } from './events.js';
+import type { LockManager } from './locks.js';
+import type { ImageService } from './images/service.js';
+import type { BtrfsPool } from './storage/btrfs-pool.js';
+import type { NetworkManager } from './network/manager.js';
+import { allocateAddress, checkAddress, macFor } from './network/ipam.js';
+import { Reverter } from './reverter.js';
+import { formatSize } from '../shared/units.js';
+
+/** Dependencies of the instance service. */
+export interface InstanceServiceDeps {
+  host: Host;
+  db: StateDb;
+  events: EventBus;
+  locks: LockManager;
+  registry: DriverRegistry;
+  images: ImageService;
+  pool: BtrfsPool;
+  network: NetworkManager;
+  facts: HostSnapshot;
+  /** Root of per-instance directories (console logs, driver files). */
+  instancesDir: string;
+  lxcPath: string;
+  lxcfsDir: string | null;
+  prefix: string;
+  poolSizeBytes: number;
+  memoryReserveBytes: number;
+}
+
+/** A create request that passed validation. */
+export interface CreatePlan {
+  name: string;
+  image: string;
+  driver: Driver;
+  config: InstanceConfig;
+  ipv4?: string;
+  start: boolean;
+}
+
+const DEFAULT_STOP_TIMEOUT_S = 30;
+const lockKey = (name: string) => `instance/${name}`;
+
+/** Creates, runs and manages instances. */
+export class InstanceService {
+  constructor(private readonly d: InstanceServiceDeps) {}
+
+  // ---- queries ----
+
+  /** Every instance with its observed state. */
+  async list(): Promise<Instance[]> {
+    const rows = this.d.db.listInstances();
+    return Promise.all(rows.map((r) => this.toWire(r, false)));
+  }
+
+  /** One instance with usage. */
+  async get(name: string): Promise<Instance> {
+    return this.toWire(this.row(name), true);
+  }
+
+  /** The persistent console log of an instance. */
+  async consoleLog(name: string): Promise<string> {
+    const handle = this.handle(this.row(name));
+    return (await this.d.host.fs.readTextIfExists(handle.consoleLogPath())) ?? '';
+  }
+
+  // ---- create / delete ----
+
+  /** Validates a create request without side effects; throws the first problem. */
+  validateCreate(req: CreateInstanceRequest): CreatePlan {
+    const name = assertName(req.name, 'instance');
+    if (this.d.db.getInstance(name)) throw new AppError('ALREADY_EXISTS', `Instance "${name}" already exists`);
+    const image = this.d.images.get(req.image);
+    const type = req.type ?? 'container';
+    if (image.type !== type) throw new AppError('INVALID_ARGUMENT', `Image "${image.alias}" is a ${image.type} image and cannot be used for a ${type}`);
+    const driver = this.d.registry.forType(type);
+    const config = this.validateFor(driver, name, req.config ?? {});
+    if (req.ipv4 !== undefined) checkAddress(this.d.network.subnet, req.ipv4, this.takenAddresses());
+    return { name, image: image.alias, driver, config, ...(req.ipv4 !== undefined ? { ipv4: req.ipv4 } : {}), start: req.start ?? false };
+  }
+
+  /** Creates (and with plan.start, starts) an instance; on any failure everything done so far is undone. */
+  async create(plan: CreatePlan, progress: (m: string) => void = () => undefined): Promise<Instance> {
+    return this.d.locks.withLock([lockKey(plan.name), `image/${plan.image}`], async () => {
+      if (this.d.db.getInstance(plan.name)) throw new AppError('ALREADY_EXISTS', `Instance "${plan.name}" already exists`);
+      const image = this.d.images.get(plan.image);
+      const taken = this.takenAddresses();
+      if (plan.ipv4) checkAddress(this.d.network.subnet, plan.ipv4, taken);
+      const ipv4 = plan.ipv4 ?? allocateAddress(this.d.network.subnet, plan.name, taken);
+      const mac = this.uniqueMac(plan.name);
+      const r = new Reverter();
+      try {
+        const row: InstanceRow = {
+          name: plan.name, type: plan.driver.type, driver: plan.driver.name, image: image.alias, imageFingerprint: image.fingerprint,
+          config: plan.config, pendingConfig: {}, ipv4, mac, expectedState: 'stopped', initPid: null, initStartTime: null, cpuset: null, createdAt: new Date().toISOString(),
+        };
+        this.d.db.insertInstance(row);
+        r.add('delete database row', () => this.d.db.deleteInstance(plan.name));
+        progress('Creating root volume');
+        await this.d.pool.createInstanceVolume(plan.name, image.fingerprint, resourcesOf(plan.config).diskBytes);
+        r.add('delete root volume', () => this.d.pool.deleteInstanceVolume(plan.name));
+        await this.d.host.fs.mkdir(this.instanceDir(plan.name), { recursive: true });
+        r.add('remove instance directory', () => this.d.host.fs.rm(this.instanceDir(plan.name), { recursive: true, force: true }));
+        await this.personalise(row);
+        const handle = this.handle(row);
+        await handle.create();
+        r.add('delete backend files', () => handle.delete());
+        await this.syncLeases();
+        r.add('remove address lease', () => this.syncLeases(plan.name));
+        this.d.events.emit({ type: 'instance-created', instance: plan.name, data: { image: image.alias, ipv4 } });
+        if (plan.start) {
+          progress('Starting');
+          await this.startLocked(plan.name);
+        }
+        r.success();
+        return await this.toWire(this.row(plan.name), false);
+      } catch (err) {
+        await r.fail();
+        if (r.undoErrors.length > 0) {
+          throw new AppError('BACKEND_FAILED', `Failed to create instance "${plan.name}" (and could not undo everything: ${r.undoErrors.map((u) => u.what).join(', ')})`, { cause: err });
+        }
+        throw wrap(err, `Failed to create instance "${plan.name}"`);
+      }
+    });
+  }
+
+  /** Deletes an instance; a running one only with force. */
+  async delete(name: string, force: boolean): Promise<void> {
+    await this.d.locks.withLock(lockKey(name), async () => {
+      const row = this.row(name);
+      const handle = this.handle(row);
+      const st = await handle.state();
+      if (st.state === 'running' || st.state === 'frozen') {
+        if (!force) throw new AppError('INVALID_STATE', `Instance "${name}" is ${st.state}; stop it first or delete with --force`);
+        await handle.stop({ force: true, timeoutMs: 10_000 });
+      }
+      try {
+        await handle.delete();
+        await this.d.pool.deleteInstanceVolume(name);
+        await this.d.host.fs.rm(this.instanceDir(name), { recursive: true, force: true });
+        this.d.db.deleteInstance(name);
+        await this.syncLeases();
+      } catch (err) {
+        throw wrap(err, `Failed to delete instance "${name}"`);
+      }
+      this.d.events.emit({ type: 'instance-deleted', instance: name });
+    });
+  }
+
+  /** Copies an instance (stopped or running) to a new one with its own MAC, address, hostname and machine-id. */
+  async copy(src: string, dst: string, ipv4?: string): Promise<Instance> {
+    assertName(dst, 'instance');
+    return this.d.locks.withLock([lockKey(src), lockKey(dst)], async () => {
+      const from = this.row(src);
+      if (this.d.db.getInstance(dst)) throw new AppError('ALREADY_EXISTS', `Instance "${dst}" already exists`);
+      const taken = this.takenAddresses();
+      if (ipv4) checkAddress(this.d.network.subnet, ipv4, taken);
+      const row: InstanceRow = {
+        ...from, name: dst, ipv4: ipv4 ?? allocateAddress(this.d.network.subnet, dst, taken), mac: this.uniqueMac(dst),
+        expectedState: 'stopped', initPid: null, initStartTime: null, cpuset: null, createdAt: new Date().toISOString(), pendingConfig: {},
+        config: { ...from.config, ...from.pendingConfig },
+      };
+      const r = new Reverter();
+      try {
+        this.d.db.insertInstance(row);
+        r.add('delete database row', () => this.d.db.deleteInstance(dst));
+        await this.d.pool.copyInstance(src, dst, resourcesOf(row.config).diskBytes);
+        r.add('delete root volume', () => this.d.pool.deleteInstanceVolume(dst));
+        await this.d.host.fs.mkdir(this.instanceDir(dst), { recursive: true });
+        r.add('remove instance directory', () => this.d.host.fs.rm(this.instanceDir(dst), { recursive: true, force: true }));
+        await this.personalise(row);
+        const handle = this.handle(row);
+        await handle.create();
+        r.add('delete backend files', () => handle.delete());
+        await this.syncLeases();
+        r.success();
+      } catch (err) {
+        await r.fail();
+        throw wrap(err, `Failed to copy instance "${src}" to "${dst}"`);
+      }
+      this.d.events.emit({ type: 'instance-created', instance: dst, data: { copyOf: src, ipv4: row.ipv4 } });
+      return this.toWire(this.row(dst), false);
+    });
+  }
+
+  // ---- lifecycle ----
+
+  /** Starts a stopped instance. */
+  async start(name: string): Promise<void> {
+    await this.d.locks.withLock(lockKey(name), () => this.startLocked(name));
+  }
+
+  /** Stops an instance: graceful within timeoutS, or at once with force. */
+  async stop(name: string, opts: { force?: boolean; timeout?: number } = {}): Promise<void> {
+    await this.d.locks.withLock(lockKey(name), () => this.stopLocked(name, opts));
+  }
+
+  /** Stops (if running) and starts an instance. */
+  async restart(name: string, opts: { force?: boolean; timeout?: number } = {}): Promise<void> {
+    await this.d.locks.withLock(lockKey(name), async () => {
+      const st = await this.handle(this.row(name)).state();
+      if (st.state === 'running' || st.state === 'frozen') await this.stopLocked(name, opts);
+      await this.startLocked(name);
+    });
+  }
+
+  /** Freezes (pauses) every process of a running instance. */
+  async freeze(name: string): Promise<void> {
+    await this.d.locks.withLock(lockKey(name), async () => {
+      const row = this.row(name);
+      const handle = this.handle(row);
+      const st = await handle.state();
+      if (st.state === 'frozen') return;
+      if (st.state !== 'running') throw new AppError('INVALID_STATE', `Cannot freeze instance "${name}": it is ${st.state}`);
+      await handle.freeze().catch((e) => { throw wrap(e, `Failed to freeze instance "${name}"`); });
+      this.d.db.updateInstance(name, { expectedState: 'frozen' });
+      this.d.events.emit({ type: 'instance-frozen', instance: name });
+    });
+  }
+
+  /** Resumes a frozen instance. */
+  async unfreeze(name: string): Promise<void> {
+    await this.d.locks.withLock(lockKey(name), async () => {
+      const row = this.row(name);
+      const handle = this.handle(row);
+      const st = await handle.state();
+      if (st.state === 'running') return;
+      if (st.state !== 'frozen') throw new AppError('INVALID_STATE', `Cannot unfreeze instance "${name}": it is ${st.state}`);
+      await handle.unfreeze().catch((e) => { throw wrap(e, `Failed to unfreeze instance "${name}"`); });
+      this.d.db.updateInstance(name, { expectedState: 'running' });
+      this.d.events.emit({ type: 'instance-unfrozen', instance: name });
+    });
+  }
+
+  /** Changes config: validated, applied live where the backend can, otherwise pending until restart. */
+  async patchConfig(name: string, set: InstanceConfig, unset: string[]): Promise<ConfigChangeResult> {
+    return this.d.locks.withLock(lockKey(name), async () => {
+      const row = this.row(name);
+      const driver = this.d.registry.get(row.driver);
+      const current = { ...row.config, ...row.pendingConfig };
+      const next: InstanceConfig = { ...current, ...set };
+      for (const k of unset) delete next[k];
+      const validated = this.validateFor(driver, name, next);
+      const handle = this.handle(row);
+      const st = await handle.state();
+      const changed = [...new Set([...Object.keys(validated), ...Object.keys(row.config)])].filter((k) => validated[k] !== row.config[k]);
+      if (changed.length === 0) return { live: [], pending: [] };
+      if (resourcesOf(validated).diskBytes !== resourcesOf(row.config).diskBytes) {
+        await this.d.pool.setInstanceSize(name, resourcesOf(validated).diskBytes);
+      }
+      if (st.state === 'running' || st.state === 'frozen') {
+        this.admit(name, validated);
+        let liveHandle = handle;
+        const cpus = resourcesOf(validated).cpuCount;
+        if (cpus !== resourcesOf(row.config).cpuCount) {
+          const cpuset = this.chooseCpuset(name, cpus) ?? null;
+          this.d.db.updateInstance(name, { cpuset });
+          liveHandle = this.handle({ ...row, cpuset });
+        }
+        const result = await liveHandle.applyConfig(validated, row.config).catch((e) => { throw wrap(e, `Failed to apply config to instance "${name}"`); });
+        const diskLive = changed.includes('limits.disk') ? ['limits.disk'] : [];
+        const live = [...new Set([...result.live, ...diskLive])].filter((k) => changed.includes(k));
+        const pending = changed.filter((k) => !live.includes(k));
+        const applied: InstanceConfig = { ...row.config };
+        for (const k of live) { if (validated[k] === undefined) delete applied[k]; else applied[k] = validated[k]!; }
+        const pendingConfig: InstanceConfig = {};
+        for (const k of pending) pendingConfig[k] = validated[k] ?? '';
+        this.d.db.updateInstance(name, { config: applied, pendingConfig });
+        this.d.events.emit({ type: 'instance-config-changed', instance: name, data: { live, pending } });
+        return { live, pending };
+      }
+      const stoppedHandle = this.handle({ ...row, config: validated });
+      await stoppedHandle.create();
+      this.d.db.updateInstance(name, { config: validated, pendingConfig: {} });
+      this.d.events.emit({ type: 'instance-config-changed', instance: name, data: { live: changed, pending: [] } });
+      return { live: changed, pending: [] };
+    });
+  }
+
+  // ---- snapshots ----
+
+  /** Snapshots of an instance. */
+  listSnapshots(name: string): Snapshot[] {
+    this.row(name);
+    return this.d.db.listSnapshots(name).map((s) => ({ name: s.name, createdAt: s.createdAt, stateful: s.stateful }));
+  }
+
+  /** Takes an instant copy-on-write snapshot of the root volume (frozen briefly when running, for consistency). */
+  async createSnapshot(name: string, snap: string): Promise<void> {
+    assertName(snap, 'snapshot');
+    await this.d.locks.withLock(lockKey(name), async () => {
+      const row = this.row(name);
+      if (this.d.db.listSnapshots(name).some((s) => s.name === snap)) throw new AppError('ALREADY_EXISTS', `Snapshot "${snap}" of instance "${name}" already exists`);
+      const handle = this.handle(row);
+      const st = await handle.state();
+      const freeze = st.state === 'running';
+      if (freeze) await handle.freeze();
+      try {
+        await this.d.pool.createSnapshot(name, snap);
+      } catch (err) {
+        throw wrap(err, `Failed to snapshot instance "${name}"`);
+      } finally {
+        if (freeze) await handle.unfreeze();
+      }
+      this.d.db.insertSnapshot({ instance: name, name: snap, createdAt: new Date().toISOString(), stateful: false });
+      this.d.events.emit({ type: 'instance-snapshot-created', instance: name, data: { snapshot: snap } });
+    });
+  }
+
+  /** Restores a snapshot; a running instance is stopped, restored and started again. */
+  async restoreSnapshot(name: string, snap: string): Promise<void> {
+    await this.d.locks.withLock(lockKey(name), async () => {
+      const row = this.row(name);
+      if (!this.d.db.listSnapshots(name).some((s) => s.name === snap)) throw new AppError('NOT_FOUND', `Snapshot "${snap}" of instance "${name}" not found`);
+      const st = await this.handle(row).state();
+      const wasRunning = st.state === 'running' || st.state === 'frozen';
+      if (wasRunning) await this.stopLocked(name, { timeout: DEFAULT_STOP_TIMEOUT_S });
+      try {
+        await this.d.pool.restoreSnapshot(name, snap);
+      } catch (err) {
+        throw wrap(err, `Failed to restore snapshot "${snap}" of instance "${name}"`);
+      }
+      this.d.events.emit({ type: 'instance-snapshot-restored', instance: name, data: { snapshot: snap } });
+      if (wasRunning) await this.startLocked(name);
+    });
+  }
+
+  /** Deletes a snapshot. */
+  async deleteSnapshot(name: string, snap: string): Promise<void> {
+    await this.d.locks.withLock(lockKey(name), async () => {
+      this.row(name);
+      if (!this.d.db.listSnapshots(name).some((s) => s.name === snap)) throw new AppError('NOT_FOUND', `Snapshot "${snap}" of instance "${name}" not found`);
+      await this.d.pool.deleteSnapshot(name, snap);
+      this.d.db.deleteSnapshot(name, snap);
+      this.d.events.emit({ type: 'instance-snapshot-deleted', instance: name, data: { snapshot: snap } });
+    });
+  }
+
+  // ---- exec / console ----
+
+  /** Runs a command in a running instance. */
+  async exec(name: string, spec: ExecSpec): Promise<HostProcess> {
+    const row = this.row(name);
+    const driver = this.d.registry.get(row.driver);
+    if (spec.tty && !driver.features.execTty) throw new AppError('UNSUPPORTED', `Instance "${name}" (${driver.name}) does not support a terminal for exec`);
+    const handle = this.handle(row);
+    const st = await handle.state();
+    if (st.state !== 'running') throw new AppError('INVALID_STATE', `Cannot run a command in instance "${name}": it is ${st.state}`);
+    return handle.exec(spec);
+  }
+
+  /** Attaches to the console of a running instance. */
+  async attachConsole(name: string, size: { cols: number; rows: number }): Promise<HostProcess> {
+    const row = this.row(name);
+    const handle = this.handle(row);
+    const st = await handle.state();
+    if (st.state !== 'running' && st.state !== 'frozen') throw new AppError('INVALID_STATE', `Cannot attach to the console of instance "${name}": it is ${st.state}`);
+    return handle.attachConsole(size);
+  }
+
+  // ---- daemon start ----
+
+  /** Compares the database with what really runs; reports drift as events and adopts what is there. */
+  async reconcile(): Promise<void> {
+    for (const row of this.d.db.listInstances()) {
+      await this.d.locks.withLock(lockKey(row.name), async () => {
+        const handle = this.handle(row);
+        const rootExists = await this.d.pool.instanceExists(row.name);
+        const st = await handle.state();
+        if (!rootExists && st.state !== 'running' && st.state !== 'frozen') {
+          this.d.events.emit({ type: 'instance-drift', instance: row.name, message: `Instance "${row.name}" was deleted while hangard was down`, data: { expected: row.expectedState, actual: 'deleted' } });
+          await handle.delete().catch(() => undefined);
+          await this.d.host.fs.rm(this.instanceDir(row.name), { recursive: true, force: true });
+          this.d.db.deleteInstance(row.name);
+          return;
+        }
+        const actual: ExpectedState = st.state === 'running' ? 'running' : st.state === 'frozen' ? 'frozen' : 'stopped';
+        if (actual !== row.expectedState) {
+          this.d.events.emit({ type: 'instance-drift', instance: row.name, message: `Instance "${row.name}" is ${actual} but was ${row.expectedState}`, data: { expected: row.expectedState, actual } });
+        } else if (actual !== 'stopped' && row.initPid !== null && (st.pid !== row.initPid || st.startTime !== row.initStartTime)) {
+          this.d.events.emit({ type: 'instance-drift', instance: row.name, message: `Instance "${row.name}" was restarted while hangard was down`, data: { expected: row.expectedState, actual, previousPid: row.initPid, pid: st.pid } });
+        }
+        this.d.db.updateInstance(row.name, { expectedState: actual, initPid: st.pid, initStartTime: st.startTime });
+      });
+    }
+    await this.syncLeases();
+  }
+
+  /** Starts every stopped instance with boot.autostart=true. */
+  async autostart(onError: (name: string, err: unknown) => void): Promise<void> {
+    for (const row of this.d.db.listInstances()) {
+      if (row.config['boot.autostart'] !== 'true' || row.expectedState !== 'stopped') continue;
+      try { await this.start(row.name); } catch (err) { onError(row.name, err); }
+    }
+  }
+
+  // ---- internals ----
+
+  private async startLocked(name: string): Promise<void> {
+    let row = this.row(name);
+    const handle0 = this.handle(row);
+    const st = await handle0.state();
+    if (st.state === 'running' || st.state === 'frozen') throw new AppError('INVALID_STATE', `Instance "${name}" is already ${st.state}`);
+    if (Object.keys(row.pendingConfig).length > 0) {
+      this.d.db.updateInstance(name, { config: { ...row.config, ...row.pendingConfig }, pendingConfig: {} });
+      row = this.row(name);
+    }
+    this.admit(name, row.config);
+    const cpuset = this.chooseCpuset(name, resourcesOf(row.config).cpuCount) ?? null;
+    this.d.db.updateInstance(name, { cpuset });
+    row = this.row(name);
+    this.d.events.emit({ type: 'instance-starting', instance: name });
+    const handle = this.handle(row);
+    try {
+      await handle.create();
+      await handle.start();
+    } catch (err) {
+      throw wrap(err, `Failed to start instance "${name}"`);
+    }
+    const now = await handle.state();
+    this.d.db.updateInstance(name, { expectedState: 'running', initPid: now.pid, initStartTime: now.startTime });
+    this.d.events.emit({ type: 'instance-started', instance: name, data: { pid: now.pid } });
+  }
+
+  private async stopLocked(name: string, opts: { force?: boolean; timeout?: number }): Promise<void> {
+    const row = this.row(name);
+    const handle = this.handle(row);
+    const st = await handle.state();
+    if (st.state === 'stopped') throw new AppError('INVALID_STATE', `Instance "${name}" is already stopped`);
+    const timeoutS = opts.timeout ?? DEFAULT_STOP_TIMEOUT_S;
+    this.d.events.emit({ type: 'instance-stopping', instance: name, data: { force: opts.force ?? false } });
+    try {
+      await handle.stop({ force: opts.force ?? false, timeoutMs: timeoutS * 1000 });
+    } catch (err) {
+      if (isAppError(err, 'TIMEOUT')) throw new AppError('TIMEOUT', `Failed to stop instance "${name}" within ${timeoutS} s; use --force to kill it`, { cause: err });
+      throw wrap(err, `Failed to stop instance "${name}"`);
+    }
+    this.d.db.updateInstance(name, { expectedState: 'stopped', initPid: null, initStartTime: null, cpuset: null });
+    this.d.events.emit({ type: 'instance-stopped', instance: name });
+  }
+
+  /** Refuses a start (or a live change) that would overcommit memory guarantees. */
+  private admit(name: string, config: InstanceConfig): void {
+    const want = resourcesOf(config).memoryGuarantee ?? 0;
+    if (want === 0) return;
+    let committed = 0;
+    for (const r of this.d.db.listInstances()) {
+      if (r.name === name || r.expectedState === 'stopped') continue;
+      committed += resourcesOf(r.config).memoryGuarantee ?? 0;
+    }
+    const capacity = this.d.facts.memoryBytes - this.d.memoryReserveBytes;
+    if (committed + want > capacity) {
+      throw new AppError('INSUFFICIENT_RESOURCES', `Cannot start instance "${name}": its memory guarantee of ${formatSize(want)} would raise the guarantees of running instances to ${formatSize(committed + want)}, above the ${formatSize(capacity)} this host can guarantee (RAM minus a ${formatSize(this.d.memoryReserveBytes)} reserve)`);
+    }
+  }
+
+  private validateFor(driver: Driver, name: string, config: InstanceConfig): InstanceConfig {
+    const validated = validateConfig(config);
+    const r = resourcesOf(validated);
+    const facts = this.d.facts;
+    if (r.memoryMax !== undefined && r.memoryMax > facts.memoryBytes) throw new AppError('INVALID_SIZE', `limits.memory ${validated['limits.memory']} of instance "${name}" is larger than this host's ${formatSize(facts.memoryBytes)} of RAM`);
+    if (r.memoryGuarantee !== undefined && r.memoryGuarantee > facts.memoryBytes - this.d.memoryReserveBytes) throw new AppError('INVALID_SIZE', `limits.memory.guarantee ${validated['limits.memory.guarantee']} of instance "${name}" is larger than this host can guarantee`);
+    if (r.cpuCount !== undefined && r.cpuCount > facts.cpus) throw new AppError('INVALID_CONFIG', `limits.cpu ${r.cpuCount} of instance "${name}" is more than this host's ${facts.cpus} CPUs`);
+    if (r.diskBytes !== undefined && r.diskBytes > this.d.poolSizeBytes) throw new AppError('INVALID_SIZE', `limits.disk ${validated['limits.disk']} of instance "${name}" is larger than the storage pool (${formatSize(this.d.poolSizeBytes)})`);
+    const problems = driver.validate(validated, facts);
+    if (problems.length > 0) throw new AppError('UNSUPPORTED', `Invalid config for instance "${name}" on the ${driver.name} backend: ${problems.join('; ')}`, { details: { problems } });
+    return validated;
+  }
+
+  private row(name: string): InstanceRow {
+    const row = this.d.db.getInstance(name);
+    if (!row) throw new AppError('NOT_FOUND', `Instance "${name}" not found`);
+    return row;
+  }
+
+  private instanceDir(name: string): string {
+    return join(this.d.instancesDir, name);
+  }
+
+  /** The cpuset for an instance limited to n CPUs: the n least-used CPUs among running instances. */
+  private chooseCpuset(name: string, n: number | undefined): string | undefined {
+    if (n === undefined) return undefined;
+    const load = new Map<number, number>(this.d.facts.cpuList.map((c) => [c, 0]));
+    for (const r of this.d.db.listInstances()) {
+      if (r.name === name || r.expectedState === 'stopped') continue;
+      const cpus = r.cpuset;
+      if (!cpus) continue;
+      for (const c of cpus.split(',').map(Number)) load.set(c, (load.get(c) ?? 0) + 1);
+    }
+    const chosen = [...load.entries()].sort((a, b) => a[1] - b[1] || a[0] - b[0]).slice(0, n).map(([c]) => c).sort((a, b) => a - b);
+    return chosen.join(',');
+  }
+
+  private record(row: InstanceRow): InstanceRecord {
+    const subnet = this.d.network.subnet;
+    const image = this.d.db.getImage(row.image);
+    return {
+      name: row.name, type: row.type, driver: row.driver, image: row.image, config: row.config,
+      rootPath: this.d.pool.instancePath(row.name), instanceDir: this.instanceDir(row.name),
+      nic: { bridge: this.d.network.info().bridge, hostIfName: this.d.network.hostIfName(row.name), mac: row.mac, ipv4: row.ipv4, prefixLength: subnet.prefixLength, gateway: subnet.gateway },
+      imageProps: image?.props ?? {},
+      cpuset: row.cpuset ?? undefined,
+    };
+  }
+
+  private handle(row: InstanceRow): InstanceHandle {
+    return this.d.registry.get(row.driver).load(this.record(row), this.context());
+  }
+
+  private context(): DriverContext {
+    return { host: this.d.host, facts: this.d.facts, prefix: this.d.prefix, lxcPath: this.d.lxcPath, lxcfsDir: this.d.lxcfsDir };
+  }
+
+  private takenAddresses(): Set<string> {
+    return new Set(this.d.db.listInstances().map((r) => r.ipv4));
+  }
+
+  private uniqueMac(name: string): string {
+    const used = new Set(this.d.db.listInstances().map((r) => r.mac));
+    for (let i = 0; ; i++) {
+      const mac = macFor(`${this.d.prefix}/${name}/${i}/${Date.now()}`);
+      if (!used.has(mac)) return mac;
+    }
+  }
+
+  private async syncLeases(without?: string): Promise<void> {
+    const leases = this.d.db.listInstances().filter((r) => r.name !== without).map((r) => ({ name: r.name, mac: r.mac, ipv4: r.ipv4 }));
+    await this.d.network.setLeases(leases);
+  }
+
+  /** Writes the instance's identity into its root: hostname, hosts, resolver, and an empty machine-id so it gets its own. */
+  private async personalise(row: InstanceRow): Promise<void> {
+    const root = this.d.pool.instancePath(row.name);
+    const privileged = row.config['security.privileged'] === 'true';
+    const image = this.d.db.getImage(row.image);
+    const shift = Number(image?.props.shiftedBy ?? 0);
+    const owner = privileged ? 0 : this.d.facts.idmap.uidStart;
+    if (privileged && shift > 0) throw new AppError('UNSUPPORTED', `Privileged containers from image "${row.image}" are not supported yet: the image is stored id-shifted for unprivileged use`);
+    const gw = this.d.network.subnet.gateway;
+    const files: [string, string][] = [
+      ['etc/hostname', `${row.name}\n`],
+      ['etc/hosts', `127.0.0.1 localhost\n127.0.1.1 ${row.name}\n::1 localhost ip6-localhost ip6-loopback\n`],
+      ['etc/resolv.conf', `nameserver ${gw}\n`],
+    ];
+    if ((await this.d.host.fs.stat(join(root, 'etc/machine-id')))?.isFile) files.push(['etc/machine-id', '']);
+    for (const [rel, content] of files) {
+      const dir = join(root, rel, '..');
+      const dst = join(root, rel);
+      // Never follow a symlink from an image's tree out of the root.
+      const dirStat = await this.d.host.fs.stat(dir);
+      if (!dirStat?.isDirectory) continue;
+      const st = await this.d.host.fs.stat(dst);
+      if (st?.isSymbolicLink) continue;
+      await this.d.host.fs.writeAtomic(dst, content, 0o644);
+      await this.d.host.fs.chown(dst, owner, owner);
+    }
+  }
+
+  private async toWire(row: InstanceRow, withUsage: boolean): Promise<Instance> {
+    const driver = this.d.registry.get(row.driver);
+    const handle = this.handle(row);
+    let state: InstanceState = 'unknown';
+    let pid: number | null = null;
+    try {
+      const st = await handle.state();
+      state = st.state;
+      pid = st.pid;
+    } catch {
+      state = 'error';
+    }
+    const out: Instance = {
+      name: row.name, type: row.type, driver: row.driver, state, image: row.image, ipv4: row.ipv4, mac: row.mac,
+      config: row.config, pendingConfig: row.pendingConfig, pid, createdAt: row.createdAt, technology: driver.technology,
+    };
+    if (withUsage) {
+      const usage = state === 'running' || state === 'frozen' ? await handle.usage().catch(() => ({})) : {};
+      const disk = await this.d.pool.instanceUsage(row.name).catch(() => undefined);
+      out.usage = { ...usage, ...(disk ? { diskUsedBytes: disk.referencedBytes } : {}) };
+    }
+    return out;
+  }
+}
+
+/** Wraps an error in an AppError naming the subject, keeping AppError codes of the cause. */
+function wrap(err: unknown, message: string): AppError {
+  if (err instanceof AppError) return new AppError(err.code, message, { cause: err });
+  return new AppError('BACKEND_FAILED', message, { cause: err });
+}

@@ -1,0 +1,28 @@
+// lxcfs management: one lxcfs per daemon at settings.lxcfsDir, started detached and adopted on restart.
+import { join } from 'node:path';
+import type { Host } from './host/host.js';
+
+/** Starts (or adopts) lxcfs; returns the mount point, or null when lxcfs is unavailable. */
+export async function ensureLxcfs(host: Host, dir: string, runDir: string): Promise<string | null> {
+  const mountinfo = await host.fs.readText('/proc/self/mountinfo');
+  if (isLxcfsMounted(mountinfo, dir)) return dir;
+  const bin = await host.exec(['which', 'lxcfs'], { allowFailure: true });
+  if (bin.code !== 0) return null;
+  await host.fs.mkdir(dir, { recursive: true });
+  // Own session, stdio to a log file: lxcfs outlives hangard; its pidfile lets us find it again.
+  host.spawn(['lxcfs', '--foreground', '-p', join(runDir, 'lxcfs.pid'), dir], { detached: true, logFile: join(runDir, 'lxcfs.log') });
+  for (let i = 0; i < 50; i++) {
+    if (isLxcfsMounted(await host.fs.readText('/proc/self/mountinfo'), dir)) return dir;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return null;
+}
+
+/** True when a fuse.lxcfs file system is mounted at dir. */
+export function isLxcfsMounted(mountinfo: string, dir: string): boolean {
+  return mountinfo.split('\n').some((line) => {
+    const sep = line.indexOf(' - ');
+    if (sep < 0) return false;
+    return line.slice(0, sep).split(' ')[4] === dir && line.slice(sep + 3).startsWith('fuse.lxcfs');
+  });
+}

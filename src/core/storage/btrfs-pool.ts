@@ -1,0 +1,378 @@
+// The btrfs storage pool: a loop-mounted btrfs file with images, instance volumes (copy-on-write snapshots) and their snapshots, limited by qgroups.
+import { dirname, join, resolve } from 'node:path';
+import { AppError } from '../../shared/errors.js';
+import type { Host } from '../host/host.js';
+import { Reverter } from '../reverter.js';
+import { findMount, parseFilesystemUsage, parseQgroupShow, parseSubvolumeList, type QgroupRow } from './parse.js';
+
+/** What the pool reports about itself. */
+export interface PoolInfo {
+  driver: 'btrfs';
+  path: string;
+  sizeBytes: number | null;
+  usedBytes: number | null;
+}
+
+/** A read-only snapshot of an instance volume. */
+export interface VolumeSnapshot {
+  name: string;
+  createdAt: string;
+}
+
+/** Options of a BtrfsPool. */
+export interface BtrfsPoolOptions {
+  /** Mount point of the pool. */
+  poolDir: string;
+  /** Sparse backing file, created on first ensure(). */
+  poolImage: string;
+  /** Size of a newly created backing file. */
+  sizeBytes: number;
+}
+
+// Names become path components under the pool: no separators, no leading dot (temporary volumes start with one).
+const COMPONENT_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+
+function checkComponent(value: string, what: string): string {
+  if (!COMPONENT_RE.test(value)) throw new AppError('INVALID_NAME', `Invalid ${what} ${JSON.stringify(value)} for the storage pool`);
+  return value;
+}
+
+function checkSize(sizeBytes: number | undefined, what: string): void {
+  if (sizeBytes === undefined) return;
+  if (!Number.isSafeInteger(sizeBytes) || sizeBytes <= 0) throw new AppError('INVALID_SIZE', `Invalid ${what} ${sizeBytes}: must be a positive whole number of bytes`);
+}
+
+/** Storage pool on btrfs; every machine access goes through Host. */
+export class BtrfsPool {
+  private readonly poolDir: string;
+  private readonly poolImage: string;
+  private readonly sizeBytes: number;
+  private ready: Promise<void> | undefined;
+  // Referenced bytes of sealed (read-only, hence immutable) images, so launching does not fork to check a size.
+  private readonly imageSizes = new Map<string, number>();
+
+  constructor(private readonly host: Host, opts: BtrfsPoolOptions) {
+    this.poolDir = resolve(opts.poolDir);
+    this.poolImage = resolve(opts.poolImage);
+    this.sizeBytes = opts.sizeBytes;
+  }
+
+  /** Makes the pool usable: creates and formats the backing file if missing, mounts it, enables quotas; fast when already mounted. */
+  ensure(): Promise<void> {
+    this.ready ??= this.doEnsure().catch((e: unknown) => {
+      this.ready = undefined;
+      throw e;
+    });
+    return this.ready;
+  }
+
+  /** Unmounts the pool (the loop device detaches itself); for tests and teardown. */
+  async unmount(): Promise<void> {
+    this.ready = undefined;
+    this.imageSizes.clear();
+    if (!(await this.mounted())) return;
+    await this.run(['umount', this.poolDir], `Failed to unmount the storage pool at ${this.poolDir}`);
+  }
+
+  /** Size and usage of the pool; nulls when it is not mounted. */
+  async info(): Promise<PoolInfo> {
+    const base: PoolInfo = { driver: 'btrfs', path: this.poolDir, sizeBytes: null, usedBytes: null };
+    if (!(await this.mounted())) return base;
+    const res = await this.run(['btrfs', 'filesystem', 'usage', '-b', this.poolDir], 'Failed to read the storage pool usage');
+    return { ...base, ...parseFilesystemUsage(res.stdout) };
+  }
+
+  /** Path of an image volume: <pool>/images/<fp>. */
+  imagePath(fp: string): string {
+    return join(this.poolDir, 'images', checkComponent(fp, 'image fingerprint'));
+  }
+
+  /** Path of an instance volume, which is the container's root file system: <pool>/instances/<name>. */
+  instancePath(name: string): string {
+    return join(this.poolDir, 'instances', checkComponent(name, 'instance name'));
+  }
+
+  /** Path of one snapshot of an instance: <pool>/snapshots/<name>/<snap>. */
+  snapshotPath(name: string, snap: string): string {
+    return join(this.snapshotDir(name), checkComponent(snap, 'snapshot name'));
+  }
+
+  /** Creates an empty, writable image volume to unpack an image into; returns its path. */
+  async createImageVolume(fp: string): Promise<string> {
+    const path = this.imagePath(fp);
+    await this.ensure();
+    if (await this.host.fs.stat(path)) throw new AppError('ALREADY_EXISTS', `Image volume "${fp}" already exists`);
+    await this.run(['btrfs', 'subvolume', 'create', path], `Failed to create the volume of image "${fp}"`);
+    return path;
+  }
+
+  /** Makes an image volume read-only; instances are snapshots of it from then on. */
+  async sealImageVolume(fp: string): Promise<void> {
+    const path = this.imagePath(fp);
+    await this.ensure();
+    await this.mustExist(path, `Image volume "${fp}" not found`);
+    await this.run(['btrfs', 'property', 'set', '-ts', path, 'ro', 'true'], `Failed to make the volume of image "${fp}" read-only`);
+  }
+
+  /** Deletes an image volume; instances made from it keep their data. No error when it is missing. */
+  async deleteImageVolume(fp: string): Promise<void> {
+    const path = this.imagePath(fp);
+    await this.ensure();
+    this.imageSizes.delete(fp);
+    if (!(await this.host.fs.stat(path))) return;
+    await this.deleteSubvolumes([path], `image "${fp}"`);
+  }
+
+  /** Creates an instance volume as a writable snapshot of an image, limited to sizeBytes (total visible size) when given; returns its path. */
+  async createInstanceVolume(name: string, imageFp: string, sizeBytes?: number): Promise<string> {
+    const path = this.instancePath(name);
+    const image = this.imagePath(imageFp);
+    checkSize(sizeBytes, `root disk size for instance "${name}"`);
+    await this.ensure();
+    await this.mustExist(image, `Image volume "${imageFp}" not found`);
+    if (await this.host.fs.stat(path)) throw new AppError('ALREADY_EXISTS', `Volume of instance "${name}" already exists`);
+    if (sizeBytes !== undefined) {
+      const imageBytes = await this.imageSize(imageFp);
+      if (sizeBytes < imageBytes) {
+        throw new AppError('INVALID_SIZE', `Root disk size ${sizeBytes} bytes of instance "${name}" is smaller than its image (${imageBytes} bytes)`, { details: { sizeBytes, imageBytes } });
+      }
+    }
+    await this.snapshotVolume(image, path, false, sizeBytes, `Failed to create the volume of instance "${name}" from image "${imageFp}"`);
+    return path;
+  }
+
+  /** Changes (or with undefined removes) the root disk limit; refuses a size below current usage. */
+  async setInstanceSize(name: string, sizeBytes: number | undefined): Promise<void> {
+    const path = this.instancePath(name);
+    checkSize(sizeBytes, `root disk size for instance "${name}"`);
+    await this.ensure();
+    await this.mustExist(path, `Volume of instance "${name}" not found`);
+    if (sizeBytes !== undefined) {
+      const row = await this.qgroupOf(path, true);
+      if (sizeBytes < row.referencedBytes) {
+        throw new AppError('INVALID_SIZE', `Root disk size ${sizeBytes} bytes of instance "${name}" is below its current usage (${row.referencedBytes} bytes)`, { details: { sizeBytes, usedBytes: row.referencedBytes } });
+      }
+    }
+    await this.limit(path, sizeBytes, `Failed to set the root disk size of instance "${name}"`);
+  }
+
+  /** Space used by an instance volume: referenced (all it sees, counted by the limit) and exclusive (not shared with its image or snapshots). */
+  async instanceUsage(name: string): Promise<{ referencedBytes: number; exclusiveBytes: number; limitBytes: number | null }> {
+    const path = this.instancePath(name);
+    await this.ensure();
+    await this.mustExist(path, `Volume of instance "${name}" not found`);
+    const row = await this.qgroupOf(path, true);
+    return { referencedBytes: row.referencedBytes, exclusiveBytes: row.exclusiveBytes, limitBytes: row.maxReferencedBytes };
+  }
+
+  /** Deletes an instance volume and all its snapshots (their qgroups go with them); no error when missing. */
+  async deleteInstanceVolume(name: string): Promise<void> {
+    const path = this.instancePath(name);
+    const snapDir = this.snapshotDir(name);
+    await this.ensure();
+    const targets: string[] = [];
+    // Includes the leftovers of an interrupted restore.
+    for (const p of [path, ...this.restoreTemps(name)]) if (await this.host.fs.stat(p)) targets.push(p);
+    if (await this.host.fs.stat(snapDir)) {
+      for (const s of await this.host.fs.readdir(snapDir)) targets.push(join(snapDir, s));
+    }
+    if (targets.length > 0) await this.deleteSubvolumes(targets, `instance "${name}"`);
+    await this.host.fs.rm(snapDir, { recursive: true, force: true });
+  }
+
+  /** Takes a read-only snapshot of an instance volume. */
+  async createSnapshot(name: string, snap: string): Promise<void> {
+    const path = this.instancePath(name);
+    const target = this.snapshotPath(name, snap);
+    await this.ensure();
+    await this.mustExist(path, `Volume of instance "${name}" not found`);
+    if (await this.host.fs.stat(target)) throw new AppError('ALREADY_EXISTS', `Snapshot "${snap}" of instance "${name}" already exists`);
+    await this.host.fs.mkdir(this.snapshotDir(name), { recursive: true });
+    await this.snapshotVolume(path, target, true, undefined, `Failed to snapshot instance "${name}" as "${snap}"`);
+  }
+
+  /** Snapshots of an instance, oldest first. */
+  async listSnapshots(name: string): Promise<VolumeSnapshot[]> {
+    const snapDir = this.snapshotDir(name);
+    await this.ensure();
+    await this.mustExist(this.instancePath(name), `Volume of instance "${name}" not found`);
+    const entries = (await this.host.fs.stat(snapDir)) ? await this.host.fs.readdir(snapDir) : [];
+    if (entries.length === 0) return [];
+    // Creation times come from btrfs (otime): the root directory of a snapshot keeps the times of its source.
+    const res = await this.run(['btrfs', 'subvolume', 'list', '-s', this.poolDir], `Failed to list the snapshots of instance "${name}"`, { TZ: 'UTC' });
+    const prefix = `snapshots/${name}/`;
+    return parseSubvolumeList(res.stdout)
+      .filter((r) => r.path.startsWith(prefix) && !r.path.slice(prefix.length).includes('/') && r.createdAt !== null)
+      .sort((a, b) => a.id - b.id)
+      .map((r) => ({ name: r.path.slice(prefix.length), createdAt: r.createdAt! }));
+  }
+
+  /** Replaces the instance volume by a writable snapshot of snap, keeping its root disk limit. */
+  async restoreSnapshot(name: string, snap: string): Promise<void> {
+    const path = this.instancePath(name);
+    const source = this.snapshotPath(name, snap);
+    await this.ensure();
+    await this.mustExist(path, `Volume of instance "${name}" not found`);
+    await this.mustExist(source, `Snapshot "${snap}" of instance "${name}" not found`);
+    const limitBytes = (await this.qgroupOf(path, false)).maxReferencedBytes ?? undefined;
+    const [fresh, old] = this.restoreTemps(name);
+    // Leftovers of an interrupted restore would make the snapshot or rename fail.
+    for (const p of [fresh, old]) if (await this.host.fs.stat(p)) await this.deleteSubvolumes([p], `instance "${name}"`);
+    await new Reverter().run(async (r) => {
+      await this.snapshotVolume(source, fresh, false, limitBytes, `Failed to restore snapshot "${snap}" of instance "${name}"`);
+      r.add('delete the restored volume', () => this.deleteSubvolumes([fresh], `instance "${name}"`));
+      await this.host.fs.rename(path, old);
+      r.add('put the old volume back', () => this.host.fs.rename(old, path));
+      await this.host.fs.rename(fresh, path);
+    });
+    // The restore is done; should this fail, the old volume is removed by the next restore or delete.
+    await this.deleteSubvolumes([old], `instance "${name}"`).catch(() => undefined);
+  }
+
+  /** Deletes one snapshot of an instance. */
+  async deleteSnapshot(name: string, snap: string): Promise<void> {
+    const target = this.snapshotPath(name, snap);
+    await this.ensure();
+    await this.mustExist(target, `Snapshot "${snap}" of instance "${name}" not found`);
+    await this.deleteSubvolumes([target], `snapshot "${snap}" of instance "${name}"`);
+  }
+
+  /** Copies an instance volume (writable snapshot, independent of the source), limited to sizeBytes when given; returns the new path. */
+  async copyInstance(src: string, dst: string, sizeBytes?: number): Promise<string> {
+    const from = this.instancePath(src);
+    const to = this.instancePath(dst);
+    checkSize(sizeBytes, `root disk size for instance "${dst}"`);
+    await this.ensure();
+    await this.mustExist(from, `Volume of instance "${src}" not found`);
+    if (await this.host.fs.stat(to)) throw new AppError('ALREADY_EXISTS', `Volume of instance "${dst}" already exists`);
+    if (sizeBytes !== undefined) {
+      const used = (await this.qgroupOf(from, true)).referencedBytes;
+      if (sizeBytes < used) throw new AppError('INVALID_SIZE', `Root disk size ${sizeBytes} bytes of instance "${dst}" is below the usage of "${src}" (${used} bytes)`, { details: { sizeBytes, usedBytes: used } });
+    }
+    await this.snapshotVolume(from, to, false, sizeBytes, `Failed to copy instance "${src}" to "${dst}"`);
+    return to;
+  }
+
+  /** True when the instance has a volume. */
+  async instanceExists(name: string): Promise<boolean> {
+    const st = await this.host.fs.stat(this.instancePath(name));
+    return st?.isDirectory === true;
+  }
+
+  /** Destroys qgroups left behind by deleted subvolumes; needed only on kernels that do not drop them on their own. */
+  async clearStaleQgroups(): Promise<void> {
+    // Qgroups of subvolumes still being cleaned are busy and stay until the next call: failure here is expected.
+    await this.host.exec(['btrfs', 'qgroup', 'clear-stale', this.poolDir], { allowFailure: true });
+  }
+
+  private snapshotDir(name: string): string {
+    return join(this.poolDir, 'snapshots', checkComponent(name, 'instance name'));
+  }
+
+  // Temporary volumes of a restore: the new volume being prepared, and the old one being replaced.
+  private restoreTemps(name: string): [string, string] {
+    checkComponent(name, 'instance name');
+    return [join(this.poolDir, 'instances', `.${name}.restore`), join(this.poolDir, 'instances', `.${name}.old`)];
+  }
+
+  private async doEnsure(): Promise<void> {
+    const mount = findMount(await this.host.fs.readText('/proc/self/mountinfo'), this.poolDir);
+    if (mount) {
+      await this.checkMount(mount.fsType, mount.source);
+      return;
+    }
+    await this.host.fs.mkdir(dirname(this.poolImage), { recursive: true });
+    await this.host.fs.mkdir(this.poolDir, { recursive: true });
+    await new Reverter().run(async (r) => {
+      if (!(await this.host.fs.stat(this.poolImage))) {
+        r.add('remove the pool image', () => this.host.fs.rm(this.poolImage, { force: true }));
+        await this.run(['truncate', '-s', String(this.sizeBytes), this.poolImage], `Failed to create the storage pool file ${this.poolImage}`);
+        await this.run(['mkfs.btrfs', '-q', '-L', 'hangar', this.poolImage], `Failed to format the storage pool file ${this.poolImage}`);
+      }
+      // noatime: atime updates would rewrite (and unshare) metadata of every file read in a snapshot.
+      await this.run(['mount', '-t', 'btrfs', '-o', 'loop,noatime', this.poolImage, this.poolDir], `Failed to mount the storage pool ${this.poolImage} at ${this.poolDir}`);
+      r.add('unmount the pool', () => this.host.exec(['umount', this.poolDir]));
+      await this.run(['btrfs', 'quota', 'enable', this.poolDir], 'Failed to enable quotas on the storage pool');
+      for (const d of ['images', 'instances', 'snapshots']) await this.host.fs.mkdir(join(this.poolDir, d), { recursive: true });
+    });
+    await this.clearStaleQgroups();
+  }
+
+  private async checkMount(fsType: string, source: string): Promise<void> {
+    if (fsType !== 'btrfs') throw new AppError('INVALID_STATE', `${this.poolDir} is mounted with ${fsType}, not the btrfs storage pool`);
+    const loop = /^\/dev\/(loop\d+)$/.exec(source);
+    if (!loop) return;
+    // Without this, a pool directory mounted from another file would silently be used.
+    const backing = (await this.host.fs.readTextIfExists(`/sys/block/${loop[1]}/loop/backing_file`))?.trim();
+    if (backing !== undefined && backing !== this.poolImage) {
+      throw new AppError('INVALID_STATE', `${this.poolDir} is mounted from ${backing}, not from the storage pool file ${this.poolImage}`);
+    }
+  }
+
+  private async mounted(): Promise<boolean> {
+    const mount = findMount(await this.host.fs.readText('/proc/self/mountinfo'), this.poolDir);
+    return mount?.fsType === 'btrfs';
+  }
+
+  private async run(argv: string[], message: string, env?: Record<string, string>) {
+    try {
+      return await this.host.exec(argv, env ? { env } : {});
+    } catch (e) {
+      throw new AppError('HOST_FAILED', message, { cause: e });
+    }
+  }
+
+  private async mustExist(path: string, message: string): Promise<void> {
+    if (!(await this.host.fs.stat(path))) throw new AppError('NOT_FOUND', message);
+  }
+
+  // One qgroup row of a subvolume; sync commits pending writes first, as usage is only accounted at transaction commit.
+  private async qgroupOf(path: string, sync: boolean): Promise<QgroupRow> {
+    const argv = ['btrfs', 'qgroup', 'show', '-re', '--raw', ...(sync ? ['--sync'] : []), '-f', path];
+    const res = await this.run(argv, `Failed to read the quota group of ${path}`);
+    const row = parseQgroupShow(res.stdout).find((q) => q.level === 0);
+    if (!row) throw new AppError('HOST_FAILED', `No quota group for ${path}: are quotas enabled on the storage pool?`);
+    return row;
+  }
+
+  private async imageSize(fp: string): Promise<number> {
+    const cached = this.imageSizes.get(fp);
+    if (cached !== undefined) return cached;
+    const bytes = (await this.qgroupOf(this.imagePath(fp), true)).referencedBytes;
+    this.imageSizes.set(fp, bytes);
+    return bytes;
+  }
+
+  private async limit(path: string, sizeBytes: number | undefined, message: string): Promise<void> {
+    // A referenced limit bounds everything the volume shows (image data included), which is what a root disk size means; an exclusive limit would not hold after a snapshot.
+    await this.run(['btrfs', 'qgroup', 'limit', sizeBytes === undefined ? 'none' : String(sizeBytes), path], message);
+  }
+
+  private async snapshotVolume(from: string, to: string, readOnly: boolean, sizeBytes: number | undefined, message: string): Promise<void> {
+    await this.run(['btrfs', 'subvolume', 'snapshot', ...(readOnly ? ['-r'] : []), from, to], message);
+    if (sizeBytes === undefined) return;
+    try {
+      await this.limit(to, sizeBytes, message);
+    } catch (e) {
+      await this.deleteSubvolumes([to], to).catch(() => undefined);
+      throw e;
+    }
+  }
+
+  // Deletes subvolumes with a commit, so the kernel cleans them (and drops their qgroups) within about a second instead of at the next 30 s commit.
+  private async deleteSubvolumes(paths: string[], what: string): Promise<void> {
+    const first = await this.host.exec(['btrfs', 'subvolume', 'delete', '-c', ...paths], { allowFailure: true });
+    if (first.code === 0) return;
+    // Subvolumes created inside a volume (systemd-tmpfiles makes /var/lib/machines one) block its deletion: delete them first, deepest first.
+    const list = await this.run(['btrfs', 'subvolume', 'list', this.poolDir], `Failed to delete ${what}`);
+    const rels = paths.map((p) => p.slice(this.poolDir.length + 1));
+    const all = parseSubvolumeList(list.stdout)
+      .map((r) => r.path)
+      .filter((p) => rels.some((rel) => p === rel || p.startsWith(`${rel}/`)))
+      .sort((a, b) => b.split('/').length - a.split('/').length);
+    if (all.length === 0) {
+      throw new AppError('HOST_FAILED', `Failed to delete ${what}`, { cause: new Error(first.stderr.trim() || `exit code ${first.code}`) });
+    }
+    await this.run(['btrfs', 'subvolume', 'delete', '-c', ...all.map((p) => join(this.poolDir, p))], `Failed to delete ${what}`);
+  }
+}

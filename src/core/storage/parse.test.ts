@@ -1,0 +1,55 @@
+// Unit tests of the storage pool parsers, on output captured from this machine's kernel and btrfs-progs 6.2.
+import { describe, expect, it } from 'vitest';
+import { findMount, parseFilesystemUsage, parseMountInfo, parseQgroupShow, parseSubvolumeList } from './parse.js';
+
+const MOUNTINFO = [
+  '22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw,discard',
+  '43 27 0:39 / /tmp/hgr-exp1/pool rw,relatime - btrfs /dev/loop0 rw,discard=async,space_cache=v2,subvolid=5,subvol=/',
+  '44 27 0:40 / /tmp/with\\040space rw - tmpfs tmpfs rw',
+  '',
+].join('\n');
+
+describe('mountinfo', () => {
+  it('parses mount point, type and source, with optional fields', () => {
+    const m = parseMountInfo(MOUNTINFO);
+    expect(m).toHaveLength(3);
+    expect(m[0]).toMatchObject({ mountPoint: '/', fsType: 'ext4', source: '/dev/vda' });
+    expect(m[1]).toMatchObject({ mountPoint: '/tmp/hgr-exp1/pool', fsType: 'btrfs', source: '/dev/loop0' });
+  });
+
+  it('decodes octal escapes and finds exact mount points only', () => {
+    expect(findMount(MOUNTINFO, '/tmp/with space')?.fsType).toBe('tmpfs');
+    expect(findMount(MOUNTINFO, '/tmp/hgr-exp1')).toBeUndefined();
+    expect(findMount(MOUNTINFO, '/tmp/hgr-exp1/pool')?.source).toBe('/dev/loop0');
+  });
+});
+
+describe('btrfs output', () => {
+  it('parses qgroup show -re --raw, with none limits and special paths', () => {
+    const text = [
+      'Qgroupid    Referenced    Exclusive  Max referenced  Max exclusive   Path ',
+      '--------    ----------    ---------  --------------  -------------   ---- ',
+      '0/5              16384        16384            none           none   <toplevel>',
+      '0/268         10502144     10502144        67108864           none   instances/web1',
+      '0/270         10502144     10502144            none           none   <stale>',
+    ].join('\n');
+    const rows = parseQgroupShow(text);
+    expect(rows).toHaveLength(3);
+    expect(rows[1]).toEqual({ qgroupId: '0/268', level: 0, id: 268, referencedBytes: 10502144, exclusiveBytes: 10502144, maxReferencedBytes: 67108864, maxExclusiveBytes: null, path: 'instances/web1' });
+    expect(rows[2]!.path).toBe('<stale>');
+  });
+
+  it('parses subvolume list with and without otime', () => {
+    const withTime = parseSubvolumeList('ID 271 gen 49 cgen 49 top level 5 otime 2026-11-26 22:45:07 path snapshots/a/s1\n');
+    expect(withTime).toEqual([{ id: 271, createdAt: '2026-11-26T22:45:07Z', path: 'snapshots/a/s1' }]);
+    const plain = parseSubvolumeList('ID 258 gen 12 top level 5 path instances/b\nID 259 gen 13 top level 258 path instances/b/var/lib/machines\n');
+    expect(plain.map((r) => r.path)).toEqual(['instances/b', 'instances/b/var/lib/machines']);
+    expect(plain[0]!.createdAt).toBeNull();
+  });
+
+  it('parses filesystem usage -b', () => {
+    const text = 'Overall:\n    Device size:\t\t        2147483648\n    Device allocated:\t\t        1103888384\n    Used:\t\t\t         289951744\n    Free (estimated):\t\t        1279930368\t(min: 758132736)\n';
+    expect(parseFilesystemUsage(text)).toEqual({ sizeBytes: 2147483648, usedBytes: 289951744 });
+    expect(parseFilesystemUsage('garbage')).toEqual({ sizeBytes: null, usedBytes: null });
+  });
+});

@@ -1,0 +1,97 @@
+// Pure parsers for the storage pool: /proc/self/mountinfo and the text output of btrfs-progs 6.2 (its JSON output aborts).
+
+/** One line of /proc/self/mountinfo. */
+export interface MountEntry {
+  mountPoint: string;
+  fsType: string;
+  source: string;
+  options: string;
+}
+
+/** One row of `btrfs qgroup show -re --raw`. */
+export interface QgroupRow {
+  /** "0/268" */
+  qgroupId: string;
+  level: number;
+  /** Subvolume id for level-0 qgroups. */
+  id: number;
+  referencedBytes: number;
+  exclusiveBytes: number;
+  maxReferencedBytes: number | null;
+  maxExclusiveBytes: number | null;
+  /** Path relative to the file system root, or "<stale>", "<toplevel>". */
+  path: string;
+}
+
+/** One row of `btrfs subvolume list [-s]`. */
+export interface SubvolumeRow {
+  id: number;
+  /** Creation time as ISO 8601 (only with -s and TZ=UTC), else null. */
+  createdAt: string | null;
+  /** Path relative to the file system root. */
+  path: string;
+}
+
+/** Decodes the octal escapes (\040 for space, ...) the kernel uses in mountinfo fields. */
+function unescapeMountField(s: string): string {
+  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+}
+
+/** Parses /proc/self/mountinfo. */
+export function parseMountInfo(text: string): MountEntry[] {
+  const out: MountEntry[] = [];
+  for (const line of text.split('\n')) {
+    const f = line.split(' ');
+    const sep = f.indexOf('-', 6);
+    if (f.length < 10 || sep < 0) continue;
+    out.push({ mountPoint: unescapeMountField(f[4]!), options: f[5]!, fsType: f[sep + 1]!, source: unescapeMountField(f[sep + 2]!) });
+  }
+  return out;
+}
+
+/** The mount whose mount point is exactly path (the last one wins, as it hides the others), or undefined. */
+export function findMount(mountinfo: string, path: string): MountEntry | undefined {
+  return parseMountInfo(mountinfo).filter((m) => m.mountPoint === path).pop();
+}
+
+function maxValue(s: string): number | null {
+  return s === 'none' ? null : Number(s);
+}
+
+/** Parses `btrfs qgroup show -re --raw [-f] PATH`: columns qgroupid, rfer, excl, max_rfer, max_excl, path. */
+export function parseQgroupShow(text: string): QgroupRow[] {
+  const out: QgroupRow[] = [];
+  for (const line of text.split('\n')) {
+    const m = /^(\d+)\/(\d+)\s+(\d+)\s+(\d+)\s+(\d+|none)\s+(\d+|none)\s*(.*)$/.exec(line.trim());
+    if (!m) continue;
+    out.push({
+      qgroupId: `${m[1]}/${m[2]}`,
+      level: Number(m[1]),
+      id: Number(m[2]),
+      referencedBytes: Number(m[3]),
+      exclusiveBytes: Number(m[4]),
+      maxReferencedBytes: maxValue(m[5]!),
+      maxExclusiveBytes: maxValue(m[6]!),
+      path: m[7]!,
+    });
+  }
+  return out;
+}
+
+/** Parses `btrfs subvolume list [-s] PATH` (run with TZ=UTC so otime is UTC). */
+export function parseSubvolumeList(text: string): SubvolumeRow[] {
+  const out: SubvolumeRow[] = [];
+  for (const line of text.split('\n')) {
+    const m = /^ID (\d+) .*?(?:otime (\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d) )?path (.+)$/.exec(line.trim());
+    if (!m) continue;
+    out.push({ id: Number(m[1]), createdAt: m[2] ? `${m[2]}T${m[3]}Z` : null, path: m[4]! });
+  }
+  return out;
+}
+
+/** Parses `btrfs filesystem usage -b PATH` into the device size and the bytes used. */
+export function parseFilesystemUsage(text: string): { sizeBytes: number | null; usedBytes: number | null } {
+  const size = /^\s*Device size:\s+(\d+)/m.exec(text);
+  const used = /^\s*Used:\s+(\d+)/m.exec(text);
+  return { sizeBytes: size ? Number(size[1]) : null, usedBytes: used ? Number(used[1]) : null };
+}

@@ -1,0 +1,130 @@
+// hangard: the one place where settings, host, state, storage, network, drivers, services and the API are wired together.
+import { existsSync, chmodSync, mkdirSync, unlinkSync } from 'node:fs';
+import { connect } from 'node:net';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadSettings, type Settings } from '../core/settings.js';
+import { LocalHost } from '../core/host/local.js';
+import { ensureIdMap, readHostFacts } from '../core/host/facts.js';
+import { StateDb } from '../core/db/database.js';
+import { EventBus } from '../core/events.js';
+import { LockManager } from '../core/locks.js';
+import { OperationManager } from '../core/operations.js';
+import { BtrfsPool } from '../core/storage/btrfs-pool.js';
+import { NetworkManager } from '../core/network/manager.js';
+import { ensureLxcfs } from '../core/lxcfs.js';
+import { ImageService } from '../core/images/service.js';
+import { InstanceService } from '../core/instances.js';
+import { detectVirt } from '../core/detect/detect.js';
+import { readCpuidSignature } from '../core/detect/cpuid.js';
+import { defaultRegistry } from '../drivers/registry.js';
+import { buildServer } from '../api/server.js';
+import { causeChain } from '../shared/errors.js';
+import type { HostInfo } from '../shared/schemas.js';
+
+const VERSION = '0.1.0';
+
+function log(msg: string): void {
+  process.stderr.write(`hangard: ${msg}\n`);
+}
+
+/** True when something already answers on the socket (another hangard). */
+function socketAlive(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    if (!existsSync(path)) { resolve(false); return; }
+    const s = connect(path);
+    s.once('connect', () => { s.destroy(); resolve(true); });
+    s.once('error', () => resolve(false));
+  });
+}
+
+async function main(settings: Settings): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error('hangard must run as root');
+  if (await socketAlive(settings.socket)) throw new Error(`another hangard is already listening on ${settings.socket}`);
+  for (const d of [settings.dir, settings.runDir, settings.lxcPath, settings.imagesDir, settings.cacheDir, settings.logDir, join(settings.dir, 'instances')]) mkdirSync(d, { recursive: true });
+  const host = new LocalHost();
+  const idmap = await ensureIdMap(host);
+  const facts = await readHostFacts(host, idmap);
+  const db = new StateDb(settings.dbFile);
+  const events = new EventBus();
+  events.subscribe((e) => { if (e.type === 'instance-drift') log(`drift: ${e.message ?? e.instance}`); });
+  const pool = new BtrfsPool(host, { poolDir: settings.poolDir, poolImage: settings.poolImage, sizeBytes: settings.poolSizeBytes });
+  log(`storage pool: btrfs on ${settings.poolImage}`);
+  await pool.ensure();
+  const network = new NetworkManager(host, { bridge: settings.bridge, subnet: settings.subnet, nftTable: settings.nftTable, dnsmasqDir: settings.dnsmasqDir, ifPrefix: settings.prefix });
+  log(`network: bridge ${settings.bridge} ${settings.subnet}`);
+  await network.ensure();
+  const lxcfsDir = await ensureLxcfs(host, settings.lxcfsDir, settings.runDir);
+  const registry = defaultRegistry();
+  const locks = new LockManager();
+  const ops = new OperationManager(events);
+  const images = new ImageService({ host, db, events, pool, idmap, mirror: settings.mirror, cacheDir: settings.cacheDir });
+  const instances = new InstanceService({
+    host, db, events, locks, registry, images, pool, network, facts, instancesDir: join(settings.dir, 'instances'), lxcPath: settings.lxcPath,
+    lxcfsDir, prefix: settings.prefix, poolSizeBytes: settings.poolSizeBytes, memoryReserveBytes: settings.memoryReserveBytes,
+  });
+
+  const probePath = join(dirname(fileURLToPath(import.meta.url)), 'native', 'hangar-cpuid');
+  const liveCpuid = () => readCpuidSignature(host, probePath).catch(() => undefined);
+  const detect = async (root: string, cpuid: string | null | undefined) => {
+    // The CPUID probe describes this machine: use it for "/" and for live container roots under /proc, not for other trees.
+    const sig = cpuid !== undefined ? (cpuid === '' ? null : cpuid) : root === '/' || root.startsWith('/proc/') ? await liveCpuid() : undefined;
+    return detectVirt(host, { root, ...(sig !== undefined ? { cpuid: sig } : {}) });
+  };
+  const hostInfo = async (): Promise<HostInfo> => {
+    const [poolInfo, probes, runsIn] = await Promise.all([
+      pool.info(),
+      Promise.all(registry.all().map(async (d) => ({ d, p: await d.probe(host) }))),
+      detect('/', undefined),
+    ]);
+    const net = network.info();
+    return {
+      hostname: facts.hostname, kernel: facts.kernel, os: facts.os, cpus: facts.cpus, memoryBytes: facts.memoryBytes, cgroupLayout: facts.cgroupLayout,
+      storage: { driver: poolInfo.driver, path: poolInfo.path, sizeBytes: poolInfo.sizeBytes, usedBytes: poolInfo.usedBytes },
+      network: { bridge: net.bridge, subnet: net.subnet, gateway: net.gateway },
+      drivers: probes.map(({ d, p }) => ({ name: d.name, type: d.type, available: p.available, version: p.version, reason: p.reason })),
+      cpuVirtFlags: facts.cpuVirtFlags, kvm: facts.kvm, runsIn,
+    };
+  };
+
+  await instances.reconcile();
+  const server = buildServer({ version: VERSION, instances, images, ops, events, hostInfo, detect });
+  if (existsSync(settings.socket)) unlinkSync(settings.socket);
+  await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(settings.socket, () => resolve()); });
+  chmodSync(settings.socket, 0o600);
+  log(`API listening on ${settings.socket} (pid ${process.pid})`);
+
+  if (!db.getImage('busybox')) {
+    log('building the busybox image (local, no network)...');
+    await images.build('busybox', {}, (m) => log(`  ${m}`));
+  }
+  await instances.autostart((name, err) => log(`autostart of "${name}" failed: ${err instanceof Error ? err.message : String(err)}`));
+
+  const cli = `node ${join(dirname(fileURLToPath(import.meta.url)), 'hangar.mjs')}`;
+  const envPrefix = process.env.HANGAR_SOCKET ? `HANGAR_SOCKET=${settings.socket} ` : '';
+  process.stdout.write([
+    '',
+    `Hangar ${VERSION} is running (state in ${settings.dir}, API on ${settings.socket}).`,
+    'In another terminal, as root, try:',
+    `  ${envPrefix}${cli} launch busybox web1`,
+    `  ${envPrefix}${cli} list`,
+    `  ${envPrefix}${cli} exec web1 -- uname -a`,
+    `(or put ${join(dirname(fileURLToPath(import.meta.url)), '..', 'bin')} on PATH and type "hangar ...").`,
+    'Ctrl-C stops hangard; instances keep running.',
+    '',
+  ].join('\n'));
+
+  const shutdown = (sig: string) => {
+    log(`${sig}: shutting down (instances keep running)`);
+    server.close();
+    setTimeout(() => { db.close(); process.exit(0); }, 200).unref();
+  };
+  process.once('SIGINT', () => shutdown('SIGINT'));
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+}
+
+main(loadSettings(process.env)).catch((err: unknown) => {
+  log(`failed to start: ${err instanceof Error ? err.message : String(err)}`);
+  for (const c of causeChain(err)) log(`  caused by: ${c}`);
+  process.exit(1);
+});

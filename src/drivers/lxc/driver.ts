@@ -1,0 +1,360 @@
+// The LXC driver: system containers run by the lxc-* tools, configured by a rendered config file and cgroup v1/v2 limits.
+import { posix } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { resourcesOf, type InstanceConfig } from '../../shared/config.js';
+import { AppError } from '../../shared/errors.js';
+import type { Usage } from '../../shared/schemas.js';
+import type { Host, HostProcess } from '../../core/host/host.js';
+import { Reverter } from '../../core/reverter.js';
+import type {
+  ConfigApplyResult, Driver, DriverContext, ExecSpec, HostFacts, InstanceHandle, InstanceRecord, ObservedState, StopOptions,
+} from '../driver.js';
+import {
+  lxcAttachArgv, lxcConsoleArgv, lxcFreeze, lxcInfo, lxcStart, lxcStop, lxcUnfreeze, lxcVersion, type LxcTarget,
+} from './lxc-tools.js';
+import {
+  cgroupLayoutOf, lxcStateToInstanceState, parseCgroupMounts, parseCgroupNumber, parseFlatKeyed, parseProcCgroup,
+  parseProcStatStartTime, tailLines, type CgroupMounts,
+} from './parse.js';
+import {
+  cgroupDefault, cgroupDirs, cgroupSettings, firstCpus, INSTANCE_FILES, renderLxcConfig, type CgroupSetting,
+} from './render-config.js';
+
+const POLL_MS = 50;
+const TEARDOWN_WAIT_MS = 10_000;
+
+/** Config keys that only take effect when the container starts again. */
+const RESTART_KEYS = new Set(['security.privileged']);
+
+/** Keys the driver does not handle (the storage pool does). */
+const NOT_OURS = new Set(['limits.disk']);
+
+const mountsCache = new WeakMap<Host, Promise<CgroupMounts>>();
+
+/** Cgroup mount points of a host, read once from /proc/self/mounts. */
+export function cgroupMounts(host: Host): Promise<CgroupMounts> {
+  let p = mountsCache.get(host);
+  if (!p) {
+    p = host.fs.readText('/proc/self/mounts').then(parseCgroupMounts);
+    p.catch(() => mountsCache.delete(host));
+    mountsCache.set(host, p);
+  }
+  return p;
+}
+
+/** The cgroup facts the LXC driver needs (layout and swap accounting), for whoever builds HostFacts. */
+export async function detectLxcCgroupFacts(host: Host): Promise<{ cgroupLayout: HostFacts['cgroupLayout']; swapAccounting: boolean }> {
+  const mounts = await cgroupMounts(host);
+  const cgroupLayout = cgroupLayoutOf(mounts);
+  if (cgroupLayout !== 'v2') {
+    const mem = mounts.v1.memory;
+    return { cgroupLayout, swapAccounting: mem !== undefined && (await host.fs.stat(posix.join(mem, 'memory.memsw.limit_in_bytes'))) !== undefined };
+  }
+  const controllers = mounts.v2 ? await host.fs.readTextIfExists(posix.join(mounts.v2, 'cgroup.controllers')) : undefined;
+  return { cgroupLayout, swapAccounting: (controllers ?? '').split(/\s+/).includes('memory') };
+}
+
+/** The cgroup directory of one setting's controller: v1 controller hierarchy, or the v2 hierarchy. */
+function settingDir(mounts: CgroupMounts, controller: string, rel: { v1: Record<string, string>; v2: string | null }): string | null {
+  if (controller === '') return mounts.v2 && rel.v2 !== null ? posix.join(mounts.v2, rel.v2) : null;
+  const mount = mounts.v1[controller];
+  const path = rel.v1[controller];
+  return mount && path !== undefined ? posix.join(mount, path) : null;
+}
+
+class LxcInstance implements InstanceHandle {
+  private record: InstanceRecord;
+  private readonly target: LxcTarget;
+
+  constructor(record: InstanceRecord, private readonly ctx: DriverContext) {
+    if (!posix.isAbsolute(ctx.lxcPath)) throw new AppError('INVALID_CONFIG', `Invalid LXC path ${JSON.stringify(ctx.lxcPath)}: must be absolute`);
+    this.record = record;
+    this.target = { lxcPath: ctx.lxcPath, name: record.name };
+  }
+
+  private get host(): Host { return this.ctx.host; }
+  private get containerDir(): string { return posix.join(this.ctx.lxcPath, this.record.name); }
+  private get configPath(): string { return posix.join(this.containerDir, 'config'); }
+  private get lxcLog(): string { return posix.join(this.record.instanceDir, INSTANCE_FILES.lxcLog); }
+
+  consoleLogPath(): string {
+    return posix.join(this.record.instanceDir, INSTANCE_FILES.consoleLog);
+  }
+
+  private async writeConfig(): Promise<void> {
+    const text = renderLxcConfig({ record: this.record, facts: this.ctx.facts, prefix: this.ctx.prefix, lxcfsDir: this.ctx.lxcfsDir, ...(this.record.cpuset ? { cpuset: this.record.cpuset } : {}) });
+    await this.host.fs.mkdir(this.containerDir, { recursive: true, mode: 0o755 });
+    await this.host.fs.mkdir(this.record.instanceDir, { recursive: true });
+    await this.host.fs.writeAtomic(this.configPath, text, 0o644);
+  }
+
+  /** Writes (or rewrites, e.g. before a start with changed limits) the container's config. */
+  async create(): Promise<void> {
+    await this.writeConfig();
+  }
+
+  async state(): Promise<ObservedState> {
+    if (!(await this.host.fs.stat(this.configPath))) return { state: 'stopped', pid: null, startTime: null };
+    const info = await lxcInfo(this.host, this.target);
+    const state = lxcStateToInstanceState(info.state);
+    const pid = state === 'stopped' ? null : info.pid;
+    const stat = pid === null ? undefined : await this.host.fs.readTextIfExists(`/proc/${pid}/stat`);
+    return { state, pid, startTime: stat === undefined ? null : parseProcStatStartTime(stat) };
+  }
+
+  /** Expected cgroup paths of the container (and its monitor) in every mounted hierarchy. */
+  private async cgroupLeftovers(): Promise<string[]> {
+    const mounts = await cgroupMounts(this.host);
+    const dirs = cgroupDirs(this.ctx.prefix, this.record.name);
+    const roots = [...new Set([...Object.values(mounts.v1), ...(mounts.v2 ? [mounts.v2] : [])])];
+    const out: string[] = [];
+    for (const root of roots) {
+      for (const rel of [dirs.container, dirs.monitor]) {
+        const p = posix.join(root, rel);
+        if (await this.host.fs.stat(p)) out.push(p);
+      }
+    }
+    return out;
+  }
+
+  /** True while this container's LXC monitor process ("[lxc monitor] <lxcPath> <name>") exists. */
+  private async monitorAlive(): Promise<boolean> {
+    const want = `[lxc monitor] ${this.ctx.lxcPath} ${this.record.name}`;
+    for (const pid of await this.host.fs.readdir('/proc')) {
+      if (!/^\d+$/.test(pid)) continue;
+      const cmd = await this.host.fs.readTextIfExists(`/proc/${pid}/cmdline`).catch(() => undefined);
+      if (cmd !== undefined && cmd.replace(/\0/g, ' ').trim() === want) return true;
+    }
+    return false;
+  }
+
+  /** Waits until LXC has torn the container down (cgroups removed, monitor exited); true when gone. */
+  private async waitTornDown(ms: number): Promise<boolean> {
+    const until = Date.now() + ms;
+    for (;;) {
+      // The /proc scan only runs once the cheap cgroup check passes.
+      if ((await this.cgroupLeftovers()).length === 0 && !(await this.monitorAlive())) return true;
+      if (Date.now() >= until) return false;
+      await sleep(POLL_MS);
+    }
+  }
+
+  async start(): Promise<void> {
+    const name = this.record.name;
+    const st = await this.state();
+    if (st.state === 'running') return;
+    if (st.state === 'frozen') throw new AppError('INVALID_STATE', `Failed to start instance "${name}": it is frozen`);
+    if (!(await this.host.fs.stat(this.configPath))) throw new AppError('NOT_FOUND', `Failed to start instance "${name}": it has not been created (no ${this.configPath})`);
+    // A previous run may still be tearing down (monitor exiting): starting now would race with it.
+    await this.waitTornDown(TEARDOWN_WAIT_MS);
+    await this.writeConfig();
+    const logBefore = (await this.host.fs.stat(this.lxcLog))?.size ?? 0;
+    const res = await lxcStart(this.host, this.target, { logFile: this.lxcLog, logLevel: 'ERROR' });
+    if (res.code === 0) {
+      const info = await lxcInfo(this.host, this.target);
+      if (info.state === 'RUNNING') return;
+    }
+    // Failed: make sure nothing is left running, then report what LXC logged for this attempt.
+    if (!(await this.waitTornDown(TEARDOWN_WAIT_MS))) {
+      await lxcStop(this.host, this.target, { kill: true });
+      await this.waitTornDown(TEARDOWN_WAIT_MS);
+    }
+    const log = await this.host.fs.readFile(this.lxcLog).catch(() => Buffer.alloc(0));
+    const logLines = tailLines(log.subarray(logBefore).toString('utf8'), 200);
+    // The first error of this attempt is the cause; the ones after it are consequences.
+    const first = logLines.map((l) => /\bERROR\s+\S+\s+-\s+\S+\s+-\s+(.*)$/.exec(l)?.[1]).find((m) => m !== undefined);
+    const lines = [...logLines.slice(-12), ...tailLines(res.stderr, 4)];
+    const leftovers = await this.cgroupLeftovers();
+    throw new AppError('BACKEND_FAILED', `Failed to start instance "${name}"${first ? `: ${first}` : ''}`, {
+      cause: new Error(lines.join('\n') || `lxc-start exited with code ${res.code}`),
+      details: { log: lines, ...(leftovers.length ? { leftoverCgroups: leftovers } : {}) },
+    });
+  }
+
+  async stop(opts: StopOptions): Promise<void> {
+    const name = this.record.name;
+    const st = await this.state();
+    if (st.state === 'stopped') return;
+    if (opts.force) {
+      const res = await lxcStop(this.host, this.target, { kill: true });
+      const after = await lxcInfo(this.host, this.target);
+      if (after.state !== 'STOPPED') {
+        throw new AppError('BACKEND_FAILED', `Failed to stop instance "${name}"`, { cause: new Error(res.stderr.trim() || `lxc-stop exited with code ${res.code}`) });
+      }
+      await this.waitTornDown(TEARDOWN_WAIT_MS);
+      return;
+    }
+    // A frozen container cannot act on its halt signal.
+    if (st.state === 'frozen') await lxcUnfreeze(this.host, this.target);
+    const secs = Math.max(1, Math.ceil(opts.timeoutMs / 1000));
+    const res = await lxcStop(this.host, this.target, { timeoutS: secs });
+    const after = await lxcInfo(this.host, this.target);
+    if (after.state !== 'STOPPED') {
+      throw new AppError('TIMEOUT', `Failed to stop instance "${name}" within ${secs} s`, { cause: new Error(res.stderr.trim() || 'the container did not act on its halt signal in time') });
+    }
+    await this.waitTornDown(TEARDOWN_WAIT_MS);
+  }
+
+  async freeze(): Promise<void> {
+    await lxcFreeze(this.host, this.target);
+  }
+
+  async unfreeze(): Promise<void> {
+    await lxcUnfreeze(this.host, this.target);
+  }
+
+  async delete(): Promise<void> {
+    const st = await this.state();
+    if (st.state !== 'stopped') throw new AppError('INVALID_STATE', `Failed to delete instance "${this.record.name}": it is ${st.state}`);
+    await this.host.fs.rm(this.containerDir, { recursive: true, force: true });
+    const consoleLog = this.consoleLogPath();
+    for (const f of [this.lxcLog, consoleLog, `${consoleLog}.1`]) await this.host.fs.rm(f, { force: true });
+  }
+
+  async applyConfig(next: InstanceConfig, prev: InstanceConfig): Promise<ConfigApplyResult> {
+    const keys = [...new Set([...Object.keys(next), ...Object.keys(prev)])].filter((k) => next[k] !== prev[k] && !NOT_OURS.has(k)).sort();
+    const st = await this.state();
+    const running = st.state === 'running' || st.state === 'frozen';
+    if (running && st.pid !== null && keys.some((k) => k.startsWith('limits.'))) await this.applyCgroups(next, prev, st.pid);
+    this.record = { ...this.record, config: next };
+    await this.writeConfig();
+    const live: string[] = [];
+    const pending: string[] = [];
+    for (const k of keys) (running && RESTART_KEYS.has(k) ? pending : live).push(k);
+    return { live, pending };
+  }
+
+  /** Writes changed limits into the running container's cgroup files; restores the old values if one write fails. */
+  private async applyCgroups(next: InstanceConfig, prev: InstanceConfig, pid: number): Promise<void> {
+    const name = this.record.name;
+    const mounts = await cgroupMounts(this.host);
+    const procText = await this.host.fs.readTextIfExists(`/proc/${pid}/cgroup`);
+    if (procText === undefined) throw new AppError('INVALID_STATE', `Failed to apply limits to instance "${name}": its init process (${pid}) is gone`);
+    const rel = parseProcCgroup(procText);
+    const id = (s: Pick<CgroupSetting, 'controller' | 'file'>) => `${s.controller}/${s.file}`;
+    const want = cgroupSettings(next, this.ctx.facts, this.record.cpuset);
+    const had = new Map(cgroupSettings(prev, this.ctx.facts).map((s) => [id(s), s]));
+    const writes: CgroupSetting[] = [];
+    for (const s of want) if (had.get(id(s))?.value !== s.value) writes.push(s);
+    const wanted = new Set(want.map(id));
+    for (const [k, s] of had) if (!wanted.has(k)) writes.push({ ...s, value: cgroupDefault(s, await this.allCpus(mounts)) });
+
+    const r = new Reverter();
+    await r.run(async () => {
+      let todo = writes;
+      // Two passes: memory.limit_in_bytes and memory.memsw.limit_in_bytes must be ordered by direction (memsw >= limit).
+      for (let pass = 0; pass < 2 && todo.length > 0; pass++) {
+        const failed: { s: CgroupSetting; error: unknown }[] = [];
+        for (const s of todo) {
+          const dir = settingDir(mounts, s.controller, rel);
+          if (!dir) throw new AppError('BACKEND_FAILED', `Failed to apply limits to instance "${name}": no ${s.controller || 'cgroup2'} hierarchy for ${s.file}`);
+          const file = posix.join(dir, s.file);
+          const old = (await this.host.fs.readText(file)).trim();
+          try {
+            await this.host.fs.appendFile(file, s.value);
+            r.add(`restore ${file}`, () => this.host.fs.appendFile(file, old));
+          } catch (error) {
+            failed.push({ s, error });
+          }
+        }
+        if (pass === 1 && failed.length > 0) {
+          const f = failed[0]!;
+          throw new AppError('BACKEND_FAILED', `Failed to apply ${f.s.file}=${f.s.value} to running instance "${name}"`, { cause: f.error });
+        }
+        todo = failed.map((f) => f.s);
+      }
+    });
+  }
+
+  /** The CPUs a container may use when limits.cpu is lifted: its parent's effective cpuset. */
+  private async allCpus(mounts: CgroupMounts): Promise<string> {
+    const parent = this.ctx.prefix;
+    const candidates = mounts.v1.cpuset
+      ? [posix.join(mounts.v1.cpuset, parent, 'cpuset.effective_cpus'), posix.join(mounts.v1.cpuset, parent, 'cpuset.cpus')]
+      : mounts.v2 ? [posix.join(mounts.v2, parent, 'cpuset.cpus.effective')] : [];
+    for (const c of candidates) {
+      const t = (await this.host.fs.readTextIfExists(c))?.trim();
+      if (t) return t;
+    }
+    return firstCpus(this.ctx.facts.cpus);
+  }
+
+  exec(spec: ExecSpec): HostProcess {
+    const argv = lxcAttachArgv(this.target, { command: spec.command, env: spec.env, cwd: spec.cwd, tty: spec.tty !== undefined });
+    // lxc-attach changes into the caller's cwd when that path exists in the container: make it "/" deterministically.
+    return this.host.spawn(argv, { cwd: '/', ...(spec.tty ? { pty: spec.tty } : {}) });
+  }
+
+  attachConsole(size: { cols: number; rows: number }): HostProcess {
+    return this.host.spawn(lxcConsoleArgv(this.target), { cwd: '/', pty: size });
+  }
+
+  async usage(): Promise<Usage> {
+    const fs = this.host.fs;
+    const mounts = await cgroupMounts(this.host);
+    const dir = cgroupDirs(this.ctx.prefix, this.record.name).container;
+    const num = async (root: string | null | undefined, file: string) => (root ? parseCgroupNumber(await fs.readTextIfExists(posix.join(root, dir, file))) : null);
+    const out: Usage = {};
+    const put = (k: keyof Usage, v: number | null) => { if (v !== null) out[k] = v; };
+    if (this.ctx.facts.cgroupLayout !== 'v2') {
+      put('cpuTimeNs', await num(mounts.v1.cpuacct, 'cpuacct.usage'));
+      put('memoryBytes', await num(mounts.v1.memory, 'memory.usage_in_bytes'));
+      put('memoryPeakBytes', await num(mounts.v1.memory, 'memory.max_usage_in_bytes'));
+      put('processes', await num(mounts.v1.pids, 'pids.current'));
+    } else {
+      const cpuStat = mounts.v2 ? await fs.readTextIfExists(posix.join(mounts.v2, dir, 'cpu.stat')) : undefined;
+      const usec = cpuStat === undefined ? undefined : parseFlatKeyed(cpuStat).usage_usec;
+      put('cpuTimeNs', usec === undefined ? null : usec * 1000);
+      put('memoryBytes', await num(mounts.v2, 'memory.current'));
+      put('memoryPeakBytes', await num(mounts.v2, 'memory.peak'));
+      put('processes', await num(mounts.v2, 'pids.current'));
+    }
+    if (Object.keys(out).length > 0) {
+      // The host end of the veth: what the host transmits, the container receives.
+      const stats = posix.join('/sys/class/net', this.record.nic.hostIfName, 'statistics');
+      put('rxBytes', parseCgroupNumber(await fs.readTextIfExists(posix.join(stats, 'tx_bytes'))));
+      put('txBytes', parseCgroupNumber(await fs.readTextIfExists(posix.join(stats, 'rx_bytes'))));
+    }
+    return out;
+  }
+}
+
+/** Problems with a config on this host for LXC: keys it cannot honour and values out of range. */
+function validateLxc(config: InstanceConfig, facts: HostFacts): string[] {
+  const problems: string[] = [];
+  let r: ReturnType<typeof resourcesOf>;
+  try {
+    r = resourcesOf(config);
+  } catch (e) {
+    return [e instanceof Error ? e.message : String(e)];
+  }
+  if (r.memorySwap !== undefined) {
+    if (!facts.swapAccounting) {
+      problems.push(facts.cgroupLayout === 'v2'
+        ? 'limits.memory.swap is not supported by the lxc backend on this host: the kernel does not account swap per cgroup (no memory.swap.max)'
+        : 'limits.memory.swap is not supported by the lxc backend on this host: the kernel does not account swap per cgroup (no memory.memsw.* files; boot with swapaccount=1)');
+    } else if (facts.cgroupLayout !== 'v2' && r.memoryMax === undefined) {
+      problems.push('limits.memory.swap needs limits.memory on the lxc backend with cgroup v1 (memory.memsw.limit_in_bytes limits memory plus swap)');
+    }
+  }
+  if (r.cpuCount !== undefined && r.cpuCount > facts.cpus) problems.push(`limits.cpu=${r.cpuCount} exceeds the ${facts.cpus} CPUs of this host`);
+  if (r.cpuCapPct !== undefined && r.cpuCapPct > facts.cpus * 100) problems.push(`limits.cpu.cap=${config['limits.cpu.cap']} exceeds the ${facts.cpus} CPUs (${facts.cpus * 100}%) of this host`);
+  if (r.memoryMax !== undefined && r.memoryMax > facts.memoryBytes) problems.push(`limits.memory=${config['limits.memory']} exceeds the memory of this host (${facts.memoryBytes} bytes)`);
+  return problems;
+}
+
+/** The LXC backend. */
+export const lxcDriver: Driver = {
+  name: 'lxc',
+  type: 'container',
+  features: { freeze: true, snapshots: false, statefulStop: false, console: true, execTty: true },
+  technology: { kernel: 'shared', memory: 'burstable', isolation: 'namespaces + cgroups' },
+  async probe(host) {
+    const v = await lxcVersion(host);
+    return { available: v.version !== null, version: v.version, reason: v.reason };
+  },
+  validate: validateLxc,
+  load(record, ctx) {
+    return new LxcInstance(record, ctx);
+  },
+};

@@ -1,0 +1,163 @@
+// Pure rendering of an instance record into an LXC 5 container config file, and of the resource model into cgroup settings.
+import { posix } from 'node:path';
+import { resourcesOf, type InstanceConfig } from '../../shared/config.js';
+import { AppError } from '../../shared/errors.js';
+import type { HostFacts, InstanceRecord } from '../driver.js';
+
+/** Files shown to LXC from lxcfs so that tools inside see the container's own numbers. */
+export const LXCFS_PROC_FILES = ['meminfo', 'cpuinfo', 'stat', 'uptime', 'diskstats', 'swaps', 'loadavg'] as const;
+
+/** LXC's shared config and the extra one for user namespaces. */
+export const LXC_COMMON_CONF = '/usr/share/lxc/config/common.conf';
+/** Included for unprivileged containers. */
+export const LXC_USERNS_CONF = '/usr/share/lxc/config/userns.conf';
+
+/** CFS period used for CPU caps, in microseconds. */
+export const CPU_PERIOD_US = 100_000;
+
+/** Everything renderLxcConfig needs. */
+export interface LxcRenderInput {
+  record: InstanceRecord;
+  facts: HostFacts;
+  /** Daemon prefix: the container cgroup is <prefix>/<name>, its monitor's <prefix>.monitor/<name>. */
+  prefix: string;
+  lxcfsDir: string | null;
+  /** CPUs for limits.cpu chosen by the caller, e.g. "0" or "0-1"; defaults to the first limits.cpu CPUs. */
+  cpuset?: string;
+}
+
+/** One cgroup file value derived from the resource model; controller is the v1 controller ("" on pure v2). */
+export interface CgroupSetting {
+  controller: string;
+  file: string;
+  value: string;
+}
+
+/** File names of the instance's LXC files inside its instance directory. */
+export const INSTANCE_FILES = { consoleLog: 'console.log', lxcLog: 'lxc.log' } as const;
+
+/** Container and monitor cgroup paths, relative to each hierarchy's root. */
+export function cgroupDirs(prefix: string, name: string): { container: string; monitor: string } {
+  return { container: `${prefix}/${name}`, monitor: `${prefix}.monitor/${name}` };
+}
+
+/** True when the record asks for a privileged container (no user namespace). */
+export function isPrivileged(config: InstanceConfig): boolean {
+  return config['security.privileged'] === 'true';
+}
+
+/** cpuset string for the first n CPUs: "0", "0-1", ... */
+export function firstCpus(n: number): string {
+  return n <= 1 ? '0' : `0-${n - 1}`;
+}
+
+/** The cgroup settings for a config on this host: v1 files on v1 and hybrid hosts, v2 files on pure v2. */
+export function cgroupSettings(config: InstanceConfig, facts: HostFacts, cpuset?: string): CgroupSetting[] {
+  const r = resourcesOf(config);
+  const out: CgroupSetting[] = [];
+  const v1 = facts.cgroupLayout !== 'v2';
+  const set = (controller: string, file: string, value: number | string) => out.push({ controller: v1 ? controller : '', file, value: String(value) });
+  const quota = r.cpuCapPct === undefined ? undefined : Math.max(1000, Math.round((r.cpuCapPct / 100) * CPU_PERIOD_US));
+  if (v1) {
+    if (r.memoryMax !== undefined) set('memory', 'memory.limit_in_bytes', r.memoryMax);
+    if (r.memoryGuarantee !== undefined) set('memory', 'memory.soft_limit_in_bytes', r.memoryGuarantee);
+    // memsw counts memory plus swap; it must be written after (and be at least) limit_in_bytes.
+    if (r.memorySwap !== undefined && r.memoryMax !== undefined && facts.swapAccounting) set('memory', 'memory.memsw.limit_in_bytes', r.memoryMax + r.memorySwap);
+    if (r.cpuCount !== undefined) set('cpuset', 'cpuset.cpus', cpuset ?? firstCpus(r.cpuCount));
+    if (r.cpuWeight !== undefined) set('cpu', 'cpu.shares', Math.max(2, Math.round((r.cpuWeight * 1024) / 100)));
+    if (quota !== undefined) {
+      set('cpu', 'cpu.cfs_period_us', CPU_PERIOD_US);
+      set('cpu', 'cpu.cfs_quota_us', quota);
+    }
+    if (r.processes !== undefined) set('pids', 'pids.max', r.processes);
+  } else {
+    if (r.memoryMax !== undefined) set('', 'memory.max', r.memoryMax);
+    if (r.memoryGuarantee !== undefined) set('', 'memory.low', r.memoryGuarantee);
+    if (r.memorySwap !== undefined) set('', 'memory.swap.max', r.memorySwap);
+    if (r.cpuCount !== undefined) set('', 'cpuset.cpus', cpuset ?? firstCpus(r.cpuCount));
+    if (r.cpuWeight !== undefined) set('', 'cpu.weight', r.cpuWeight);
+    if (quota !== undefined) set('', 'cpu.max', `${quota} ${CPU_PERIOD_US}`);
+    if (r.processes !== undefined) set('', 'pids.max', r.processes);
+  }
+  return out;
+}
+
+/** The value that lifts a limit (kernel default) for every file cgroupSettings may write; allCpus is the parent's cpuset. */
+export function cgroupDefault(setting: Pick<CgroupSetting, 'file'>, allCpus: string): string {
+  switch (setting.file) {
+    case 'memory.limit_in_bytes':
+    case 'memory.soft_limit_in_bytes':
+    case 'memory.memsw.limit_in_bytes':
+    case 'cpu.cfs_quota_us':
+      return '-1';
+    case 'cpu.cfs_period_us':
+      return String(CPU_PERIOD_US);
+    case 'cpu.shares':
+      return '1024';
+    case 'cpuset.cpus':
+      return allCpus;
+    case 'memory.low':
+      return '0';
+    case 'cpu.weight':
+      return '100';
+    case 'cpu.max':
+      return `max ${CPU_PERIOD_US}`;
+    default:
+      return 'max';
+  }
+}
+
+function clean(value: string, what: string): string {
+  if (/[\n\r\0]/.test(value)) throw new AppError('INVALID_CONFIG', `Invalid ${what} ${JSON.stringify(value)}: line breaks are not allowed in an LXC config value`);
+  return value;
+}
+
+/** Renders the LXC config file: one key per line, in a stable order. */
+export function renderLxcConfig(input: LxcRenderInput): string {
+  const { record, facts, prefix, lxcfsDir } = input;
+  const lines: string[] = [`# Generated by Hangar for instance "${clean(record.name, 'name')}"; rewritten on every config change.`];
+  const kv = (key: string, value: string | number) => lines.push(`${key} = ${clean(String(value), key)}`);
+
+  kv('lxc.uts.name', record.name);
+  kv('lxc.rootfs.path', `dir:${record.rootPath}`);
+  kv('lxc.include', LXC_COMMON_CONF);
+  if (!isPrivileged(record.config)) {
+    kv('lxc.include', LXC_USERNS_CONF);
+    kv('lxc.idmap', `u 0 ${facts.idmap.uidStart} ${facts.idmap.count}`);
+    kv('lxc.idmap', `g 0 ${facts.idmap.gidStart} ${facts.idmap.count}`);
+  }
+
+  const nic = record.nic;
+  kv('lxc.net.0.type', 'veth');
+  kv('lxc.net.0.link', nic.bridge);
+  kv('lxc.net.0.veth.pair', nic.hostIfName);
+  kv('lxc.net.0.hwaddr', nic.mac);
+  kv('lxc.net.0.ipv4.address', `${nic.ipv4}/${nic.prefixLength}`);
+  kv('lxc.net.0.ipv4.gateway', nic.gateway);
+  kv('lxc.net.0.flags', 'up');
+  kv('lxc.net.0.name', 'eth0');
+
+  // /dev/console is a pty that lxc-console -t 0 attaches to; its output is also kept in a bounded, rotated file.
+  kv('lxc.console.logfile', posix.join(record.instanceDir, INSTANCE_FILES.consoleLog));
+  kv('lxc.console.size', '1MB');
+  kv('lxc.console.rotate', 1);
+  kv('lxc.log.file', posix.join(record.instanceDir, INSTANCE_FILES.lxcLog));
+  kv('lxc.log.level', 'ERROR');
+
+  if (record.imageProps.haltSignal) kv('lxc.signal.halt', record.imageProps.haltSignal);
+  if (record.imageProps.init) kv('lxc.init.cmd', record.imageProps.init);
+
+  if (lxcfsDir) {
+    for (const f of LXCFS_PROC_FILES) kv('lxc.mount.entry', `${posix.join(lxcfsDir, 'proc', f)} proc/${f} none bind,optional,create=file 0 0`);
+  }
+
+  // As root LXC places cgroups relative to PID 1's cgroups (not hangard's own), so these land at /sys/fs/cgroup/<ctrl>/<prefix>/<name>.
+  const dirs = cgroupDirs(prefix, record.name);
+  kv('lxc.cgroup.relative', 0);
+  kv('lxc.cgroup.dir.container', dirs.container);
+  kv('lxc.cgroup.dir.monitor', dirs.monitor);
+  // On a hybrid host lxc.cgroup2.* keys are ignored (with only a warning): the limits must go to the v1 controllers.
+  const keyPrefix = facts.cgroupLayout === 'v2' ? 'lxc.cgroup2' : 'lxc.cgroup';
+  for (const s of cgroupSettings(record.config, facts, input.cpuset)) kv(`${keyPrefix}.${s.file}`, s.value);
+  return `${lines.join('\n')}\n`;
+}

@@ -1,0 +1,114 @@
+// Test daemon helper: runs a real hangard with its own prefix, subnet, state dir and socket beside any default one.
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, openSync, closeSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { HangarClient } from '../../src/client/client.js';
+
+/** Repository root. */
+export const ROOT = resolve(import.meta.dirname, '../..');
+
+/** Environment of the shared test daemon (its names never collide with a default hangard). */
+export const TEST_ENV = {
+  HANGAR_DIR: '/var/lib/hangar-test',
+  HANGAR_SOCKET: '/run/hangar-test/hangar.sock',
+  HANGAR_PREFIX: 'hgt',
+  HANGAR_SUBNET: '10.199.77.0/24',
+  HANGAR_POOL_SIZE: String(12 * 1024 ** 3),
+};
+
+/** A running test daemon. */
+export interface TestDaemon {
+  env: Record<string, string>;
+  pid: number;
+  logFile: string;
+  client: HangarClient;
+}
+
+/** Starts hangard with env and waits until its API answers and the busybox image exists. */
+export async function startDaemon(env: Record<string, string> = TEST_ENV, timeoutMs = 300_000): Promise<TestDaemon> {
+  mkdirSync(env.HANGAR_DIR!, { recursive: true });
+  const logFile = join(env.HANGAR_DIR!, 'hangard-test.log');
+  const fd = openSync(logFile, 'a');
+  // Own session: a test killing the daemon never signals the test runner's group, and vice versa.
+  const child = spawn(process.execPath, [join(ROOT, 'dist/hangard.mjs')], { env: { ...process.env, ...env }, detached: true, stdio: ['ignore', fd, fd] });
+  closeSync(fd);
+  child.unref();
+  const client = new HangarClient({ socketPath: env.HANGAR_SOCKET! });
+  const deadline = Date.now() + timeoutMs;
+  let exited: number | null = null;
+  child.once('exit', (code) => { exited = code ?? -1; });
+  for (;;) {
+    if (exited !== null) throw new Error(`hangard exited with ${exited} during start; log:\n${tail(logFile)}`);
+    try {
+      const info = await client.serverInfo();
+      const images = await client.listImages();
+      if (info.pid === child.pid && images.some((i) => i.alias === 'busybox')) break;
+    } catch { /* not up yet */ }
+    if (Date.now() > deadline) throw new Error(`hangard did not come up; log:\n${tail(logFile)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return { env, pid: child.pid!, logFile, client };
+}
+
+/** Stops a test daemon gracefully (instances keep running). */
+export async function stopDaemon(d: TestDaemon, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  d.client.close();
+  try { process.kill(d.pid, signal); } catch { return; }
+  for (let i = 0; i < 100; i++) {
+    try { process.kill(d.pid, 0); } catch { return; }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Last lines of a log file. */
+export function tail(file: string, lines = 40): string {
+  if (!existsSync(file)) return '(no log)';
+  return readFileSync(file, 'utf8').split('\n').slice(-lines).join('\n');
+}
+
+/** Runs the bundled CLI against the test daemon. */
+export function cli(args: string[], opts: { input?: string; env?: Record<string, string> } = {}): { code: number; stdout: string; stderr: string } {
+  const res = spawnSync(process.execPath, [join(ROOT, 'dist/hangar.mjs'), ...args], {
+    env: { ...process.env, ...TEST_ENV, ...opts.env },
+    input: opts.input ?? '',
+    encoding: 'utf8',
+    timeout: 600_000,
+  });
+  return { code: res.status ?? -1, stdout: res.stdout, stderr: res.stderr };
+}
+
+/** Runs the CLI and throws with its output unless it exits 0. */
+export function cliOk(args: string[], opts: { input?: string } = {}): string {
+  const r = cli(args, opts);
+  if (r.code !== 0) throw new Error(`hangar ${args.join(' ')} exited ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
+  return r.stdout;
+}
+
+/** A unique instance name prefix per test file. */
+export function uniquePrefix(tag: string): string {
+  return `t${tag}${Math.random().toString(16).slice(2, 6)}`;
+}
+
+let shared: TestDaemon | undefined;
+
+/** The shared test daemon, started on first use; later test files reuse it. */
+export async function sharedDaemon(): Promise<TestDaemon> {
+  if (shared) return shared;
+  const client = new HangarClient({ socketPath: TEST_ENV.HANGAR_SOCKET });
+  try {
+    const info = await client.serverInfo();
+    const images = await client.listImages();
+    if (images.some((i) => i.alias === 'busybox')) {
+      shared = { env: TEST_ENV, pid: info.pid, logFile: join(TEST_ENV.HANGAR_DIR, 'hangard-test.log'), client };
+      return shared;
+    }
+  } catch { /* not running */ }
+  client.close();
+  shared = await startDaemon(TEST_ENV);
+  return shared;
+}
+
+/** Forgets the cached shared daemon (after a test restarted it). */
+export function setSharedDaemon(d: TestDaemon): void {
+  shared = d;
+}
