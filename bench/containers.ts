@@ -287,6 +287,8 @@ async function main(): Promise<number> {
         if (aborted) throw e;
         rep.skipped.set(s.id, e instanceof Error ? e.message : String(e));
         console.error(`setup ${s.id} failed, skipping it: ${rep.skipped.get(s.id)}`);
+        // Tear down at once what a failed setup started (e.g. a daemon) so it does not disturb the other subjects.
+        await s.cleanup().catch((c: unknown) => console.error(`cleanup ${s.id}: ${String(c)}`));
       }
     }
     for (let r = 1; r <= args.rounds; r++) {
@@ -300,6 +302,7 @@ async function main(): Promise<number> {
           if (aborted) throw e;
           rep.failed.set(s.id, `round ${r}: ${e instanceof Error ? e.message : String(e)}`);
           console.error(`${s.id} failed in round ${r}: ${rep.failed.get(s.id)}`);
+          await s.cleanup().catch((c: unknown) => console.error(`cleanup ${s.id}: ${String(c)}`));
         }
       }
       rep.roundsDone = r;

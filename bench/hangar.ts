@@ -1,10 +1,10 @@
 // Hangar subject: drives hangard through the in-process API client (starting a private daemon when none answers).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { Writable } from 'node:stream';
 import { HangarClient } from '../src/client/client.js';
-import { pidAlive, sleep, unixGet, until, waitPidExit, type Subject } from './util.js';
+import { pidAlive, run, sleep, unixGet, until, waitPidExit, type Subject } from './util.js';
 
 /** Where the Hangar subject works. */
 export interface HangarOptions {
@@ -16,6 +16,47 @@ export interface HangarOptions {
   daemonEnv: Record<string, string>;
   /** Log file for a daemon we start. */
   logFile: string;
+}
+
+/** Reads a pid from a pidfile, or null. */
+function pidFrom(file: string): number | null {
+  try {
+    const n = Number(readFileSync(file, 'utf8').trim());
+    return Number.isInteger(n) && n > 1 ? n : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Host state a bench-started hangard leaves behind when it exits (helpers it spawned, mounts, bridge, nft table),
+ * found by the names src/core/settings.ts derives from HANGAR_DIR/HANGAR_PREFIX; each is checked before it is touched.
+ */
+async function teardownDaemonState(env: Record<string, string>, socket: string): Promise<void> {
+  const dir = env.HANGAR_DIR;
+  const prefix = env.HANGAR_PREFIX;
+  if (!dir || !prefix) return;
+  const runDir = dirname(socket);
+  for (const pidFile of [join(dir, 'dnsmasq', 'dnsmasq.pid'), join(runDir, 'lxcfs.pid')]) {
+    const pid = pidFrom(pidFile);
+    if (pid === null || !pidAlive(pid)) continue;
+    // Only a helper that names our directories is ours.
+    let cmd = '';
+    try {
+      cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
+    } catch {
+      continue;
+    }
+    if (!cmd.includes(dir) && !cmd.includes(runDir)) continue;
+    process.kill(pid, 'SIGTERM');
+    if (!(await waitPidExit(pid, 5000))) process.kill(pid, 'SIGKILL');
+  }
+  const mounts = readFileSync('/proc/self/mountinfo', 'utf8');
+  for (const m of [join(dir, 'lxcfs'), join(dir, 'pool')]) {
+    if (mounts.includes(` ${m} `)) run(['umount', m], { allowFail: true });
+  }
+  if (run(['ip', 'link', 'show', `${prefix}br0`], { allowFail: true }).status === 0) run(['ip', 'link', 'del', `${prefix}br0`], { allowFail: true });
+  run(['nft', 'delete', 'table', 'inet', `${prefix}_nat`], { allowFail: true });
 }
 
 const IMAGE = 'busybox';
@@ -166,6 +207,7 @@ export class Hangar implements Subject {
       this.api = null;
     }
     const pid = this.daemon?.pid;
+    const started = this.daemon !== null;
     this.daemon = null;
     if (pid !== undefined && pidAlive(pid)) {
       process.kill(pid, 'SIGTERM');
@@ -175,5 +217,6 @@ export class Hangar implements Subject {
         await sleep(200);
       }
     }
+    if (started) await teardownDaemonState(this.opts.daemonEnv, this.opts.socket);
   }
 }

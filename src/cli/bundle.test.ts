@@ -1,5 +1,5 @@
 // Smoke test of the bundled CLI (built like scripts/build.mjs does, with code splitting) run as a real process.
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -34,14 +34,21 @@ afterAll(async () => {
   rmSync(outdir, { recursive: true, force: true });
 });
 
-/** Runs the bundled CLI in a child process. */
-function hangar(args: string[], input?: string): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [join(outdir, 'hangar.mjs'), ...args], {
-    input: input ?? '',
-    encoding: 'utf8',
-    env: { ...process.env, HANGAR_SOCKET: fake.socketPath },
+/** Runs the bundled CLI in a child process (asynchronously: the fake daemon lives in this process's event loop). */
+function hangar(args: string[], input?: string): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [join(outdir, 'hangar.mjs'), ...args], { env: { ...process.env, HANGAR_SOCKET: fake.socketPath } });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  child.stdin.end(input ?? '');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+  return new Promise((resolve) => {
+    child.on('close', (status) => {
+      clearTimeout(timer);
+      resolve({ status, stdout, stderr });
+    });
   });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
 describe('bundled hangar', () => {
@@ -51,28 +58,28 @@ describe('bundled hangar', () => {
     expect(entry).not.toMatch(/commander|zod|WebSocket/);
   });
 
-  it('prints the injected version', () => {
-    const r = hangar(['--version']);
+  it('prints the injected version', async () => {
+    const r = await hangar(['--version']);
     expect(r.status).toBe(0);
     expect(r.stdout).toBe('9.8.7\n');
   });
 
-  it('renders yaml through the lazily loaded yaml package', () => {
-    const r = hangar(['list', '--format', 'yaml']);
+  it('renders yaml through the lazily loaded yaml package', async () => {
+    const r = await hangar(['list', '--format', 'yaml']);
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     expect(r.stdout).toContain('- name: web1');
   });
 
-  it('passes the exec exit code through and streams stdin', () => {
-    const r = hangar(['exec', 'web1', '--', 'cat'], 'from stdin');
+  it('passes the exec exit code through and streams stdin', async () => {
+    const r = await hangar(['exec', 'web1', '--', 'cat'], 'from stdin');
     expect(r.status).toBe(3);
     expect(r.stdout).toBe('from stdin');
     expect(r.stderr).toBe('warn\n');
   });
 
-  it('prints errors with causes and exits 1', () => {
-    const r = hangar(['info', 'missing']);
+  it('prints errors with causes and exits 1', async () => {
+    const r = await hangar(['info', 'missing']);
     expect(r.status).toBe(1);
     expect(r.stderr).toBe('Error: Instance "missing" not found\n  caused by: no row in instances\n  caused by: lookup by name\n');
   });

@@ -5,6 +5,7 @@ import { Ctx, printError, type CliIo } from './context.js';
 import { FORMATS } from './format.js';
 import { VERSION } from './version.js';
 
+/** The process surface run() needs. */
 export type { CliIo } from './context.js';
 
 /** Collects a repeatable option into an array. */

@@ -21,7 +21,9 @@ import type {
 import { noExitError, runStreamSession, subscribeEvents, type EventStream, type EventsOptions, type StreamIo } from './streams.js';
 import { appErrorFromBody, connectionError, DEFAULT_SOCKET, errorFromResponse } from './wire-errors.js';
 
+/** Error rebuilding and the default socket, for callers that only import the client. */
 export { appErrorFromBody, DEFAULT_SOCKET } from './wire-errors.js';
+/** Stream types used by events(), exec() and console(). */
 export type { EventStream, EventsOptions, StreamIo } from './streams.js';
 
 type Schemas = typeof import('../shared/schemas.js');

@@ -7,12 +7,15 @@ import { HangarClient } from '../../src/client/client.js';
 /** Repository root. */
 export const ROOT = resolve(import.meta.dirname, '../..');
 
+// HANGAR_TEST_ID (one digit) lets several test runs on one machine each have their own daemon.
+const TEST_ID = /^[0-9]$/.test(process.env.HANGAR_TEST_ID ?? '') ? process.env.HANGAR_TEST_ID! : '';
+
 /** Environment of the shared test daemon (its names never collide with a default hangard). */
 export const TEST_ENV = {
-  HANGAR_DIR: '/var/lib/hangar-test',
-  HANGAR_SOCKET: '/run/hangar-test/hangar.sock',
-  HANGAR_PREFIX: 'hgt',
-  HANGAR_SUBNET: '10.199.77.0/24',
+  HANGAR_DIR: `/var/lib/hangar-test${TEST_ID}`,
+  HANGAR_SOCKET: `/run/hangar-test${TEST_ID}/hangar.sock`,
+  HANGAR_PREFIX: `hgt${TEST_ID}`,
+  HANGAR_SUBNET: `10.199.${77 + Number(TEST_ID || 0)}.0/24`,
   HANGAR_POOL_SIZE: String(12 * 1024 ** 3),
 };
 

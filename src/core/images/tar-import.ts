@@ -265,7 +265,7 @@ export async function validateTarStream(stream: AsyncIterable<Buffer>, label: st
   });
   let first = true;
   let total = 0;
-  let tail: Buffer = Buffer.alloc(0);
+  let tail: Buffer<ArrayBufferLike> = Buffer.alloc(0);
   for await (const chunk of stream) {
     total += chunk.length;
     tail = chunk.length >= 512 ? chunk.subarray(chunk.length - 512) : Buffer.concat([tail, chunk]).subarray(-512);

@@ -93,12 +93,70 @@ class LxcInstance implements InstanceHandle {
     await this.writeConfig();
   }
 
+  // init.pid caches the container's init pid (learnt from lxc-info once per start); monitor.pid is lxc-start's own.
+  private get pidFile(): string { return posix.join(this.record.instanceDir, 'init.pid'); }
+  private get monitorPidFile(): string { return posix.join(this.record.instanceDir, 'monitor.pid'); }
+
+  /**
+   * State from files only (no fork, so exec and list stay fast): the init pid lxc-start wrote, confirmed by that
+   * process sitting in this container's cgroup, and the freezer. Falls back to lxc-info when the files disagree.
+   */
   async state(): Promise<ObservedState> {
+    const fast = await this.fastState();
+    if (fast) return fast;
     if (!(await this.host.fs.stat(this.configPath))) return { state: 'stopped', pid: null, startTime: null };
+    return this.slowState();
+  }
+
+  private async fastState(): Promise<ObservedState | undefined> {
+    const dirs = cgroupDirs(this.ctx.prefix, this.record.name);
+    const pidText = await this.host.fs.readTextIfExists(this.pidFile);
+    const pid = pidText === undefined ? NaN : Number(pidText.trim());
+    if (Number.isInteger(pid) && pid > 0) {
+      const [cg, stat] = await Promise.all([
+        this.host.fs.readTextIfExists(`/proc/${pid}/cgroup`).catch(() => undefined),
+        this.host.fs.readTextIfExists(`/proc/${pid}/stat`).catch(() => undefined),
+      ]);
+      const inCgroup = cg !== undefined && cg.split('\n').some((l) => l.endsWith(`:/${dirs.container}`) || l.includes(`:/${dirs.container}/`));
+      if (inCgroup && stat !== undefined) {
+        const frozen = await this.frozen();
+        if (frozen === undefined) return undefined;
+        return { state: frozen ? 'frozen' : 'running', pid, startTime: parseProcStatStartTime(stat) };
+      }
+    }
+    // No live init: stopped, unless the container's cgroup still exists (starting, stopping, or started without our pidfile).
+    const mounts = await cgroupMounts(this.host);
+    const probe = mounts.v1.memory ?? mounts.v1.pids ?? mounts.v2;
+    if (!probe) return undefined;
+    if (await this.host.fs.stat(posix.join(probe, dirs.container))) return undefined;
+    return { state: 'stopped', pid: null, startTime: null };
+  }
+
+  /** True/false from the freezer (v1 freezer.state or v2 cgroup.freeze); undefined when it cannot be read. */
+  private async frozen(): Promise<boolean | undefined> {
+    const mounts = await cgroupMounts(this.host);
+    const dir = cgroupDirs(this.ctx.prefix, this.record.name).container;
+    if (mounts.v1.freezer) {
+      const st = await this.host.fs.readTextIfExists(posix.join(mounts.v1.freezer, dir, 'freezer.state'));
+      if (st !== undefined) {
+        if (st.trim() !== 'THAWED') return true;
+      }
+    }
+    if (mounts.v2) {
+      const f = await this.host.fs.readTextIfExists(posix.join(mounts.v2, dir, 'cgroup.freeze'));
+      if (f !== undefined && f.trim() === '1') return true;
+    }
+    return false;
+  }
+
+  private async slowState(): Promise<ObservedState> {
     const info = await lxcInfo(this.host, this.target);
     const state = lxcStateToInstanceState(info.state);
     const pid = state === 'stopped' ? null : info.pid;
     const stat = pid === null ? undefined : await this.host.fs.readTextIfExists(`/proc/${pid}/stat`);
+    if (pid !== null && (state === 'running' || state === 'frozen')) {
+      await this.host.fs.writeAtomic(this.pidFile, `${pid}\n`).catch(() => undefined);
+    }
     return { state, pid, startTime: stat === undefined ? null : parseProcStatStartTime(stat) };
   }
 
@@ -129,11 +187,12 @@ class LxcInstance implements InstanceHandle {
   }
 
   /** Waits until LXC has torn the container down (cgroups removed, monitor exited); true when gone. */
-  private async waitTornDown(ms: number): Promise<boolean> {
+  private async waitTornDown(ms: number, thorough = false): Promise<boolean> {
     const until = Date.now() + ms;
     for (;;) {
-      // The /proc scan only runs once the cheap cgroup check passes.
-      if ((await this.cgroupLeftovers()).length === 0 && !(await this.monitorAlive())) return true;
+      // The monitor removes its cgroups as it exits, so that check suffices on the hot path; the /proc scan
+      // (tens of file reads) only runs after failures, and only once the cheap cgroup check passes.
+      if ((await this.cgroupLeftovers()).length === 0 && (!thorough || !(await this.monitorAlive()))) return true;
       if (Date.now() >= until) return false;
       await sleep(POLL_MS);
     }
@@ -149,15 +208,22 @@ class LxcInstance implements InstanceHandle {
     await this.waitTornDown(TEARDOWN_WAIT_MS);
     await this.writeConfig();
     const logBefore = (await this.host.fs.stat(this.lxcLog))?.size ?? 0;
-    const res = await lxcStart(this.host, this.target, { logFile: this.lxcLog, logLevel: 'ERROR' });
+    await this.host.fs.rm(this.pidFile, { force: true });
+    const res = await lxcStart(this.host, this.target, { logFile: this.lxcLog, logLevel: 'ERROR', pidFile: this.monitorPidFile });
     if (res.code === 0) {
-      const info = await lxcInfo(this.host, this.target);
-      if (info.state === 'RUNNING') return;
+      // The init is the monitor's only child: learning it from /proc saves an lxc-info fork on every start.
+      const monitor = Number((await this.host.fs.readTextIfExists(this.monitorPidFile))?.trim());
+      const child = Number.isInteger(monitor) && monitor > 0
+        ? Number((await this.host.fs.readTextIfExists(`/proc/${monitor}/task/${monitor}/children`))?.trim().split(/\s+/)[0])
+        : NaN;
+      if (Number.isInteger(child) && child > 0) await this.host.fs.writeAtomic(this.pidFile, `${child}\n`);
+      const now = await this.state();
+      if (now.state === 'running') return;
     }
     // Failed: make sure nothing is left running, then report what LXC logged for this attempt.
-    if (!(await this.waitTornDown(TEARDOWN_WAIT_MS))) {
+    if (!(await this.waitTornDown(TEARDOWN_WAIT_MS, true))) {
       await lxcStop(this.host, this.target, { kill: true });
-      await this.waitTornDown(TEARDOWN_WAIT_MS);
+      await this.waitTornDown(TEARDOWN_WAIT_MS, true);
     }
     const log = await this.host.fs.readFile(this.lxcLog).catch(() => Buffer.alloc(0));
     const logLines = tailLines(log.subarray(logBefore).toString('utf8'), 200);
@@ -177,8 +243,8 @@ class LxcInstance implements InstanceHandle {
     if (st.state === 'stopped') return;
     if (opts.force) {
       const res = await lxcStop(this.host, this.target, { kill: true });
-      const after = await lxcInfo(this.host, this.target);
-      if (after.state !== 'STOPPED') {
+      const after = await this.slowState();
+      if (after.state !== 'stopped') {
         throw new AppError('BACKEND_FAILED', `Failed to stop instance "${name}"`, { cause: new Error(res.stderr.trim() || `lxc-stop exited with code ${res.code}`) });
       }
       await this.waitTornDown(TEARDOWN_WAIT_MS);

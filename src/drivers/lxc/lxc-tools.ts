@@ -22,8 +22,9 @@ const base = (t: LxcTarget): string[] => {
 };
 
 /** lxc-start -d: daemonizes a monitor that outlives the caller and returns once the container runs (or failed). */
-export function lxcStartArgv(t: LxcTarget, opts: { logFile?: string; logLevel?: string } = {}): string[] {
+export function lxcStartArgv(t: LxcTarget, opts: { logFile?: string; logLevel?: string; pidFile?: string } = {}): string[] {
   const argv = ['lxc-start', '-d', ...base(t)];
+  if (opts.pidFile) argv.push('-p', opts.pidFile);
   if (opts.logFile) argv.push('-o', opts.logFile);
   if (opts.logLevel) argv.push('-l', opts.logLevel);
   return argv;
@@ -89,7 +90,7 @@ export function lxcConsoleArgv(t: LxcTarget, tty = 0): string[] {
 }
 
 /** Runs lxc-start -d; returns the result instead of throwing so the caller can add the log tail. */
-export function lxcStart(host: Host, t: LxcTarget, opts: { logFile?: string; logLevel?: string } = {}): Promise<ExecResult> {
+export function lxcStart(host: Host, t: LxcTarget, opts: { logFile?: string; logLevel?: string; pidFile?: string } = {}): Promise<ExecResult> {
   return host.exec(lxcStartArgv(t, opts), { allowFailure: true, timeoutMs: 120_000 });
 }
 

@@ -8,9 +8,7 @@ import type { HostFacts, InstanceRecord } from '../driver.js';
 export const LXCFS_PROC_FILES = ['meminfo', 'cpuinfo', 'stat', 'uptime', 'diskstats', 'swaps', 'loadavg'] as const;
 
 /** LXC's shared config and the extra one for user namespaces. */
-export const LXC_COMMON_CONF = '/usr/share/lxc/config/common.conf';
-/** Included for unprivileged containers. */
-export const LXC_USERNS_CONF = '/usr/share/lxc/config/userns.conf';
+export const LXC_SECCOMP_PROFILE = '/usr/share/lxc/config/common.seccomp';
 
 /** CFS period used for CPU caps, in microseconds. */
 export const CPU_PERIOD_US = 100_000;
@@ -107,10 +105,21 @@ export function cgroupDefault(setting: Pick<CgroupSetting, 'file'>, allCpus: str
   }
 }
 
+/** The broadcast address of addr's subnet (LXC otherwise leaves it 0.0.0.255-style wrong). */
+function broadcastOf(addr: string, prefixLength: number): string {
+  const n = addr.split('.').reduce((acc, o) => (acc << 8) + Number(o), 0) >>> 0;
+  const mask = prefixLength === 0 ? 0 : (0xffffffff << (32 - prefixLength)) >>> 0;
+  const b = (n | (~mask >>> 0)) >>> 0;
+  return [b >>> 24, (b >>> 16) & 255, (b >>> 8) & 255, b & 255].join('.');
+}
+
 function clean(value: string, what: string): string {
   if (/[\n\r\0]/.test(value)) throw new AppError('INVALID_CONFIG', `Invalid ${what} ${JSON.stringify(value)}: line breaks are not allowed in an LXC config value`);
   return value;
 }
+
+// Devices a privileged container may use (as LXC's common.conf allows): mknod of any, null/zero/full/random/urandom, tty, ptmx, pts, fuse.
+const DEVICE_RULES = ['c *:* m', 'b *:* m', 'c 1:3 rwm', 'c 1:5 rwm', 'c 1:7 rwm', 'c 5:0 rwm', 'c 5:1 rwm', 'c 5:2 rwm', 'c 1:8 rwm', 'c 1:9 rwm', 'c 136:* rwm', 'c 10:229 rwm'];
 
 /** Renders the LXC config file: one key per line, in a stable order. */
 export function renderLxcConfig(input: LxcRenderInput): string {
@@ -120,9 +129,21 @@ export function renderLxcConfig(input: LxcRenderInput): string {
 
   kv('lxc.uts.name', record.name);
   kv('lxc.rootfs.path', `dir:${record.rootPath}`);
-  kv('lxc.include', LXC_COMMON_CONF);
-  if (!isPrivileged(record.config)) {
-    kv('lxc.include', LXC_USERNS_CONF);
+  // The essentials of LXC's common.conf/userns.conf, inline: including them would pull in common.conf.d, whose lxcfs
+  // hooks fork shell scripts on every start and stop (measured: lxc-stop -k 540 ms with them, 35 ms without).
+  const privileged = isPrivileged(record.config);
+  kv('lxc.tty.max', 4);
+  kv('lxc.pty.max', 1024);
+  kv('lxc.seccomp.profile', LXC_SECCOMP_PROFILE);
+  kv('lxc.mount.auto', privileged ? 'cgroup:mixed proc:mixed sys:mixed' : 'cgroup:mixed proc:mixed sys:rw');
+  kv('lxc.mount.entry', '/sys/fs/fuse/connections sys/fs/fuse/connections none bind,optional 0 0');
+  if (privileged) {
+    kv('lxc.tty.dir', 'lxc');
+    kv('lxc.cap.drop', 'mac_admin mac_override sys_time sys_module sys_rawio');
+    const devKey = facts.cgroupLayout === 'v2' ? 'lxc.cgroup2.devices' : 'lxc.cgroup.devices';
+    kv(`${devKey}.deny`, 'a');
+    for (const rule of DEVICE_RULES) kv(`${devKey}.allow`, rule);
+  } else {
     kv('lxc.idmap', `u 0 ${facts.idmap.uidStart} ${facts.idmap.count}`);
     kv('lxc.idmap', `g 0 ${facts.idmap.gidStart} ${facts.idmap.count}`);
   }
@@ -132,7 +153,7 @@ export function renderLxcConfig(input: LxcRenderInput): string {
   kv('lxc.net.0.link', nic.bridge);
   kv('lxc.net.0.veth.pair', nic.hostIfName);
   kv('lxc.net.0.hwaddr', nic.mac);
-  kv('lxc.net.0.ipv4.address', `${nic.ipv4}/${nic.prefixLength}`);
+  kv('lxc.net.0.ipv4.address', `${nic.ipv4}/${nic.prefixLength} ${broadcastOf(nic.ipv4, nic.prefixLength)}`);
   kv('lxc.net.0.ipv4.gateway', nic.gateway);
   kv('lxc.net.0.flags', 'up');
   kv('lxc.net.0.name', 'eth0');
