@@ -87,9 +87,7 @@ export class HangarClient {
       return await this.requestOnce(method, path, body);
     } catch (err) {
       // A kept-alive connection the daemon closed meanwhile: retry once on a fresh one.
-      if ((err as { reusedSocket?: boolean }).reusedSocket && (err as { code?: string }).code === 'ECONNRESET') {
-        return this.requestOnce(method, path, body);
-      }
+      if ((err as { staleKeepAlive?: boolean }).staleKeepAlive) return this.requestOnce(method, path, body);
       throw err;
     }
   }
@@ -124,8 +122,11 @@ export class HangarClient {
         });
       });
       req.on('error', (err) => {
+        const code = (err as NodeJS.ErrnoException).code;
         const mapped = connectionError(err, this.socketPath);
-        if (mapped === err) (err as { reusedSocket?: boolean }).reusedSocket = req.reusedSocket;
+        if (req.reusedSocket && (code === 'ECONNRESET' || code === 'EPIPE') && typeof mapped === 'object' && mapped !== null) {
+          (mapped as { staleKeepAlive?: boolean }).staleKeepAlive = true;
+        }
         reject(mapped);
       });
       req.end(payload);

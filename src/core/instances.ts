@@ -16,6 +16,7 @@ import type { BtrfsPool } from './storage/btrfs-pool.js';
 import type { NetworkManager } from './network/manager.js';
 import { allocateAddress, checkAddress, macFor } from './network/ipam.js';
 import { Reverter } from './reverter.js';
+import { shiftIds } from './images/shift.js';
 import { formatSize } from '../shared/units.js';
 
 /** Dependencies of the instance service. */
@@ -406,6 +407,20 @@ export class InstanceService {
 
   // ---- internals ----
 
+  /**
+   * Images are stored shifted for unprivileged containers, so launching them costs no chown; a privileged container
+   * (or one switched between the two) gets its tree shifted here, once, before it starts.
+   */
+  private async ensureOwnership(row: InstanceRow): Promise<void> {
+    if (row.type !== 'container') return;
+    const root = this.d.pool.instancePath(row.name);
+    const current = (await this.d.host.fs.stat(root))?.uid;
+    if (current === undefined) throw new AppError('NOT_FOUND', `Root volume of instance "${row.name}" is missing`);
+    const wanted = row.config['security.privileged'] === 'true' ? 0 : this.d.facts.idmap.uidStart;
+    if (current === wanted) return;
+    await shiftIds(this.d.host, root, wanted - current, { base: current, limit: this.d.facts.idmap.count });
+  }
+
   private async startLocked(name: string): Promise<void> {
     let row = this.row(name);
     const handle0 = this.handle(row);
@@ -422,6 +437,7 @@ export class InstanceService {
     this.d.events.emit({ type: 'instance-starting', instance: name });
     const handle = this.handle(row);
     try {
+      await this.ensureOwnership(row);
       await handle.create();
       await handle.start();
     } catch (err) {
@@ -541,11 +557,8 @@ export class InstanceService {
   /** Writes the instance's identity into its root: hostname, hosts, resolver, and an empty machine-id so it gets its own. */
   private async personalise(row: InstanceRow): Promise<void> {
     const root = this.d.pool.instancePath(row.name);
-    const privileged = row.config['security.privileged'] === 'true';
-    const image = this.d.db.getImage(row.image);
-    const shift = Number(image?.props.shiftedBy ?? 0);
-    const owner = privileged ? 0 : this.d.facts.idmap.uidStart;
-    if (privileged && shift > 0) throw new AppError('UNSUPPORTED', `Privileged containers from image "${row.image}" are not supported yet: the image is stored id-shifted for unprivileged use`);
+    // Files get the owner of the root directory: ensureOwnership() shifts the whole tree at start when needed.
+    const owner = (await this.d.host.fs.stat(root))?.uid ?? 0;
     const gw = this.d.network.subnet.gateway;
     const files: [string, string][] = [
       ['etc/hostname', `${row.name}\n`],

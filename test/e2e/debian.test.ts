@@ -30,7 +30,7 @@ describe('debian', () => {
   }, 1_200_000);
 
   it('launches unprivileged (default) and systemd reaches "running" (no failed units)', async () => {
-    cliOk(['launch', IMAGE, NAME]);
+    cliOk(['launch', IMAGE, NAME, '--memory', '256MiB']);
     expect(findInstance(NAME)?.state).toBe('running');
 
     // is-system-running --wait returns once boot finished; bound each attempt, and retry while systemd is still coming up.
@@ -46,6 +46,12 @@ describe('debian', () => {
     expect(done, JSON.stringify(last)).toBe(true);
     expect(last.stdout.trim()).toBe('running');
   }, 300_000);
+
+  it('free inside shows the container memory limit (lxcfs), not the host RAM', () => {
+    const out = cliOk(['exec', NAME, '--', 'free', '-b']);
+    const total = Number(/^Mem:\s+(\d+)/m.exec(out)?.[1]);
+    expect(total, out).toBe(256 * 1024 ** 2);
+  });
 
   it('has a user-namespace id map and the instance name as hostname', () => {
     expect(findInstance(NAME)?.state).toBe('running');

@@ -133,6 +133,20 @@ describe('lifecycle', () => {
     expect(table).toMatch(/security\.privileged\s+-\s+true/);
   });
 
+  it('after a restart the pending security.privileged=true applies: no user namespace, root-owned tree', () => {
+    cliOk(['restart', PRIV]);
+    expect(configOf(PRIV)).toEqual({ config: { 'security.privileged': 'true' }, pendingConfig: {} });
+    const uidMap = cliOk(['exec', PRIV, '--', 'cat', '/proc/self/uid_map']).trim().split(/\s+/).map(Number);
+    expect(uidMap).toEqual([0, 0, 4294967295]);
+    // The image is stored shifted for unprivileged use; the privileged instance's tree was shifted back at start.
+    expect(cliOk(['exec', PRIV, '--', 'stat', '-c', '%u', '/bin/busybox']).trim()).toBe('0');
+    cliOk(['config', 'set', PRIV, 'security.privileged=false']);
+    cliOk(['restart', PRIV]);
+    const again = cliOk(['exec', PRIV, '--', 'cat', '/proc/self/uid_map']).trim().split(/\s+/).map(Number);
+    expect(again[1]).toBeGreaterThan(0);
+    expect(cliOk(['exec', PRIV, '--', 'stat', '-c', '%u', '/bin/busybox']).trim()).toBe('0');
+  });
+
   it('console --show-log prints the persistent console log, also once stopped', async () => {
     const shown = await pollUntil(() => cliOk(['console', N, '--show-log']).includes(`${N} login:`), 50, 200);
     expect(shown, cliOk(['console', N, '--show-log'])).toBe(true);

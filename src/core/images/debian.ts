@@ -25,7 +25,7 @@ export const KNOWN_DEBIAN_RELEASES = ['bullseye', 'bookworm', 'trixie', 'forky',
 export const DEBIAN_INCLUDES = ['systemd-sysv', 'iproute2', 'procps', 'iputils-ping'] as const;
 
 /** Units masked because they fight LXC or hang without real hardware. */
-export const DEBIAN_MASKED_UNITS = ['udev.service', 'systemd-udevd.service', 'systemd-udev-trigger.service', 'systemd-udev-settle.service', 'getty-static.service', 'systemd-networkd-wait-online.service'] as const;
+export const DEBIAN_MASKED_UNITS = ['sys-kernel-debug.mount', 'udev.service', 'systemd-udevd.service', 'systemd-udev-trigger.service', 'systemd-udev-settle.service', 'getty-static.service', 'systemd-networkd-wait-online.service'] as const;
 
 /** Checks a release codename and mirror URL; throws INVALID_ARGUMENT. */
 export function validateDebianOptions(release: string, mirror: string): void {

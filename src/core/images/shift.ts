@@ -8,6 +8,8 @@ export interface ShiftOptions {
   limit?: number;
   /** Concurrent file-system calls; default 32. */
   parallelism?: number;
+  /** Ids of the tree start here (100000 to shift an unprivileged tree back with a negative offset); default 0. */
+  base?: number;
 }
 
 interface Entry {
@@ -84,7 +86,8 @@ export function toNamespacedCapability(hex: string, rootUid: number): string {
 export async function shiftIds(host: Host, dir: string, offset: number, opts: ShiftOptions = {}): Promise<{ entries: number }> {
   const limit = opts.limit ?? 65536;
   const par = opts.parallelism ?? 32;
-  if (!Number.isInteger(offset) || offset < 0 || offset + limit > 2 ** 32 - 1) {
+  const base = opts.base ?? 0;
+  if (!Number.isInteger(offset) || !Number.isInteger(base) || base < 0 || base + offset < 0 || base + offset + limit > 2 ** 32 - 1) {
     throw new AppError('INVALID_ARGUMENT', `Invalid id offset ${offset} (with a map of ${limit} ids)`);
   }
   const root = dir.replace(/(.)\/+$/, '$1');
@@ -107,8 +110,8 @@ export async function shiftIds(host: Host, dir: string, offset: number, opts: Sh
   }
 
   for (const e of entries) {
-    if (e.st.uid >= limit || e.st.gid >= limit) {
-      throw new AppError('INVALID_ARCHIVE', `${e.path} is owned by ${e.st.uid}:${e.st.gid}, outside the ${limit} ids the container maps; nothing was changed`);
+    if (e.st.uid < base || e.st.gid < base || e.st.uid >= base + limit || e.st.gid >= base + limit) {
+      throw new AppError('INVALID_ARCHIVE', `${e.path} is owned by ${e.st.uid}:${e.st.gid}, outside the ${limit} ids from ${base} that the container maps; nothing was changed`);
     }
   }
 
@@ -119,7 +122,7 @@ export async function shiftIds(host: Host, dir: string, offset: number, opts: Sh
     if (!e.st.isSymbolicLink && (e.st.mode & 0o6000) !== 0) await host.fs.chmod(e.path, e.st.mode & 0o7777);
   });
   for (const [path, hex] of caps) {
-    await host.exec(['setfattr', '-h', '-n', 'security.capability', '-v', toNamespacedCapability(hex, offset), '--', path]);
+    await host.exec(['setfattr', '-h', '-n', 'security.capability', '-v', toNamespacedCapability(hex, base + offset), '--', path]);
   }
   return { entries: entries.length };
 }

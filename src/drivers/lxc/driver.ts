@@ -22,6 +22,8 @@ import {
 
 const POLL_MS = 50;
 const TEARDOWN_WAIT_MS = 10_000;
+// After a failed start the monitor exits within a few hundred ms; empty leftovers after that are LXC's bug, not work in progress.
+const FAILED_START_WAIT_MS = 2_000;
 
 /** Config keys that only take effect when the container starts again. */
 const RESTART_KEYS = new Set(['security.privileged']);
@@ -205,7 +207,7 @@ class LxcInstance implements InstanceHandle {
     if (st.state === 'frozen') throw new AppError('INVALID_STATE', `Failed to start instance "${name}": it is frozen`);
     if (!(await this.host.fs.stat(this.configPath))) throw new AppError('NOT_FOUND', `Failed to start instance "${name}": it has not been created (no ${this.configPath})`);
     // A previous run may still be tearing down (monitor exiting): starting now would race with it.
-    await this.waitTornDown(TEARDOWN_WAIT_MS);
+    if (!(await this.waitTornDown(TEARDOWN_WAIT_MS))) await this.removeStaleCgroups();
     await this.writeConfig();
     const logBefore = (await this.host.fs.stat(this.lxcLog))?.size ?? 0;
     await this.host.fs.rm(this.pidFile, { force: true });
@@ -221,9 +223,10 @@ class LxcInstance implements InstanceHandle {
       if (now.state === 'running') return;
     }
     // Failed: make sure nothing is left running, then report what LXC logged for this attempt.
-    if (!(await this.waitTornDown(TEARDOWN_WAIT_MS, true))) {
-      await lxcStop(this.host, this.target, { kill: true });
-      await this.waitTornDown(TEARDOWN_WAIT_MS, true);
+    if (!(await this.waitTornDown(FAILED_START_WAIT_MS, true))) {
+      if (await this.monitorAlive()) await lxcStop(this.host, this.target, { kill: true });
+      // LXC 5.0.2 sometimes leaves an empty monitor cgroup after a failed start; it would make every later start fail.
+      if (!(await this.waitTornDown(FAILED_START_WAIT_MS, true))) await this.removeStaleCgroups();
     }
     const log = await this.host.fs.readFile(this.lxcLog).catch(() => Buffer.alloc(0));
     const logLines = tailLines(log.subarray(logBefore).toString('utf8'), 200);
@@ -269,9 +272,19 @@ class LxcInstance implements InstanceHandle {
     await lxcUnfreeze(this.host, this.target);
   }
 
+  /** Removes this container's cgroup directories once nothing runs in them (only empty cgroups can be removed). */
+  private async removeStaleCgroups(): Promise<void> {
+    if (await this.monitorAlive()) return;
+    // Deepest first: LXC may have created sub-cgroups (e.g. the payload's inner ones).
+    for (const dir of (await this.cgroupLeftovers()).sort((a, b) => b.length - a.length)) {
+      await this.host.exec(['rmdir', dir], { allowFailure: true });
+    }
+  }
+
   async delete(): Promise<void> {
     const st = await this.state();
     if (st.state !== 'stopped') throw new AppError('INVALID_STATE', `Failed to delete instance "${this.record.name}": it is ${st.state}`);
+    if ((await this.cgroupLeftovers()).length > 0) await this.removeStaleCgroups();
     await this.host.fs.rm(this.containerDir, { recursive: true, force: true });
     const consoleLog = this.consoleLogPath();
     for (const f of [this.lxcLog, consoleLog, `${consoleLog}.1`]) await this.host.fs.rm(f, { force: true });
