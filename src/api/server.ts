@@ -11,6 +11,7 @@ import type { ImageService } from '../core/images/service.js';
 import type { OperationManager } from '../core/operations.js';
 import type { EventBus } from '../core/events.js';
 import type { HostProcess } from '../core/host/host.js';
+import { ExecFrame } from '../shared/exec-frames.js';
 import { httpStatusFor } from './http-status.js';
 import { buildOpenApi } from './openapi.js';
 
@@ -27,7 +28,7 @@ export interface ApiDeps {
 
 type Params = Record<string, string>;
 type Handler = (req: IncomingMessage, params: Params, query: URLSearchParams) => Promise<Reply>;
-type Reply = { status: number; body: unknown; contentType?: string } | { operation: Operation };
+type Reply = { status: number; body: unknown; contentType?: string } | { operation: Operation } | { stream: (res: ServerResponse) => void };
 type WsHandler = (ws: WebSocket, params: Params, query: URLSearchParams) => void;
 
 const MAX_BODY = 1024 * 1024;
@@ -127,6 +128,11 @@ export function buildServer(deps: ApiDeps): Server {
     instances.listSnapshots(p.name!);
     return op(`Deleting snapshot "${p.snap}" of instance "${p.name}"`, [`/1.0/instances/${p.name}`], () => instances.deleteSnapshot(p.name!, p.snap!));
   });
+  route('POST', '/1.0/instances/{name}/exec', async (req, p) => {
+    const body = await readJson(req, S.ExecRunRequestSchema);
+    const proc = await instances.exec(p.name!, { command: body.command, ...(body.env ? { env: body.env } : {}), ...(body.cwd ? { cwd: body.cwd } : {}) });
+    return { stream: (res: ServerResponse) => streamExec(res, proc, body.stdin === undefined ? undefined : Buffer.from(body.stdin, 'base64')) };
+  });
   route('GET', '/1.0/instances/{name}/console/log', async (_r, p) => ({ status: 200, body: await instances.consoleLog(p.name!), contentType: 'text/plain; charset=utf-8' }));
   route('GET', '/1.0/images', async () => ok(images.list()));
   route('POST', '/1.0/images', async (req) => {
@@ -182,7 +188,9 @@ export function buildServer(deps: ApiDeps): Server {
         const params: Params = {};
         for (const [k, v] of Object.entries(m.groups ?? {})) params[k] = decodeURIComponent(v);
         const reply = await handler(req, params, url.searchParams);
-        if ('operation' in reply) {
+        if ('stream' in reply) {
+          reply.stream(res);
+        } else if ('operation' in reply) {
           send(res, 202, reply.operation, { Location: `/1.0/operations/${reply.operation.id}` });
         } else if (reply.contentType) {
           res.writeHead(reply.status, { 'Content-Type': reply.contentType });
@@ -221,6 +229,37 @@ function send(res: ServerResponse, status: number, body: unknown, headers: Recor
   const data = JSON.stringify(body);
   res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(data), ...headers });
   res.end(data);
+}
+
+/** Streams a process's output as frames [channel][uint32 BE length][payload], ending with an exit frame (JSON). */
+function streamExec(res: ServerResponse, proc: HostProcess, stdin: Buffer | undefined): void {
+  res.writeHead(200, { 'Content-Type': 'application/vnd.hangar.exec-stream' });
+  const frame = (ch: number, d: Buffer | string) => {
+    const payload = Buffer.isBuffer(d) ? d : Buffer.from(d);
+    const head = Buffer.alloc(5);
+    head[0] = ch;
+    head.writeUInt32BE(payload.length, 1);
+    res.write(Buffer.concat([head, payload]));
+  };
+  proc.stdin?.end(stdin);
+  proc.stdout?.on('data', (d: Buffer | string) => frame(ExecFrame.stdout, d));
+  proc.stderr?.on('data', (d: Buffer | string) => frame(ExecFrame.stderr, d));
+  res.on('close', () => { if (!res.writableFinished) proc.kill('SIGKILL'); });
+  void exitCodeOf(proc).then((code) => {
+    frame(ExecFrame.exit, JSON.stringify({ code }));
+    res.end();
+  });
+}
+
+/** Resolves with a process's exit code once its output streams have ended too (128+signal when killed). */
+function exitCodeOf(proc: HostProcess): Promise<number> {
+  const ended = (s: NodeJS.ReadableStream | null) => new Promise<void>((r) => {
+    if (!s) { r(); return; }
+    s.on('end', () => r());
+    s.on('close', () => r());
+    s.on('error', () => r());
+  });
+  return Promise.all([proc.wait(), ended(proc.stdout), ended(proc.stderr)]).then(([exit]) => exit.code ?? (exit.signal ? 128 + (SIGNALS[exit.signal] ?? 1) : 1));
 }
 
 function handleEvents(ws: WebSocket, events: EventBus, q: URLSearchParams): void {
@@ -288,16 +327,9 @@ function pump(ws: WebSocket, proc: HostProcess): void {
   const frame = (ch: number, d: Buffer | string) => {
     if (ws.readyState === ws.OPEN) ws.send(Buffer.concat([Buffer.from([ch]), Buffer.isBuffer(d) ? d : Buffer.from(d)]));
   };
-  const ended = (s: NodeJS.ReadableStream | null) => new Promise<void>((r) => {
-    if (!s) { r(); return; }
-    s.on('end', () => r());
-    s.on('close', () => r());
-    s.on('error', () => r());
-  });
   proc.stdout?.on('data', (d: Buffer | string) => frame(1, d));
   proc.stderr?.on('data', (d: Buffer | string) => frame(2, d));
-  void Promise.all([proc.wait(), ended(proc.stdout), ended(proc.stderr)]).then(([exit]) => {
-    const code = exit.code ?? (exit.signal ? 128 + (SIGNALS[exit.signal] ?? 1) : 1);
+  void exitCodeOf(proc).then((code) => {
     if (ws.readyState === ws.OPEN) {
       ws.send(JSON.stringify({ type: 'exit', code }));
       ws.close();

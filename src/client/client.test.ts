@@ -127,7 +127,7 @@ describe('exec', () => {
     expect(out.text()).toBe('');
   });
 
-  it('passes the ExecRequest as the first text frame', async () => {
+  it('passes the ExecRequest to the daemon', async () => {
     const out = sink();
     const code = await client.exec('web1', { command: ['env'], env: { A: '1' }, cwd: '/tmp' }, { stdout: out, stderr: sink() });
     expect(code).toBe(0);
@@ -140,10 +140,31 @@ describe('exec', () => {
     expect(causeChain(err)).toEqual(['lxc-attach: no such container']);
   });
 
-  it('maps an HTTP error before the upgrade', async () => {
+  it('maps an HTTP error answer', async () => {
     const err = await client.exec('missing', { command: ['true'] }, { stdout: sink(), stderr: sink() }).catch((e: unknown) => e);
     expect((err as AppError).code).toBe('NOT_FOUND');
     expect(causeChain(err)).toEqual(['no row in instances', 'lookup by name']);
+  });
+});
+
+describe('exec over the websocket (streamed stdin)', () => {
+  it('sends the ExecRequest as the first text frame and a later eof', async () => {
+    const out = sink();
+    const code = await client.exec('web1', { command: ['env'], env: { A: '1' } }, { stdin: new PassThrough(), stdout: out, stderr: sink() });
+    expect(code).toBe(0);
+    expect(JSON.parse(out.text())).toEqual({ command: ['env'], env: { A: '1' } });
+    expect(fake.requests.at(-1)?.method).toBe('WS');
+  });
+
+  it('turns an error message into an AppError', async () => {
+    const err = await client.exec('web1', { command: ['explode'] }, { stdin: new PassThrough(), stdout: sink(), stderr: sink() }).catch((e: unknown) => e);
+    expect((err as AppError).code).toBe('BACKEND_FAILED');
+    expect(causeChain(err)).toEqual(['lxc-attach: no such container']);
+  });
+
+  it('maps an HTTP error before the upgrade', async () => {
+    const err = await client.exec('missing', { command: ['true'] }, { stdin: new PassThrough(), stdout: sink(), stderr: sink() }).catch((e: unknown) => e);
+    expect((err as AppError).code).toBe('NOT_FOUND');
   });
 });
 

@@ -1,12 +1,14 @@
 // Typed client of the Hangar REST API over the daemon's unix socket (see docs/api.md).
 import { Agent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { AppError } from '../shared/errors.js';
+import { ExecFrame } from '../shared/exec-frames.js';
 import type {
   ConfigChangeResult,
   ConfigPatchRequest,
   CopyRequest,
   CreateInstanceRequest,
   ExecRequest,
+  ExecRunRequest,
   HangarEvent,
   HostInfo,
   Image,
@@ -317,9 +319,60 @@ export class HangarClient {
 
   /** Runs a command in an instance, streaming stdin/stdout/stderr; answers the remote exit code. */
   async exec(name: string, req: ExecRequest, io: StreamIo): Promise<number> {
+    // Without a terminal, a streamed stdin or signals to forward, a plain POST on a kept-alive connection does the job
+    // and saves the websocket's connect and upgrade.
+    if (!req.tty && !io.onSignal && !io.onResize && !io.signal && (io.stdin === undefined || typeof io.stdin === 'string' || Buffer.isBuffer(io.stdin))) {
+      return this.execPost(name, req, io);
+    }
     const code = await runStreamSession(this.socketPath, `/1.0/instances/${enc(name)}/exec`, req, io);
     if (code === null) throw noExitError(`exec in "${name}"`);
     return code;
+  }
+
+  private execPost(name: string, req: ExecRequest, io: StreamIo): Promise<number> {
+    const body: ExecRunRequest = { command: req.command, ...(req.env ? { env: req.env } : {}), ...(req.cwd ? { cwd: req.cwd } : {}) };
+    if (io.stdin !== undefined) body.stdin = Buffer.from(io.stdin as string | Buffer).toString('base64');
+    const payload = Buffer.from(JSON.stringify(body));
+    const path = `/1.0/instances/${enc(name)}/exec`;
+    const attempt = (): Promise<number> => new Promise((resolve, reject) => {
+      const req2 = httpRequest({ socketPath: this.socketPath, path, method: 'POST', agent: this.agent, headers: { 'content-type': 'application/json', 'content-length': payload.length } }, (res) => {
+        const status = res.statusCode ?? 0;
+        if (status < 200 || status >= 300) {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => reject(errorFromResponse(status, Buffer.concat(chunks).toString('utf8'), `POST ${path}`)));
+          return;
+        }
+        let buf: Buffer<ArrayBufferLike> = Buffer.alloc(0);
+        let code: number | undefined;
+        res.on('data', (c: Buffer) => {
+          buf = buf.length ? Buffer.concat([buf, c]) : c;
+          while (buf.length >= 5) {
+            const len = buf.readUInt32BE(1);
+            if (buf.length < 5 + len) break;
+            const ch = buf[0];
+            const data = buf.subarray(5, 5 + len);
+            buf = buf.subarray(5 + len);
+            if (ch === ExecFrame.stdout) io.stdout.write(data);
+            else if (ch === ExecFrame.stderr) (io.stderr ?? io.stdout).write(data);
+            else if (ch === ExecFrame.exit) code = (JSON.parse(data.toString('utf8')) as { code: number }).code;
+          }
+        });
+        res.on('end', () => (code === undefined ? reject(noExitError(`exec in "${name}"`)) : resolve(code)));
+        res.on('error', (err) => reject(connectionError(err, this.socketPath)));
+      });
+      req2.on('error', (err) => {
+        const c = (err as NodeJS.ErrnoException).code;
+        const mapped = connectionError(err, this.socketPath);
+        if (req2.reusedSocket && (c === 'ECONNRESET' || c === 'EPIPE') && typeof mapped === 'object' && mapped !== null) (mapped as { staleKeepAlive?: boolean }).staleKeepAlive = true;
+        reject(mapped);
+      });
+      req2.end(payload);
+    });
+    return attempt().catch((err: unknown) => {
+      if ((err as { staleKeepAlive?: boolean }).staleKeepAlive) return attempt();
+      throw err;
+    });
   }
 
   /** Attaches to an instance's console until the daemon closes it or io.signal aborts (detach). */

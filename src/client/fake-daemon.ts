@@ -97,6 +97,7 @@ export async function startFakeDaemon(): Promise<FakeDaemon> {
     if (key === 'GET /1.0/instances/web1') return send(res, 200, fakeInstance('web1', { usage: { cpuTimeNs: 1_500_000_000, memoryBytes: 1048576, processes: 3 } }));
     if (key === 'GET /1.0/instances/bad-shape') return send(res, 200, { name: 'bad-shape' });
     if (req.method === 'GET' && path.startsWith('/1.0/instances/')) return send(res, 404, ERR_NOT_FOUND);
+    if (req.method === 'POST' && /^\/1\.0\/instances\/[^/]+\/exec$/.test(path)) return fakeExecPost(res, path, body as { command: string[]; stdin?: string });
     if (key === 'POST /1.0/instances') {
       const name = (body as { name: string }).name;
       const id = `op-${nextOp}`;
@@ -205,4 +206,35 @@ function fakeExec(ws: WebSocket): void {
       exit(3);
     }
   });
+}
+
+/** The same fake commands over POST exec, answered as a framed stream (1 stdout, 2 stderr, 3 exit). */
+function fakeExecPost(res: ServerResponse, path: string, req: { command: string[]; stdin?: string }): void {
+  if (path === '/1.0/instances/missing/exec') {
+    res.writeHead(404, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(ERR_NOT_FOUND));
+    return;
+  }
+  if (req.command[0] === 'explode') {
+    res.writeHead(500, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ error: { code: 'BACKEND_FAILED', message: 'Failed to exec in "web1"', causes: ['lxc-attach: no such container'] } }));
+    return;
+  }
+  const frame = (ch: number, data: string | Buffer): Buffer => {
+    const payload = Buffer.from(data);
+    const head = Buffer.alloc(5);
+    head[0] = ch;
+    head.writeUInt32BE(payload.length, 1);
+    return Buffer.concat([head, payload]);
+  };
+  res.writeHead(200, { 'content-type': 'application/vnd.hangar.exec-stream' });
+  if (req.command[0] === 'env') {
+    const { stdin: _stdin, ...shown } = req;
+    res.write(frame(1, `${JSON.stringify(shown)}\n`));
+    res.end(frame(3, JSON.stringify({ code: 0 })));
+    return;
+  }
+  res.write(frame(1, Buffer.from(req.stdin ?? '', 'base64')));
+  res.write(frame(2, 'warn\n'));
+  res.end(frame(3, JSON.stringify({ code: 3 })));
 }

@@ -167,8 +167,15 @@ export async function runStreamSession(socketPath: string, path: string, first: 
       }
       if (typeof msg !== 'object' || msg === null) return;
       const m = msg as { type?: unknown; code?: unknown; error?: unknown };
-      if (m.type === 'exit' && typeof m.code === 'number') exitCode = m.code;
-      else if (m.type === 'error') failure = appErrorFromBody(errorBodyOf(m.error) ?? { code: 'INTERNAL', message: 'Remote session failed', causes: [] });
+      // The server sends exit/error after the last data frame, so the session is complete here: not waiting for the
+      // close handshake saves a round trip per exec.
+      if (m.type === 'exit' && typeof m.code === 'number') {
+        exitCode = m.code;
+        finish();
+      } else if (m.type === 'error') {
+        failure = appErrorFromBody(errorBodyOf(m.error) ?? { code: 'INTERNAL', message: 'Remote session failed', causes: [] });
+        finish();
+      }
     });
     ws.on('error', (err) => {
       if (failure === undefined && exitCode === null) failure = connectionError(err, socketPath);

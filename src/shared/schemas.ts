@@ -94,6 +94,9 @@ export const ExecRequestSchema = z.strictObject({
   rows: z.number().int().positive().optional(),
 });
 
+/** Body of POST /1.0/instances/{name}/exec: a non-interactive command with its whole stdin (base64); output comes back as a framed stream. */
+export const ExecRunRequestSchema = ExecRequestSchema.omit({ tty: true, cols: true, rows: true }).extend({ stdin: z.string().optional() });
+
 /** An image in the local store. */
 export const ImageSchema = z.strictObject({
   alias: z.string(),
@@ -191,6 +194,7 @@ export type ConfigChangeResult = z.infer<typeof ConfigChangeResultSchema>;
 export type CopyRequest = z.infer<typeof CopyRequestSchema>;
 export type Snapshot = z.infer<typeof SnapshotSchema>;
 export type ExecRequest = z.infer<typeof ExecRequestSchema>;
+export type ExecRunRequest = z.infer<typeof ExecRunRequestSchema>;
 export type Image = z.infer<typeof ImageSchema>;
 export type ImageBuildRequest = z.infer<typeof ImageBuildRequestSchema>;
 export type ImageImportRequest = z.infer<typeof ImageImportRequestSchema>;
