@@ -39,7 +39,7 @@ const distDir = join(repoRoot, 'dist');
 
 function usage(): never {
   console.log(`Usage: node dist/bench-containers.mjs [options]
-  --rounds N        interleaved rounds (default 7, at least 1)
+  --rounds N        interleaved rounds (default 11, at least 1)
   --execs N         exec \`true\` calls per round and subject (default 5)
   --cli-runs N      runs each of \`hangar --version\` and \`node -e 0\` (default 20)
   --only LIST       comma-separated subset of hangar,raw-lxc,lxd,cli (default all)
@@ -52,7 +52,7 @@ function usage(): never {
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { rounds: 7, execs: 5, cliRuns: 20, only: new Set(['hangar', 'raw-lxc', 'lxd', 'cli']), graceful: true, install: true, privileged: false, out: join(repoRoot, 'BENCHMARKS.md') };
+  const a: Args = { rounds: 11, execs: 5, cliRuns: 20, only: new Set(['hangar', 'raw-lxc', 'lxd', 'cli']), graceful: true, install: true, privileged: false, out: join(repoRoot, 'BENCHMARKS.md') };
   const num = (v: string | undefined, flag: string): number => {
     const n = Number(v);
     if (!Number.isInteger(n) || n < 1) throw new Error(`${flag} needs a positive integer`);

@@ -114,6 +114,8 @@ export class ImageService {
       progress('Shifting ownership for unprivileged containers');
       await shiftIds(this.d.host, dir, this.d.idmap.uidStart);
       await this.d.pool.sealImageVolume(fingerprint);
+      // Flush the new tree now, so the first launch's snapshot does not pay for writing it out.
+      await this.d.host.exec(['sync', '-f', dir]);
       const sizeBytes = await this.treeSize(dir);
       const row: ImageRow = { alias, type, fingerprint, description: built.description, sizeBytes, createdAt: new Date().toISOString(), source, props: { ...built.props, shiftedBy: String(this.d.idmap.uidStart) } };
       this.d.db.insertImage(row);
