@@ -1,9 +1,10 @@
 // E2e of the API itself: OpenAPI document, operations (202, Location, get, wait), the events stream, error mapping.
+import { PassThrough, Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HangarEvent, Operation } from '../../src/shared/schemas.js';
 import { HangarClient } from '../../src/client/client.js';
 import { isAppError } from '../../src/shared/errors.js';
-import { sharedDaemon, TEST_ENV, uniquePrefix } from '../helpers/daemon.js';
+import { cliOk, sharedDaemon, TEST_ENV, uniquePrefix } from '../helpers/daemon.js';
 import { collectEvents, deleteAllWithPrefix, pollUntil } from '../helpers/e2e.js';
 
 const P = uniquePrefix('api');
@@ -70,4 +71,33 @@ describe('API', () => {
     expect(isAppError(badOp, 'NOT_FOUND')).toBe(true);
     expect((await client.listInstances()).some((i) => i.name === `${P}b`)).toBe(false);
   });
+
+  it('exec with a terminal runs the command on a pty of the requested size', async () => {
+    const name = `${P}t`;
+    cliOk(['launch', 'busybox', name]);
+    let out = '';
+    const stdout = new Writable({ write(c, _e, cb) { out += String(c); cb(); } });
+    const stdin = new PassThrough();
+    const done = client.exec(name, { command: ['sh', '-c', 'tty; stty size; exit 4'], tty: true, cols: 100, rows: 33 }, { stdin, stdout, onResize: () => () => undefined });
+    stdin.end();
+    expect(await done).toBe(4);
+    expect(out).toMatch(/\/dev\/pts\/\d+/);
+    expect(out).toMatch(/33 100/);
+  });
+
+  it('the console websocket attaches to the container console (login prompt), and detaching leaves it running', async () => {
+    const name = `${P}t`;
+    let out = '';
+    const stdin = new PassThrough();
+    const ac = new AbortController();
+    const stdout = new Writable({ write(c, _e, cb) { out += String(c); cb(); } });
+    const session = client.console(name, { cols: 80, rows: 24 }, { stdin, stdout, signal: ac.signal });
+    stdin.write('\r');
+    const prompt = await pollUntil(() => /login:/.test(out), 50, 100);
+    ac.abort();
+    await session;
+    expect(prompt, out).toBe(true);
+    expect((await client.getInstance(name)).state).toBe('running');
+  });
 });
+
