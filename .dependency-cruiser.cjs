@@ -8,7 +8,7 @@ module.exports = {
     { name: 'client-only-shared', severity: 'error', from: { path: '^src/client/' }, to: { path: '^src/(api|core|drivers|daemon|cli)/' } },
     { name: 'api-not-drivers-directly', severity: 'error', from: { path: '^src/api/' }, to: { path: '^src/(drivers|cli|client)/' } },
     { name: 'core-not-upwards', severity: 'error', from: { path: '^src/core/' }, to: { path: '^src/(api|cli|client)/' } },
-    { name: 'drivers-not-upwards', severity: 'error', comment: 'drivers use only core/host (and shared); never the db, services or api',
+    { name: 'drivers-not-upwards', severity: 'error', comment: 'drivers use only core/host and core/reverter (and shared); never the db, services or api',
       from: { path: '^src/drivers/' }, to: { path: '^src/(api|cli|client)/|^src/core/(?!host/|reverter\.ts$)' } },
     { name: 'drivers-no-direct-machine-access', severity: 'error', comment: 'drivers touch the machine only through Host',
       from: { path: '^src/drivers/' }, to: { dependencyTypes: ['core'], path: '^(node:)?(child_process|fs|fs/promises|net)$' } },
