@@ -5,7 +5,12 @@ import type { Host } from './host/host.js';
 /** Starts (or adopts) lxcfs; returns the mount point, or null when lxcfs is unavailable. */
 export async function ensureLxcfs(host: Host, dir: string, runDir: string): Promise<string | null> {
   const mountinfo = await host.fs.readText('/proc/self/mountinfo');
-  if (isLxcfsMounted(mountinfo, dir)) return dir;
+  if (isLxcfsMounted(mountinfo, dir)) {
+    // A mount whose lxcfs died answers ENOTCONN: drop it and start a new lxcfs.
+    const alive = await host.fs.readTextIfExists(join(dir, 'proc/uptime')).then(() => true, () => false);
+    if (alive) return dir;
+    await host.exec(['umount', '-l', dir], { allowFailure: true });
+  }
   const bin = await host.exec(['which', 'lxcfs'], { allowFailure: true });
   if (bin.code !== 0) return null;
   await host.fs.mkdir(dir, { recursive: true });
