@@ -4,7 +4,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync
 import { cpus, release, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Hangar } from './hangar.js';
+import { BIG_PAYLOAD_MIB, Hangar } from './hangar.js';
 import { Lxd } from './lxd.js';
 import { RawLxc } from './raw-lxc.js';
 import { median, min, msSince, type Subject } from './util.js';
@@ -14,6 +14,7 @@ const STATE_DIR = '/var/lib/hangar-bench';
 
 const METRICS = [
   ['launch', 'launch → first exec `true`'],
+  ['launchBig', `launch → first exec \`true\` (${BIG_PAYLOAD_MIB} MiB image)`],
   ['exec', 'exec `true`'],
   ['stopForce', 'stop (force)'],
   ['start', 'start stopped → first exec'],
@@ -101,10 +102,22 @@ async function step(samples: Samples, s: Subject, metric: Metric, fn: () => Prom
   record(samples, s.id, metric, msSince(t0));
 }
 
+/** Own storage right after launch, bytes per key ("hangar", "hangar-big"). */
+type Storage = Map<string, number[]>;
+
+async function recordStorage(storage: Storage, key: string, s: Subject, name: string): Promise<void> {
+  const bytes = s.ownStorageBytes ? await s.ownStorageBytes(name) : null;
+  if (bytes === null) return;
+  let xs = storage.get(key);
+  if (!xs) storage.set(key, (xs = []));
+  xs.push(bytes);
+}
+
 /** One full lifecycle of subject s in round r. */
-async function cycle(samples: Samples, s: Subject, r: number, args: Args): Promise<void> {
+async function cycle(samples: Samples, storage: Storage, s: Subject, r: number, args: Args): Promise<void> {
   const name = s.name(r);
   await step(samples, s, 'launch', () => s.launch(name, r));
+  await recordStorage(storage, s.id, s, name);
   for (let i = 0; i < args.execs; i++) await step(samples, s, 'exec', () => s.exec(name));
   await step(samples, s, 'stopForce', () => s.stop(name, true));
   if (args.graceful) {
@@ -112,6 +125,14 @@ async function cycle(samples: Samples, s: Subject, r: number, args: Args): Promi
     await step(samples, s, 'stopGraceful', () => s.stop(name, false));
   }
   await step(samples, s, 'delete', () => s.remove(name));
+}
+
+/** Launch from the big image until the first exec (timed), its storage (untimed), then force delete (untimed). */
+async function bigCycle(samples: Samples, storage: Storage, h: Hangar, r: number): Promise<void> {
+  const name = h.bigName(r);
+  await step(samples, h, 'launchBig', () => h.launchBig(name));
+  await recordStorage(storage, `${h.id}-big`, h, name);
+  await h.remove(name);
 }
 
 /** Interleaved runs of `node dist/hangar.mjs --version` and `node -e 0`. */
@@ -172,6 +193,11 @@ interface Report {
   skipped: Map<string, string>;
   failed: Map<string, string>;
   samples: Samples;
+  storage: Storage;
+  /** The Hangar subject, when it ran: for the big-image facts. */
+  hangar: Hangar | null;
+  /** Why the big-image launch failed mid-run, or null. */
+  bigFailed: string | null;
   cli: { cli: number[]; node: number[] } | string | null;
 }
 
@@ -192,8 +218,10 @@ function render(rep: Report): string {
   L.push('');
   L.push('| metric (ms) | Hangar median | Hangar min | raw LXC median | raw LXC min | LXD median | LXD min | Hangar / raw LXC | LXD / Hangar |');
   L.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+  const hasBig = (samples.get('hangar')?.get('launchBig')?.length ?? 0) > 0;
   for (const [m, label] of METRICS) {
     if ((m === 'start' || m === 'stopGraceful') && !rep.args.graceful) continue;
+    if (m === 'launchBig' && !hasBig) continue;
     const h = stat('hangar', m);
     const r = stat('raw-lxc', m);
     const x = stat('lxd', m);
@@ -201,7 +229,7 @@ function render(rep: Report): string {
   }
   const n = (id: string, m: Metric): number => stat(id, m).n;
   L.push('');
-  L.push(`Samples per cell: launch ${['hangar', 'raw-lxc', 'lxd'].map((id) => `${id} ${n(id, 'launch')}`).join(', ')}; exec ${['hangar', 'raw-lxc', 'lxd'].map((id) => `${id} ${n(id, 'exec')}`).join(', ')}.`);
+  L.push(`Samples per cell: launch ${['hangar', 'raw-lxc', 'lxd'].map((id) => `${id} ${n(id, 'launch')}`).join(', ')}${hasBig ? `, hangar ${BIG_PAYLOAD_MIB} MiB image ${n('hangar', 'launchBig')}` : ''}; exec ${['hangar', 'raw-lxc', 'lxd'].map((id) => `${id} ${n(id, 'exec')}`).join(', ')}.`);
   L.push('');
   const verdict = (ok: boolean | null): string => (ok === null ? 'n/a' : ok ? 'PASS' : 'FAIL');
   const hl = stat('hangar', 'launch').med;
@@ -214,6 +242,9 @@ function render(rep: Report): string {
   L.push('|---|---:|---|');
   L.push(`| launch → first exec ≤ 1.5× raw LXC | ${ratio(hl, rl)} | ${verdict(ok(hl, rl, (q) => q <= 1.5))} |`);
   L.push(`| launch → first exec ≥ 5× faster than LXD | ${ratio(xl, hl)} | ${verdict(ok(xl, hl, (q) => q >= 5))} |`);
+  const hb = stat('hangar', 'launchBig').med;
+  const bigWhy = rep.hangar?.bigSkipped ?? rep.bigFailed ?? (rep.hangar ? null : 'Hangar not run');
+  L.push(`| launch from a ${BIG_PAYLOAD_MIB} MiB image ≈ launch from busybox (≤ 1.3×) | ${ratio(hb, hl)} | ${verdict(ok(hb, hl, (q) => q <= 1.3))}${bigWhy ? ` (${bigWhy})` : ''} |`);
   L.push(`| exec ≤ 1.5× \`lxc-attach\` | ${ratio(he, re)} | ${verdict(ok(he, re, (q) => q <= 1.5))} |`);
   if (rep.cli && typeof rep.cli !== 'string') {
     const c = rep.cli;
@@ -224,6 +255,13 @@ function render(rep: Report): string {
     L.push(`| CLI start-up ≤ 1.3× \`node -e 0\` | — | n/a${typeof rep.cli === 'string' ? ` (${rep.cli})` : ''} |`);
   }
   L.push('');
+  const kib = (xs: number[] | undefined): string => (xs?.length ? `${f1(median(xs) / 1024)} KiB` : '—');
+  if (rep.hangar?.bigInfo) {
+    L.push(
+      `${BIG_PAYLOAD_MIB} MiB image: busybox rootfs + ${BIG_PAYLOAD_MIB} MiB from /dev/urandom (${rep.hangar.bigInfo}); each round launches it once, interleaved with the other subjects, then force-deletes it untimed. Own storage right after launch (btrfs exclusive bytes of the instance volume, \`btrfs qgroup show --sync\`, median): ${kib(rep.storage.get('hangar-big'))} (${BIG_PAYLOAD_MIB} MiB image), ${kib(rep.storage.get('hangar'))} (busybox).`,
+    );
+    L.push('');
+  }
   L.push(
     'Notes: raw LXC clones the template-made busybox rootfs with `lxc-copy -s -B overlay` (rcS without udhcpc, static address on bridge hbnraw0) and polls `lxc-attach -- true`; LXD launches an imported busybox image from a `dir` pool (it unpacks the image per launch; no CoW) and polls `lxc exec -- true`; graceful stops send busybox init SIGUSR1, whose halt sleeps ~2 s by design, so they compare plumbing only above that floor.',
   );
@@ -256,13 +294,14 @@ async function main(): Promise<number> {
         socket: process.env.HANGAR_SOCKET ?? '/run/hangar-bench/hangar.sock',
         daemonEnv: { HANGAR_DIR: STATE_DIR, HANGAR_PREFIX: 'hbn', HANGAR_SUBNET: '10.124.0.0/24' },
         logFile: join(STATE_DIR, 'bench-logs', 'hangard.log'),
+        cacheDir: join(STATE_DIR, 'bench-cache'),
       }),
     );
   }
   if (args.only.has('raw-lxc')) all.push(new RawLxc({ stateDir: STATE_DIR, privileged: args.privileged }));
   if (args.only.has('lxd')) all.push(new Lxd({ stateDir: STATE_DIR, install: args.install }));
 
-  const rep: Report = { started: new Date(), args, roundsDone: 0, subjects: [], skipped: new Map(), failed: new Map(), samples: new Map(), cli: null };
+  const rep: Report = { started: new Date(), args, roundsDone: 0, subjects: [], skipped: new Map(), failed: new Map(), samples: new Map(), storage: new Map(), hangar: null, bigFailed: null, cli: null };
   const onSignal = (sig: string): void => {
     if (aborted) {
       console.error(`\n${sig} again: exiting without cleanup; rerun the bench to clean up leftovers`);
@@ -291,22 +330,52 @@ async function main(): Promise<number> {
         await s.cleanup().catch((c: unknown) => console.error(`cleanup ${s.id}: ${String(c)}`));
       }
     }
-    for (let r = 1; r <= args.rounds; r++) {
-      const k = rep.subjects.length;
-      const order = rep.subjects.map((_, i) => rep.subjects[(i + r - 1) % k] as Subject);
-      for (const s of order) {
-        if (rep.failed.has(s.id)) continue;
+    rep.hangar = rep.subjects.find((s): s is Hangar => s instanceof Hangar) ?? null;
+    // One task per subject, plus the big-image launch as its own task so it is interleaved like a subject.
+    interface Task {
+      id: string;
+      run: (r: number) => Promise<void>;
+      lastLaunch: () => number;
+    }
+    const last = (id: string, m: Metric): number => rep.samples.get(id)?.get(m)?.at(-1) ?? NaN;
+    const tasks: Task[] = rep.subjects.map((s) => ({
+      id: s.id,
+      run: async (r: number): Promise<void> => {
+        if (rep.failed.has(s.id)) return;
         try {
-          await cycle(rep.samples, s, r, args);
+          await cycle(rep.samples, rep.storage, s, r, args);
         } catch (e) {
           if (aborted) throw e;
           rep.failed.set(s.id, `round ${r}: ${e instanceof Error ? e.message : String(e)}`);
           console.error(`${s.id} failed in round ${r}: ${rep.failed.get(s.id)}`);
           await s.cleanup().catch((c: unknown) => console.error(`cleanup ${s.id}: ${String(c)}`));
         }
-      }
+      },
+      lastLaunch: () => last(s.id, 'launch'),
+    }));
+    const h = rep.hangar;
+    if (h?.hasBigImage) {
+      tasks.push({
+        id: `hangar-${BIG_PAYLOAD_MIB}MiB`,
+        run: async (r: number): Promise<void> => {
+          if (rep.failed.has(h.id) || rep.bigFailed || !h.hasBigImage) return;
+          try {
+            await bigCycle(rep.samples, rep.storage, h, r);
+          } catch (e) {
+            if (aborted) throw e;
+            rep.bigFailed = `round ${r}: ${e instanceof Error ? e.message : String(e)}`;
+            console.error(`hangar ${BIG_PAYLOAD_MIB} MiB image launch failed in round ${r}: ${rep.bigFailed}`);
+          }
+        },
+        lastLaunch: () => last(h.id, 'launchBig'),
+      });
+    }
+    for (let r = 1; r <= args.rounds; r++) {
+      const k = tasks.length;
+      const order = tasks.map((_, i) => tasks[(i + r - 1) % k] as Task);
+      for (const t of order) await t.run(r);
       rep.roundsDone = r;
-      const line = order.map((s) => `${s.id} ${f1(rep.samples.get(s.id)?.get('launch')?.at(-1) ?? NaN)}`).join(', ');
+      const line = order.map((t) => `${t.id} ${f1(t.lastLaunch())}`).join(', ');
       console.error(`round ${r}/${args.rounds}: launch→first exec ms: ${line}`);
     }
     if (args.only.has('cli')) rep.cli = cliStartup(args.cliRuns);
@@ -325,7 +394,7 @@ async function main(): Promise<number> {
     writeSection(args.out, text);
     console.error(`wrote ${args.out}`);
   }
-  return rep.failed.size ? 1 : 0;
+  return rep.failed.size || rep.bigFailed ? 1 : 0;
 }
 
 main().then(

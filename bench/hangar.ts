@@ -1,9 +1,13 @@
 // Hangar subject: drives hangard through the in-process API client (starting a private daemon when none answers).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { Writable } from 'node:stream';
 import { HangarClient } from '../src/client/client.js';
+import { buildBusyboxRootfs } from '../src/core/images/busybox.js';
+import { LocalHost } from '../src/core/host/local.js';
+import { loadSettings } from '../src/core/settings.js';
+import { parseQgroupShow } from '../src/core/storage/parse.js';
 import { pidAlive, run, sleep, unixGet, until, waitPidExit, type Subject } from './util.js';
 
 /** Where the Hangar subject works. */
@@ -16,7 +20,16 @@ export interface HangarOptions {
   daemonEnv: Record<string, string>;
   /** Log file for a daemon we start. */
   logFile: string;
+  /** Cache kept across runs (the big image's tarball). */
+  cacheDir: string;
 }
+
+/** Size of the incompressible payload of the big image: 200 MiB (≈ 210 MB). */
+export const BIG_PAYLOAD_MIB = 200;
+const BIG_IMAGE = 'hbn-big200';
+const BIG_NAME_PREFIX = 'hbnbench-big-r';
+// Bump when the tarball's content changes so a stale cached one is rebuilt.
+const BIG_TARBALL = `hangar-big-${BIG_PAYLOAD_MIB}mib-v1.tar`;
 
 /** Reads a pid from a pidfile, or null. */
 function pidFrom(file: string): number | null {
@@ -97,6 +110,14 @@ function adapter(client: HangarClient) {
     buildBusybox: async (alias: string): Promise<void> => {
       await client.waitOperation(await client.buildImage({ kind: 'busybox', alias }));
     },
+    /** Imports a rootfs tarball on this host under alias, waiting for the operation. */
+    importImage: async (path: string, alias: string): Promise<void> => {
+      await client.waitOperation(await client.importImage({ path, alias }));
+    },
+    /** Deletes an image, waiting for the operation. */
+    deleteImage: async (alias: string): Promise<void> => {
+      await client.waitOperation(await client.deleteImage(alias));
+    },
     /** Daemon version string. */
     version: async (): Promise<string> => (await client.serverInfo()).serverVersion,
     close: (): void => client.close(),
@@ -110,6 +131,14 @@ export class Hangar implements Subject {
   private api: ReturnType<typeof adapter> | null = null;
   private daemon: ChildProcess | null = null;
   private readonly live = new Set<string>();
+  /** Set once the big image is imported (this run); null with bigSkipped explaining why not. */
+  private bigImported = false;
+  /** Why the big-image launch is not measured, or null. */
+  bigSkipped: string | null = null;
+  /** How the big image came to be: tarball size, whether cached, import time. */
+  bigInfo = '';
+  /** Pool mount point of the bench daemon, when we know it (we started the daemon). */
+  private poolDir: string | null = null;
 
   constructor(private readonly opts: HangarOptions) {}
 
@@ -158,7 +187,77 @@ export class Hangar implements Subject {
       await api.buildBusybox(IMAGE);
       if (!(await has())) throw new Error(`hangard has no image "${IMAGE}" even after building it`);
     }
-    for (const n of await api.names()) if (n.startsWith(NAME_PREFIX)) await api.remove(n).catch(() => undefined);
+    for (const n of await api.names()) if (n.startsWith(NAME_PREFIX) || n.startsWith(BIG_NAME_PREFIX)) await api.remove(n).catch(() => undefined);
+    if (this.daemon) this.poolDir = loadSettings({ ...this.opts.daemonEnv, HANGAR_SOCKET: this.opts.socket }).poolDir;
+    try {
+      await this.importBigImage();
+    } catch (e) {
+      this.bigSkipped = e instanceof Error ? e.message : String(e);
+      console.error(`hangar: no 200 MB image, skipping its launch metric: ${this.bigSkipped}`);
+    }
+  }
+
+  /** Builds (once, cached across runs) a plain rootfs tarball of busybox + BIG_PAYLOAD_MIB of random data. */
+  private async bigTarball(): Promise<{ path: string; cached: boolean }> {
+    const path = join(this.opts.cacheDir, BIG_TARBALL);
+    if (existsSync(path)) return { path, cached: true };
+    mkdirSync(this.opts.cacheDir, { recursive: true });
+    const work = join(this.opts.cacheDir, 'hangar-big-work');
+    rmSync(work, { recursive: true, force: true });
+    const root = join(work, 'rootfs');
+    try {
+      await buildBusyboxRootfs(new LocalHost(), root);
+      mkdirSync(join(root, 'opt/bench'), { recursive: true });
+      // Random data: neither compression nor deduplication can shrink it.
+      run(['dd', 'if=/dev/urandom', `of=${join(root, 'opt/bench/random.bin')}`, 'bs=1M', `count=${BIG_PAYLOAD_MIB}`, 'status=none'], { timeoutMs: 300_000 });
+      const top = readdirSync(root).sort();
+      run(['tar', '--numeric-owner', '--owner=0', '--group=0', '-C', root, '-cf', `${path}.tmp`, ...top], { timeoutMs: 300_000 });
+      renameSync(`${path}.tmp`, path);
+    } finally {
+      rmSync(`${path}.tmp`, { force: true });
+      rmSync(work, { recursive: true, force: true });
+    }
+    return { path, cached: false };
+  }
+
+  /** Imports the big tarball under BIG_IMAGE (replacing a leftover of an interrupted run). */
+  private async importBigImage(): Promise<void> {
+    const t0 = process.hrtime.bigint();
+    const { path, cached } = await this.bigTarball();
+    const tBuilt = process.hrtime.bigint();
+    const api = this.client;
+    if ((await api.images()).includes(BIG_IMAGE)) await api.deleteImage(BIG_IMAGE);
+    await api.importImage(path, BIG_IMAGE);
+    this.bigImported = true;
+    const mb = (statSync(path).size / 1e6).toFixed(0);
+    const importS = (Number(process.hrtime.bigint() - tBuilt) / 1e9).toFixed(1);
+    this.bigInfo = `bench-cache/${BIG_TARBALL}: ${mb} MB plain tar, ${cached ? 'cached from an earlier run' : `built in ${(Number(tBuilt - t0) / 1e9).toFixed(1)} s`}; imported once per run in ${importS} s`;
+    console.error(`hangar: image ${BIG_IMAGE}: ${this.bigInfo}`);
+  }
+
+  /** True when the big-image launch can be measured. */
+  get hasBigImage(): boolean {
+    return this.bigImported && this.api !== null;
+  }
+
+  bigName(round: number): string {
+    return `${BIG_NAME_PREFIX}${round}`;
+  }
+
+  /** Launches from the 200 MB image; returns when the first exec of `true` succeeded. */
+  async launchBig(name: string): Promise<void> {
+    this.live.add(name);
+    await this.client.launch(name, BIG_IMAGE);
+    await this.firstExec(name);
+  }
+
+  /** Exclusive bytes of the instance volume (`btrfs qgroup show --sync`), or null when the pool is not ours to read. */
+  async ownStorageBytes(name: string): Promise<number | null> {
+    if (!this.poolDir) return null;
+    const path = join(this.poolDir, 'instances', name);
+    const r = run(['btrfs', 'qgroup', 'show', '-re', '--raw', '--sync', '-f', path], { allowFail: true });
+    if (r.status !== 0) return null;
+    return parseQgroupShow(r.stdout).find((q) => q.level === 0)?.exclusiveBytes ?? null;
   }
 
   private get client(): ReturnType<typeof adapter> {
@@ -203,6 +302,10 @@ export class Hangar implements Subject {
     if (this.api) {
       for (const n of this.live) await this.api.remove(n).catch((e: unknown) => console.error(`cleanup: could not delete ${n}: ${String(e)}`));
       this.live.clear();
+      if (this.bigImported) {
+        await this.api.deleteImage(BIG_IMAGE).catch((e: unknown) => console.error(`cleanup: could not delete image ${BIG_IMAGE}: ${String(e)}`));
+        this.bigImported = false;
+      }
       this.api.close();
       this.api = null;
     }

@@ -106,6 +106,8 @@ export interface Subject {
   remove(name: string): Promise<void>;
   /** Removes everything the subject created except caches; must be safe to call twice and after a failed setup. */
   cleanup(): Promise<void>;
+  /** Bytes the instance's root volume owns alone (not shared with its image), or null when unknown; not timed. */
+  ownStorageBytes?(name: string): Promise<number | null>;
 }
 
 /** GET over a unix socket; resolves to status and body, rejects when nothing answers. */
