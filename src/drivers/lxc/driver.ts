@@ -19,6 +19,7 @@ import {
 import {
   cgroupDefault, cgroupDirs, cgroupSettings, firstCpus, INSTANCE_FILES, renderLxcConfig, type CgroupSetting,
 } from './render-config.js';
+import { renderSeccompProfile, SECCOMP_FILE } from './render-seccomp.js';
 
 const POLL_MS = 50;
 const TEARDOWN_WAIT_MS = 10_000;
@@ -84,9 +85,12 @@ class LxcInstance implements InstanceHandle {
   }
 
   private async writeConfig(): Promise<void> {
-    const text = renderLxcConfig({ record: this.record, facts: this.ctx.facts, prefix: this.ctx.prefix, lxcfsDir: this.ctx.lxcfsDir, ...(this.record.cpuset ? { cpuset: this.record.cpuset } : {}) });
+    const seccompProfile = posix.join(this.containerDir, SECCOMP_FILE);
+    const text = renderLxcConfig({ record: this.record, facts: this.ctx.facts, prefix: this.ctx.prefix, lxcfsDir: this.ctx.lxcfsDir, seccompProfile, ...(this.record.cpuset ? { cpuset: this.record.cpuset } : {}) });
     await this.host.fs.mkdir(this.containerDir, { recursive: true, mode: 0o755 });
     await this.host.fs.mkdir(this.record.instanceDir, { recursive: true });
+    // Rewritten on every start too, so that containers created before a profile change get the current one.
+    await this.host.fs.writeAtomic(seccompProfile, renderSeccompProfile(), 0o644);
     await this.host.fs.writeAtomic(this.configPath, text, 0o644);
   }
 

@@ -7,9 +7,6 @@ import type { HostFacts, InstanceRecord } from '../driver.js';
 /** Files shown to LXC from lxcfs so that tools inside see the container's own numbers. */
 export const LXCFS_PROC_FILES = ['meminfo', 'cpuinfo', 'stat', 'uptime', 'diskstats', 'swaps', 'loadavg'] as const;
 
-/** LXC's shared config and the extra one for user namespaces. */
-export const LXC_SECCOMP_PROFILE = '/usr/share/lxc/config/common.seccomp';
-
 /** CFS period used for CPU caps, in microseconds. */
 export const CPU_PERIOD_US = 100_000;
 
@@ -20,6 +17,8 @@ export interface LxcRenderInput {
   /** Daemon prefix: the container cgroup is <prefix>/<name>, its monitor's <prefix>.monitor/<name>. */
   prefix: string;
   lxcfsDir: string | null;
+  /** Path of the seccomp profile (render-seccomp.ts) the driver writes beside the config. */
+  seccompProfile: string;
   /** CPUs for limits.cpu chosen by the caller, e.g. "0" or "0-1"; defaults to the first limits.cpu CPUs. */
   cpuset?: string;
 }
@@ -134,7 +133,10 @@ export function renderLxcConfig(input: LxcRenderInput): string {
   const privileged = isPrivileged(record.config);
   kv('lxc.tty.max', 4);
   kv('lxc.pty.max', 1024);
-  kv('lxc.seccomp.profile', LXC_SECCOMP_PROFILE);
+  kv('lxc.seccomp.profile', input.seccompProfile);
+  // LXC silently skips the profile when hangard itself runs under a seccomp filter (a systemd SystemCallFilter, a
+  // container): stacking keeps the btrfs ban in force there too.
+  kv('lxc.seccomp.allow_nesting', 1);
   kv('lxc.mount.auto', privileged ? 'cgroup:mixed proc:mixed sys:mixed' : 'cgroup:mixed proc:mixed sys:rw');
   kv('lxc.mount.entry', '/sys/fs/fuse/connections sys/fs/fuse/connections none bind,optional 0 0');
   if (privileged) {

@@ -1,9 +1,10 @@
-// Golden tests of the LXC config renderer: test/golden/lxc/<case>.conf; UPDATE_GOLDEN=1 rewrites them.
-import { readFileSync, writeFileSync } from 'node:fs';
+// Golden tests of the LXC renderers: test/golden/lxc/<case>.conf and seccomp.profile; UPDATE_GOLDEN=1 rewrites them.
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { HostFacts, InstanceRecord } from '../../../src/drivers/driver.js';
 import { renderLxcConfig, type LxcRenderInput } from '../../../src/drivers/lxc/render-config.js';
+import { BTRFS_CREATE_IOCTLS, renderSeccompProfile } from '../../../src/drivers/lxc/render-seccomp.js';
 
 const dir = import.meta.dirname;
 
@@ -33,13 +34,15 @@ const limits = {
   'limits.disk': '2GiB',
 };
 
+const seccompProfile = '/var/lib/hangar/lxc/web1/seccomp';
+
 const cases: Record<string, LxcRenderInput> = {
-  'unprivileged-hybrid-nolimits': { record: record({}), facts: hybrid, prefix: 'hgr', lxcfsDir: null },
-  'unprivileged-hybrid-limits-lxcfs': { record: record(limits), facts: hybrid, prefix: 'hgr', lxcfsDir: '/var/lib/hangar/lxcfs', cpuset: '1' },
-  'unprivileged-hybrid-noswapaccounting': { record: record(limits), facts: { ...hybrid, swapAccounting: false }, prefix: 'hgr', lxcfsDir: null },
-  'privileged-hybrid-limits': { record: record({ ...limits, 'security.privileged': 'true' }), facts: hybrid, prefix: 'hgr', lxcfsDir: null },
-  'unprivileged-v2-limits': { record: record(limits), facts: v2, prefix: 'hgr', lxcfsDir: '/var/lib/hangar/lxcfs' },
-  'privileged-v2-nolimits': { record: record({ 'security.privileged': 'true' }), facts: v2, prefix: 'hgr', lxcfsDir: null },
+  'unprivileged-hybrid-nolimits': { record: record({}), facts: hybrid, prefix: 'hgr', seccompProfile, lxcfsDir: null },
+  'unprivileged-hybrid-limits-lxcfs': { record: record(limits), facts: hybrid, prefix: 'hgr', seccompProfile, lxcfsDir: '/var/lib/hangar/lxcfs', cpuset: '1' },
+  'unprivileged-hybrid-noswapaccounting': { record: record(limits), facts: { ...hybrid, swapAccounting: false }, prefix: 'hgr', seccompProfile, lxcfsDir: null },
+  'privileged-hybrid-limits': { record: record({ ...limits, 'security.privileged': 'true' }), facts: hybrid, prefix: 'hgr', seccompProfile, lxcfsDir: null },
+  'unprivileged-v2-limits': { record: record(limits), facts: v2, prefix: 'hgr', seccompProfile, lxcfsDir: '/var/lib/hangar/lxcfs' },
+  'privileged-v2-nolimits': { record: record({ 'security.privileged': 'true' }), facts: v2, prefix: 'hgr', seccompProfile, lxcfsDir: null },
 };
 
 describe('renderLxcConfig goldens', () => {
@@ -60,5 +63,32 @@ describe('renderLxcConfig goldens', () => {
   it('refuses values that would inject config lines', () => {
     const bad = { ...cases['unprivileged-hybrid-nolimits']!, record: { ...record({}), imageProps: { init: '/sbin/init\nlxc.mount.entry = / x' } } };
     expect(() => renderLxcConfig(bad)).toThrow(/line breaks/);
+  });
+});
+
+describe('renderSeccompProfile golden', () => {
+  it('seccomp.profile', () => {
+    const file = join(dir, 'seccomp.profile');
+    const got = renderSeccompProfile();
+    if (process.env.UPDATE_GOLDEN === '1') writeFileSync(file, got);
+    expect(got).toBe(readFileSync(file, 'utf8'));
+  });
+
+  it('keeps every rule of LXC\'s common.seccomp', () => {
+    const rules = (text: string) => text.split('\n').map((l) => l.replace(/#.*/, '').trim()).filter(Boolean);
+    const ours = rules(renderSeccompProfile());
+    const common = '/usr/share/lxc/config/common.seccomp';
+    // The host's copy when LXC is installed, else the LXC 5.0 text it was taken from.
+    const theirs = existsSync(common) ? readFileSync(common, 'utf8') : '2\ndenylist\nreject_force_umount\n[all]\nkexec_load errno 1\nopen_by_handle_at errno 1\ninit_module errno 1\nfinit_module errno 1\ndelete_module errno 1\n';
+    expect(ours.slice(0, rules(theirs).length)).toEqual(rules(theirs));
+  });
+
+  it('denies each btrfs create ioctl with EPERM, compared on the low 32 bits only, with no trailing text LXC would misparse', () => {
+    const text = renderSeccompProfile();
+    for (const { cmd } of BTRFS_CREATE_IOCTLS) expect(text).toContain(`\nioctl errno 1 [1,0x${cmd.toString(16)},SCMP_CMP_MASKED_EQ,0xffffffff]\n`);
+    // _IOW(0x94, nr, 4096-byte struct): dir write (1) << 30 | size << 16 | type << 8 | nr.
+    const iow = (nr: number) => ((1 << 30) | (4096 << 16) | (0x94 << 8) | nr) >>> 0;
+    expect(BTRFS_CREATE_IOCTLS.map((i) => i.cmd)).toEqual([iow(1), iow(14), iow(23), iow(24)]);
+    for (const line of text.split('\n')) if (line.includes('[') && !line.startsWith('#')) expect(line).toMatch(/\]$/);
   });
 });
