@@ -145,9 +145,10 @@ export function buildServer(deps: ApiDeps): Server {
     await images.validateImport(body.path, body.alias);
     return op(`Importing image "${body.alias}"`, [`/1.0/images/${body.alias}`], (p) => images.import(body.path, body.alias, p));
   });
-  route('DELETE', '/1.0/images/{alias}', async (_r, p) => {
-    images.get(p.alias!);
-    return op(`Deleting image "${p.alias}"`, [`/1.0/images/${p.alias}`], () => images.delete(p.alias!));
+  route('DELETE', '/1.0/images/{alias}', async (_r, p, q) => {
+    const type = q.get('type') === 'vm' ? 'vm' : 'container';
+    images.get(p.alias!, type);
+    return op(`Deleting image "${p.alias}"`, [`/1.0/images/${p.alias}`], () => images.delete(p.alias!, type));
   });
   route('GET', '/1.0/operations', async () => ok(ops.list()));
   route('GET', '/1.0/operations/{id}', async (_r, p) => ok(ops.get(p.id!)));

@@ -80,7 +80,8 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
     .command('delete')
     .description('delete an image')
     .argument('<name>')
-    .action(act(async (name: string) => (await import('./commands/images.js')).imageDeleteCommand(ctx, name)));
+    .option('--vm', 'delete the VM variant of the image')
+    .action(act(async (name: string, opts: { vm?: boolean }) => (await import('./commands/images.js')).imageDeleteCommand(ctx, name, opts)));
 
   const launchLike = (name: string, start: boolean): void => {
     program

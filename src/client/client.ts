@@ -250,9 +250,9 @@ export class HangarClient {
     return this.operation('POST', '/1.0/images/import', req);
   }
 
-  /** DELETE /1.0/images/{alias}. */
-  deleteImage(alias: string): Promise<Operation> {
-    return this.operation('DELETE', `/1.0/images/${enc(alias)}`);
+  /** DELETE /1.0/images/{alias} (the VM variant with vm: true). */
+  deleteImage(alias: string, opts: { vm?: boolean } = {}): Promise<Operation> {
+    return this.operation('DELETE', `/1.0/images/${enc(alias)}${opts.vm ? '?type=vm' : ''}`);
   }
 
   /** GET /1.0/operations. */

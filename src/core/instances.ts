@@ -81,9 +81,8 @@ export class InstanceService {
   validateCreate(req: CreateInstanceRequest): CreatePlan {
     const name = assertName(req.name, 'instance');
     if (this.d.db.getInstance(name)) throw new AppError('ALREADY_EXISTS', `Instance "${name}" already exists`);
-    const image = this.d.images.get(req.image);
     const type = req.type ?? 'container';
-    if (image.type !== type) throw new AppError('INVALID_ARGUMENT', `Image "${image.alias}" is a ${image.type} image and cannot be used for a ${type}`);
+    const image = this.d.images.get(req.image, type);
     const driver = this.d.registry.forType(type);
     const config = this.validateFor(driver, name, req.config ?? {});
     if (req.ipv4 !== undefined) checkAddress(this.d.network.subnet, req.ipv4, this.takenAddresses());
@@ -94,7 +93,7 @@ export class InstanceService {
   async create(plan: CreatePlan, progress: (m: string) => void = () => undefined): Promise<Instance> {
     return this.d.locks.withLock([lockKey(plan.name), `image/${plan.image}`], async () => {
       if (this.d.db.getInstance(plan.name)) throw new AppError('ALREADY_EXISTS', `Instance "${plan.name}" already exists`);
-      const image = this.d.images.get(plan.image);
+      const image = this.d.images.get(plan.image, plan.driver.type);
       const taken = this.takenAddresses();
       if (plan.ipv4) checkAddress(this.d.network.subnet, plan.ipv4, taken);
       const ipv4 = plan.ipv4 ?? allocateAddress(this.d.network.subnet, plan.name, taken);
@@ -519,7 +518,7 @@ export class InstanceService {
 
   private record(row: InstanceRow): InstanceRecord {
     const subnet = this.d.network.subnet;
-    const image = this.d.db.getImage(row.image);
+    const image = this.d.db.getImage(row.image, row.type);
     return {
       name: row.name, type: row.type, driver: row.driver, image: row.image, config: row.config,
       rootPath: this.d.pool.instancePath(row.name), instanceDir: this.instanceDir(row.name),

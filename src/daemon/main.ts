@@ -94,7 +94,7 @@ async function main(settings: Settings): Promise<void> {
   chmodSync(settings.socket, 0o600);
   log(`API listening on ${settings.socket} (pid ${process.pid})`);
 
-  if (!db.getImage('busybox')) {
+  if (!db.getImage('busybox', 'container')) {
     log('building the busybox image (local, no network)...');
     await images.build('busybox', {}, (m) => log(`  ${m}`));
   }

@@ -1,6 +1,6 @@
 // Test daemon helper: runs a real hangard with its own prefix, subnet, state dir and socket beside any default one.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, openSync, closeSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, openSync, closeSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { HangarClient } from '../../src/client/client.js';
 
@@ -94,8 +94,15 @@ export function uniquePrefix(tag: string): string {
 
 let shared: TestDaemon | undefined;
 
+/** Marker telling the vitest run (the workers' parent) that it used the shared daemon, so only that run tears it down. */
+export function usageMarker(runPid: number): string {
+  return join(TEST_ENV.HANGAR_DIR, `.used-by-vitest-${runPid}`);
+}
+
 /** The shared test daemon, started on first use; later test files reuse it. */
 export async function sharedDaemon(): Promise<TestDaemon> {
+  mkdirSync(TEST_ENV.HANGAR_DIR, { recursive: true });
+  writeFileSync(usageMarker(process.ppid), '');
   if (shared) return shared;
   const client = new HangarClient({ socketPath: TEST_ENV.HANGAR_SOCKET });
   try {

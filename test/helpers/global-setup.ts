@@ -5,13 +5,17 @@ import { LocalHost } from '../../src/core/host/local.js';
 import { loadSettings } from '../../src/core/settings.js';
 import { NetworkManager } from '../../src/core/network/manager.js';
 import { BtrfsPool } from '../../src/core/storage/btrfs-pool.js';
-import { TEST_ENV } from './daemon.js';
+import { existsSync, rmSync } from 'node:fs';
+import { TEST_ENV, usageMarker } from './daemon.js';
 
 /** Nothing to do up front: the daemon starts lazily in the tests that need it. */
 export function setup(): void {}
 
-/** Deletes leftover test instances, stops the test daemon, then its network, lxcfs and pool. */
+/** Deletes leftover test instances, stops the test daemon, then its network, lxcfs and pool — only when this run used it. */
 export async function teardown(): Promise<void> {
+  // Another vitest run (say, unit tests only) must not stop a daemon that a concurrent run is using.
+  if (!existsSync(usageMarker(process.pid))) return;
+  rmSync(usageMarker(process.pid), { force: true });
   const client = new HangarClient({ socketPath: TEST_ENV.HANGAR_SOCKET });
   let pid: number | undefined;
   try {

@@ -61,9 +61,9 @@ export async function imageImportCommand(ctx: Ctx, file: string, opts: { alias: 
   ctx.out(summary('Imported', opts.alias, result));
 }
 
-/** `hangar image delete NAME`. */
-export async function imageDeleteCommand(ctx: Ctx, alias: string): Promise<void> {
+/** `hangar image delete NAME [--vm]`. */
+export async function imageDeleteCommand(ctx: Ctx, alias: string, opts: { vm?: boolean } = {}): Promise<void> {
   if (alias.trim() === '') throw new AppError('INVALID_ARGUMENT', 'Image name must not be empty');
-  await ctx.client.runOperation(() => ctx.client.deleteImage(alias));
+  await ctx.client.runOperation(() => ctx.client.deleteImage(alias, { vm: opts.vm === true }));
   ctx.out(`Deleted image ${alias}`);
 }

@@ -79,6 +79,22 @@ const MIGRATIONS: string[] = [
      stateful INTEGER NOT NULL,
      PRIMARY KEY (instance, name)
    );`,
+  // An alias may have a container and a VM variant (busybox has both).
+  `CREATE TABLE images_v2 (
+     alias TEXT NOT NULL,
+     type TEXT NOT NULL,
+     fingerprint TEXT NOT NULL UNIQUE,
+     description TEXT NOT NULL,
+     size_bytes INTEGER NOT NULL,
+     created_at TEXT NOT NULL,
+     source TEXT NOT NULL,
+     props TEXT NOT NULL,
+     PRIMARY KEY (alias, type)
+   );
+   INSERT INTO images_v2 (alias, type, fingerprint, description, size_bytes, created_at, source, props)
+     SELECT alias, type, fingerprint, description, size_bytes, created_at, source, props FROM images;
+   DROP TABLE images;
+   ALTER TABLE images_v2 RENAME TO images;`,
 ];
 
 interface RawInstance {
@@ -182,12 +198,12 @@ export class StateDb {
 
   /** All images. */
   listImages(): ImageRow[] {
-    return (this.db.prepare('SELECT * FROM images ORDER BY alias').all() as RawImage[]).map(toImage);
+    return (this.db.prepare('SELECT * FROM images ORDER BY alias, type').all() as RawImage[]).map(toImage);
   }
 
-  /** One image by alias. */
-  getImage(alias: string): ImageRow | undefined {
-    const r = this.db.prepare('SELECT * FROM images WHERE alias = ?').get(alias) as RawImage | undefined;
+  /** One image by alias and type. */
+  getImage(alias: string, type: InstanceType): ImageRow | undefined {
+    const r = this.db.prepare('SELECT * FROM images WHERE alias = ? AND type = ?').get(alias, type) as RawImage | undefined;
     return r ? toImage(r) : undefined;
   }
 
@@ -198,8 +214,8 @@ export class StateDb {
   }
 
   /** Forgets an image. */
-  deleteImage(alias: string): void {
-    this.db.prepare('DELETE FROM images WHERE alias = ?').run(alias);
+  deleteImage(alias: string, type: InstanceType): void {
+    this.db.prepare('DELETE FROM images WHERE alias = ? AND type = ?').run(alias, type);
   }
 
   /** Runs fn in a transaction. */

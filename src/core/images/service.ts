@@ -25,6 +25,8 @@ export interface ImageServiceDeps {
   cacheDir: string;
 }
 
+const key = (alias: string, type: InstanceType) => `${type}/${alias}`;
+
 /** What a builder produced. */
 interface Built { props: Record<string, string>; description: string }
 
@@ -37,19 +39,24 @@ export class ImageService {
   /** All images with the instances using them. */
   list(): Image[] {
     const users = this.usersByImage();
-    return this.d.db.listImages().map((r) => this.toWire(r, users.get(r.alias) ?? []));
+    return this.d.db.listImages().map((r) => this.toWire(r, users.get(key(r.alias, r.type)) ?? []));
   }
 
-  /** One image; NOT_FOUND when unknown. */
-  get(alias: string): ImageRow {
-    const row = this.d.db.getImage(alias);
-    if (!row) throw new AppError('NOT_FOUND', `Image "${alias}" not found`, { details: { hint: 'hangar image list; hangar image build busybox' } });
-    return row;
+  /** One image of the given type; NOT_FOUND when unknown, INVALID_ARGUMENT when only the other type exists. */
+  get(alias: string, type: InstanceType = 'container'): ImageRow {
+    const row = this.d.db.getImage(alias, type);
+    if (row) return row;
+    const other: InstanceType = type === 'vm' ? 'container' : 'vm';
+    if (this.d.db.getImage(alias, other)) {
+      throw new AppError('INVALID_ARGUMENT', `Image "${alias}" is a ${other} image and cannot be used for a ${type}`);
+    }
+    const hint = `hangar image list; hangar image build busybox${type === 'vm' ? ' --vm' : ''}`;
+    throw new AppError('NOT_FOUND', `Image "${alias}"${type === 'vm' ? ' (vm)' : ''} not found`, { details: { hint } });
   }
 
-  /** The wire form of one image. */
-  describe(alias: string): Image {
-    return this.toWire(this.get(alias), this.usersByImage().get(alias) ?? []);
+  /** True when an image of that alias and type exists. */
+  has(alias: string, type: InstanceType = 'container'): boolean {
+    return this.d.db.getImage(alias, type) !== undefined;
   }
 
   /** Checks a build request before any work starts. */
@@ -61,7 +68,7 @@ export class ImageService {
     }
     if (kind !== 'debian' && opts.release) throw new AppError('INVALID_ARGUMENT', `--release only applies to debian images`);
     const alias = assertName(opts.alias ?? kind, 'image');
-    if (this.d.db.getImage(alias)) throw new AppError('ALREADY_EXISTS', `Image "${alias}" already exists`, { details: { hint: `hangar image delete ${alias}` } });
+    if (this.d.db.getImage(alias, 'container')) throw new AppError('ALREADY_EXISTS', `Image "${alias}" already exists`, { details: { hint: `hangar image delete ${alias}` } });
     return { alias, release };
   }
 
@@ -81,7 +88,7 @@ export class ImageService {
     if (!path.startsWith('/')) throw new AppError('INVALID_ARGUMENT', `Image file path must be absolute: ${JSON.stringify(path)}`);
     const st = await this.d.host.fs.stat(path);
     if (!st || !st.isFile) throw new AppError('NOT_FOUND', `Image file ${path} not found or not a regular file`);
-    if (this.d.db.getImage(alias)) throw new AppError('ALREADY_EXISTS', `Image "${alias}" already exists`);
+    if (this.d.db.getImage(alias, 'container')) throw new AppError('ALREADY_EXISTS', `Image "${alias}" already exists`);
   }
 
   /** Imports a rootfs tarball (gz, xz or zst) after checking every entry. */
@@ -94,12 +101,12 @@ export class ImageService {
   }
 
   /** Deletes an image; refused while instances use it. */
-  async delete(alias: string): Promise<void> {
-    const row = this.get(alias);
-    const users = this.usersByImage().get(alias) ?? [];
+  async delete(alias: string, type: InstanceType = 'container'): Promise<void> {
+    const row = this.get(alias, type);
+    const users = this.usersByImage().get(key(alias, type)) ?? [];
     if (users.length > 0) throw new AppError('IN_USE', `Cannot delete image "${alias}": used by ${users.join(', ')}`);
     await this.d.pool.deleteImageVolume(row.fingerprint);
-    this.d.db.deleteImage(alias);
+    this.d.db.deleteImage(alias, type);
     this.d.events.emit({ type: 'image-deleted', message: alias, data: { alias } });
   }
 
@@ -132,7 +139,7 @@ export class ImageService {
 
   private usersByImage(): Map<string, string[]> {
     const m = new Map<string, string[]>();
-    for (const i of this.d.db.listInstances()) m.set(i.image, [...(m.get(i.image) ?? []), i.name]);
+    for (const i of this.d.db.listInstances()) m.set(key(i.image, i.type), [...(m.get(key(i.image, i.type)) ?? []), i.name]);
     return m;
   }
 

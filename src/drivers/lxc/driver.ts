@@ -23,6 +23,8 @@ import { renderSeccompProfile, SECCOMP_FILE } from './render-seccomp.js';
 
 const POLL_MS = 50;
 const TEARDOWN_WAIT_MS = 10_000;
+// How long one graceful stop attempt waits before the halt signal is sent again.
+const HALT_RESEND_S = 3;
 // After a failed start the monitor exits within a few hundred ms; empty leftovers after that are LXC's bug, not work in progress.
 const FAILED_START_WAIT_MS = 2_000;
 
@@ -260,8 +262,16 @@ class LxcInstance implements InstanceHandle {
     // A frozen container cannot act on its halt signal.
     if (st.state === 'frozen') await lxcUnfreeze(this.host, this.target);
     const secs = Math.max(1, Math.ceil(opts.timeoutMs / 1000));
-    const res = await lxcStop(this.host, this.target, { timeoutS: secs });
-    const after = await lxcInfo(this.host, this.target);
+    // The halt signal is sent again every few seconds: an init that is still starting up (stop right after start)
+    // may not have installed its handler yet and would otherwise ignore the only signal it gets.
+    const deadline = Date.now() + secs * 1000;
+    let res = await lxcStop(this.host, this.target, { timeoutS: Math.min(secs, HALT_RESEND_S) });
+    let after = await lxcInfo(this.host, this.target);
+    while (after.state !== 'STOPPED' && Date.now() < deadline) {
+      const left = Math.ceil((deadline - Date.now()) / 1000);
+      res = await lxcStop(this.host, this.target, { timeoutS: Math.max(1, Math.min(left, HALT_RESEND_S)) });
+      after = await lxcInfo(this.host, this.target);
+    }
     if (after.state !== 'STOPPED') {
       throw new AppError('TIMEOUT', `Failed to stop instance "${name}" within ${secs} s`, { cause: new Error(res.stderr.trim() || 'the container did not act on its halt signal in time') });
     }
