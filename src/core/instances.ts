@@ -107,11 +107,12 @@ export class InstanceService {
         this.d.db.insertInstance(row);
         r.add('delete database row', () => this.d.db.deleteInstance(plan.name));
         progress('Creating root volume');
-        await this.d.pool.createInstanceVolume(plan.name, image.fingerprint, resourcesOf(plan.config).diskBytes);
+        // A container's disk limit is a quota on its volume; a VM's is the virtual size of its qcow2 (set by the driver).
+        await this.d.pool.createInstanceVolume(plan.name, image.fingerprint, plan.driver.type === 'container' ? resourcesOf(plan.config).diskBytes : undefined);
         r.add('delete root volume', () => this.d.pool.deleteInstanceVolume(plan.name));
         await this.d.host.fs.mkdir(this.instanceDir(plan.name), { recursive: true });
         r.add('remove instance directory', () => this.d.host.fs.rm(this.instanceDir(plan.name), { recursive: true, force: true }));
-        await this.personalise(row);
+        if (row.type === 'container') await this.personalise(row);
         const handle = this.handle(row);
         await handle.create();
         r.add('delete backend files', () => handle.delete());
@@ -163,6 +164,7 @@ export class InstanceService {
     return this.d.locks.withLock([lockKey(src), lockKey(dst)], async () => {
       const from = this.row(src);
       if (this.d.db.getInstance(dst)) throw new AppError('ALREADY_EXISTS', `Instance "${dst}" already exists`);
+      if (from.type === 'vm' && (await this.handle(from).state()).state !== 'stopped') throw new AppError('INVALID_STATE', `Cannot copy VM "${src}" while it runs: stop it first`);
       const taken = this.takenAddresses();
       if (ipv4) checkAddress(this.d.network.subnet, ipv4, taken);
       const row: InstanceRow = {
@@ -174,11 +176,11 @@ export class InstanceService {
       try {
         this.d.db.insertInstance(row);
         r.add('delete database row', () => this.d.db.deleteInstance(dst));
-        await this.d.pool.copyInstance(src, dst, resourcesOf(row.config).diskBytes);
+        await this.d.pool.copyInstance(src, dst, row.type === 'container' ? resourcesOf(row.config).diskBytes : undefined);
         r.add('delete root volume', () => this.d.pool.deleteInstanceVolume(dst));
         await this.d.host.fs.mkdir(this.instanceDir(dst), { recursive: true });
         r.add('remove instance directory', () => this.d.host.fs.rm(this.instanceDir(dst), { recursive: true, force: true }));
-        await this.personalise(row);
+        if (row.type === 'container') await this.personalise(row);
         const handle = this.handle(row);
         await handle.create();
         r.add('delete backend files', () => handle.delete());
@@ -255,7 +257,7 @@ export class InstanceService {
       const st = await handle.state();
       const changed = [...new Set([...Object.keys(validated), ...Object.keys(row.config)])].filter((k) => validated[k] !== row.config[k]);
       if (changed.length === 0) return { live: [], pending: [] };
-      if (resourcesOf(validated).diskBytes !== resourcesOf(row.config).diskBytes) {
+      if (row.type === 'container' && resourcesOf(validated).diskBytes !== resourcesOf(row.config).diskBytes) {
         await this.d.pool.setInstanceSize(name, resourcesOf(validated).diskBytes);
       }
       if (st.state === 'running' || st.state === 'frozen') {
@@ -268,7 +270,7 @@ export class InstanceService {
           liveHandle = this.handle({ ...row, cpuset });
         }
         const result = await liveHandle.applyConfig(validated, row.config).catch((e) => { throw wrap(e, `Failed to apply config to instance "${name}"`); });
-        const diskLive = changed.includes('limits.disk') ? ['limits.disk'] : [];
+        const diskLive = row.type === 'container' && changed.includes('limits.disk') ? ['limits.disk'] : [];
         const live = [...new Set([...result.live, ...diskLive])].filter((k) => changed.includes(k));
         const pending = changed.filter((k) => !live.includes(k));
         const applied: InstanceConfig = { ...row.config };
@@ -303,6 +305,8 @@ export class InstanceService {
       if (this.d.db.listSnapshots(name).some((s) => s.name === snap)) throw new AppError('ALREADY_EXISTS', `Snapshot "${snap}" of instance "${name}" already exists`);
       const handle = this.handle(row);
       const st = await handle.state();
+      // A running VM's qcow2 may have metadata only in QEMU's memory: its snapshots are taken stopped.
+      if (row.type === 'vm' && st.state !== 'stopped') throw new AppError('INVALID_STATE', `Cannot snapshot VM "${name}" while it is ${st.state}: stop it first`);
       const freeze = st.state === 'running';
       if (freeze) await handle.freeze();
       try {
@@ -524,6 +528,7 @@ export class InstanceService {
       rootPath: this.d.pool.instancePath(row.name), instanceDir: this.instanceDir(row.name),
       nic: { bridge: this.d.network.info().bridge, hostIfName: this.d.network.hostIfName(row.name), mac: row.mac, ipv4: row.ipv4, prefixLength: subnet.prefixLength, gateway: subnet.gateway },
       imageProps: image?.props ?? {},
+      imagePath: image ? this.d.pool.imagePath(image.fingerprint) : undefined,
       cpuset: row.cpuset ?? undefined,
     };
   }
@@ -578,6 +583,14 @@ export class InstanceService {
     }
   }
 
+  /** What the backend implies on this host: for VMs, which accelerator runs them and why. */
+  private technologyOf(driver: Driver): Instance['technology'] {
+    const qemu = this.d.facts.qemu;
+    if (driver.type !== 'vm' || !qemu) return driver.technology;
+    const isolation = qemu.accel === 'kvm' ? 'hardware virtualization (KVM)' : `software emulation (TCG): ${qemu.accelReason}`;
+    return { ...driver.technology, isolation };
+  }
+
   private async toWire(row: InstanceRow, withUsage: boolean): Promise<Instance> {
     const driver = this.d.registry.get(row.driver);
     const handle = this.handle(row);
@@ -592,7 +605,7 @@ export class InstanceService {
     }
     const out: Instance = {
       name: row.name, type: row.type, driver: row.driver, state, image: row.image, ipv4: row.ipv4, mac: row.mac,
-      config: row.config, pendingConfig: row.pendingConfig, pid, createdAt: row.createdAt, technology: driver.technology,
+      config: row.config, pendingConfig: row.pendingConfig, pid, createdAt: row.createdAt, technology: this.technologyOf(driver),
     };
     if (withUsage) {
       const usage = state === 'running' || state === 'frozen' ? await handle.usage().catch(() => ({})) : {};

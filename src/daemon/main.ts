@@ -18,6 +18,7 @@ import { InstanceService } from '../core/instances.js';
 import { detectVirt } from '../core/detect/detect.js';
 import { readCpuidSignature } from '../core/detect/cpuid.js';
 import { defaultRegistry } from '../drivers/registry.js';
+import { detectAccel, probeQemu } from '../drivers/qemu/probe.js';
 import { buildServer } from '../api/server.js';
 import { causeChain } from '../shared/errors.js';
 import type { HostInfo } from '../shared/schemas.js';
@@ -45,6 +46,12 @@ async function main(settings: Settings): Promise<void> {
   const host = new LocalHost();
   const idmap = await ensureIdMap(host);
   const facts = await readHostFacts(host, idmap);
+  const qemu = await probeQemu(host);
+  if (qemu.available) {
+    const accel = await detectAccel(host);
+    facts.qemu = { version: qemu.version, accel: accel.accel, accelReason: accel.reason };
+    log(`qemu ${qemu.version}: ${accel.reason}`);
+  }
   const db = new StateDb(settings.dbFile);
   const events = new EventBus();
   events.subscribe((e) => { if (e.type === 'instance-drift') log(`drift: ${e.message ?? e.instance}`); });
@@ -83,7 +90,9 @@ async function main(settings: Settings): Promise<void> {
       storage: { driver: poolInfo.driver, path: poolInfo.path, sizeBytes: poolInfo.sizeBytes, usedBytes: poolInfo.usedBytes },
       network: { bridge: net.bridge, subnet: net.subnet, gateway: net.gateway },
       drivers: probes.map(({ d, p }) => ({ name: d.name, type: d.type, available: p.available, version: p.version, reason: p.reason })),
-      cpuVirtFlags: facts.cpuVirtFlags, kvm: facts.kvm, runsIn,
+      cpuVirtFlags: facts.cpuVirtFlags,
+      kvm: facts.qemu ? { present: facts.kvm.present, usable: facts.qemu.accel === 'kvm', reason: facts.qemu.accelReason } : facts.kvm,
+      runsIn,
     };
   };
 

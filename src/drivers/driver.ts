@@ -26,6 +26,8 @@ export interface HostFacts {
   memoryBytes: number;
   /** Id maps for unprivileged containers: host ids that container id 0 maps to. */
   idmap: { uidStart: number; gidStart: number; count: number };
+  /** QEMU on this host: version and the accelerator VMs get (KVM when /dev/kvm works, else TCG), with the reason. */
+  qemu?: { version: string | null; accel: 'kvm' | 'tcg'; accelReason: string };
   /** Swap is accounted per cgroup (v1: memory.memsw.* files exist; v2: memory.swap.max exists); undefined means unknown, treated as no. */
   swapAccounting?: boolean;
 }
@@ -57,6 +59,8 @@ export interface InstanceRecord {
   imageProps: Record<string, string>;
   /** CPUs to pin to ("0,1"), chosen by the service at start to spread load; undefined = all. */
   cpuset?: string | undefined;
+  /** Directory of the (read-only) image the instance was made from: VM kernels, initrds and backing disks live there. */
+  imagePath?: string | undefined;
 }
 
 /** Paths and names that are the same for every instance of one daemon. */

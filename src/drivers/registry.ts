@@ -3,6 +3,7 @@ import { AppError } from '../shared/errors.js';
 import type { InstanceType } from '../shared/schemas.js';
 import type { Driver } from './driver.js';
 import { lxcDriver } from './lxc/driver.js';
+import { qemuDriver } from './qemu/driver.js';
 
 /** Looks drivers up by name and picks the default one per instance type. */
 export class DriverRegistry {
@@ -34,5 +35,5 @@ export class DriverRegistry {
 
 /** The registry of real backends. */
 export function defaultRegistry(): DriverRegistry {
-  return new DriverRegistry([lxcDriver]);
+  return new DriverRegistry([lxcDriver, qemuDriver]);
 }

@@ -30,6 +30,11 @@ const bool = (v: string, key: string): string => {
 const size = (v: string, key: string): string => (parseSize(v, key), v);
 const sizeOrZero = (v: string, key: string): string => (v.trim() === '0' ? '0' : size(v, key));
 const int = (v: string, key: string): string => String(parsePositiveInt(v, key));
+const ioLimit = (v: string, key: string): string => {
+  const m = /^\s*(\d+)\s*iops\s*$/i.exec(v);
+  if (m) return String(parsePositiveInt(m[1]!, key)) + 'iops';
+  return (parseSize(v.replace(/\/s$/, ''), key), v);
+};
 
 /** Every known configuration key and what it means. */
 export const CONFIG_KEYS: Record<string, KeySpec> = {
@@ -48,6 +53,8 @@ export const CONFIG_KEYS: Record<string, KeySpec> = {
   'limits.cpu.cap': { description: 'CPU time cap as a percentage of one CPU, e.g. 150%', check: (v) => (parseCpuCap(v), v) },
   'limits.processes': { description: 'maximum number of processes', check: int },
   'limits.disk': { description: 'root disk size', check: size },
+  'limits.disk.read': { description: 'VM disk read limit per second: a size ("50MiB") or operations ("200iops")', check: ioLimit },
+  'limits.disk.write': { description: 'VM disk write limit per second: a size ("50MiB") or operations ("200iops")', check: ioLimit },
   'security.privileged': { description: 'run the container without a user namespace', check: bool },
   'boot.autostart': { description: 'start the instance when hangard starts', check: bool },
 };

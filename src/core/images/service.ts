@@ -11,6 +11,7 @@ import { Reverter } from '../reverter.js';
 import type { BtrfsPool } from '../storage/btrfs-pool.js';
 import { buildBusyboxRootfs } from './busybox.js';
 import { buildDebianRootfs } from './debian.js';
+import { buildBusyboxVmImage } from './busybox-vm.js';
 import { importRootfsTarball } from './tar-import.js';
 import { shiftIds } from './shift.js';
 
@@ -61,20 +62,25 @@ export class ImageService {
 
   /** Checks a build request before any work starts. */
   validateBuild(kind: string, opts: { release?: string; alias?: string; vm?: boolean }): { alias: string; release: string } {
-    if (opts.vm) throw new AppError('UNSUPPORTED', `Cannot build ${kind} VM image: no VM driver is available yet`);
+    if (opts.vm && kind !== 'busybox') throw new AppError('UNSUPPORTED', `Cannot build a ${kind} VM image yet: only busybox has a VM variant`);
+    const type: InstanceType = opts.vm ? 'vm' : 'container';
     const release = opts.release ?? 'bookworm';
     if (kind === 'debian' && !KNOWN_RELEASES.includes(release)) {
       throw new AppError('INVALID_ARGUMENT', `Unknown Debian release "${release}"`, { details: { known: KNOWN_RELEASES } });
     }
     if (kind !== 'debian' && opts.release) throw new AppError('INVALID_ARGUMENT', `--release only applies to debian images`);
     const alias = assertName(opts.alias ?? kind, 'image');
-    if (this.d.db.getImage(alias, 'container')) throw new AppError('ALREADY_EXISTS', `Image "${alias}" already exists`, { details: { hint: `hangar image delete ${alias}` } });
+    if (this.d.db.getImage(alias, type)) throw new AppError('ALREADY_EXISTS', `Image "${alias}"${opts.vm ? ' (vm)' : ''} already exists`, { details: { hint: `hangar image delete ${alias}${opts.vm ? ' --vm' : ''}` } });
     return { alias, release };
   }
 
   /** Builds a built-in image (busybox or debian). */
   async build(kind: 'busybox' | 'debian', opts: { release?: string; alias?: string; vm?: boolean }, progress: (msg: string) => void = () => undefined): Promise<Image> {
     const { alias, release } = this.validateBuild(kind, opts);
+    if (opts.vm) {
+      return this.createFrom(alias, 'vm', `busybox-static + Debian kernel from ${this.d.mirror}`, progress, (dir) =>
+        buildBusyboxVmImage(this.d.host, dir, { cacheDir: this.d.cacheDir, onProgress: progress }));
+    }
     const source = kind === 'debian' ? `debootstrap ${release} from ${this.d.mirror}` : 'busybox-static (local, no network)';
     return this.createFrom(alias, 'container', source, progress, async (dir) => {
       if (kind === 'busybox') return buildBusyboxRootfs(this.d.host, dir);
@@ -118,13 +124,15 @@ export class ImageService {
       const dir = await this.d.pool.createImageVolume(fingerprint);
       r.add('delete image volume', () => this.d.pool.deleteImageVolume(fingerprint));
       const built = await fill(dir);
-      progress('Shifting ownership for unprivileged containers');
-      await shiftIds(this.d.host, dir, this.d.idmap.uidStart);
+      if (type === 'container') {
+        progress('Shifting ownership for unprivileged containers');
+        await shiftIds(this.d.host, dir, this.d.idmap.uidStart);
+      }
       await this.d.pool.sealImageVolume(fingerprint);
       // Flush the new tree now, so the first launch's snapshot does not pay for writing it out.
       await this.d.host.exec(['sync', '-f', dir]);
       const sizeBytes = await this.treeSize(dir);
-      const row: ImageRow = { alias, type, fingerprint, description: built.description, sizeBytes, createdAt: new Date().toISOString(), source, props: { ...built.props, shiftedBy: String(this.d.idmap.uidStart) } };
+      const row: ImageRow = { alias, type, fingerprint, description: built.description, sizeBytes, createdAt: new Date().toISOString(), source, props: { ...built.props, ...(type === 'container' ? { shiftedBy: String(this.d.idmap.uidStart) } : {}) } };
       this.d.db.insertImage(row);
       this.d.events.emit({ type: 'image-created', message: alias, data: { alias, fingerprint } });
       progress(`Image "${alias}" ready`);

@@ -430,6 +430,9 @@ function validateLxc(config: InstanceConfig, facts: HostFacts): string[] {
       problems.push('limits.memory.swap needs limits.memory on the lxc backend with cgroup v1 (memory.memsw.limit_in_bytes limits memory plus swap)');
     }
   }
+  for (const key of ['limits.disk.read', 'limits.disk.write']) {
+    if (config[key] !== undefined) problems.push(`${key} is not supported by the lxc backend (disk throttling applies to VMs)`);
+  }
   if (r.cpuCount !== undefined && r.cpuCount > facts.cpus) problems.push(`limits.cpu=${r.cpuCount} exceeds the ${facts.cpus} CPUs of this host`);
   if (r.cpuCapPct !== undefined && r.cpuCapPct > facts.cpus * 100) problems.push(`limits.cpu.cap=${config['limits.cpu.cap']} exceeds the ${facts.cpus} CPUs (${facts.cpus * 100}%) of this host`);
   if (r.memoryMax !== undefined && r.memoryMax > facts.memoryBytes) problems.push(`limits.memory=${config['limits.memory']} exceeds the memory of this host (${facts.memoryBytes} bytes)`);

@@ -1,0 +1,357 @@
+// The QEMU/KVM driver: VMs started directly (no libvirt), daemonized in their own session, driven over QMP and the guest agent.
+import { posix } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { AppError } from '../../shared/errors.js';
+import { resourcesOf, type InstanceConfig } from '../../shared/config.js';
+import type { Usage } from '../../shared/schemas.js';
+import type { Host, HostProcess } from '../../core/host/host.js';
+import type { ConfigApplyResult, Driver, DriverContext, ExecSpec, HostFacts, InstanceHandle, InstanceRecord, ObservedState, StopOptions } from '../driver.js';
+import { QmpClient } from './qmp/client.js';
+import { QgaClient, withCwd } from './qga.js';
+import { probeQemu } from './probe.js';
+import { qemuErrorText } from './parse.js';
+import { DEFAULT_MEMORY_BYTES, qemuPaths, renderQemuArgv, type QemuBoot } from './render-argv.js';
+
+const QMP_CONNECT_MS = 5_000;
+const QUIT_WAIT_MS = 5_000;
+const POLL_MS = 50;
+const AGENT_READY_MS = 30_000;
+const GUEST_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+/** Root disk of a VM inside its instance volume. */
+export const ROOT_DISK = 'root.qcow2';
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+// One QMP connection per VM for the daemon's lifetime: QEMU serves one client at a time, and STOP/RESUME events
+// keep the paused flag current without a round trip per state() call.
+interface Monitor { qmp: QmpClient; paused: boolean }
+const monitors = new Map<string, Promise<Monitor>>();
+const agents = new Map<string, Promise<QgaClient>>();
+
+async function monitor(host: Host, qmpPath: string): Promise<Monitor> {
+  const cached = monitors.get(qmpPath);
+  if (cached) return cached;
+  const p: Promise<Monitor> = (async () => {
+      const qmp = await QmpClient.connect(host, qmpPath, { retryForMs: QMP_CONNECT_MS });
+      const m: Monitor = { qmp, paused: !(await qmp.queryStatus()).running };
+      qmp.on('STOP', () => { m.paused = true; });
+      qmp.on('RESUME', () => { m.paused = false; });
+      qmp.on('disconnected', () => { if (monitors.get(qmpPath) === p) monitors.delete(qmpPath); });
+      return m;
+  })();
+  p.catch(() => { if (monitors.get(qmpPath) === p) monitors.delete(qmpPath); });
+  monitors.set(qmpPath, p);
+  return p;
+}
+
+function dropMonitor(qmpPath: string): void {
+  const p = monitors.get(qmpPath);
+  monitors.delete(qmpPath);
+  void p?.then((m) => m.qmp.close(), () => undefined);
+}
+
+async function agent(host: Host, qgaPath: string): Promise<QgaClient> {
+  const cached = agents.get(qgaPath);
+  if (cached) return cached;
+  const p = QgaClient.connect(host, qgaPath, { timeoutMs: 2_000 });
+  p.catch(() => { if (agents.get(qgaPath) === p) agents.delete(qgaPath); });
+  agents.set(qgaPath, p);
+  return p;
+}
+
+function dropAgent(qgaPath: string): void {
+  const p = agents.get(qgaPath);
+  agents.delete(qgaPath);
+  void p?.then((a) => a.close(), () => undefined);
+}
+
+/** The kernel command line for a kernel-booted image: the image's own plus the instance's identity and address. */
+export function kernelCmdline(record: InstanceRecord): string {
+  const base = record.imageProps.cmdline ?? 'console=ttyS0';
+  const nic = record.nic;
+  return `${base} hangar.hostname=${record.name} hangar.ip=${nic.ipv4}/${nic.prefixLength} hangar.gw=${nic.gateway}`;
+}
+
+/** How an image boots, from its properties (kernel/initrd for the busybox image, the disk otherwise). */
+export function bootOf(record: InstanceRecord): QemuBoot {
+  const props = record.imageProps;
+  if (props.kernel && record.imagePath) {
+    return {
+      kind: 'kernel',
+      kernel: posix.join(record.imagePath, props.kernel),
+      ...(props.initrd ? { initrd: posix.join(record.imagePath, props.initrd) } : {}),
+      cmdline: kernelCmdline(record),
+    };
+  }
+  return { kind: 'disk' };
+}
+
+class QemuInstance implements InstanceHandle {
+  private readonly paths: ReturnType<typeof qemuPaths>;
+
+  constructor(private readonly record: InstanceRecord, private readonly ctx: DriverContext) {
+    this.paths = qemuPaths(record.instanceDir);
+  }
+
+  private get host(): Host { return this.ctx.host; }
+  private get rootDisk(): string { return posix.join(this.record.rootPath, ROOT_DISK); }
+  private get tap(): string { return this.record.nic.hostIfName; }
+
+  consoleLogPath(): string { return this.paths.consoleLog; }
+
+  /** Creates the root disk: a qcow2 overlay on the image's disk (instant whatever the image size), sized by limits.disk. */
+  async create(): Promise<void> {
+    await this.host.fs.mkdir(this.record.instanceDir, { recursive: true });
+    if (await this.host.fs.stat(this.rootDisk)) return;
+    const base = this.record.imageProps.disk && this.record.imagePath ? posix.join(this.record.imagePath, this.record.imageProps.disk) : undefined;
+    if (!base) throw new AppError('INVALID_CONFIG', `Image "${this.record.image}" of instance "${this.record.name}" has no disk`);
+    const size = resourcesOf(this.record.config).diskBytes;
+    if (size !== undefined) {
+      const info = await this.host.exec(['qemu-img', 'info', '--output=json', base]);
+      const virtual = Number((JSON.parse(info.stdout) as { 'virtual-size'?: number })['virtual-size'] ?? 0);
+      if (size < virtual) throw new AppError('INVALID_SIZE', `limits.disk of instance "${this.record.name}" (${size} bytes) is smaller than its image's disk (${virtual} bytes); disks only grow`);
+    }
+    await this.host.exec(['qemu-img', 'create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', base, this.rootDisk, ...(size !== undefined ? [String(size)] : [])]);
+  }
+
+  async start(): Promise<void> {
+    const name = this.record.name;
+    const st = await this.state();
+    if (st.state === 'running' || st.state === 'frozen') return;
+    const facts = this.ctx.facts.qemu;
+    if (!facts) throw new AppError('UNSUPPORTED', `Failed to start instance "${name}": QEMU is not available on this host`);
+    await this.create();
+    await this.removeTap();
+    await this.host.exec(['ip', 'tuntap', 'add', 'dev', this.tap, 'mode', 'tap']);
+    try {
+      await this.host.exec(['ip', 'link', 'set', 'dev', this.tap, 'master', this.record.nic.bridge, 'up']);
+      for (const p of [this.paths.pid, this.paths.qmp, this.paths.console, this.paths.qga, this.paths.vnc]) await this.host.fs.rm(p, { force: true });
+      const argv = renderQemuArgv({ record: this.record, facts: { version: facts.version, accel: facts.accel }, boot: bootOf(this.record), rootDisk: this.rootDisk });
+      // -daemonize: QEMU reports start-up errors on stderr, then detaches into its own session and outlives hangard.
+      const res = await this.host.exec(argv, { allowFailure: true, timeoutMs: 60_000 });
+      if (res.code !== 0) {
+        throw new AppError('BACKEND_FAILED', `Failed to start instance "${name}": QEMU exited with code ${res.code}`, { cause: new Error(qemuErrorText(res.stderr) || res.stderr.trim() || 'no message') });
+      }
+      await monitor(this.host, this.paths.qmp);
+    } catch (err) {
+      await this.kill();
+      await this.removeTap();
+      await this.host.fs.rm(this.paths.pid, { force: true });
+      throw err;
+    }
+  }
+
+  async stop(opts: StopOptions): Promise<void> {
+    const name = this.record.name;
+    const st = await this.state();
+    if (st.state === 'stopped') { await this.removeTap(); return; }
+    if (opts.force) {
+      await this.kill();
+    } else {
+      const m = await monitor(this.host, this.paths.qmp);
+      if (m.paused) await m.qmp.cont();
+      // ACPI power button: the guest shuts itself down; QEMU then exits.
+      await m.qmp.systemPowerdown();
+      if (!(await this.waitExit(st.pid, opts.timeoutMs))) {
+        throw new AppError('TIMEOUT', `Failed to stop instance "${name}" within ${Math.round(opts.timeoutMs / 1000)} s`, { cause: new Error('the guest did not power off after the ACPI power button was pressed') });
+      }
+    }
+    this.forget();
+    await this.removeTap();
+  }
+
+  async freeze(): Promise<void> {
+    await (await monitor(this.host, this.paths.qmp)).qmp.stop();
+  }
+
+  async unfreeze(): Promise<void> {
+    await (await monitor(this.host, this.paths.qmp)).qmp.cont();
+  }
+
+  async delete(): Promise<void> {
+    const st = await this.state();
+    if (st.state !== 'stopped') throw new AppError('INVALID_STATE', `Failed to delete instance "${this.record.name}": it is ${st.state}`);
+    this.forget();
+    await this.removeTap();
+    await this.host.fs.rm(this.record.instanceDir, { recursive: true, force: true });
+  }
+
+  /** Running when the pidfile names a live QEMU of this instance; frozen when its vCPUs are paused. */
+  async state(): Promise<ObservedState> {
+    const pid = await this.livePid();
+    if (pid === null) return { state: 'stopped', pid: null, startTime: null };
+    const stat = await this.host.fs.readTextIfExists(`/proc/${pid}/stat`);
+    const startTime = stat ? Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]) : null;
+    let paused = false;
+    try {
+      paused = (await monitor(this.host, this.paths.qmp)).paused;
+    } catch {
+      return { state: 'unknown', pid, startTime };
+    }
+    return { state: paused ? 'frozen' : 'running', pid, startTime };
+  }
+
+  async applyConfig(next: InstanceConfig, prev: InstanceConfig): Promise<ConfigApplyResult> {
+    const keys = [...new Set([...Object.keys(next), ...Object.keys(prev)])].filter((k) => next[k] !== prev[k]).sort();
+    const st = await this.state();
+    const live: string[] = [];
+    if (st.state === 'running' || st.state === 'frozen') {
+      const was = resourcesOf(prev);
+      const now = resourcesOf(next);
+      // The balloon moves guest RAM inside [guarantee, RAM at boot]; anything beyond waits for a restart.
+      if (keys.includes('limits.memory') && now.memoryMax !== undefined && now.memoryMax <= (was.memoryMax ?? DEFAULT_MEMORY_BYTES) && now.memoryGuarantee !== now.memoryMax) {
+        const floor = now.memoryGuarantee ?? 0;
+        await (await monitor(this.host, this.paths.qmp)).qmp.balloon(Math.max(floor, now.memoryMax));
+        live.push('limits.memory');
+      }
+    }
+    return { live, pending: keys.filter((k) => !live.includes(k)) };
+  }
+
+  exec(spec: ExecSpec): HostProcess {
+    if (spec.tty) throw new AppError('UNSUPPORTED', `Instance "${this.record.name}" is a VM: exec runs through the guest agent, which has no terminal (drop -t)`);
+    const stdin = new PassThrough();
+    const stdout = new PassThrough();
+    const stderr = new PassThrough();
+    const input: Buffer[] = [];
+    let kill: (() => void) | undefined;
+    const done = new Promise<{ code: number | null; signal: string | null }>((resolve) => {
+      stdin.on('data', (d: Buffer) => input.push(d));
+      stdin.on('end', () => {
+        void (async () => {
+          try {
+            const qga = await agent(this.host, this.paths.qga);
+            await qga.waitReady(AGENT_READY_MS);
+            const argv = spec.cwd ? withCwd(spec.command, spec.cwd) : spec.command;
+            // The agent replaces the whole environment when one is given: keep a usable PATH.
+            const res = await qga.run(argv, { input: Buffer.concat(input), ...(spec.env ? { env: { PATH: GUEST_PATH, ...spec.env } } : {}) });
+            stdout.end(res.stdout);
+            stderr.end(res.stderr);
+            resolve({ code: res.code, signal: null });
+          } catch (err) {
+            dropAgent(this.paths.qga);
+            stdout.end();
+            stderr.end(`hangar: ${err instanceof Error ? err.message : String(err)}\n`);
+            resolve({ code: 126, signal: null });
+          }
+        })();
+      });
+      kill = () => { stdin.end(); };
+    });
+    return { pid: -1, stdin, stdout, stderr, wait: () => done, kill: () => kill?.() };
+  }
+
+  /** The serial console: a connection to QEMU's console socket (its output is also logged by QEMU). */
+  attachConsole(): HostProcess {
+    const stdin = new PassThrough();
+    const stdout = new PassThrough();
+    let closeSock: (() => void) | undefined;
+    const done = (async () => {
+      const sock = await this.host.connectUnix(this.paths.console);
+      closeSock = () => sock.destroy();
+      stdin.pipe(sock);
+      sock.pipe(stdout);
+      await new Promise<void>((r) => { sock.on('close', () => r()); sock.on('error', () => r()); });
+      return { code: 0, signal: null };
+    })();
+    return { pid: -1, stdin, stdout, stderr: null, wait: () => done.catch(() => ({ code: 1, signal: null })), kill: () => closeSock?.() };
+  }
+
+  async usage(): Promise<Usage> {
+    const pid = await this.livePid();
+    if (pid === null) return {};
+    const [stat, status, rx, tx] = await Promise.all([
+      this.host.fs.readTextIfExists(`/proc/${pid}/stat`),
+      this.host.fs.readTextIfExists(`/proc/${pid}/status`),
+      this.host.fs.readTextIfExists(`/sys/class/net/${this.tap}/statistics/tx_bytes`),
+      this.host.fs.readTextIfExists(`/sys/class/net/${this.tap}/statistics/rx_bytes`),
+    ]);
+    const out: Usage = {};
+    if (stat) {
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      // utime + stime, in clock ticks of 10 ms.
+      out.cpuTimeNs = (Number(f[11]) + Number(f[12])) * 10_000_000;
+    }
+    const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status ?? '')?.[1] ?? NaN) * 1024;
+    if (!Number.isNaN(kb('VmRSS'))) out.memoryBytes = kb('VmRSS');
+    if (!Number.isNaN(kb('VmHWM'))) out.memoryPeakBytes = kb('VmHWM');
+    // The host side of the tap sends what the guest receives.
+    if (rx !== undefined) out.rxBytes = Number(rx.trim());
+    if (tx !== undefined) out.txBytes = Number(tx.trim());
+    return out;
+  }
+
+  private async livePid(): Promise<number | null> {
+    const text = await this.host.fs.readTextIfExists(this.paths.pid);
+    const pid = Number(text?.trim());
+    if (!Number.isInteger(pid) || pid <= 0) return null;
+    const cmdline = await this.host.fs.readTextIfExists(`/proc/${pid}/cmdline`);
+    if (!cmdline || !cmdline.split('\0').some((a) => a.startsWith(`guest=${this.record.name},`) || a === `guest=${this.record.name}`)) return null;
+    return pid;
+  }
+
+  private async waitExit(pid: number | null, timeoutMs: number): Promise<boolean> {
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      if (pid === null || (await this.livePid()) === null) return true;
+      if (Date.now() >= until) return false;
+      await sleep(POLL_MS);
+    }
+  }
+
+  /** Ends QEMU at once: QMP quit, then SIGTERM, then SIGKILL. */
+  private async kill(): Promise<void> {
+    const pid = await this.livePid();
+    if (pid === null) { this.forget(); return; }
+    try {
+      const m = await Promise.race([monitor(this.host, this.paths.qmp), sleep(1_000).then(() => undefined)]);
+      await m?.qmp.quit({ timeoutMs: 1_000 });
+    } catch { /* fall back to signals */ }
+    if (!(await this.waitExit(pid, QUIT_WAIT_MS))) this.host.kill(pid, 'SIGTERM');
+    if (!(await this.waitExit(pid, QUIT_WAIT_MS))) this.host.kill(pid, 'SIGKILL');
+    await this.waitExit(pid, QUIT_WAIT_MS);
+    this.forget();
+  }
+
+  private forget(): void {
+    dropMonitor(this.paths.qmp);
+    dropAgent(this.paths.qga);
+  }
+
+  private async removeTap(): Promise<void> {
+    if (await this.host.fs.stat(`/sys/class/net/${this.tap}`)) await this.host.exec(['ip', 'link', 'del', 'dev', this.tap], { allowFailure: true });
+  }
+}
+
+/** Problems with a config for QEMU VMs: keys it cannot honour and values out of range. */
+function validateQemu(config: InstanceConfig, facts: HostFacts): string[] {
+  const problems: string[] = [];
+  for (const key of ['limits.memory.swap', 'limits.processes', 'security.privileged']) {
+    if (config[key] !== undefined) problems.push(`${key} is not supported by the qemu backend (a VM runs its own kernel)`);
+  }
+  let r: ReturnType<typeof resourcesOf>;
+  try {
+    r = resourcesOf(config);
+  } catch (e) {
+    return [...problems, e instanceof Error ? e.message : String(e)];
+  }
+  if (r.cpuCount !== undefined && r.cpuCount > facts.cpus) problems.push(`limits.cpu=${r.cpuCount} exceeds the ${facts.cpus} CPUs of this host`);
+  if (r.memoryMax !== undefined && r.memoryMax > facts.memoryBytes) problems.push(`limits.memory=${config['limits.memory']} exceeds the memory of this host`);
+  return problems;
+}
+
+/** The QEMU/KVM backend. */
+export const qemuDriver: Driver = {
+  name: 'qemu',
+  type: 'vm',
+  features: { freeze: true, snapshots: false, statefulStop: false, console: true, execTty: false },
+  technology: { kernel: 'own', memory: 'dedicated', isolation: 'hardware virtualization (KVM) or software emulation (TCG)' },
+  async probe(host) {
+    const p = await probeQemu(host);
+    return { available: p.available, version: p.version, reason: p.reason };
+  },
+  validate: validateQemu,
+  load(record, ctx) {
+    return new QemuInstance(record, ctx);
+  },
+};

@@ -1,0 +1,375 @@
+// QgaClient: Hangar's QEMU guest agent client over a Host unix-socket connection (sync, queued commands, guest-exec).
+import { randomInt } from 'node:crypto';
+import type { Duplex } from 'node:stream';
+import { AppError } from '../../shared/errors.js';
+import type { Host } from '../../core/host/host.js';
+
+/** Options of QgaClient.connect. */
+export interface QgaConnectOptions {
+  /** Budget for opening the socket (default 10 s). */
+  timeoutMs?: number;
+  /** Default per-command timeout (default 30 s). */
+  commandTimeoutMs?: number;
+  /** Names the guest in messages, e.g. 'instance "web1"' (default: the socket path). */
+  name?: string;
+}
+
+/** Options of a single command. */
+export interface QgaCommandOptions {
+  /** Reject with TIMEOUT after this long, counted from sending (default: the client's commandTimeoutMs). */
+  timeoutMs?: number;
+  /** The command answers nothing on success (guest-shutdown, guest-suspend-*): resolve once it is sent. */
+  noReply?: boolean;
+}
+
+/** Options of QgaClient.run. */
+export interface QgaRunOptions {
+  /** Written to the process's stdin, which is then closed. */
+  input?: Buffer;
+  /** The whole environment of the process (QGA replaces the agent's environment, PATH included). */
+  env?: Record<string, string>;
+  /** Reject with TIMEOUT when the process has not exited after this long (default: no limit). */
+  timeoutMs?: number;
+  /** Longest interval between guest-exec-status polls (default 250 ms; polling starts faster). */
+  pollMs?: number;
+}
+
+/** Result of QgaClient.run. */
+export interface QgaRunResult {
+  /** Exit code, or 128 + signal when killed by a signal. */
+  code: number;
+  signal: number | null;
+  stdout: Buffer;
+  stderr: Buffer;
+  /** True when the agent cut stdout or stderr short (its capture limit is 16 MiB each). */
+  truncated: boolean;
+}
+
+/** The answer of guest-exec-status. */
+export interface QgaExecStatus {
+  exited: boolean;
+  exitcode?: number;
+  signal?: number;
+  'out-data'?: string;
+  'err-data'?: string;
+  'out-truncated'?: boolean;
+  'err-truncated'?: boolean;
+}
+
+type Current =
+  | { kind: 'sync'; id: number; sawSentinel: boolean; resolve: () => void; reject: (e: unknown) => void }
+  | { kind: 'command'; command: string; resolve: (v: unknown) => void; reject: (e: unknown) => void };
+
+const SENTINEL = 0xff;
+const NEWLINE = 0x0a;
+// Captured output is up to 16 MiB per stream, base64-encoded in one reply line.
+const MAX_LINE = 64 * 1024 * 1024;
+const SYNC_TRY_MS = 1000;
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** True when err is the rejection of a command because the guest agent connection ended. */
+export function isQgaDisconnect(err: unknown): boolean {
+  return err instanceof AppError && err.details?.disconnected === true;
+}
+
+/** argv that runs argv in directory cwd (guest-exec has no cwd); cwd and argv are passed as arguments, never as script. */
+export function withCwd(argv: readonly string[], cwd: string): string[] {
+  if (argv.length === 0) throw new AppError('INVALID_ARGUMENT', 'Cannot run an empty command in the guest');
+  // A relative or "-"-prefixed directory would be read by cd relative to the agent or as an option.
+  if (!cwd.startsWith('/')) throw new AppError('INVALID_ARGUMENT', `Working directory "${cwd}" must be an absolute path`);
+  return ['/bin/sh', '-c', 'cd "$1" && shift && exec "$@"', 'sh', cwd, ...argv];
+}
+
+/** A connection to a guest agent; commands go one at a time because replies carry no usable id. */
+export class QgaClient {
+  private state: 'open' | 'closed' = 'open';
+  private synced = false;
+  private current: Current | undefined;
+  private tail: Promise<void> = Promise.resolve();
+  // Bytes of the incomplete line; concatenated only once a newline arrives (replies can be tens of MiB).
+  private chunks: Buffer[] = [];
+  private chunkBytes = 0;
+  private lastSocketError: Error | undefined;
+  private closedByClient = false;
+  private readonly closedPromise: Promise<void>;
+  private resolveClosed!: () => void;
+  private readonly commandTimeoutMs: number;
+  private readonly subject: string;
+
+  private constructor(private readonly sock: Duplex, readonly path: string, opts: QgaConnectOptions) {
+    this.commandTimeoutMs = opts.commandTimeoutMs ?? 30_000;
+    this.subject = opts.name ?? path;
+    this.closedPromise = new Promise((r) => { this.resolveClosed = r; });
+    sock.on('data', (chunk: Buffer | string) => this.onData(typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk));
+    sock.on('error', (e: Error) => { this.lastSocketError = e; });
+    sock.on('end', () => { sock.destroy(); });
+    sock.on('close', () => this.onClose());
+  }
+
+  /** Opens the agent's socket on host; the agent itself may not run yet (see waitReady). */
+  static async connect(host: Host, path: string, opts: QgaConnectOptions = {}): Promise<QgaClient> {
+    const timeoutMs = opts.timeoutMs ?? 10_000;
+    let sock: Duplex;
+    try {
+      sock = await QgaClient.connectOnce(host, path, timeoutMs);
+    } catch (e) {
+      if (e instanceof AppError) throw e;
+      const code = (e as NodeJS.ErrnoException).code;
+      throw new AppError('BACKEND_FAILED', `Cannot connect to guest agent socket ${path}`, { cause: e, details: { socket: path, code } });
+    }
+    return new QgaClient(sock, path, opts);
+  }
+
+  private static connectOnce(host: Host, path: string, timeoutMs: number): Promise<Duplex> {
+    return new Promise((resolve, reject) => {
+      let done = false;
+      const timer = setTimeout(() => {
+        done = true;
+        reject(new AppError('TIMEOUT', `Connecting to guest agent socket ${path} timed out after ${timeoutMs} ms`, { details: { socket: path } }));
+      }, timeoutMs);
+      host.connectUnix(path).then(
+        (s) => { if (done) { s.destroy(); return; } done = true; clearTimeout(timer); resolve(s); },
+        (e: unknown) => { if (done) return; done = true; clearTimeout(timer); reject(e); },
+      );
+    });
+  }
+
+  /** True until the connection ends. */
+  get connected(): boolean {
+    return this.state !== 'closed';
+  }
+
+  /** Resolves once the connection has ended (for any reason). */
+  get closed(): Promise<void> {
+    return this.closedPromise;
+  }
+
+  /** Retries guest-sync-delimited with short tries until the agent answers; TIMEOUT when it never does. */
+  waitReady(timeoutMs: number, opts: { tryMs?: number } = {}): Promise<void> {
+    return this.enqueue('guest-sync-delimited', async () => {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const left = deadline - Date.now();
+        if (left <= 0) throw this.noAnswerError(timeoutMs);
+        try {
+          await this.sync(Math.min(opts.tryMs ?? SYNC_TRY_MS, left));
+          return;
+        } catch (e) {
+          if (!(e instanceof AppError && e.code === 'TIMEOUT')) throw e;
+        }
+      }
+    });
+  }
+
+  /** Sends a command (after a sync when needed) and resolves with its "return"; errors become BACKEND_FAILED. */
+  execute<T = unknown>(command: string, args?: object, opts: QgaCommandOptions = {}): Promise<T> {
+    return this.enqueue(command, async () => {
+      const timeoutMs = opts.timeoutMs ?? this.commandTimeoutMs;
+      const started = Date.now();
+      if (!this.synced) await this.sync(timeoutMs);
+      const left = Math.max(1, timeoutMs - (Date.now() - started));
+      return await this.send<T>(command, args, left, opts.noReply === true);
+    });
+  }
+
+  /** guest-ping: resolves when the agent answers. */
+  async ping(opts: QgaCommandOptions = {}): Promise<void> {
+    await this.execute('guest-ping', undefined, opts);
+  }
+
+  /**
+   * guest-exec with captured output, stdin and env, then polls guest-exec-status until the process exited.
+   * The agent cannot kill a process: on TIMEOUT it keeps running in the guest (its pid is in the details).
+   */
+  async run(argv: readonly string[], opts: QgaRunOptions = {}): Promise<QgaRunResult> {
+    if (argv.length === 0) throw new AppError('INVALID_ARGUMENT', 'Cannot run an empty command in the guest');
+    const deadline = opts.timeoutMs !== undefined && opts.timeoutMs > 0 ? Date.now() + opts.timeoutMs : undefined;
+    const args: Record<string, unknown> = { path: argv[0], arg: argv.slice(1), 'capture-output': true };
+    if (opts.env) args.env = Object.entries(opts.env).map(([k, v]) => `${k}=${v}`);
+    if (opts.input !== undefined) args['input-data'] = opts.input.toString('base64');
+    const { pid } = await this.execute<{ pid: number }>('guest-exec', args);
+    const stdout: Buffer[] = [];
+    const stderr: Buffer[] = [];
+    let truncated = false;
+    const maxPoll = opts.pollMs ?? 250;
+    let interval = Math.min(10, maxPoll);
+    for (;;) {
+      const st = await this.execute<QgaExecStatus>('guest-exec-status', { pid });
+      // The agent sends the captured output with the final status, but collecting every reply costs nothing.
+      if (st['out-data']) stdout.push(Buffer.from(st['out-data'], 'base64'));
+      if (st['err-data']) stderr.push(Buffer.from(st['err-data'], 'base64'));
+      truncated ||= st['out-truncated'] === true || st['err-truncated'] === true;
+      if (st.exited) {
+        const signal = typeof st.signal === 'number' ? st.signal : null;
+        const code = signal !== null ? 128 + signal : typeof st.exitcode === 'number' ? st.exitcode : -1;
+        return { code, signal, stdout: Buffer.concat(stdout), stderr: Buffer.concat(stderr), truncated };
+      }
+      if (deadline !== undefined && Date.now() + interval > deadline) {
+        throw new AppError('TIMEOUT', `Command "${argv[0]}" in the guest of ${this.subject} did not finish within ${opts.timeoutMs} ms (pid ${pid} keeps running)`, {
+          details: { socket: this.path, pid, argv: [...argv] },
+        });
+      }
+      await sleep(interval);
+      interval = Math.min(interval * 2, maxPoll);
+    }
+  }
+
+  /** Closes the connection; the current and queued commands reject. */
+  close(): void {
+    if (this.state === 'closed') return;
+    this.closedByClient = true;
+    this.sock.destroy();
+  }
+
+  // Runs fn after every earlier command settled: replies carry no id, so only one request may be in flight.
+  private enqueue<T>(command: string, fn: () => Promise<T>): Promise<T> {
+    const run = this.tail.then(() => {
+      if (this.state === 'closed' || this.closedByClient) throw this.disconnectError(command);
+      return fn();
+    });
+    this.tail = run.then(() => undefined, () => undefined);
+    return run;
+  }
+
+  // One guest-sync-delimited try: 0xFF first resets the agent's parser, the reply follows the agent's own 0xFF.
+  private sync(timeoutMs: number): Promise<void> {
+    const id = randomInt(1, 2 ** 47);
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.current = undefined;
+        reject(this.noAnswerError(timeoutMs));
+      }, timeoutMs);
+      this.current = {
+        kind: 'sync', id, sawSentinel: false,
+        resolve: () => { clearTimeout(timer); this.synced = true; resolve(); },
+        reject: (e) => { clearTimeout(timer); reject(e); },
+      };
+      this.write(Buffer.concat([Buffer.from([SENTINEL]), Buffer.from(`${JSON.stringify({ execute: 'guest-sync-delimited', arguments: { id } })}\n`)]));
+    });
+  }
+
+  private send<T>(command: string, args: object | undefined, timeoutMs: number, noReply: boolean): Promise<T> {
+    const line = `${JSON.stringify(args === undefined ? { execute: command } : { execute: command, arguments: args })}\n`;
+    if (noReply) {
+      // Nothing comes back to tell a late error reply from silence: resync before the next command.
+      this.synced = false;
+      this.write(Buffer.from(line));
+      return Promise.resolve(undefined as T);
+    }
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.current = undefined;
+        // A late reply would be taken for the next command's: resync first.
+        this.synced = false;
+        reject(new AppError('TIMEOUT', `Guest agent ${command} timed out after ${timeoutMs} ms on ${this.subject}`, { details: { socket: this.path, command } }));
+      }, timeoutMs);
+      this.current = {
+        kind: 'command', command,
+        resolve: (v) => { clearTimeout(timer); resolve(v as T); },
+        reject: (e) => { clearTimeout(timer); reject(e); },
+      };
+      this.write(Buffer.from(line));
+    });
+  }
+
+  private write(data: Buffer): void {
+    // The connection may have ended between queued steps: fail the request now instead of at its timeout.
+    if (this.state === 'closed') {
+      const cur = this.current;
+      this.current = undefined;
+      cur?.reject(this.disconnectError(cur.kind === 'sync' ? 'guest-sync-delimited' : cur.command));
+      return;
+    }
+    this.sock.write(data);
+  }
+
+  private onData(chunk: Buffer): void {
+    let ff: number;
+    while ((ff = chunk.indexOf(SENTINEL)) >= 0) {
+      // Everything before a sentinel is stale (earlier clients' replies, a partial line): drop it unparsed.
+      this.chunks = [];
+      this.chunkBytes = 0;
+      if (this.current?.kind === 'sync') this.current.sawSentinel = true;
+      chunk = chunk.subarray(ff + 1);
+    }
+    if (chunk.indexOf(NEWLINE) < 0) {
+      this.chunks.push(chunk);
+      this.chunkBytes += chunk.length;
+    } else {
+      let buf = this.chunks.length ? Buffer.concat([...this.chunks, chunk]) : chunk;
+      this.chunks = [];
+      this.chunkBytes = 0;
+      let nl: number;
+      while ((nl = buf.indexOf(NEWLINE)) >= 0) {
+        const line = buf.subarray(0, nl).toString('utf8').trim();
+        buf = buf.subarray(nl + 1);
+        if (line) this.onLine(line);
+      }
+      if (buf.length) { this.chunks.push(buf); this.chunkBytes = buf.length; }
+    }
+    if (this.chunkBytes > MAX_LINE) {
+      this.lastSocketError = new Error(`Guest agent message longer than ${MAX_LINE} bytes`);
+      this.sock.destroy();
+    }
+  }
+
+  private onLine(line: string): void {
+    const cur = this.current;
+    // Nothing asked (or the asker timed out): a stale or late reply.
+    if (!cur) return;
+    if (cur.kind === 'sync' && !cur.sawSentinel) return;
+    let msg: Record<string, unknown>;
+    try {
+      msg = JSON.parse(line) as Record<string, unknown>;
+    } catch {
+      return;
+    }
+    if (msg === null || typeof msg !== 'object') return;
+    if (cur.kind === 'sync') {
+      // Replies to earlier syncs (ours that timed out, or a previous client's) carry another id.
+      if (msg.return !== cur.id) return;
+      this.current = undefined;
+      cur.resolve();
+    } else if ('return' in msg) {
+      this.current = undefined;
+      cur.resolve(msg.return);
+    } else if ('error' in msg) {
+      this.current = undefined;
+      const err = (msg.error ?? {}) as { class?: string; desc?: string };
+      const desc = err.desc ?? 'unknown error';
+      cur.reject(new AppError('BACKEND_FAILED', `Guest agent ${cur.command} failed: ${desc}`, {
+        details: { class: err.class ?? 'GenericError', desc, command: cur.command, socket: this.path },
+      }));
+    }
+  }
+
+  private noAnswerError(timeoutMs: number): AppError {
+    return new AppError('TIMEOUT', `The guest agent of ${this.subject} did not answer within ${timeoutMs} ms `
+      + '(the guest may still be booting, or qemu-guest-agent is not installed or not running in it)', {
+      details: { socket: this.path, noAgent: true },
+    });
+  }
+
+  private disconnectError(command: string): AppError {
+    const what = this.closedByClient
+      ? `guest agent connection to ${this.subject} was closed by the client`
+      : `guest agent connection to ${this.subject} lost (QEMU exited or closed the socket)`;
+    return new AppError('BACKEND_FAILED', `Guest agent ${command} failed: ${what}`, {
+      ...(this.lastSocketError ? { cause: this.lastSocketError } : {}),
+      details: { socket: this.path, disconnected: true, closedByClient: this.closedByClient, command },
+    });
+  }
+
+  private onClose(): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.synced = false;
+    const cur = this.current;
+    this.current = undefined;
+    if (cur) cur.reject(this.disconnectError(cur.kind === 'sync' ? 'guest-sync-delimited' : cur.command));
+    this.resolveClosed();
+  }
+}

@@ -1,0 +1,155 @@
+// E2e of QEMU VMs through the CLI: the busybox VM image boots (TCG or KVM), exec through the guest agent, network, ACPI and forced stops, daemon restarts, bad input.
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cli, cliOk, sharedDaemon, setSharedDaemon, startDaemon, TEST_ENV, uniquePrefix } from '../helpers/daemon.js';
+import { daemonPid, deleteAllWithPrefix, findInstance, hostIfName, pollUntil, settings } from '../helpers/e2e.js';
+
+const P = uniquePrefix('vm');
+const VM = `${P}a`;
+const CT = `${P}c`;
+const consoleLog = (name: string) => join(settings.dir, 'instances', name, 'console.log');
+const logText = (name: string) => (existsSync(consoleLog(name)) ? readFileSync(consoleLog(name), 'latin1') : '');
+
+beforeAll(async () => {
+  await sharedDaemon();
+  // The VM image downloads the Debian kernel and agent packages once (cached under the daemon's cache dir).
+  if (!JSON.parse(cliOk(['image', 'list', '--format', 'json'])).some((i: { alias: string; type: string }) => i.alias === 'busybox' && i.type === 'vm')) {
+    cliOk(['image', 'build', 'busybox', '--vm']);
+  }
+}, 900_000);
+
+afterAll(() => {
+  deleteAllWithPrefix(P);
+}, 180_000);
+
+describe('QEMU VMs', () => {
+  it('launches the busybox VM: own kernel, serial console log, its address', async () => {
+    cliOk(['launch', 'busybox', VM, '--vm', '--memory', '256MiB']);
+    const vm = findInstance(VM);
+    expect(vm?.type).toBe('vm');
+    expect(vm?.driver).toBe('qemu');
+    expect(vm?.state).toBe('running');
+    expect(vm?.technology.kernel).toBe('own');
+    expect(vm?.technology.memory).toBe('dedicated');
+    expect(vm?.technology.isolation).toMatch(/KVM|TCG/);
+    // The guest's own marker on its serial console, kept in the persistent log.
+    expect(await pollUntil(() => logText(VM).includes(`HANGAR-READY ${VM}`), 600, 100), logText(VM)).toBe(true);
+    const info = JSON.parse(cliOk(['info', VM, '--format', 'json'])) as { usage?: { cpuTimeNs?: number; memoryBytes?: number } };
+    expect(info.usage?.cpuTimeNs).toBeGreaterThan(0);
+    expect(info.usage?.memoryBytes).toBeGreaterThan(0);
+  }, 180_000);
+
+  it('runs commands through the guest agent: output, exit code, stdin; refuses -t', () => {
+    expect(cliOk(['exec', VM, '--', 'uname', '-n']).trim()).toBe(VM);
+    expect(cli(['exec', VM, '--', 'sh', '-c', 'exit 3']).code).toBe(3);
+    expect(cliOk(['exec', VM, '--', 'cat'], { input: 'through the agent\n' })).toBe('through the agent\n');
+    expect(cliOk(['exec', VM, '--cwd', '/proc', '--', 'pwd']).trim()).toBe('/proc');
+    const t = cli(['exec', '-t', VM, '--', 'sh']);
+    expect(t.code).not.toBe(0);
+    expect(t.stderr).toMatch(/terminal|-t/);
+  });
+
+  it('is on the managed bridge: host <-> VM <-> container', () => {
+    const vmIp = findInstance(VM)!.ipv4!;
+    cliOk(['launch', 'busybox', CT]);
+    const ctIp = findInstance(CT)!.ipv4!;
+    expect(spawnSync('ping', ['-c1', '-W5', vmIp]).status).toBe(0);
+    expect(cli(['exec', VM, '--', 'ping', '-c1', '-W5', ctIp]).code).toBe(0);
+    expect(cli(['exec', CT, '--', 'ping', '-c1', '-W5', vmIp]).code).toBe(0);
+  });
+
+  it('freeze pauses the vCPUs (the guest clock stops advancing), unfreeze resumes', async () => {
+    cliOk(['freeze', VM]);
+    expect(findInstance(VM)?.state).toBe('frozen');
+    const before = logText(VM).length;
+    await new Promise((r) => setTimeout(r, 1500));
+    // A paused guest prints nothing, and the agent cannot answer until it resumes.
+    expect(logText(VM).length).toBe(before);
+    cliOk(['unfreeze', VM]);
+    expect(findInstance(VM)?.state).toBe('running');
+    const up1 = Number(cliOk(['exec', VM, '--', 'cut', '-d', ' ', '-f1', '/proc/uptime']));
+    await new Promise((r) => setTimeout(r, 1000));
+    const up2 = Number(cliOk(['exec', VM, '--', 'cut', '-d', ' ', '-f1', '/proc/uptime']));
+    expect(up2).toBeGreaterThan(up1);
+  });
+
+  it('survives hangard kill -9: the next daemon reconnects to the same QEMU', async () => {
+    const pid = findInstance(VM)!.pid!;
+    process.kill(await daemonPid(), 'SIGKILL');
+    await pollUntil(() => !existsSync(TEST_ENV.HANGAR_SOCKET) || cli(['list']).code !== 0, 50, 100);
+    setSharedDaemon(await startDaemon(TEST_ENV));
+    const again = findInstance(VM);
+    expect(again?.state).toBe('running');
+    expect(again?.pid).toBe(pid);
+    expect(cliOk(['exec', VM, '--', 'echo', 'still here']).trim()).toBe('still here');
+  }, 120_000);
+
+  it('stop powers the guest off through ACPI (its own power-down message), then start boots it again', async () => {
+    cliOk(['stop', VM, '--timeout', '60']);
+    expect(findInstance(VM)?.state).toBe('stopped');
+    const log = logText(VM);
+    expect(log).toContain(`HANGAR-POWERDOWN ${VM}`);
+    expect(log).toMatch(/reboot: Power down/);
+    cliOk(['start', VM]);
+    expect(await pollUntil(() => (logText(VM).match(/HANGAR-READY/g) ?? []).length >= 2, 600, 100)).toBe(true);
+  }, 180_000);
+
+  it('stop --force ends QEMU at once, without the guest powering off', () => {
+    const pid = findInstance(VM)!.pid!;
+    const downs = (logText(VM).match(/HANGAR-POWERDOWN/g) ?? []).length;
+    cliOk(['stop', '--force', VM]);
+    expect(findInstance(VM)?.state).toBe('stopped');
+    // Gone, or a zombie waiting for a PID 1 that reaps late: either way no longer running.
+    const stat = existsSync(`/proc/${pid}/stat`) ? readFileSync(`/proc/${pid}/stat`, 'utf8') : '';
+    expect(stat === '' || stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')).toBe(true);
+    expect((logText(VM).match(/HANGAR-POWERDOWN/g) ?? []).length).toBe(downs);
+  });
+
+  it('refuses bad input before creating anything', () => {
+    const cases: [string[], RegExp][] = [
+      [['launch', 'busybox', `${P}x`, '--vm', '-c', 'limits.memory.swap=64MiB'], /qemu backend/],
+      [['launch', 'busybox', `${P}x`, '--vm', '-c', 'limits.processes=100'], /qemu backend/],
+      [['launch', 'busybox', `${P}x`, '--vm', '--memory', '100TiB'], /larger than|exceeds/],
+      [['launch', 'busybox', `${P}x`, '--vm', '--cpus', '999'], /CPUs/],
+      [['launch', 'busybox', `${P}x`, '--vm', '--disk', '1MiB'], /smaller|only grow/],
+    ];
+    for (const [args, msg] of cases) {
+      const r = cli(args);
+      expect(r.code, args.join(' ')).not.toBe(0);
+      expect(r.stderr, args.join(' ')).toMatch(msg);
+      expect(findInstance(`${P}x`)).toBeUndefined();
+      expect(existsSync(join(settings.poolDir, 'instances', `${P}x`))).toBe(false);
+    }
+  });
+
+  it('refuses a container image for a VM and a VM image for a container', () => {
+    cliOk(['image', 'build', 'busybox', '--alias', `${P}ctonly`]);
+    try {
+      const r = cli(['launch', `${P}ctonly`, `${P}y`, '--vm']);
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toMatch(/container image and cannot be used for a vm/);
+    } finally {
+      cli(['image', 'delete', `${P}ctonly`]);
+    }
+    expect(findInstance(`${P}y`)).toBeUndefined();
+  });
+
+  it('a QEMU failure at start fails with QEMU\'s own message and leaves no process or tap behind', () => {
+    // Injected after real side effects: the tap is created before QEMU starts, and QEMU refuses a corrupt root disk.
+    const name = `${P}k`;
+    cliOk(['create', 'busybox', name, '--vm']);
+    writeFileSync(join(settings.poolDir, 'instances', name, 'root.qcow2'), 'this is not a qcow2 image\n'.repeat(100));
+    const r = cli(['start', name]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain(name);
+    expect(r.stderr).toMatch(/qcow2|Image is not|Could not open|format/i);
+    expect(findInstance(name)?.state).toBe('stopped');
+    expect(spawnSync('ip', ['link', 'show', hostIfName(name)]).status).not.toBe(0);
+    expect(existsSync(join(settings.dir, 'instances', name, 'qemu.pid'))).toBe(false);
+    cliOk(['delete', name]);
+    expect(findInstance(name)).toBeUndefined();
+    expect(existsSync(join(settings.poolDir, 'instances', name))).toBe(false);
+  });
+});
