@@ -4,7 +4,7 @@ import { AppError, isAppError } from '../shared/errors.js';
 import { assertName } from '../shared/names.js';
 import { resourcesOf, validateConfig, type InstanceConfig } from '../shared/config.js';
 import type { ConfigChangeResult, CreateInstanceRequest, Instance, InstanceState, Snapshot } from '../shared/schemas.js';
-import type { Driver, DriverContext, ExecSpec, InstanceHandle, InstanceRecord } from '../drivers/driver.js';
+import type { BackendEvent, Driver, DriverContext, ExecSpec, InstanceHandle, InstanceRecord } from '../drivers/driver.js';
 import type { DriverRegistry } from '../drivers/registry.js';
 import type { HostProcess, Host } from './host/host.js';
 import type { HostSnapshot } from './host/facts.js';
@@ -538,7 +538,31 @@ export class InstanceService {
   }
 
   private context(): DriverContext {
-    return { host: this.d.host, facts: this.d.facts, prefix: this.d.prefix, lxcPath: this.d.lxcPath, lxcfsDir: this.d.lxcfsDir };
+    return { host: this.d.host, facts: this.d.facts, prefix: this.d.prefix, lxcPath: this.d.lxcPath, lxcfsDir: this.d.lxcfsDir, onBackendEvent: this.onBackendEvent };
+  }
+
+  /** Backend observations become events at once; a guest that powered itself off is recorded as stopped. */
+  private readonly onBackendEvent = (instance: string, event: BackendEvent): void => {
+    this.d.events.emit({ type: event.type, instance, ...(event.data ? { data: event.data } : {}) });
+    if (event.type === 'instance-shutdown' && event.data?.guest === true) void this.afterGuestShutdown(instance).catch(() => undefined);
+  };
+
+  private async afterGuestShutdown(name: string): Promise<void> {
+    await this.d.locks.withLock(lockKey(name), async () => {
+      const row = this.d.db.getInstance(name);
+      // A stop Hangar asked for has already recorded the new state.
+      if (!row || row.expectedState === 'stopped') return;
+      const handle = this.handle(row);
+      for (let i = 0; i < 100; i++) {
+        if ((await handle.state()).state === 'stopped') break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      if ((await handle.state()).state !== 'stopped') return;
+      // Releases what the backend holds for a running instance (a VM's tap).
+      await handle.stop({ force: true, timeoutMs: 1_000 });
+      this.d.db.updateInstance(name, { expectedState: 'stopped', initPid: null, initStartTime: null, cpuset: null });
+      this.d.events.emit({ type: 'instance-stopped', instance: name, data: { by: 'guest' } });
+    });
   }
 
   private takenAddresses(): Set<string> {

@@ -73,6 +73,15 @@ export interface DriverContext {
   lxcPath: string;
   /** lxcfs mount point, or null when lxcfs is not running. */
   lxcfsDir: string | null;
+  /** Receives what a backend observes by itself (e.g. QMP SHUTDOWN when a guest powers off), as it happens. */
+  onBackendEvent?: (instance: string, event: BackendEvent) => void;
+}
+
+/** Something a backend saw happen to an instance without being asked (guest power-off, panic, pause...). */
+export interface BackendEvent {
+  /** Hangar event type, e.g. "instance-shutdown", "instance-panicked". */
+  type: string;
+  data?: Record<string, unknown>;
 }
 
 /** Observed state of an instance. */

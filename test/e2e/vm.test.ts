@@ -4,7 +4,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli, cliOk, sharedDaemon, setSharedDaemon, startDaemon, TEST_ENV, uniquePrefix } from '../helpers/daemon.js';
-import { daemonPid, deleteAllWithPrefix, findInstance, hostIfName, pollUntil, settings } from '../helpers/e2e.js';
+import { collectEvents, daemonPid, deleteAllWithPrefix, findInstance, hostIfName, pollUntil, settings } from '../helpers/e2e.js';
 
 const P = uniquePrefix('vm');
 const VM = `${P}a`;
@@ -94,6 +94,25 @@ describe('QEMU VMs', () => {
     expect(log).toMatch(/reboot: Power down/);
     cliOk(['start', VM]);
     expect(await pollUntil(() => (logText(VM).match(/HANGAR-READY/g) ?? []).length >= 2, 600, 100)).toBe(true);
+  }, 180_000);
+
+  it('a guest that powers itself off is seen at once through QMP: shutdown event, then stopped with its tap released', async () => {
+    const stream = await collectEvents({ types: ['instance-shutdown', 'instance-stopped'] });
+    try {
+      // The agent's answer may be lost as the guest goes down: the outcome is what counts.
+      cli(['exec', VM, '--', 'poweroff']);
+      const seen = await pollUntil(() => stream.events.some((e) => e.instance === VM && e.type === 'instance-stopped'), 300, 100);
+      expect(seen, JSON.stringify(stream.events)).toBe(true);
+      const shutdown = stream.events.find((e) => e.instance === VM && e.type === 'instance-shutdown');
+      expect(shutdown?.data?.guest).toBe(true);
+      expect(stream.events.find((e) => e.instance === VM && e.type === 'instance-stopped')?.data?.by).toBe('guest');
+    } finally {
+      stream.close();
+    }
+    expect(findInstance(VM)?.state).toBe('stopped');
+    expect(spawnSync('ip', ['link', 'show', hostIfName(VM)]).status).not.toBe(0);
+    cliOk(['start', VM]);
+    expect(await pollUntil(() => (logText(VM).match(/HANGAR-READY/g) ?? []).length >= 3, 600, 100)).toBe(true);
   }, 180_000);
 
   it('stop --force ends QEMU at once, without the guest powering off', () => {

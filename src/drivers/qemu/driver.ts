@@ -28,7 +28,17 @@ interface Monitor { qmp: QmpClient; paused: boolean }
 const monitors = new Map<string, Promise<Monitor>>();
 const agents = new Map<string, Promise<QgaClient>>();
 
-async function monitor(host: Host, qmpPath: string): Promise<Monitor> {
+// QMP events that become Hangar lifecycle events, seen the moment QEMU sends them.
+const QMP_EVENTS: Record<string, string> = {
+  SHUTDOWN: 'instance-shutdown',
+  RESET: 'instance-reset',
+  STOP: 'instance-paused',
+  RESUME: 'instance-resumed',
+  GUEST_PANICKED: 'instance-panicked',
+  BALLOON_CHANGE: 'instance-balloon-changed',
+};
+
+async function monitor(host: Host, qmpPath: string, watch?: (type: string, data: Record<string, unknown>) => void): Promise<Monitor> {
   const cached = monitors.get(qmpPath);
   if (cached) return cached;
   const p: Promise<Monitor> = (async () => {
@@ -36,6 +46,9 @@ async function monitor(host: Host, qmpPath: string): Promise<Monitor> {
       const m: Monitor = { qmp, paused: !(await qmp.queryStatus()).running };
       qmp.on('STOP', () => { m.paused = true; });
       qmp.on('RESUME', () => { m.paused = false; });
+      if (watch) {
+        for (const [ev, type] of Object.entries(QMP_EVENTS)) qmp.on(ev, (e) => watch(type, { ...e.data, qmpEvent: ev }));
+      }
       qmp.on('disconnected', () => { if (monitors.get(qmpPath) === p) monitors.delete(qmpPath); });
       return m;
   })();
@@ -99,6 +112,12 @@ class QemuInstance implements InstanceHandle {
 
   consoleLogPath(): string { return this.paths.consoleLog; }
 
+  private mon(): Promise<Monitor> {
+    const notify = this.ctx.onBackendEvent;
+    const name = this.record.name;
+    return monitor(this.host, this.paths.qmp, notify ? (type, data) => notify(name, { type, data }) : undefined);
+  }
+
   /** Creates the root disk: a qcow2 overlay on the image's disk (instant whatever the image size), sized by limits.disk. */
   async create(): Promise<void> {
     await this.host.fs.mkdir(this.record.instanceDir, { recursive: true });
@@ -132,7 +151,7 @@ class QemuInstance implements InstanceHandle {
       if (res.code !== 0) {
         throw new AppError('BACKEND_FAILED', `Failed to start instance "${name}": QEMU exited with code ${res.code}`, { cause: new Error(qemuErrorText(res.stderr) || res.stderr.trim() || 'no message') });
       }
-      await monitor(this.host, this.paths.qmp);
+      await this.mon();
     } catch (err) {
       await this.kill();
       await this.removeTap();
@@ -148,7 +167,7 @@ class QemuInstance implements InstanceHandle {
     if (opts.force) {
       await this.kill();
     } else {
-      const m = await monitor(this.host, this.paths.qmp);
+      const m = await this.mon();
       if (m.paused) await m.qmp.cont();
       // ACPI power button: the guest shuts itself down; QEMU then exits.
       await m.qmp.systemPowerdown();
@@ -161,11 +180,11 @@ class QemuInstance implements InstanceHandle {
   }
 
   async freeze(): Promise<void> {
-    await (await monitor(this.host, this.paths.qmp)).qmp.stop();
+    await (await this.mon()).qmp.stop();
   }
 
   async unfreeze(): Promise<void> {
-    await (await monitor(this.host, this.paths.qmp)).qmp.cont();
+    await (await this.mon()).qmp.cont();
   }
 
   async delete(): Promise<void> {
@@ -184,7 +203,7 @@ class QemuInstance implements InstanceHandle {
     const startTime = stat ? Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]) : null;
     let paused = false;
     try {
-      paused = (await monitor(this.host, this.paths.qmp)).paused;
+      paused = (await this.mon()).paused;
     } catch {
       return { state: 'unknown', pid, startTime };
     }
@@ -201,7 +220,7 @@ class QemuInstance implements InstanceHandle {
       // The balloon moves guest RAM inside [guarantee, RAM at boot]; anything beyond waits for a restart.
       if (keys.includes('limits.memory') && now.memoryMax !== undefined && now.memoryMax <= (was.memoryMax ?? DEFAULT_MEMORY_BYTES) && now.memoryGuarantee !== now.memoryMax) {
         const floor = now.memoryGuarantee ?? 0;
-        await (await monitor(this.host, this.paths.qmp)).qmp.balloon(Math.max(floor, now.memoryMax));
+        await (await this.mon()).qmp.balloon(Math.max(floor, now.memoryMax));
         live.push('limits.memory');
       }
     }
@@ -304,7 +323,7 @@ class QemuInstance implements InstanceHandle {
     const pid = await this.livePid();
     if (pid === null) { this.forget(); return; }
     try {
-      const m = await Promise.race([monitor(this.host, this.paths.qmp), sleep(1_000).then(() => undefined)]);
+      const m = await Promise.race([this.mon(), sleep(1_000).then(() => undefined)]);
       await m?.qmp.quit({ timeoutMs: 1_000 });
     } catch { /* fall back to signals */ }
     if (!(await this.waitExit(pid, QUIT_WAIT_MS))) this.host.kill(pid, 'SIGTERM');
