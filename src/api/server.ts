@@ -94,7 +94,7 @@ export function buildServer(deps: ApiDeps): Server {
     const body = await readJson(req, S.StateChangeRequestSchema);
     await instances.get(p.name!);
     const name = p.name!;
-    const opts = { ...(body.force !== undefined ? { force: body.force } : {}), ...(body.timeout !== undefined ? { timeout: body.timeout } : {}) };
+    const opts = { ...(body.force !== undefined ? { force: body.force } : {}), ...(body.timeout !== undefined ? { timeout: body.timeout } : {}), ...(body.stateful ? { stateful: true } : {}) };
     const run = {
       start: () => instances.start(name),
       stop: () => instances.stop(name, opts),

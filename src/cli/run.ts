@@ -118,7 +118,8 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
       .argument('<name>')
       .option('--timeout <seconds>', 'how long to wait for a clean shutdown')
       .option('--force', 'kill instead of shutting down cleanly')
-      .action(act(async (name: string, o: { timeout?: string; force?: boolean }) => (await import('./commands/instances.js')).stateCommand(ctx, name, action, o)));
+      .option('--stateful', 'stop only: save the RAM so the next start resumes where it was (VMs)')
+      .action(act(async (name: string, o: { timeout?: string; force?: boolean; stateful?: boolean }) => (await import('./commands/instances.js')).stateCommand(ctx, name, action, o)));
   }
   program
     .command('delete')

@@ -203,7 +203,7 @@ export class InstanceService {
   }
 
   /** Stops an instance: graceful within timeoutS, or at once with force. */
-  async stop(name: string, opts: { force?: boolean; timeout?: number } = {}): Promise<void> {
+  async stop(name: string, opts: { force?: boolean; timeout?: number; stateful?: boolean } = {}): Promise<void> {
     await this.d.locks.withLock(lockKey(name), () => this.stopLocked(name, opts));
   }
 
@@ -451,21 +451,24 @@ export class InstanceService {
     this.d.events.emit({ type: 'instance-started', instance: name, data: { pid: now.pid } });
   }
 
-  private async stopLocked(name: string, opts: { force?: boolean; timeout?: number }): Promise<void> {
+  private async stopLocked(name: string, opts: { force?: boolean; timeout?: number; stateful?: boolean }): Promise<void> {
     const row = this.row(name);
+    if (opts.stateful && !this.d.registry.get(row.driver).features.statefulStop) {
+      throw new AppError('UNSUPPORTED', `Instance "${name}" (${row.driver}) cannot be stopped statefully`);
+    }
     const handle = this.handle(row);
     const st = await handle.state();
     if (st.state === 'stopped') throw new AppError('INVALID_STATE', `Instance "${name}" is already stopped`);
     const timeoutS = opts.timeout ?? DEFAULT_STOP_TIMEOUT_S;
     this.d.events.emit({ type: 'instance-stopping', instance: name, data: { force: opts.force ?? false } });
     try {
-      await handle.stop({ force: opts.force ?? false, timeoutMs: timeoutS * 1000 });
+      await handle.stop({ force: opts.force ?? false, timeoutMs: timeoutS * 1000, ...(opts.stateful ? { stateful: true } : {}) });
     } catch (err) {
       if (isAppError(err, 'TIMEOUT')) throw new AppError('TIMEOUT', `Failed to stop instance "${name}" within ${timeoutS} s; use --force to kill it`, { cause: err });
       throw wrap(err, `Failed to stop instance "${name}"`);
     }
     this.d.db.updateInstance(name, { expectedState: 'stopped', initPid: null, initStartTime: null, cpuset: null });
-    this.d.events.emit({ type: 'instance-stopped', instance: name });
+    this.d.events.emit({ type: 'instance-stopped', instance: name, ...(opts.stateful ? { data: { stateful: true } } : {}) });
   }
 
   /** Refuses a start (or a live change) that would overcommit memory guarantees. */

@@ -104,6 +104,8 @@ export interface ExecSpec {
 export interface StopOptions {
   force: boolean;
   timeoutMs: number;
+  /** Save the running state (RAM) so the next start resumes it; only where features.statefulStop. */
+  stateful?: boolean;
 }
 
 /** What applyConfig did. */

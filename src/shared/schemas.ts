@@ -67,6 +67,8 @@ export const StateChangeRequestSchema = z.strictObject({
   action: z.enum(['start', 'stop', 'restart', 'freeze', 'unfreeze']),
   force: z.boolean().optional(),
   timeout: z.number().int().positive().max(86400).optional(),
+  /** stop only: save the RAM to disk so the next start resumes exactly there (VMs). */
+  stateful: z.boolean().optional(),
 });
 
 /** Body of PATCH /1.0/instances/{name}/config. */

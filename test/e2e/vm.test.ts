@@ -115,6 +115,27 @@ describe('QEMU VMs', () => {
     expect(await pollUntil(() => (logText(VM).match(/HANGAR-READY/g) ?? []).length >= 3, 600, 100)).toBe(true);
   }, 180_000);
 
+  it('stop --stateful saves the RAM; start resumes exactly there (uptime continues, RAM token kept, no new boot)', async () => {
+    const token = `token-${Date.now()}`;
+    cliOk(['exec', VM, '--', 'sh', '-c', `echo ${token} > /run/hangar-token`]);
+    const up1 = Number(cliOk(['exec', VM, '--', 'cut', '-d', ' ', '-f1', '/proc/uptime']));
+    const boots = (logText(VM).match(/HANGAR-READY/g) ?? []).length;
+    const pid = findInstance(VM)!.pid!;
+    cliOk(['stop', '--stateful', VM]);
+    expect(findInstance(VM)?.state).toBe('stopped');
+    const stat = existsSync(`/proc/${pid}/stat`) ? readFileSync(`/proc/${pid}/stat`, 'utf8') : '';
+    expect(stat === '' || stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')).toBe(true);
+    await new Promise((r) => setTimeout(r, 2000));
+    cliOk(['start', VM]);
+    expect(findInstance(VM)?.pid).not.toBe(pid);
+    expect(cliOk(['exec', VM, '--', 'cat', '/run/hangar-token']).trim()).toBe(token);
+    const up2 = Number(cliOk(['exec', VM, '--', 'cut', '-d', ' ', '-f1', '/proc/uptime']));
+    // The guest's clock continued from where it was saved: no reboot (which would restart it near zero).
+    expect(up2).toBeGreaterThanOrEqual(up1);
+    expect((logText(VM).match(/HANGAR-READY/g) ?? []).length).toBe(boots);
+    expect(existsSync(join(settings.dir, 'instances', VM, 'state.bin'))).toBe(false);
+  }, 180_000);
+
   it('stop --force ends QEMU at once, without the guest powering off', () => {
     const pid = findInstance(VM)!.pid!;
     const downs = (logText(VM).match(/HANGAR-POWERDOWN/g) ?? []).length;

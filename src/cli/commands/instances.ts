@@ -61,10 +61,15 @@ export async function launchCommand(ctx: Ctx, image: string, name: string, opts:
 }
 
 /** `hangar start|stop|restart|freeze|unfreeze NAME`. */
-export async function stateCommand(ctx: Ctx, name: string, action: StateChangeRequest['action'], opts: { timeout?: string; force?: boolean } = {}): Promise<void> {
+export async function stateCommand(ctx: Ctx, name: string, action: StateChangeRequest['action'], opts: { timeout?: string; force?: boolean; stateful?: boolean } = {}): Promise<void> {
   assertName(name);
   const req: StateChangeRequest = { action };
   if (opts.force) req.force = true;
+  if (opts.stateful) {
+    if (action !== 'stop') throw new AppError('INVALID_ARGUMENT', '--stateful only applies to stop');
+    if (opts.force) throw new AppError('INVALID_ARGUMENT', '--stateful and --force exclude each other');
+    req.stateful = true;
+  }
   if (opts.timeout !== undefined) {
     const t = Number(opts.timeout);
     if (!Number.isInteger(t) || t <= 0 || t > 86400) throw new AppError('INVALID_ARGUMENT', `Invalid timeout ${JSON.stringify(opts.timeout)}: expected whole seconds between 1 and 86400`);

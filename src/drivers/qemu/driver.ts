@@ -109,6 +109,8 @@ class QemuInstance implements InstanceHandle {
   private get host(): Host { return this.ctx.host; }
   private get rootDisk(): string { return posix.join(this.record.rootPath, ROOT_DISK); }
   private get tap(): string { return this.record.nic.hostIfName; }
+  /** RAM and device state saved by stop --stateful; the next start resumes from it. */
+  private get stateFile(): string { return posix.join(this.record.instanceDir, 'state.bin'); }
 
   consoleLogPath(): string { return this.paths.consoleLog; }
 
@@ -145,13 +147,21 @@ class QemuInstance implements InstanceHandle {
     try {
       await this.host.exec(['ip', 'link', 'set', 'dev', this.tap, 'master', this.record.nic.bridge, 'up']);
       for (const p of [this.paths.pid, this.paths.qmp, this.paths.console, this.paths.qga, this.paths.vnc]) await this.host.fs.rm(p, { force: true });
-      const argv = renderQemuArgv({ record: this.record, facts: { version: facts.version, accel: facts.accel }, boot: bootOf(this.record), rootDisk: this.rootDisk });
+      const resume = (await this.host.fs.stat(this.stateFile)) !== undefined;
+      const argv = renderQemuArgv({ record: this.record, facts: { version: facts.version, accel: facts.accel }, boot: bootOf(this.record), rootDisk: this.rootDisk, ...(resume ? { incoming: true } : {}) });
       // -daemonize: QEMU reports start-up errors on stderr, then detaches into its own session and outlives hangard.
       const res = await this.host.exec(argv, { allowFailure: true, timeoutMs: 60_000 });
       if (res.code !== 0) {
         throw new AppError('BACKEND_FAILED', `Failed to start instance "${name}": QEMU exited with code ${res.code}`, { cause: new Error(qemuErrorText(res.stderr) || res.stderr.trim() || 'no message') });
       }
-      await this.mon();
+      const m = await this.mon();
+      if (resume) {
+        // Stateful start: load the RAM saved by stop --stateful; the guest continues where it was.
+        await m.qmp.migrateIncoming(`exec:cat ${this.stateFile}`);
+        await m.qmp.waitMigration({ timeoutMs: 300_000 });
+        if (!(await m.qmp.queryStatus()).running) await m.qmp.cont();
+        await this.host.fs.rm(this.stateFile, { force: true });
+      }
     } catch (err) {
       await this.kill();
       await this.removeTap();
@@ -164,7 +174,21 @@ class QemuInstance implements InstanceHandle {
     const name = this.record.name;
     const st = await this.state();
     if (st.state === 'stopped') { await this.removeTap(); return; }
-    if (opts.force) {
+    if (opts.stateful) {
+      // Pause, stream the RAM and device state to a file (QEMU 7.2 has no file: URI; exec: runs cat), then quit.
+      const m = await this.mon();
+      if (!m.paused) await m.qmp.stop();
+      await this.host.fs.rm(this.stateFile, { force: true });
+      try {
+        await m.qmp.migrate(`exec:cat > ${this.stateFile}`);
+        await m.qmp.waitMigration({ timeoutMs: Math.max(opts.timeoutMs, 60_000) });
+      } catch (err) {
+        await this.host.fs.rm(this.stateFile, { force: true });
+        await m.qmp.cont().catch(() => undefined);
+        throw new AppError('BACKEND_FAILED', `Failed to save the state of instance "${name}"`, { cause: err });
+      }
+      await this.kill();
+    } else if (opts.force) {
       await this.kill();
     } else {
       const m = await this.mon();
@@ -363,7 +387,7 @@ function validateQemu(config: InstanceConfig, facts: HostFacts): string[] {
 export const qemuDriver: Driver = {
   name: 'qemu',
   type: 'vm',
-  features: { freeze: true, snapshots: false, statefulStop: false, console: true, execTty: false },
+  features: { freeze: true, snapshots: false, statefulStop: true, console: true, execTty: false },
   technology: { kernel: 'own', memory: 'dedicated', isolation: 'hardware virtualization (KVM) or software emulation (TCG)' },
   async probe(host) {
     const p = await probeQemu(host);
