@@ -27,7 +27,7 @@ export const ROUTES: Route[] = [
   { method: 'get', path: '/1.0/instances/{name}/console/log', summary: 'Persistent console log (text/plain)' },
   { method: 'get', path: '/1.0/images', summary: 'List images', response: z.array(S.ImageSchema) },
   { method: 'post', path: '/1.0/images', summary: 'Build a built-in image', body: S.ImageBuildRequestSchema, response: S.OperationSchema, status: 202 },
-  { method: 'post', path: '/1.0/images/import', summary: 'Import a rootfs tarball', body: S.ImageImportRequestSchema, response: S.OperationSchema, status: 202 },
+  { method: 'post', path: '/1.0/images/import', summary: 'Import a rootfs tarball, or with vm: true a qcow2/raw disk', body: S.ImageImportRequestSchema, response: S.OperationSchema, status: 202 },
   { method: 'delete', path: '/1.0/images/{alias}', summary: 'Delete an image', response: S.OperationSchema, status: 202 },
   { method: 'get', path: '/1.0/operations', summary: 'List operations', response: z.array(S.OperationSchema) },
   { method: 'get', path: '/1.0/operations/{id}', summary: 'One operation', response: S.OperationSchema },

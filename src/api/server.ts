@@ -118,7 +118,7 @@ export function buildServer(deps: ApiDeps): Server {
   route('POST', '/1.0/instances/{name}/snapshots', async (req, p) => {
     const body = await readJson(req, S.SnapshotRequestSchema);
     instances.listSnapshots(p.name!);
-    return op(`Snapshotting instance "${p.name}" as "${body.name}"`, [`/1.0/instances/${p.name}`], () => instances.createSnapshot(p.name!, body.name));
+    return op(`Snapshotting instance "${p.name}" as "${body.name}"`, [`/1.0/instances/${p.name}`], () => instances.createSnapshot(p.name!, body.name, { stateful: body.stateful === true }));
   });
   route('POST', '/1.0/instances/{name}/snapshots/{snap}/restore', async (_r, p) => {
     instances.listSnapshots(p.name!);
@@ -142,8 +142,9 @@ export function buildServer(deps: ApiDeps): Server {
   });
   route('POST', '/1.0/images/import', async (req) => {
     const body = await readJson(req, S.ImageImportRequestSchema);
-    await images.validateImport(body.path, body.alias);
-    return op(`Importing image "${body.alias}"`, [`/1.0/images/${body.alias}`], (p) => images.import(body.path, body.alias, p));
+    const vm = body.vm === true;
+    await images.validateImport(body.path, body.alias, vm);
+    return op(`Importing ${vm ? 'VM ' : ''}image "${body.alias}"`, [`/1.0/images/${body.alias}`], (p) => images.import(body.path, body.alias, p, { vm }));
   });
   route('DELETE', '/1.0/images/{alias}', async (_r, p, q) => {
     const type = q.get('type') === 'vm' ? 'vm' : 'container';

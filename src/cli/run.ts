@@ -72,10 +72,11 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
     .action(act(async (kind: string, o: { release?: string; alias?: string; vm?: boolean }) => (await import('./commands/images.js')).imageBuildCommand(ctx, kind, o)));
   image
     .command('import')
-    .description('import a root file system tarball')
-    .argument('<file>', 'tarball path (read by the daemon)')
+    .description('import a root file system tarball, or with --vm a qcow2 or raw disk')
+    .argument('<file>', 'tarball or disk image path (read by the daemon)')
     .requiredOption('--alias <name>', 'image name')
-    .action(act(async (file: string, o: { alias: string }) => (await import('./commands/images.js')).imageImportCommand(ctx, file, o)));
+    .option('--vm', 'import a qcow2 or raw disk image as a virtual-machine image')
+    .action(act(async (file: string, o: { alias: string; vm?: boolean }) => (await import('./commands/images.js')).imageImportCommand(ctx, file, o)));
   image
     .command('delete')
     .description('delete an image')
@@ -188,7 +189,8 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
     .command('create')
     .argument('<name>')
     .argument('<snapshot>')
-    .action(act(async (name: string, snap: string) => (await import('./commands/config.js')).snapshotCreateCommand(ctx, name, snap)));
+    .option('--stateful', 'also save RAM and device state (VMs)')
+    .action(act(async (name: string, snap: string, o: { stateful?: boolean }) => (await import('./commands/config.js')).snapshotCreateCommand(ctx, name, snap, o)));
   snapshot
     .command('list')
     .argument('<name>')

@@ -215,8 +215,8 @@ export class HangarClient {
   }
 
   /** POST /1.0/instances/{name}/snapshots. */
-  createSnapshot(name: string, snapshot: string): Promise<Operation> {
-    return this.operation('POST', `/1.0/instances/${enc(name)}/snapshots`, { name: snapshot });
+  createSnapshot(name: string, snapshot: string, opts: { stateful?: boolean } = {}): Promise<Operation> {
+    return this.operation('POST', `/1.0/instances/${enc(name)}/snapshots`, { name: snapshot, ...(opts.stateful ? { stateful: true } : {}) });
   }
 
   /** POST /1.0/instances/{name}/snapshots/{snap}/restore. */
@@ -245,9 +245,9 @@ export class HangarClient {
     return this.operation('POST', '/1.0/images', req);
   }
 
-  /** POST /1.0/images/import: imports a tarball that is on the daemon's host. */
+  /** POST /1.0/images/import: imports a file on the daemon's host (a rootfs tarball; with vm: true a qcow2/raw disk). */
   importImage(req: ImageImportRequest): Promise<Operation> {
-    return this.operation('POST', '/1.0/images/import', req);
+    return this.operation('POST', '/1.0/images/import', { path: req.path, alias: req.alias, ...(req.vm ? { vm: true } : {}) });
   }
 
   /** DELETE /1.0/images/{alias} (the VM variant with vm: true). */

@@ -297,16 +297,21 @@ export class InstanceService {
     return this.d.db.listSnapshots(name).map((s) => ({ name: s.name, createdAt: s.createdAt, stateful: s.stateful }));
   }
 
-  /** Takes an instant copy-on-write snapshot of the root volume (frozen briefly when running, for consistency). */
-  async createSnapshot(name: string, snap: string): Promise<void> {
+  /** Takes a snapshot: a backend one where the driver has them (qcow2, with RAM when stateful), else an instant copy-on-write snapshot of the root volume (frozen briefly when running). */
+  async createSnapshot(name: string, snap: string, opts: { stateful?: boolean } = {}): Promise<void> {
     assertName(snap, 'snapshot');
     await this.d.locks.withLock(lockKey(name), async () => {
       const row = this.row(name);
       if (this.d.db.listSnapshots(name).some((s) => s.name === snap)) throw new AppError('ALREADY_EXISTS', `Snapshot "${snap}" of instance "${name}" already exists`);
       const handle = this.handle(row);
+      if (handle.snapshots) {
+        await handle.snapshots.create(snap, { stateful: opts.stateful ?? false }).catch((e) => { throw wrap(e, `Failed to snapshot instance "${name}"`); });
+        this.d.db.insertSnapshot({ instance: name, name: snap, createdAt: new Date().toISOString(), stateful: opts.stateful ?? false });
+        this.d.events.emit({ type: 'instance-snapshot-created', instance: name, data: { snapshot: snap, stateful: opts.stateful ?? false } });
+        return;
+      }
+      if (opts.stateful) throw new AppError('UNSUPPORTED', `Instance "${name}" (${row.driver}) has no stateful snapshots`);
       const st = await handle.state();
-      // A running VM's qcow2 may have metadata only in QEMU's memory: its snapshots are taken stopped.
-      if (row.type === 'vm' && st.state !== 'stopped') throw new AppError('INVALID_STATE', `Cannot snapshot VM "${name}" while it is ${st.state}: stop it first`);
       const freeze = st.state === 'running';
       if (freeze) await handle.freeze();
       try {
@@ -325,9 +330,23 @@ export class InstanceService {
   async restoreSnapshot(name: string, snap: string): Promise<void> {
     await this.d.locks.withLock(lockKey(name), async () => {
       const row = this.row(name);
-      if (!this.d.db.listSnapshots(name).some((s) => s.name === snap)) throw new AppError('NOT_FOUND', `Snapshot "${snap}" of instance "${name}" not found`);
-      const st = await this.handle(row).state();
+      const snapRow = this.d.db.listSnapshots(name).find((s) => s.name === snap);
+      if (!snapRow) throw new AppError('NOT_FOUND', `Snapshot "${snap}" of instance "${name}" not found`);
+      const handle = this.handle(row);
+      const st = await handle.state();
       const wasRunning = st.state === 'running' || st.state === 'frozen';
+      if (handle.snapshots) {
+        // A stateful snapshot restores RAM too: the instance ends up running where the snapshot was taken.
+        if (!snapRow.stateful && wasRunning) await this.stopLocked(name, { timeout: DEFAULT_STOP_TIMEOUT_S });
+        await handle.snapshots.restore(snap, { stateful: snapRow.stateful }).catch((e) => { throw wrap(e, `Failed to restore snapshot "${snap}" of instance "${name}"`); });
+        if (snapRow.stateful) {
+          const now = await handle.state();
+          this.d.db.updateInstance(name, { expectedState: 'running', initPid: now.pid, initStartTime: now.startTime });
+        }
+        this.d.events.emit({ type: 'instance-snapshot-restored', instance: name, data: { snapshot: snap, stateful: snapRow.stateful } });
+        if (!snapRow.stateful && wasRunning) await this.startLocked(name);
+        return;
+      }
       if (wasRunning) await this.stopLocked(name, { timeout: DEFAULT_STOP_TIMEOUT_S });
       try {
         await this.d.pool.restoreSnapshot(name, snap);
@@ -342,9 +361,11 @@ export class InstanceService {
   /** Deletes a snapshot. */
   async deleteSnapshot(name: string, snap: string): Promise<void> {
     await this.d.locks.withLock(lockKey(name), async () => {
-      this.row(name);
+      const row = this.row(name);
       if (!this.d.db.listSnapshots(name).some((s) => s.name === snap)) throw new AppError('NOT_FOUND', `Snapshot "${snap}" of instance "${name}" not found`);
-      await this.d.pool.deleteSnapshot(name, snap);
+      const handle = this.handle(row);
+      if (handle.snapshots) await handle.snapshots.delete(snap);
+      else await this.d.pool.deleteSnapshot(name, snap);
       this.d.db.deleteSnapshot(name, snap);
       this.d.events.emit({ type: 'instance-snapshot-deleted', instance: name, data: { snapshot: snap } });
     });

@@ -133,6 +133,14 @@ export interface InstanceHandle {
   /** Path of the persistent console log. */
   consoleLogPath(): string;
   usage(): Promise<Usage>;
+  /** Backend snapshots (when features.snapshots): e.g. qcow2 internal snapshots, with RAM when stateful. */
+  snapshots?: {
+    /** Takes a snapshot; stateful also saves RAM and device state (the instance must be running). */
+    create(name: string, opts: { stateful: boolean }): Promise<void>;
+    /** Restores one: a stateful snapshot needs (and leaves) the instance running; a disk snapshot needs it stopped. */
+    restore(name: string, opts: { stateful: boolean }): Promise<void>;
+    delete(name: string): Promise<void>;
+  };
 }
 
 /** A backend. */

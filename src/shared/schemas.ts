@@ -81,7 +81,7 @@ export const ConfigChangeResultSchema = z.strictObject({ live: z.array(z.string(
 export const CopyRequestSchema = z.strictObject({ name: z.string(), ipv4: z.string().optional() });
 
 /** Body of POST /1.0/instances/{name}/snapshots. */
-export const SnapshotRequestSchema = z.strictObject({ name: z.string() });
+export const SnapshotRequestSchema = z.strictObject({ name: z.string(), /** Also save RAM and device state (VMs). */ stateful: z.boolean().optional() });
 
 /** A snapshot of an instance. */
 export const SnapshotSchema = z.strictObject({ name: z.string(), createdAt: z.string(), stateful: z.boolean() });
@@ -119,8 +119,8 @@ export const ImageBuildRequestSchema = z.strictObject({
   vm: z.boolean().optional(),
 });
 
-/** Body of POST /1.0/images/import (a tarball already on the daemon's host). */
-export const ImageImportRequestSchema = z.strictObject({ path: z.string(), alias: z.string() });
+/** Body of POST /1.0/images/import (a file already on the daemon's host): a rootfs tarball, or with vm a qcow2/raw disk. */
+export const ImageImportRequestSchema = z.strictObject({ path: z.string(), alias: z.string(), vm: z.boolean().optional() });
 
 /** Operation status. */
 export const OperationStatusSchema = z.enum(['pending', 'running', 'success', 'failure']);

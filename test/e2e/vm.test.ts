@@ -136,6 +136,33 @@ describe('QEMU VMs', () => {
     expect(existsSync(join(settings.dir, 'instances', VM, 'state.bin'))).toBe(false);
   }, 180_000);
 
+  it('disk snapshots (qcow2, taken live) restore file contents on the data disk', () => {
+    cliOk(['exec', VM, '--', 'sh', '-c', 'echo one > /data/f && sync']);
+    cliOk(['snapshot', 'create', VM, 'd1']);
+    cliOk(['exec', VM, '--', 'sh', '-c', 'echo two > /data/f && sync']);
+    expect(cliOk(['exec', VM, '--', 'cat', '/data/f']).trim()).toBe('two');
+    cliOk(['snapshot', 'restore', VM, 'd1']);
+    expect(findInstance(VM)?.state).toBe('running');
+    expect(cliOk(['exec', VM, '--', 'cat', '/data/f']).trim()).toBe('one');
+    const list = JSON.parse(cliOk(['snapshot', 'list', VM, '--format', 'json'])) as { name: string; stateful: boolean }[];
+    expect(list).toEqual([expect.objectContaining({ name: 'd1', stateful: false })]);
+    cliOk(['snapshot', 'delete', VM, 'd1']);
+    expect(JSON.parse(cliOk(['snapshot', 'list', VM, '--format', 'json']))).toEqual([]);
+  }, 180_000);
+
+  it('stateful snapshots restore the running state (RAM) without a reboot', () => {
+    cliOk(['exec', VM, '--', 'sh', '-c', 'echo before > /run/state-token']);
+    const pid = findInstance(VM)!.pid;
+    const boots = (logText(VM).match(/HANGAR-READY/g) ?? []).length;
+    cliOk(['snapshot', 'create', VM, 's1', '--stateful']);
+    cliOk(['exec', VM, '--', 'sh', '-c', 'echo after > /run/state-token']);
+    cliOk(['snapshot', 'restore', VM, 's1']);
+    expect(cliOk(['exec', VM, '--', 'cat', '/run/state-token']).trim()).toBe('before');
+    expect(findInstance(VM)?.pid).toBe(pid);
+    expect((logText(VM).match(/HANGAR-READY/g) ?? []).length).toBe(boots);
+    cliOk(['snapshot', 'delete', VM, 's1']);
+  }, 180_000);
+
   it('stop --force ends QEMU at once, without the guest powering off', () => {
     const pid = findInstance(VM)!.pid!;
     const downs = (logText(VM).match(/HANGAR-POWERDOWN/g) ?? []).length;

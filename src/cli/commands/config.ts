@@ -45,11 +45,11 @@ export async function configUnsetCommand(ctx: Ctx, name: string, keys: string[])
   ctx.out(describeChange(name, await ctx.client.patchConfig(name, { unset: keys })));
 }
 
-/** `hangar snapshot create NAME SNAP`. */
-export async function snapshotCreateCommand(ctx: Ctx, name: string, snap: string): Promise<void> {
+/** `hangar snapshot create NAME SNAP [--stateful]`. */
+export async function snapshotCreateCommand(ctx: Ctx, name: string, snap: string, opts: { stateful?: boolean } = {}): Promise<void> {
   assertName(name);
   assertName(snap, 'snapshot');
-  await ctx.client.runOperation(() => ctx.client.createSnapshot(name, snap));
+  await ctx.client.runOperation(() => ctx.client.createSnapshot(name, snap, { stateful: opts.stateful === true }));
   ctx.out(`Created snapshot ${snap} of ${name}`);
 }
 

@@ -47,14 +47,14 @@ export async function imageBuildCommand(ctx: Ctx, kind: string, opts: { release?
   ctx.out(summary('Built', opts.alias ?? kind, result));
 }
 
-/** `hangar image import FILE --alias NAME`: FILE is made absolute against the caller's cwd (the daemon reads it). */
-export async function imageImportCommand(ctx: Ctx, file: string, opts: { alias: string }): Promise<void> {
+/** `hangar image import FILE --alias NAME [--vm]`: FILE is made absolute against the caller's cwd (the daemon reads it). */
+export async function imageImportCommand(ctx: Ctx, file: string, opts: { alias: string; vm?: boolean }): Promise<void> {
   assertName(opts.alias, 'image');
   const path = isAbsolute(file) ? file : resolve(ctx.io.cwd, file);
   const progress = ctx.progress();
   let result: unknown;
   try {
-    result = await ctx.client.runOperation(() => ctx.client.importImage({ path, alias: opts.alias }), { onProgress: progress.update });
+    result = await ctx.client.runOperation(() => ctx.client.importImage({ path, alias: opts.alias, ...(opts.vm ? { vm: true } : {}) }), { onProgress: progress.update });
   } finally {
     progress.end();
   }

@@ -2,6 +2,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { AppError } from '../../shared/errors.js';
 import { assertName } from '../../shared/names.js';
+import { formatSize } from '../../shared/units.js';
 import type { Image, InstanceType } from '../../shared/schemas.js';
 import type { StateDb, ImageRow } from '../db/database.js';
 import type { EventBus } from '../events.js';
@@ -13,6 +14,7 @@ import { buildBusyboxRootfs } from './busybox.js';
 import { buildDebianRootfs } from './debian.js';
 import { buildBusyboxVmImage } from './busybox-vm.js';
 import { importRootfsTarball } from './tar-import.js';
+import { convertVmDisk, inspectVmDisk, verifyVmDisk, VM_DISK_FILE } from './disk-import.js';
 import { shiftIds } from './shift.js';
 
 /** Dependencies of the image service. */
@@ -88,18 +90,24 @@ export class ImageService {
     });
   }
 
-  /** Checks an import request before any work starts. */
-  async validateImport(path: string, alias: string): Promise<void> {
-    assertName(alias, 'image');
-    if (!path.startsWith('/')) throw new AppError('INVALID_ARGUMENT', `Image file path must be absolute: ${JSON.stringify(path)}`);
-    const st = await this.d.host.fs.stat(path);
-    if (!st || !st.isFile) throw new AppError('NOT_FOUND', `Image file ${path} not found or not a regular file`);
-    if (this.d.db.getImage(alias, 'container')) throw new AppError('ALREADY_EXISTS', `Image "${alias}" already exists`);
+  /** Checks an import request before any work starts; with vm, also probes the disk (format, backing file, boot sector). */
+  async validateImport(path: string, alias: string, vm = false): Promise<void> {
+    await this.checkImportTarget(path, alias, vm);
+    if (vm) await inspectVmDisk(this.d.host, path);
   }
 
-  /** Imports a rootfs tarball (gz, xz or zst) after checking every entry. */
-  async import(path: string, alias: string, progress: (msg: string) => void = () => undefined): Promise<Image> {
-    await this.validateImport(path, alias);
+  /** Imports a rootfs tarball (gz, xz or zst) after checking every entry, or with vm a qcow2/raw disk as a VM image. */
+  async import(path: string, alias: string, progress: (msg: string) => void = () => undefined, opts: { vm?: boolean } = {}): Promise<Image> {
+    await this.checkImportTarget(path, alias, opts.vm === true);
+    if (opts.vm) {
+      progress(`Checking disk image ${path}`);
+      // Every check, qemu-img check included, runs before the image volume exists.
+      const facts = await verifyVmDisk(this.d.host, path);
+      return this.createFrom(alias, 'vm', `import of ${path}`, progress, async (dir) => {
+        await convertVmDisk(this.d.host, path, dir, facts, progress);
+        return { props: { disk: VM_DISK_FILE, boot: 'disk' }, description: `Imported from ${path} (${facts.format}, ${formatSize(facts.virtualSize)} virtual disk)` };
+      });
+    }
     return this.createFrom(alias, 'container', `import of ${path}`, progress, async (dir) => {
       const { entries } = await importRootfsTarball(this.d.host, path, dir, { onProgress: progress });
       return { props: { init: '/sbin/init' }, description: `Imported from ${path} (${entries} entries)` };
@@ -114,6 +122,17 @@ export class ImageService {
     await this.d.pool.deleteImageVolume(row.fingerprint);
     this.d.db.deleteImage(alias, type);
     this.d.events.emit({ type: 'image-deleted', message: alias, data: { alias } });
+  }
+
+  private async checkImportTarget(path: string, alias: string, vm: boolean): Promise<void> {
+    assertName(alias, 'image');
+    if (!path.startsWith('/')) throw new AppError('INVALID_ARGUMENT', `Image file path must be absolute: ${JSON.stringify(path)}`);
+    const st = await this.d.host.fs.stat(path);
+    if (!st || !st.isFile) throw new AppError('NOT_FOUND', `Image file ${path} not found or not a regular file`);
+    const type: InstanceType = vm ? 'vm' : 'container';
+    if (this.d.db.getImage(alias, type)) {
+      throw new AppError('ALREADY_EXISTS', `Image "${alias}"${vm ? ' (vm)' : ''} already exists`, { details: { hint: `hangar image delete ${alias}${vm ? ' --vm' : ''}` } });
+    }
   }
 
   private async createFrom(alias: string, type: InstanceType, source: string, progress: (msg: string) => void, fill: (dir: string) => Promise<Built>): Promise<Image> {

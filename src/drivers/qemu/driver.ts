@@ -10,7 +10,7 @@ import { QmpClient } from './qmp/client.js';
 import { QgaClient, withCwd } from './qga.js';
 import { probeQemu } from './probe.js';
 import { qemuErrorText } from './parse.js';
-import { DEFAULT_MEMORY_BYTES, qemuPaths, renderQemuArgv, type QemuBoot } from './render-argv.js';
+import { DEFAULT_MEMORY_BYTES, QEMU_NODES, qemuPaths, renderQemuArgv, type QemuBoot } from './render-argv.js';
 
 const QMP_CONNECT_MS = 5_000;
 const QUIT_WAIT_MS = 5_000;
@@ -284,6 +284,51 @@ class QemuInstance implements InstanceHandle {
     return { pid: -1, stdin, stdout, stderr, wait: () => done, kill: () => kill?.() };
   }
 
+  /** qcow2 internal snapshots of the root disk, taken live over QMP or offline with qemu-img. */
+  readonly snapshots = {
+    create: async (snap: string, opts: { stateful: boolean }): Promise<void> => {
+      const st = await this.state();
+      const running = st.state === 'running' || st.state === 'frozen';
+      if (opts.stateful) {
+        if (!running) throw new AppError('INVALID_STATE', `Cannot take a stateful snapshot of VM "${this.record.name}": it is not running`);
+        await this.job((q, id) => q.snapshotSave(id, snap, QEMU_NODES.root, [QEMU_NODES.root]));
+      } else if (running) {
+        await (await this.mon()).qmp.execute('blockdev-snapshot-internal-sync', { device: QEMU_NODES.root, name: snap });
+      } else {
+        await this.host.exec(['qemu-img', 'snapshot', '-c', snap, this.rootDisk]);
+      }
+    },
+    restore: async (snap: string, opts: { stateful: boolean }): Promise<void> => {
+      const st = await this.state();
+      const running = st.state === 'running' || st.state === 'frozen';
+      if (opts.stateful) {
+        if (!running) await this.start();
+        const m = await this.mon();
+        await this.job((q, id) => q.snapshotLoad(id, snap, QEMU_NODES.root, [QEMU_NODES.root]));
+        if (m.paused || !(await m.qmp.queryStatus()).running) await m.qmp.cont();
+      } else {
+        if (running) throw new AppError('INVALID_STATE', `Cannot restore disk snapshot "${snap}" of VM "${this.record.name}" while it runs`);
+        await this.host.exec(['qemu-img', 'snapshot', '-a', snap, this.rootDisk]);
+      }
+    },
+    delete: async (snap: string): Promise<void> => {
+      const st = await this.state();
+      if (st.state === 'running' || st.state === 'frozen') {
+        await this.job((q, id) => q.snapshotDelete(id, snap, [QEMU_NODES.root]));
+      } else {
+        await this.host.exec(['qemu-img', 'snapshot', '-d', snap, this.rootDisk]);
+      }
+    },
+  };
+
+  /** Runs one QMP job to its end (matched by its own id, then dismissed). */
+  private async job(start: (qmp: QmpClient, id: string) => Promise<void>): Promise<void> {
+    const m = await this.mon();
+    const id = `hangar-${this.record.name}-${Date.now().toString(36)}`;
+    await start(m.qmp, id);
+    await m.qmp.waitJob(id, { timeoutMs: 600_000 });
+  }
+
   /** The serial console: a connection to QEMU's console socket (its output is also logged by QEMU). */
   attachConsole(): HostProcess {
     const stdin = new PassThrough();
@@ -387,7 +432,7 @@ function validateQemu(config: InstanceConfig, facts: HostFacts): string[] {
 export const qemuDriver: Driver = {
   name: 'qemu',
   type: 'vm',
-  features: { freeze: true, snapshots: false, statefulStop: true, console: true, execTty: false },
+  features: { freeze: true, snapshots: true, statefulStop: true, console: true, execTty: false },
   technology: { kernel: 'own', memory: 'dedicated', isolation: 'hardware virtualization (KVM) or software emulation (TCG)' },
   async probe(host) {
     const p = await probeQemu(host);
