@@ -706,7 +706,10 @@ export class Libvirt {
       await this.virsh(['destroy', name]);
     } else {
       await this.virsh(['shutdown', '--mode', 'acpi', name]);
-      await waitGone(pid, 60_000);
+      await waitGone(pid, 60_000).catch((e: unknown) => {
+        const log = join(this.live.get(name)?.dir ?? '', 'console.log');
+        throw new Error(`${String(e)}; console tail: ${JSON.stringify(existsSync(log) ? readFileSync(log, 'latin1').slice(-400) : '')}`);
+      });
     }
     return msSince(t0);
   }

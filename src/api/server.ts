@@ -167,7 +167,7 @@ export function buildServer(deps: ApiDeps): Server {
         ...(req.tty ? { tty: { cols: req.cols ?? 80, rows: req.rows ?? 24 } } : {}),
       });
     })],
-    [compile('/1.0/instances/{name}/console'), (ws, p) => handleStream(ws, async (first) => {
+    [compile('/1.0/instances/{name}/console'), (ws, p, q) => q.get('type') === 'vga' ? handleVga(ws, () => instances.openGraphicalConsole(p.name!)) : handleStream(ws, async (first) => {
       const size = first as { cols?: number; rows?: number };
       return instances.attachConsole(p.name!, { cols: Number(size.cols) || 80, rows: Number(size.rows) || 24 });
     })],
@@ -262,6 +262,27 @@ function exitCodeOf(proc: HostProcess): Promise<number> {
     s.on('error', () => r());
   });
   return Promise.all([proc.wait(), ended(proc.stdout), ended(proc.stderr)]).then(([exit]) => exit.code ?? (exit.signal ? 128 + (SIGNALS[exit.signal] ?? 1) : 1));
+}
+
+/** Relays a graphical console as raw RFB bytes in binary frames, as noVNC expects; errors arrive as a JSON text frame. */
+function handleVga(ws: WebSocket, open: () => Promise<Duplex>): void {
+  const early: Buffer[] = [];
+  const onEarly = (d: RawData) => { early.push(Array.isArray(d) ? Buffer.concat(d) : Buffer.from(d as ArrayBuffer)); };
+  ws.on('message', onEarly);
+  open().then((sock) => {
+    ws.off('message', onEarly);
+    for (const b of early) sock.write(b);
+    sock.on('data', (d: Buffer) => { if (ws.readyState === ws.OPEN) ws.send(d); });
+    sock.on('close', () => ws.close());
+    sock.on('error', () => ws.close());
+    ws.on('message', (d: RawData) => sock.write(Array.isArray(d) ? Buffer.concat(d) : Buffer.from(d as ArrayBuffer)));
+    ws.on('close', () => sock.destroy());
+  }, (err: unknown) => {
+    if (ws.readyState === ws.OPEN) {
+      ws.send(JSON.stringify({ type: 'error', error: toErrorBody(err) }));
+      ws.close();
+    }
+  });
 }
 
 function handleEvents(ws: WebSocket, events: EventBus, q: URLSearchParams): void {

@@ -1,5 +1,6 @@
 // The instance service: creates, runs and manages instances through their drivers, recording state and emitting events.
 import { join } from 'node:path';
+import type { Duplex } from 'node:stream';
 import { AppError, isAppError } from '../shared/errors.js';
 import { assertName } from '../shared/names.js';
 import { resourcesOf, validateConfig, type InstanceConfig } from '../shared/config.js';
@@ -391,6 +392,16 @@ export class InstanceService {
     const st = await handle.state();
     if (st.state !== 'running' && st.state !== 'frozen') throw new AppError('INVALID_STATE', `Cannot attach to the console of instance "${name}": it is ${st.state}`);
     return handle.attachConsole(size);
+  }
+
+  /** Opens the graphical console (VNC) of a running instance whose backend has one. */
+  async openGraphicalConsole(name: string): Promise<Duplex> {
+    const row = this.row(name);
+    const handle = this.handle(row);
+    if (!handle.openGraphicalConsole) throw new AppError('UNSUPPORTED', `Instance "${name}" (${row.driver}) has no graphical console`);
+    const st = await handle.state();
+    if (st.state !== 'running' && st.state !== 'frozen') throw new AppError('INVALID_STATE', `Cannot open the graphical console of instance "${name}": it is ${st.state}`);
+    return handle.openGraphicalConsole();
   }
 
   // ---- daemon start ----

@@ -1,4 +1,5 @@
 // The driver contract every backend (lxc, qemu, xen, openvz, fake) implements.
+import type { Duplex } from 'node:stream';
 import type { Host, HostProcess } from '../core/host/host.js';
 import type { InstanceConfig } from '../shared/config.js';
 import type { InstanceState, InstanceType, Technology, Usage } from '../shared/schemas.js';
@@ -130,6 +131,8 @@ export interface InstanceHandle {
   exec(spec: ExecSpec): HostProcess;
   /** Attaches to the console (a pty process whose stdin/stdout is the console). */
   attachConsole(size: { cols: number; rows: number }): HostProcess;
+  /** Opens the graphical console (VNC/RFB byte stream), where the backend has one. */
+  openGraphicalConsole?(): Promise<Duplex>;
   /** Path of the persistent console log. */
   consoleLogPath(): string;
   usage(): Promise<Usage>;

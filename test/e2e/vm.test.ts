@@ -163,6 +163,55 @@ describe('QEMU VMs', () => {
     cliOk(['snapshot', 'delete', VM, 's1']);
   }, 180_000);
 
+  it('the VNC websocket relays RFB: handshake, then a framebuffer update of the guest screen geometry', async () => {
+    const { WebSocket } = await import('ws');
+    const ws = new WebSocket(`ws+unix://${TEST_ENV.HANGAR_SOCKET}:/1.0/instances/${VM}/console?type=vga`);
+    let buf = Buffer.alloc(0);
+    let waiter: (() => void) | undefined;
+    ws.on('message', (d: Buffer, binary: boolean) => {
+      if (!binary) throw new Error(`unexpected text frame ${String(d)}`);
+      buf = Buffer.concat([buf, d]);
+      waiter?.();
+    });
+    const need = async (n: number): Promise<Buffer> => {
+      while (buf.length < n) await new Promise<void>((r) => { waiter = r; setTimeout(r, 200); });
+      const out = buf.subarray(0, n);
+      buf = buf.subarray(n);
+      return out;
+    };
+    try {
+      await new Promise<void>((resolve, reject) => { ws.once('open', () => resolve()); ws.once('error', reject); });
+      expect((await need(12)).toString('latin1')).toMatch(/^RFB 003\.00\d\n$/);
+      ws.send(Buffer.from('RFB 003.008\n', 'latin1'));
+      const nTypes = (await need(1))[0]!;
+      const types = [...(await need(nTypes))];
+      expect(types).toContain(1);
+      ws.send(Buffer.from([1]));
+      expect((await need(4)).readUInt32BE(0)).toBe(0);
+      ws.send(Buffer.from([1]));
+      const init = await need(24);
+      const width = init.readUInt16BE(0);
+      const height = init.readUInt16BE(2);
+      expect(width).toBeGreaterThan(0);
+      expect(height).toBeGreaterThan(0);
+      await need(init.readUInt32BE(20));
+      // FramebufferUpdateRequest for the whole screen, not incremental.
+      const req = Buffer.alloc(10);
+      req[0] = 3;
+      req.writeUInt16BE(width, 6);
+      req.writeUInt16BE(height, 8);
+      ws.send(req);
+      const head = await need(4);
+      expect(head[0]).toBe(0);
+      expect(head.readUInt16BE(2)).toBeGreaterThan(0);
+      const rect = await need(12);
+      expect(rect.readUInt16BE(4)).toBe(width);
+      expect(rect.readUInt16BE(6)).toBe(height);
+    } finally {
+      ws.close();
+    }
+  });
+
   it('stop --force ends QEMU at once, without the guest powering off', () => {
     const pid = findInstance(VM)!.pid!;
     const downs = (logText(VM).match(/HANGAR-POWERDOWN/g) ?? []).length;

@@ -1,6 +1,6 @@
 // The QEMU/KVM driver: VMs started directly (no libvirt), daemonized in their own session, driven over QMP and the guest agent.
 import { posix } from 'node:path';
-import { PassThrough } from 'node:stream';
+import { PassThrough, type Duplex } from 'node:stream';
 import { AppError } from '../../shared/errors.js';
 import { resourcesOf, type InstanceConfig } from '../../shared/config.js';
 import type { Usage } from '../../shared/schemas.js';
@@ -327,6 +327,11 @@ class QemuInstance implements InstanceHandle {
     const id = `hangar-${this.record.name}-${Date.now().toString(36)}`;
     await start(m.qmp, id);
     await m.qmp.waitJob(id, { timeoutMs: 600_000 });
+  }
+
+  /** The graphical console: QEMU's VNC server on its unix socket (RFB bytes, for a websocket relay to noVNC). */
+  async openGraphicalConsole(): Promise<Duplex> {
+    return this.host.connectUnix(this.paths.vnc);
   }
 
   /** The serial console: a connection to QEMU's console socket (its output is also logged by QEMU). */
