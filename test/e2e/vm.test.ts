@@ -223,6 +223,32 @@ describe('QEMU VMs', () => {
     expect((logText(VM).match(/HANGAR-POWERDOWN/g) ?? []).length).toBe(downs);
   });
 
+  it('limits.cpu.cap and limits.cpu.weight hold the whole QEMU process in a cgroup, changed live', async () => {
+    const name = `${P}cpu`;
+    cliOk(['launch', 'busybox', name, '--vm', '-c', 'limits.cpu.cap=50%', '-c', 'limits.cpu.weight=200']);
+    const dir = join('/sys/fs/cgroup/cpu', `${settings.prefix}.vm`, name);
+    expect(readFileSync(join(dir, 'cpu.cfs_quota_us'), 'utf8').trim()).toBe('50000');
+    expect(readFileSync(join(dir, 'cpu.shares'), 'utf8').trim()).toBe('2048');
+    const pid = findInstance(name)!.pid!;
+    expect(readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n')).toContain(String(pid));
+    // Busy guest vCPU: QEMU's CPU time over wall time stays near the cap (a ratio, not a duration).
+    await pollUntil(() => cli(['exec', name, '--', 'true']).code === 0, 300, 100);
+    cli(['exec', name, '--', 'sh', '-c', 'timeout 4 sh -c "while :; do :; done" >/dev/null 2>&1 &']);
+    const ticks = () => { const f = readFileSync(`/proc/${pid}/stat`, 'utf8'); const x = f.slice(f.lastIndexOf(')') + 2).split(' '); return Number(x[11]) + Number(x[12]); };
+    await new Promise((r) => setTimeout(r, 500));
+    const t0 = Date.now(); const c0 = ticks();
+    await new Promise((r) => setTimeout(r, 2500));
+    const ratio = ((ticks() - c0) * 10) / (Date.now() - t0);
+    expect(ratio).toBeLessThan(0.7);
+    // ...and the loop really ran, so the bound above measured the cap.
+    expect(ratio).toBeGreaterThan(0.3);
+    const out = cliOk(['config', 'set', name, 'limits.cpu.cap=30%']);
+    expect(out).toMatch(/Applied live: .*limits\.cpu\.cap/);
+    expect(readFileSync(join(dir, 'cpu.cfs_quota_us'), 'utf8').trim()).toBe('30000');
+    cliOk(['delete', '--force', name]);
+    expect(existsSync(dir)).toBe(false);
+  }, 180_000);
+
   it('refuses bad input before creating anything', () => {
     const cases: [string[], RegExp][] = [
       [['launch', 'busybox', `${P}x`, '--vm', '-c', 'limits.memory.swap=64MiB'], /qemu backend/],

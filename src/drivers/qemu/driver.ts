@@ -9,6 +9,7 @@ import type { ConfigApplyResult, Driver, DriverContext, ExecSpec, HostFacts, Ins
 import { QmpClient } from './qmp/client.js';
 import { QgaClient, withCwd } from './qga.js';
 import { probeQemu } from './probe.js';
+import { cpuControllerRoot, placeVm, removeVmCgroup, vmCgroupDir, vmCpuCgroupWrites, writeLimits } from './cgroup.js';
 import { qemuErrorText } from './parse.js';
 import { DEFAULT_MEMORY_BYTES, QEMU_NODES, qemuPaths, renderQemuArgv, type QemuBoot } from './render-argv.js';
 
@@ -142,7 +143,7 @@ class QemuInstance implements InstanceHandle {
     const facts = this.ctx.facts.qemu;
     if (!facts) throw new AppError('UNSUPPORTED', `Failed to start instance "${name}": QEMU is not available on this host`);
     await this.create();
-    await this.removeTap();
+    await this.releaseHostResources();
     await this.host.exec(['ip', 'tuntap', 'add', 'dev', this.tap, 'mode', 'tap']);
     try {
       await this.host.exec(['ip', 'link', 'set', 'dev', this.tap, 'master', this.record.nic.bridge, 'up']);
@@ -154,6 +155,8 @@ class QemuInstance implements InstanceHandle {
       if (res.code !== 0) {
         throw new AppError('BACKEND_FAILED', `Failed to start instance "${name}": QEMU exited with code ${res.code}`, { cause: new Error(qemuErrorText(res.stderr) || res.stderr.trim() || 'no message') });
       }
+      const pid = await this.livePid();
+      if (pid !== null) await this.placeInCgroup(pid);
       const m = await this.mon();
       if (resume) {
         // Stateful start: load the RAM saved by stop --stateful; the guest continues where it was.
@@ -164,7 +167,7 @@ class QemuInstance implements InstanceHandle {
       }
     } catch (err) {
       await this.kill();
-      await this.removeTap();
+      await this.releaseHostResources();
       await this.host.fs.rm(this.paths.pid, { force: true });
       throw err;
     }
@@ -173,7 +176,7 @@ class QemuInstance implements InstanceHandle {
   async stop(opts: StopOptions): Promise<void> {
     const name = this.record.name;
     const st = await this.state();
-    if (st.state === 'stopped') { await this.removeTap(); return; }
+    if (st.state === 'stopped') { await this.releaseHostResources(); return; }
     if (opts.stateful) {
       // Pause, stream the RAM and device state to a file (QEMU 7.2 has no file: URI; exec: runs cat), then quit.
       const m = await this.mon();
@@ -200,7 +203,7 @@ class QemuInstance implements InstanceHandle {
       }
     }
     this.forget();
-    await this.removeTap();
+    await this.releaseHostResources();
   }
 
   async freeze(): Promise<void> {
@@ -215,7 +218,7 @@ class QemuInstance implements InstanceHandle {
     const st = await this.state();
     if (st.state !== 'stopped') throw new AppError('INVALID_STATE', `Failed to delete instance "${this.record.name}": it is ${st.state}`);
     this.forget();
-    await this.removeTap();
+    await this.releaseHostResources();
     await this.host.fs.rm(this.record.instanceDir, { recursive: true, force: true });
   }
 
@@ -241,6 +244,12 @@ class QemuInstance implements InstanceHandle {
     if (st.state === 'running' || st.state === 'frozen') {
       const was = resourcesOf(prev);
       const now = resourcesOf(next);
+      const cpuKeys = keys.filter((k) => k === 'limits.cpu.weight' || k === 'limits.cpu.cap');
+      const dir = cpuKeys.length ? await this.cgroupDir() : null;
+      if (dir && (await this.host.fs.stat(dir))) {
+        await writeLimits(this.host, dir, vmCpuCgroupWrites(next, this.ctx.facts.cgroupLayout));
+        live.push(...cpuKeys);
+      }
       // The balloon moves guest RAM inside [guarantee, RAM at boot]; anything beyond waits for a restart.
       if (keys.includes('limits.memory') && now.memoryMax !== undefined && now.memoryMax <= (was.memoryMax ?? DEFAULT_MEMORY_BYTES) && now.memoryGuarantee !== now.memoryMax) {
         const floor = now.memoryGuarantee ?? 0;
@@ -411,7 +420,21 @@ class QemuInstance implements InstanceHandle {
     dropAgent(this.paths.qga);
   }
 
-  private async removeTap(): Promise<void> {
+  /** The VM's cpu cgroup (weight and cap apply to every QEMU thread), or null when the controller is not mounted. */
+  private async cgroupDir(): Promise<string | null> {
+    const root = await cpuControllerRoot(this.host, this.ctx.facts.cgroupLayout);
+    return root ? vmCgroupDir(root, this.ctx.prefix, this.record.name) : null;
+  }
+
+  private async placeInCgroup(pid: number): Promise<void> {
+    const dir = await this.cgroupDir();
+    if (dir) await placeVm(this.host, this.ctx.facts.cgroupLayout, dir, this.record.config, pid);
+  }
+
+  /** Removes what a running VM holds on the host: its tap and (once QEMU is gone) its cgroup. */
+  private async releaseHostResources(): Promise<void> {
+    const dir = await this.cgroupDir();
+    if (dir && (await this.livePid()) === null) await removeVmCgroup(this.host, dir);
     if (await this.host.fs.stat(`/sys/class/net/${this.tap}`)) await this.host.exec(['ip', 'link', 'del', 'dev', this.tap], { allowFailure: true });
   }
 }
@@ -429,6 +452,7 @@ function validateQemu(config: InstanceConfig, facts: HostFacts): string[] {
     return [...problems, e instanceof Error ? e.message : String(e)];
   }
   if (r.cpuCount !== undefined && r.cpuCount > facts.cpus) problems.push(`limits.cpu=${r.cpuCount} exceeds the ${facts.cpus} CPUs of this host`);
+  if (r.cpuCapPct !== undefined && r.cpuCapPct > facts.cpus * 100) problems.push(`limits.cpu.cap=${config['limits.cpu.cap']} exceeds the ${facts.cpus} CPUs (${facts.cpus * 100}%) of this host`);
   if (r.memoryMax !== undefined && r.memoryMax > facts.memoryBytes) problems.push(`limits.memory=${config['limits.memory']} exceeds the memory of this host`);
   return problems;
 }
