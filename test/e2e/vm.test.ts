@@ -249,6 +249,27 @@ describe('QEMU VMs', () => {
     expect(existsSync(dir)).toBe(false);
   }, 180_000);
 
+  it('limits.memory moves the balloon live, never below limits.memory.guarantee', async () => {
+    const name = `${P}mem`;
+    cliOk(['launch', 'busybox', name, '--vm', '--memory', '256MiB', '-c', 'limits.memory.guarantee=128MiB']);
+    await pollUntil(() => cli(['exec', name, '--', 'true']).code === 0, 300, 100);
+    // With deflate-on-oom the guest counts ballooned pages as used: MemFree shows the balloon.
+    const memTotal = () => Number(/MemFree:\s+(\d+)/.exec(cliOk(['exec', name, '--', 'cat', '/proc/meminfo']))?.[1]) * 1024;
+    const before = memTotal();
+    expect(cliOk(['config', 'set', name, 'limits.memory=160MiB'])).toMatch(/Applied live: .*limits\.memory/);
+    const shrunk = await pollUntil(() => memTotal() <= before - 64 * 1024 ** 2, 100, 100);
+    expect(shrunk, `MemFree ${memTotal()} (was ${before})`).toBe(true);
+    // Below the guarantee is refused outright, and the guest keeps what it has.
+    const low = cli(['config', 'set', name, 'limits.memory=96MiB']);
+    expect(low.code).not.toBe(0);
+    expect(low.stderr).toMatch(/guarantee/);
+    expect(memTotal()).toBeGreaterThan(before - 112 * 1024 ** 2);
+    // Back up to the boot size, live as well.
+    expect(cliOk(['config', 'set', name, 'limits.memory=256MiB'])).toMatch(/Applied live: .*limits\.memory/);
+    expect(await pollUntil(() => memTotal() >= before - 16 * 1024 ** 2, 100, 100)).toBe(true);
+    cliOk(['delete', '--force', name]);
+  }, 180_000);
+
   it('refuses bad input before creating anything', () => {
     const cases: [string[], RegExp][] = [
       [['launch', 'busybox', `${P}x`, '--vm', '-c', 'limits.memory.swap=64MiB'], /qemu backend/],

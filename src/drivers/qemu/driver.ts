@@ -251,9 +251,11 @@ class QemuInstance implements InstanceHandle {
         live.push(...cpuKeys);
       }
       // The balloon moves guest RAM inside [guarantee, RAM at boot]; anything beyond waits for a restart.
-      if (keys.includes('limits.memory') && now.memoryMax !== undefined && now.memoryMax <= (was.memoryMax ?? DEFAULT_MEMORY_BYTES) && now.memoryGuarantee !== now.memoryMax) {
-        const floor = now.memoryGuarantee ?? 0;
-        await (await this.mon()).qmp.balloon(Math.max(floor, now.memoryMax));
+      const bootRam = (await this.bootMemory(st.pid)) ?? was.memoryMax ?? DEFAULT_MEMORY_BYTES;
+      const target = now.memoryMax ?? DEFAULT_MEMORY_BYTES;
+      const ballooned = was.memoryGuarantee === undefined || was.memoryGuarantee < (was.memoryMax ?? DEFAULT_MEMORY_BYTES);
+      if (keys.includes('limits.memory') && ballooned && target <= bootRam && now.memoryGuarantee !== now.memoryMax) {
+        await (await this.mon()).qmp.balloon(Math.max(now.memoryGuarantee ?? 0, target));
         live.push('limits.memory');
       }
     }
@@ -381,6 +383,14 @@ class QemuInstance implements InstanceHandle {
     if (rx !== undefined) out.rxBytes = Number(rx.trim());
     if (tx !== undefined) out.txBytes = Number(tx.trim());
     return out;
+  }
+
+  /** The RAM QEMU was started with (its -m argument), in bytes. */
+  private async bootMemory(pid: number | null): Promise<number | undefined> {
+    if (pid === null) return undefined;
+    const args = (await this.host.fs.readTextIfExists(`/proc/${pid}/cmdline`))?.split('\0') ?? [];
+    const m = /^(\d+)M$/.exec(args[args.indexOf('-m') + 1] ?? '');
+    return m ? Number(m[1]) * 1024 ** 2 : undefined;
   }
 
   private async livePid(): Promise<number | null> {
