@@ -710,6 +710,8 @@ export class Libvirt {
         const log = join(this.live.get(name)?.dir ?? '', 'console.log');
         throw new Error(`${String(e)}; console tail: ${JSON.stringify(existsSync(log) ? readFileSync(log, 'latin1').slice(-400) : '')}`);
       });
+      // Stopped for libvirt only once it has reaped QEMU and dropped the transient domain (until then `virsh create` refuses the name).
+      await until(`libvirt to drop domain ${name}`, async () => (await this.virsh(['domstate', name], true)).code !== 0, 30_000, 1);
     }
     return msSince(t0);
   }

@@ -3,12 +3,14 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, release, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { median, min, msSince } from './util.js';
+import { median, min, msSince, sleep } from './util.js';
 import { BENCH_BRIDGE, ensureBenchBridge, HangarVms, Libvirt, parseTemplate, RawQemu, removeBenchBridge, type VmTemplate } from './vm-subjects.js';
 
 const SECTION = '## VMs (bench/vms)';
 const STATE_DIR = '/var/lib/hangar-bench';
 const WORK_DIR = join(STATE_DIR, 'vms');
+/** Untimed pause between the marker and a graceful stop: the guest starts acpid in the background just before printing the marker, and a button press before acpid listens is lost. */
+const SETTLE_MS = 500;
 
 const METRICS = [
   ['start', 'start → marker on serial (Hangar: create+start via API; raw: spawn; libvirt: `virsh create`)'],
@@ -170,7 +172,7 @@ function render(rep: Report): string {
   L.push(`| start → marker faster than libvirt | libvirt ${ratio(vs.med, hs.med)} of Hangar (min ${ratio(vs.min, hs.min)}) | ${verdict(ok(vs.med, hs.med, (x) => x > 1))} |`);
   L.push('');
   L.push(
-    `Notes: raw QEMU runs the argv Hangar rendered (read once from \`/proc/<pid>/cmdline\` of a Hangar VM), with the instance directory, root overlay, tap, \`-name\`, MAC and the guest's hostname/address rewritten; its directory (${WORK_DIR}/raw), qcow2 overlay and tap on the bench bridge ${BENCH_BRIDGE} are made before the clock starts, so raw QEMU's start is spawn → marker while Hangar's includes its API round trips, instance record, overlay, tap and QMP connect. libvirtd (started by hand: private mount namespace with its own /run, /etc/libvirt (qemu.conf: user/group root, \`security_driver = "none"\`, \`stdio_handler = "file"\`), /var/{lib,cache,log}/libvirt under ${WORK_DIR}/libvirt, \`LIBVIRT_DRIVER_DIR\` holding only the QEMU driver) gets a transient domain with the same kernel, initrd, command line, memory, vCPUs, machine, CPU model, disk, virtio NIC (\`<interface type='bridge'>\` on ${BENCH_BRIDGE}, libvirt makes the tap), serial console (unix socket + log file), guest-agent channel, VGA/VNC, balloon, RNG and pvpanic${rep.libvirtArgc ? ` (its QEMU argv has ${rep.libvirtArgc} elements vs Hangar's ${t?.argv.length ?? '?'})` : ''}; \`virsh create\` is timed from its spawn. Graceful stops press the ACPI button (Hangar: API stop; raw: QMP \`system_powerdown\` on a connection opened before the clock; libvirt: \`virsh shutdown --mode acpi\`) and end when the QEMU process is gone (polled every ~1 ms; Hangar: when its operation finishes); the guest's acpid runs \`poweroff\`, whose rcK gives processes up to 0.5 s. Forced: Hangar \`stop --force\` (QMP \`quit\`, then signals), raw QMP \`quit\` → exit, \`virsh destroy\`. Each subject boots once untimed before the rounds (warm-up; Hangar's warm-up VM is the one whose argv is copied).`,
+    `Notes: raw QEMU runs the argv Hangar rendered (read once from \`/proc/<pid>/cmdline\` of a Hangar VM), with the instance directory, root overlay, tap, \`-name\`, MAC and the guest's hostname/address rewritten; its directory (${WORK_DIR}/raw), qcow2 overlay and tap on the bench bridge ${BENCH_BRIDGE} are made before the clock starts, so raw QEMU's start is spawn → marker while Hangar's includes its API round trips, instance record, overlay, tap and QMP connect. libvirtd (started by hand: private mount namespace with its own /run, /etc/libvirt (qemu.conf: user/group root, \`security_driver = "none"\`, \`stdio_handler = "file"\`), /var/{lib,cache,log}/libvirt under ${WORK_DIR}/libvirt, \`LIBVIRT_DRIVER_DIR\` holding only the QEMU driver) gets a transient domain with the same kernel, initrd, command line, memory, vCPUs, machine, CPU model, disk, virtio NIC (\`<interface type='bridge'>\` on ${BENCH_BRIDGE}, libvirt makes the tap), serial console (unix socket + log file), guest-agent channel, VGA/VNC, balloon, RNG and pvpanic${rep.libvirtArgc ? ` (its QEMU argv has ${rep.libvirtArgc} elements vs Hangar's ${t?.argv.length ?? '?'})` : ''}; \`virsh create\` is timed from its spawn. Graceful stops press the ACPI button (Hangar: API stop; raw: QMP \`system_powerdown\` on a connection opened before the clock; libvirt: \`virsh shutdown --mode acpi\`) and end when the QEMU process is gone (polled every ~1 ms; Hangar: when its operation finishes); the guest's acpid runs \`poweroff\`, whose rcK gives processes up to 0.5 s; graceful stops start ${SETTLE_MS} ms after the marker (untimed), because the guest starts acpid in the background just before printing the marker and an earlier button press is lost; libvirt's graceful stop ends when \`virsh domstate\` no longer finds the transient domain (polled, one virsh spawn per try). Forced: Hangar \`stop --force\` (QMP \`quit\`, then signals), raw QMP \`quit\` → exit, \`virsh destroy\`. Each subject boots once untimed before the rounds (warm-up; Hangar's warm-up VM is the one whose argv is copied).`,
   );
   L.push('');
   return L.join('\n');
@@ -284,6 +286,7 @@ async function main(): Promise<number> {
         run: async (r) => {
           const n = `hbnvm-r${r}`;
           await timed(rep.samples, 'hangar', 'start', () => hangar.launch(n));
+          await sleep(SETTLE_MS);
           await timed(rep.samples, 'hangar', 'stopGraceful', () => hangar.stop(n, false));
           await timed(rep.samples, 'hangar', 'restart', () => hangar.start(n));
           await timed(rep.samples, 'hangar', 'stopForce', () => hangar.stop(n, true));
@@ -302,6 +305,7 @@ async function main(): Promise<number> {
           const q = await rq.qmpLatency(n, args.qmpSamples);
           rep.qmp.client.push(...q.client);
           rep.qmp.bare.push(...q.bare);
+          await sleep(SETTLE_MS);
           await timed(rep.samples, 'raw', 'stopGraceful', () => rq.stop(n, false));
           await timed(rep.samples, 'raw', 'restart', () => rq.boot(n));
           await timed(rep.samples, 'raw', 'stopForce', () => rq.stop(n, true));
@@ -317,6 +321,7 @@ async function main(): Promise<number> {
           const n = `hbvlv-r${r}`;
           lv.prepare(n, r);
           await timed(rep.samples, 'libvirt', 'start', () => lv.boot(n));
+          await sleep(SETTLE_MS);
           await timed(rep.samples, 'libvirt', 'stopGraceful', () => lv.stop(n, false));
           await timed(rep.samples, 'libvirt', 'restart', () => lv.boot(n));
           await timed(rep.samples, 'libvirt', 'stopForce', () => lv.stop(n, true));

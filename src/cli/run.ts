@@ -184,6 +184,28 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
     .argument('<key...>')
     .action(act(async (name: string, keys: string[]) => (await import('./commands/config.js')).configUnsetCommand(ctx, name, keys)));
 
+  const device = config.command('device').description('extra devices (disk) of an instance');
+  device
+    .command('add')
+    .description('add a device, e.g. `config device add vm1 data disk size=10GiB` (pending until restart on a running VM)')
+    .argument('<name>')
+    .argument('<device>')
+    .argument('<type>')
+    .argument('[key=value...]')
+    .action(act(async (name: string, dev: string, type: string, props: string[]) => (await import('./commands/config.js')).deviceAddCommand(ctx, name, dev, type, props ?? [])));
+  device
+    .command('remove')
+    .description('remove a device (its disk file is kept)')
+    .argument('<name>')
+    .argument('<device>')
+    .action(act(async (name: string, dev: string) => (await import('./commands/config.js')).deviceRemoveCommand(ctx, name, dev)));
+  device
+    .command('list')
+    .description('list devices')
+    .argument('<name>')
+    .addOption(formatOption())
+    .action(act(async (name: string, o: { format: Format }) => (await import('./commands/config.js')).deviceListCommand(ctx, name, o.format)));
+
   const snapshot = program.command('snapshot').description('instance snapshots');
   snapshot
     .command('create')

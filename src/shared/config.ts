@@ -75,15 +75,41 @@ export function parseConfigPairs(pairs: readonly string[]): InstanceConfig {
   return out;
 }
 
+const DEVICE_KEY = /^devices\.([a-z0-9][a-z0-9-]{0,19})\.(type|size)$/;
+
+/** Extra devices declared in a config (devices.<name>.type=disk, devices.<name>.size=10GiB). */
+export function devicesOf(config: InstanceConfig): { name: string; type: 'disk'; sizeBytes: number }[] {
+  const names = new Set<string>();
+  for (const key of Object.keys(config)) {
+    const m = DEVICE_KEY.exec(key);
+    if (m) names.add(m[1]!);
+  }
+  return [...names].sort().map((name) => {
+    const type = config[`devices.${name}.type`];
+    const size = config[`devices.${name}.size`];
+    if (type !== 'disk') throw new AppError('INVALID_CONFIG', `Device "${name}": devices.${name}.type must be "disk"`);
+    if (!size) throw new AppError('INVALID_CONFIG', `Device "${name}": devices.${name}.size is required`);
+    return { name, type: 'disk' as const, sizeBytes: parseSize(size, `devices.${name}.size`) };
+  });
+}
+
 /** Validates and normalises a config map: unknown keys and bad values are refused; cross-key rules are checked. */
 export function validateConfig(config: InstanceConfig): InstanceConfig {
   const out: InstanceConfig = {};
   for (const [key, value] of Object.entries(config)) {
     if (isUserKey(key)) { out[key] = value; continue; }
+    const dev = DEVICE_KEY.exec(key);
+    if (dev) {
+      if (dev[2] === 'type' && value !== 'disk') throw new AppError('INVALID_CONFIG', `Invalid value ${JSON.stringify(value)} for ${key}: the only device type is "disk"`);
+      if (dev[2] === 'size') parseSize(value, key);
+      out[key] = value;
+      continue;
+    }
     const spec = CONFIG_KEYS[key];
     if (!spec) throw new AppError('INVALID_CONFIG', `Unknown config key "${key}"`, { details: { known: Object.keys(CONFIG_KEYS) } });
     out[key] = spec.check(String(value), key);
   }
+  devicesOf(out);
   const r = resourcesOf(out);
   if (r.memoryGuarantee !== undefined && r.memoryMax !== undefined && r.memoryGuarantee > r.memoryMax) {
     throw new AppError('INVALID_CONFIG', `limits.memory.guarantee (${out['limits.memory.guarantee']}) must not exceed limits.memory (${out['limits.memory']})`);

@@ -270,6 +270,24 @@ describe('QEMU VMs', () => {
     cliOk(['delete', '--force', name]);
   }, 180_000);
 
+  it('config device add attaches an extra qcow2 disk (pending until restart on a running VM), seen by the guest with its name as serial', async () => {
+    const name = `${P}dsk`;
+    cliOk(['launch', 'busybox', name, '--vm']);
+    const out = cliOk(['config', 'device', 'add', name, 'data2', 'disk', 'size=32MiB']);
+    expect(out).toMatch(/Pending until restart: .*devices\.data2/);
+    const list = JSON.parse(cliOk(['config', 'device', 'list', name, '--format', 'json'])) as { name: string; size: string; pending: string }[];
+    expect(list).toEqual([{ name: 'data2', type: 'disk', size: '32MiB', pending: 'yes' }]);
+    cliOk(['restart', name]);
+    await pollUntil(() => cli(['exec', name, '--', 'true']).code === 0, 300, 100);
+    // vda is the root disk; the extra one carries its device name as virtio serial.
+    const serials = cliOk(['exec', name, '--', 'sh', '-c', 'for d in /sys/block/vd*; do echo "$(cat $d/serial 2>/dev/null) $(cat $d/size)"; done']);
+    expect(serials).toContain(`data2 ${(32 * 1024 ** 2) / 512}`);
+    const bad = cli(['config', 'device', 'add', name, 'data3', 'floppy', 'size=1MiB']);
+    expect(bad.code).not.toBe(0);
+    expect(existsSync(join(settings.poolDir, 'instances', name, 'disk-data2.qcow2'))).toBe(true);
+    cliOk(['delete', '--force', name]);
+  }, 180_000);
+
   it('refuses bad input before creating anything', () => {
     const cases: [string[], RegExp][] = [
       [['launch', 'busybox', `${P}x`, '--vm', '-c', 'limits.memory.swap=64MiB'], /qemu backend/],

@@ -81,3 +81,38 @@ export async function snapshotDeleteCommand(ctx: Ctx, name: string, snap: string
   await ctx.client.runOperation(() => ctx.client.deleteSnapshot(name, snap));
   ctx.out(`Deleted snapshot ${snap} of ${name}`);
 }
+
+/** `hangar config device add NAME DEV disk size=SIZE`. */
+export async function deviceAddCommand(ctx: Ctx, name: string, dev: string, type: string, props: string[]): Promise<void> {
+  assertName(name);
+  assertName(dev, 'device');
+  if (type !== 'disk') throw new AppError('INVALID_ARGUMENT', `Unknown device type ${JSON.stringify(type)}: the only type is "disk"`);
+  const given = parseConfigPairs(props);
+  const unknown = Object.keys(given).filter((k) => k !== 'size');
+  if (unknown.length) throw new AppError('INVALID_CONFIG', `Unknown disk device option(s): ${unknown.join(', ')} (known: size)`);
+  if (!given.size) throw new AppError('INVALID_CONFIG', 'A disk device needs size=SIZE, e.g. size=10GiB');
+  const set = validateConfig({ [`devices.${dev}.type`]: 'disk', [`devices.${dev}.size`]: given.size });
+  ctx.out(describeChange(name, await ctx.client.patchConfig(name, { set })));
+}
+
+/** `hangar config device remove NAME DEV`. */
+export async function deviceRemoveCommand(ctx: Ctx, name: string, dev: string): Promise<void> {
+  assertName(name);
+  assertName(dev, 'device');
+  ctx.out(describeChange(name, await ctx.client.patchConfig(name, { unset: [`devices.${dev}.type`, `devices.${dev}.size`] })));
+}
+
+/** `hangar config device list NAME [--format]`. */
+export async function deviceListCommand(ctx: Ctx, name: string, format: Format): Promise<void> {
+  assertName(name);
+  const inst = await ctx.client.getInstance(name);
+  const merged = { ...inst.config, ...inst.pendingConfig };
+  const devs = Object.keys(merged).filter((k) => /^devices\.[^.]+\.type$/.test(k)).map((k) => k.split('.')[1]!).sort();
+  const rows = devs.map((d) => ({ name: d, type: merged[`devices.${d}.type`] ?? '', size: merged[`devices.${d}.size`] ?? '', pending: inst.config[`devices.${d}.type`] === undefined ? 'yes' : 'no' }));
+  ctx.out(await renderList(rows, format, [
+    { header: 'NAME', value: (r) => r.name },
+    { header: 'TYPE', value: (r) => r.type },
+    { header: 'SIZE', value: (r) => r.size },
+    { header: 'PENDING', value: (r) => r.pending },
+  ]));
+}

@@ -113,6 +113,12 @@ fi
 # The ACPI power button (button + evdev) reaches acpid as an input event; its handler powers off.
 if [ -e /dev/input/event0 ]; then
   setsid acpid -f -c /etc/acpi </dev/null >/dev/null 2>&1 &
+  ACPID=$!
+  # Ready only once acpid holds the input device open: a power-button press before that would be lost.
+  i=0
+  while [ $i -lt 100 ] && ! ls -l /proc/$ACPID/fd 2>/dev/null | grep -q /dev/input/event; do
+    i=$((i + 1)); usleep 20000
+  done
 fi
 
 echo "${VM_READY_MARKER} $HN" > /dev/console

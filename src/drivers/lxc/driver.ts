@@ -430,6 +430,7 @@ function validateLxc(config: InstanceConfig, facts: HostFacts): string[] {
       problems.push('limits.memory.swap needs limits.memory on the lxc backend with cgroup v1 (memory.memsw.limit_in_bytes limits memory plus swap)');
     }
   }
+  if (Object.keys(config).some((k) => k.startsWith('devices.'))) problems.push('extra devices (devices.*) are not supported by the lxc backend yet');
   for (const key of ['limits.disk.read', 'limits.disk.write']) {
     if (config[key] !== undefined) problems.push(`${key} is not supported by the lxc backend (disk throttling applies to VMs)`);
   }

@@ -2,7 +2,7 @@
 import { posix } from 'node:path';
 import { PassThrough, type Duplex } from 'node:stream';
 import { AppError } from '../../shared/errors.js';
-import { resourcesOf, type InstanceConfig } from '../../shared/config.js';
+import { devicesOf, resourcesOf, type InstanceConfig } from '../../shared/config.js';
 import type { Usage } from '../../shared/schemas.js';
 import type { Host, HostProcess } from '../../core/host/host.js';
 import type { ConfigApplyResult, Driver, DriverContext, ExecSpec, HostFacts, InstanceHandle, InstanceRecord, ObservedState, StopOptions } from '../driver.js';
@@ -11,10 +11,11 @@ import { QgaClient, withCwd } from './qga.js';
 import { probeQemu } from './probe.js';
 import { cpuControllerRoot, placeVm, removeVmCgroup, vmCgroupDir, vmCpuCgroupWrites, writeLimits } from './cgroup.js';
 import { qemuErrorText } from './parse.js';
-import { DEFAULT_MEMORY_BYTES, QEMU_NODES, qemuPaths, renderQemuArgv, type QemuBoot } from './render-argv.js';
+import { DEFAULT_MEMORY_BYTES, QEMU_NODES, qemuPaths, renderQemuArgv, type QemuBoot, type QemuDisk } from './render-argv.js';
 
 const QMP_CONNECT_MS = 5_000;
 const QUIT_WAIT_MS = 5_000;
+const POWERDOWN_REPEAT_MS = 3_000;
 const POLL_MS = 50;
 const AGENT_READY_MS = 30_000;
 const GUEST_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -149,7 +150,8 @@ class QemuInstance implements InstanceHandle {
       await this.host.exec(['ip', 'link', 'set', 'dev', this.tap, 'master', this.record.nic.bridge, 'up']);
       for (const p of [this.paths.pid, this.paths.qmp, this.paths.console, this.paths.qga, this.paths.vnc]) await this.host.fs.rm(p, { force: true });
       const resume = (await this.host.fs.stat(this.stateFile)) !== undefined;
-      const argv = renderQemuArgv({ record: this.record, facts: { version: facts.version, accel: facts.accel }, boot: bootOf(this.record), rootDisk: this.rootDisk, ...(resume ? { incoming: true } : {}) });
+      const extraDisks = await this.prepareDisks();
+      const argv = renderQemuArgv({ record: this.record, facts: { version: facts.version, accel: facts.accel }, boot: bootOf(this.record), rootDisk: this.rootDisk, extraDisks, ...(resume ? { incoming: true } : {}) });
       // -daemonize: QEMU reports start-up errors on stderr, then detaches into its own session and outlives hangard.
       const res = await this.host.exec(argv, { allowFailure: true, timeoutMs: 60_000 });
       if (res.code !== 0) {
@@ -196,9 +198,15 @@ class QemuInstance implements InstanceHandle {
     } else {
       const m = await this.mon();
       if (m.paused) await m.qmp.cont();
-      // ACPI power button: the guest shuts itself down; QEMU then exits.
-      await m.qmp.systemPowerdown();
-      if (!(await this.waitExit(st.pid, opts.timeoutMs))) {
+      // ACPI power button: the guest shuts itself down; QEMU then exits. Pressed again every few seconds: a guest
+      // still booting (its ACPI daemon not yet listening) would otherwise miss the only press it gets.
+      const deadline = Date.now() + opts.timeoutMs;
+      let exited = false;
+      while (!exited && Date.now() < deadline) {
+        await m.qmp.systemPowerdown().catch(() => undefined);
+        exited = await this.waitExit(st.pid, Math.min(POWERDOWN_REPEAT_MS, Math.max(0, deadline - Date.now())));
+      }
+      if (!exited) {
         throw new AppError('TIMEOUT', `Failed to stop instance "${name}" within ${Math.round(opts.timeoutMs / 1000)} s`, { cause: new Error('the guest did not power off after the ACPI power button was pressed') });
       }
     }
@@ -382,6 +390,24 @@ class QemuInstance implements InstanceHandle {
     // The host side of the tap sends what the guest receives.
     if (rx !== undefined) out.rxBytes = Number(rx.trim());
     if (tx !== undefined) out.txBytes = Number(tx.trim());
+    return out;
+  }
+
+  /** Creates or grows the qcow2 file of every disk device (devices.<name>.*); the guest sees each with its name as serial. */
+  private async prepareDisks(): Promise<QemuDisk[]> {
+    const out: QemuDisk[] = [];
+    for (const dev of devicesOf(this.record.config)) {
+      const path = posix.join(this.record.rootPath, `disk-${dev.name}.qcow2`);
+      if (!(await this.host.fs.stat(path))) {
+        await this.host.exec(['qemu-img', 'create', '-q', '-f', 'qcow2', path, String(dev.sizeBytes)]);
+      } else {
+        const info = JSON.parse((await this.host.exec(['qemu-img', 'info', '--output=json', '-U', path])).stdout) as { 'virtual-size'?: number };
+        const current = Number(info['virtual-size'] ?? 0);
+        if (dev.sizeBytes < current) throw new AppError('INVALID_SIZE', `Disk "${dev.name}" of instance "${this.record.name}" cannot shrink from ${current} to ${dev.sizeBytes} bytes`);
+        if (dev.sizeBytes > current) await this.host.exec(['qemu-img', 'resize', '-q', path, String(dev.sizeBytes)]);
+      }
+      out.push({ path, format: 'qcow2', serial: dev.name });
+    }
     return out;
   }
 

@@ -1,0 +1,288 @@
+// Debian VM image builder: debootstrap (systemd, cloud kernel, cloud-init, qemu-ga) cached as a tarball, then an ext4 qcow2 root disk made without loop mounts.
+import { createHash } from 'node:crypto';
+import { posix } from 'node:path';
+import type { Readable } from 'node:stream';
+import { AppError } from '../../shared/errors.js';
+import type { Host } from '../host/host.js';
+import { parseDebootstrapLine, renderSourcesList, validateDebianOptions } from './debian.js';
+import { extractVmlinux } from './debian-kernel.js';
+import { mountPointsUnder } from './shift.js';
+
+/** Options for buildDebianVmImage. */
+export interface DebianVmOptions {
+  /** Debian suite codename (default bookworm). */
+  release: string;
+  /** Debian mirror URL, e.g. http://deb.debian.org/debian. */
+  mirror: string;
+  /** Directory holding cached VM trees (created if missing); a cached build takes seconds. */
+  cacheDir: string;
+  onProgress?: (msg: string) => void;
+  /** Virtual size of the root disk in bytes (default 2 GiB; the raw file is sparse, the qcow2 holds only data). */
+  diskSize?: number;
+  /** Ignore (and replace) an existing cached tree. */
+  refresh?: boolean;
+}
+
+/** Packages added to debootstrap's minbase variant for a VM guest (no SSH server: access is through the guest agent and the console). */
+export const DEBIAN_VM_INCLUDES = [
+  'systemd-sysv', 'udev', 'dbus', 'systemd-resolved', 'linux-image-cloud-amd64', 'initramfs-tools', 'e2fsprogs',
+  'qemu-guest-agent', 'cloud-init', 'iproute2', 'iputils-ping', 'procps', 'sudo',
+] as const;
+
+/** Modules the initramfs loads to find the root disk (MODULES=list keeps it small); ones built into the kernel are skipped by mkinitramfs. */
+export const DEBIAN_VM_INITRAMFS_MODULES = ['virtio_pci', 'virtio_blk', 'virtio_scsi', 'sd_mod', 'crc32c_generic', 'ext4'] as const;
+
+/** Units enabled in the cached tree: networkd applies cloud-init's (or the fallback DHCP) network config, resolved serves DNS. */
+export const DEBIAN_VM_ENABLED_UNITS = ['systemd-networkd.service', 'systemd-resolved.service'] as const;
+
+/** File-system label of the root disk (the kernel command line finds it by label). */
+export const DEBIAN_VM_ROOT_LABEL = 'hangar-root';
+
+/** Kernel command line; the driver appends hangar.* settings, which this image ignores (cloud-init configures the guest). */
+export const DEBIAN_VM_CMDLINE = `root=LABEL=${DEBIAN_VM_ROOT_LABEL} rw console=ttyS0 quiet cryptomgr.notests mitigations=off no_timer_check`;
+
+/** Name of the virtio-serial port qemu-guest-agent listens on (its udev rule starts it when the port appears). */
+export const DEBIAN_VM_AGENT_PORT = 'org.qemu.guest_agent.0';
+
+const DEFAULT_DISK_SIZE = 2 * 1024 ** 3;
+
+/** cloud-init settings of the image: NoCloud only, networkd renderer, nothing that needs missing packages or the network. */
+export const DEBIAN_VM_CLOUD_CFG = `# Hangar: VMs get a NoCloud seed (volume label cidata); None keeps the boot going without one.
+datasource_list: [ NoCloud, None ]
+system_info:
+  network:
+    renderers: [ networkd ]
+# No locales package and no SSH server in the image.
+locale: false
+ssh_genkeytypes: []
+ssh_deletekeys: false
+preserve_hostname: false
+`;
+
+// Fallback when cloud-init writes no network config: DHCP on every wired interface (dnsmasq on the bridge reserves the VM's MAC).
+const FALLBACK_NETWORK = `# Hangar fallback: DHCP on every ethernet interface; cloud-init's files in /run/systemd/network take precedence.
+[Match]
+Name=en* eth*
+
+[Network]
+DHCP=yes
+`;
+
+// Any configured interface is enough; without this a VM with a second, unplugged NIC would wait two minutes.
+const WAIT_ONLINE_DROPIN = `[Service]
+ExecStart=
+ExecStart=/lib/systemd/systemd-networkd-wait-online --any --timeout=30
+`;
+
+/** Name of the cached tree tarball for a release and architecture (packages, initramfs modules and enabled units are part of the key). */
+export function debianVmCacheName(release: string, arch: string): string {
+  const key = createHash('sha256').update([DEBIAN_VM_INCLUDES.join(','), DEBIAN_VM_INITRAMFS_MODULES.join(','), DEBIAN_VM_ENABLED_UNITS.join(',')].join(';')).digest('hex').slice(0, 8);
+  return `debian-vm-${release}-${arch}-${key}.tar.zst`;
+}
+
+/** Builds the Debian VM image into destDir (created if missing): vmlinux or vmlinuz, initrd.img and disk.qcow2; returns the image properties. */
+export async function buildDebianVmImage(host: Host, destDir: string, opts: DebianVmOptions): Promise<{ props: Record<string, string>; description: string }> {
+  const release = opts.release || 'bookworm';
+  validateDebianOptions(release, opts.mirror);
+  const progress = opts.onProgress ?? (() => undefined);
+  const diskSize = opts.diskSize ?? DEFAULT_DISK_SIZE;
+  if (!Number.isInteger(diskSize) || diskSize < 512 * 1024 ** 2) {
+    throw new AppError('INVALID_ARGUMENT', `Invalid root disk size ${diskSize} for the Debian VM image: expected at least 512 MiB`);
+  }
+  const arch = (await host.exec(['dpkg', '--print-architecture'])).stdout.trim();
+  if (arch !== 'amd64') throw new AppError('UNSUPPORTED', `The Debian VM image needs an amd64 host (this one is ${arch})`);
+
+  await host.fs.mkdir(destDir, { recursive: true, mode: 0o755 });
+  await host.fs.mkdir(opts.cacheDir, { recursive: true });
+  const cacheFile = posix.join(opts.cacheDir, debianVmCacheName(release, arch));
+  const work = posix.join(destDir, `.build-${process.pid}-${Math.random().toString(36).slice(2, 8)}`);
+  const tree = posix.join(work, 'tree');
+  try {
+    await host.fs.mkdir(tree, { recursive: true, mode: 0o755 });
+    if (!opts.refresh && (await host.fs.stat(cacheFile))?.isFile === true) {
+      progress(`Unpacking the cached Debian ${release} VM tree`);
+      try {
+        await host.exec(['tar', '-x', '--zstd', '--numeric-owner', '-p', '--xattrs', '--xattrs-include=*', '-C', tree, '-f', cacheFile], { timeoutMs: 600_000 });
+      } catch (e) {
+        throw new AppError('HOST_FAILED', `Failed to unpack the cached Debian ${release} VM tree ${cacheFile}`, { cause: e });
+      }
+    } else {
+      await buildBaseTree(host, tree, release, opts.mirror, progress);
+      progress(`Saving the Debian ${release} VM tree to the cache`);
+      const tmp = `${cacheFile}.${process.pid}-${Math.random().toString(36).slice(2, 8)}.tmp`;
+      try {
+        await host.exec(['tar', '-c', '--zstd', '--numeric-owner', '--xattrs', '--xattrs-include=*', '-C', tree, '-f', tmp, '.'], { timeoutMs: 600_000 });
+        await host.fs.rename(tmp, cacheFile);
+      } catch (e) {
+        await host.fs.rm(tmp, { force: true });
+        throw new AppError('HOST_FAILED', `Failed to save the Debian ${release} VM tree to the cache ${cacheFile}`, { cause: e });
+      }
+    }
+
+    progress('Configuring the guest');
+    await configureTree(host, tree, release, opts.mirror);
+    const kernelVersion = await installedKernel(host, tree);
+
+    progress('Copying the kernel and initramfs');
+    const vmlinuz = posix.join(tree, 'boot', `vmlinuz-${kernelVersion}`);
+    const initrd = posix.join(tree, 'boot', `initrd.img-${kernelVersion}`);
+    if (!(await host.fs.stat(initrd))?.isFile) throw new AppError('BACKEND_FAILED', `The Debian ${release} VM tree has no initramfs for kernel ${kernelVersion}`);
+    // The ELF vmlinux boots through QEMU's PVH entry, skipping real-mode setup and in-guest decompression (faster under TCG).
+    let kernelFile = 'vmlinux';
+    const pvh = await extractVmlinux(host, vmlinuz, posix.join(work, 'vmlinux')).then((r) => r.pvh).catch(() => false);
+    if (!pvh) {
+      kernelFile = 'vmlinuz';
+      await host.exec(['cp', vmlinuz, posix.join(work, 'vmlinuz')]);
+    }
+    await host.exec(['cp', initrd, posix.join(work, 'initrd.img')]);
+
+    progress(`Creating the ${Math.round(diskSize / 1024 ** 2)} MiB root disk`);
+    const raw = posix.join(work, 'disk.raw');
+    // Inode tables and journal are zeroed here, not lazily by the guest, so overlays stay small after the first boot.
+    const mkfs = await host.exec(['mkfs.ext4', '-q', '-F', '-L', DEBIAN_VM_ROOT_LABEL, '-E', 'lazy_itable_init=0,lazy_journal_init=0,root_owner=0:0', '-d', tree, raw, `${Math.floor(diskSize / 1024)}k`], { allowFailure: true, timeoutMs: 900_000 });
+    if (mkfs.code !== 0) {
+      throw new AppError('HOST_FAILED', `Failed to create the Debian ${release} VM root file system (${Math.round(diskSize / 1024 ** 2)} MiB)`, { cause: new Error(mkfs.stderr.trim() || `mkfs.ext4 exited with code ${mkfs.code}`) });
+    }
+    await host.exec(['qemu-img', 'convert', '-q', '-f', 'raw', '-O', 'qcow2', raw, posix.join(work, 'disk.qcow2')], { timeoutMs: 900_000 });
+    await host.fs.rm(raw, { force: true });
+
+    for (const name of [kernelFile, 'initrd.img', 'disk.qcow2']) await host.fs.rename(posix.join(work, name), posix.join(destDir, name));
+    const agentVersion = await packageVersion(host, tree, 'qemu-guest-agent');
+    const cloudInitVersion = await packageVersion(host, tree, 'cloud-init');
+    return {
+      props: {
+        kernel: kernelFile,
+        initrd: 'initrd.img',
+        disk: 'disk.qcow2',
+        cmdline: DEBIAN_VM_CMDLINE,
+        boot: 'kernel',
+        cpu: 'qemu64',
+        cloudInit: 'nocloud',
+        guestAgent: 'qemu-ga',
+        guestAgentPort: DEBIAN_VM_AGENT_PORT,
+        powerdown: 'acpi',
+        os: 'debian',
+        release,
+        architecture: arch,
+        kernelVersion,
+        ...(agentVersion ? { guestAgentVersion: agentVersion } : {}),
+        ...(cloudInitVersion ? { cloudInitVersion } : {}),
+      },
+      description: `Debian ${release} ${arch} VM (systemd, kernel ${kernelVersion}, cloud-init ${cloudInitVersion ?? '?'}, qemu-guest-agent ${agentVersion ?? '?'})`,
+    };
+  } finally {
+    await unmountUnder(host, work);
+    await host.fs.rm(work, { recursive: true, force: true });
+  }
+}
+
+// debootstrap, then a small initramfs that finds the root disk, enabled units and no build leftovers: what the cache holds.
+async function buildBaseTree(host: Host, tree: string, release: string, mirror: string, progress: (msg: string) => void): Promise<void> {
+  await runDebootstrap(host, tree, release, mirror, progress);
+  progress('Building the initramfs');
+  await writeInRoot(host, tree, 'etc/initramfs-tools/conf.d/hangar.conf', '# Hangar: only the modules listed in ../modules (virtio disk, ext4), not "most".\nMODULES=list\n');
+  await writeInRoot(host, tree, 'etc/initramfs-tools/modules', `# Hangar: the VM's root disk.\n${DEBIAN_VM_INITRAMFS_MODULES.join('\n')}\n`);
+  const kernelVersion = await installedKernel(host, tree);
+  for (const name of await host.fs.readdir(posix.join(tree, 'boot'))) {
+    if (name.startsWith('initrd.img-')) await host.fs.rm(posix.join(tree, 'boot', name), { force: true });
+  }
+  await chroot(host, tree, ['update-initramfs', '-c', '-k', kernelVersion], `build the initramfs for ${kernelVersion}`);
+  await chroot(host, tree, ['systemctl', 'enable', ...DEBIAN_VM_ENABLED_UNITS], 'enable the network units');
+  await unmountUnder(host, tree);
+  for (const dir of ['var/cache/apt/archives', 'var/lib/apt/lists']) {
+    for (const n of await host.fs.readdir(posix.join(tree, dir)).catch(() => [] as string[])) {
+      if (n.endsWith('.deb') || (dir === 'var/lib/apt/lists' && n !== 'partial' && n !== 'lock')) await host.fs.rm(posix.join(tree, dir, n), { force: true });
+    }
+  }
+  await host.fs.rm(posix.join(tree, 'debootstrap'), { recursive: true, force: true });
+}
+
+async function runDebootstrap(host: Host, tree: string, release: string, mirror: string, progress: (msg: string) => void): Promise<void> {
+  const argv = ['debootstrap', '--variant=minbase', `--include=${DEBIAN_VM_INCLUDES.join(',')}`, '--components=main', release, tree, mirror];
+  progress(`Running debootstrap for the Debian ${release} VM (several minutes)`);
+  const proc = host.spawn(argv, { env: { DEBIAN_FRONTEND: 'noninteractive', LC_ALL: 'C' } });
+  proc.stdin?.end();
+  const tail: string[] = [];
+  const onLine = (line: string) => {
+    tail.push(line);
+    if (tail.length > 20) tail.shift();
+    const msg = parseDebootstrapLine(line);
+    if (msg !== undefined) progress(msg);
+  };
+  const [exit] = await Promise.all([proc.wait(), readLines(proc.stdout, onLine), readLines(proc.stderr, onLine)]);
+  // debootstrap unmounts what it mounted, but a killed run may not; never leave host mounts inside an image.
+  await unmountUnder(host, tree);
+  if (exit.code !== 0) {
+    throw new AppError('HOST_FAILED', `debootstrap of the Debian ${release} VM from ${mirror} failed (${exit.signal ?? `exit code ${exit.code}`})`, {
+      cause: new Error(tail.join('\n').trim() || 'no output'),
+    });
+  }
+}
+
+// Runs a command inside the tree; the build needs no /proc or /dev from the host.
+async function chroot(host: Host, tree: string, argv: string[], what: string): Promise<void> {
+  const res = await host.exec(['chroot', tree, ...argv], { allowFailure: true, timeoutMs: 600_000, env: { DEBIAN_FRONTEND: 'noninteractive', LC_ALL: 'C', PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } });
+  if (res.code !== 0) throw new AppError('HOST_FAILED', `Failed to ${what} in the Debian VM tree`, { cause: new Error((res.stderr || res.stdout).trim() || `exit code ${res.code}`) });
+}
+
+// The per-build files, cheap to apply after every unpack so they can change without a new debootstrap.
+async function configureTree(host: Host, tree: string, release: string, mirror: string): Promise<void> {
+  // An empty machine-id makes systemd generate a fresh one on first boot, so VMs from one image differ.
+  await writeInRoot(host, tree, 'etc/machine-id', '', 0o444);
+  await host.fs.rm(posix.join(tree, 'var/lib/dbus/machine-id'), { force: true });
+  await host.fs.rm(posix.join(tree, 'var/lib/systemd/random-seed'), { force: true });
+  // debootstrap copies the build host's hostname; cloud-init sets the real one from meta-data.
+  await writeInRoot(host, tree, 'etc/hostname', 'localhost\n');
+  await writeInRoot(host, tree, 'etc/hosts', '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n');
+  await writeInRoot(host, tree, 'etc/fstab', `LABEL=${DEBIAN_VM_ROOT_LABEL}\t/\text4\trw,errors=remount-ro\t0\t1\n`);
+  await writeInRoot(host, tree, 'etc/apt/sources.list', renderSourcesList(release, mirror));
+  await writeInRoot(host, tree, 'etc/cloud/cloud.cfg.d/90-hangar.cfg', DEBIAN_VM_CLOUD_CFG);
+  await writeInRoot(host, tree, 'etc/systemd/network/99-hangar-dhcp.network', FALLBACK_NETWORK);
+  await writeInRoot(host, tree, 'etc/systemd/system/systemd-networkd-wait-online.service.d/hangar.conf', WAIT_ONLINE_DROPIN);
+  // systemd-resolved's stub; debootstrap may have left the build host's resolv.conf.
+  await host.fs.rm(posix.join(tree, 'etc/resolv.conf'), { force: true });
+  await host.fs.symlink('../run/systemd/resolve/stub-resolv.conf', posix.join(tree, 'etc/resolv.conf'));
+  for (const need of ['sbin/init', 'usr/sbin/qemu-ga', 'usr/bin/cloud-init']) {
+    if (!(await host.fs.stat(posix.join(tree, need)))) throw new AppError('BACKEND_FAILED', `The Debian ${release} VM tree has no /${need}`);
+  }
+}
+
+async function installedKernel(host: Host, tree: string): Promise<string> {
+  const versions = (await host.fs.readdir(posix.join(tree, 'lib/modules')).catch(() => [] as string[])).filter((v) => v.endsWith('-cloud-amd64')).sort();
+  const v = versions.at(-1);
+  if (v === undefined) throw new AppError('BACKEND_FAILED', `The Debian VM tree ${tree} has no cloud kernel in /lib/modules`);
+  return v;
+}
+
+async function packageVersion(host: Host, tree: string, name: string): Promise<string | undefined> {
+  const res = await host.exec(['dpkg-query', `--admindir=${posix.join(tree, 'var/lib/dpkg')}`, '-W', '-f', '${Version}', name], { allowFailure: true });
+  return res.code === 0 && res.stdout.trim() ? res.stdout.trim() : undefined;
+}
+
+/** Writes a file inside the tree, replacing (never following) whatever is there. */
+async function writeInRoot(host: Host, root: string, rel: string, data: string, mode = 0o644): Promise<void> {
+  const path = posix.join(root, rel);
+  await host.fs.mkdir(posix.dirname(path), { recursive: true });
+  await host.fs.rm(path, { force: true });
+  await host.fs.writeAtomic(path, data, mode);
+}
+
+async function readLines(stream: Readable | null, onLine: (line: string) => void): Promise<void> {
+  if (!stream) return;
+  let buf = '';
+  stream.setEncoding('utf8');
+  for await (const chunk of stream as AsyncIterable<string>) {
+    buf += chunk;
+    let i: number;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      onLine(buf.slice(0, i));
+      buf = buf.slice(i + 1);
+    }
+  }
+  if (buf) onLine(buf);
+}
+
+async function unmountUnder(host: Host, dir: string): Promise<void> {
+  const mounts = await mountPointsUnder(host, dir).catch(() => [] as string[]);
+  for (const m of mounts.sort((a, b) => b.length - a.length)) await host.exec(['umount', '-l', m], { allowFailure: true });
+}
