@@ -55,6 +55,8 @@ export const CONFIG_KEYS: Record<string, KeySpec> = {
   'limits.disk': { description: 'root disk size', check: size },
   'limits.disk.read': { description: 'VM disk read limit per second: a size ("50MiB") or operations ("200iops")', check: ioLimit },
   'limits.disk.write': { description: 'VM disk write limit per second: a size ("50MiB") or operations ("200iops")', check: ioLimit },
+  'cloud-init.user-data': { description: 'cloud-init user-data for VMs whose image runs cloud-init (#cloud-config, a script, ...)', check: (v) => v },
+  'cloud-init.ssh-keys': { description: 'SSH public keys for the default user of a cloud-init VM, one per line', check: (v) => v },
   'security.privileged': { description: 'run the container without a user namespace', check: bool },
   'boot.autostart': { description: 'start the instance when hangard starts', check: bool },
 };

@@ -27,6 +27,8 @@ export interface DebianVmOptions {
 export const DEBIAN_VM_INCLUDES = [
   'systemd-sysv', 'udev', 'dbus', 'systemd-resolved', 'linux-image-cloud-amd64', 'initramfs-tools', 'e2fsprogs',
   'qemu-guest-agent', 'cloud-init', 'iproute2', 'iputils-ping', 'procps', 'sudo',
+  // debootstrap does not resolve virtual packages: python3-cryptography (for cloud-init) needs python3-cffi-backend-api-*.
+  'python3-cffi-backend',
 ] as const;
 
 /** Modules the initramfs loads to find the root disk (MODULES=list keeps it small); ones built into the kernel are skipped by mkinitramfs. */

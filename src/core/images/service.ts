@@ -13,6 +13,7 @@ import type { BtrfsPool } from '../storage/btrfs-pool.js';
 import { buildBusyboxRootfs } from './busybox.js';
 import { buildDebianRootfs } from './debian.js';
 import { buildBusyboxVmImage } from './busybox-vm.js';
+import { buildDebianVmImage } from './debian-vm.js';
 import { importRootfsTarball } from './tar-import.js';
 import { convertVmDisk, inspectVmDisk, verifyVmDisk, VM_DISK_FILE } from './disk-import.js';
 import { shiftIds } from './shift.js';
@@ -64,7 +65,7 @@ export class ImageService {
 
   /** Checks a build request before any work starts. */
   validateBuild(kind: string, opts: { release?: string; alias?: string; vm?: boolean }): { alias: string; release: string } {
-    if (opts.vm && kind !== 'busybox') throw new AppError('UNSUPPORTED', `Cannot build a ${kind} VM image yet: only busybox has a VM variant`);
+
     const type: InstanceType = opts.vm ? 'vm' : 'container';
     const release = opts.release ?? 'bookworm';
     if (kind === 'debian' && !KNOWN_RELEASES.includes(release)) {
@@ -79,9 +80,13 @@ export class ImageService {
   /** Builds a built-in image (busybox or debian). */
   async build(kind: 'busybox' | 'debian', opts: { release?: string; alias?: string; vm?: boolean }, progress: (msg: string) => void = () => undefined): Promise<Image> {
     const { alias, release } = this.validateBuild(kind, opts);
-    if (opts.vm) {
+    if (opts.vm && kind === 'busybox') {
       return this.createFrom(alias, 'vm', `busybox-static + Debian kernel from ${this.d.mirror}`, progress, (dir) =>
         buildBusyboxVmImage(this.d.host, dir, { cacheDir: this.d.cacheDir, onProgress: progress }));
+    }
+    if (opts.vm) {
+      return this.createFrom(alias, 'vm', `debootstrap ${release} from ${this.d.mirror} (kernel, qemu-guest-agent, cloud-init)`, progress, (dir) =>
+        buildDebianVmImage(this.d.host, dir, { release, mirror: this.d.mirror, cacheDir: this.d.cacheDir, onProgress: progress }));
     }
     const source = kind === 'debian' ? `debootstrap ${release} from ${this.d.mirror}` : 'busybox-static (local, no network)';
     return this.createFrom(alias, 'container', source, progress, async (dir) => {

@@ -431,6 +431,7 @@ function validateLxc(config: InstanceConfig, facts: HostFacts): string[] {
     }
   }
   if (Object.keys(config).some((k) => k.startsWith('devices.'))) problems.push('extra devices (devices.*) are not supported by the lxc backend yet');
+  if (Object.keys(config).some((k) => k.startsWith('cloud-init.'))) problems.push('cloud-init.* keys are not supported by the lxc backend (they configure VMs that run cloud-init)');
   for (const key of ['limits.disk.read', 'limits.disk.write']) {
     if (config[key] !== undefined) problems.push(`${key} is not supported by the lxc backend (disk throttling applies to VMs)`);
   }

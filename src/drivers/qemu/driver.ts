@@ -9,6 +9,7 @@ import type { ConfigApplyResult, Driver, DriverContext, ExecSpec, HostFacts, Ins
 import { QmpClient } from './qmp/client.js';
 import { QgaClient, withCwd } from './qga.js';
 import { probeQemu } from './probe.js';
+import { buildSeedIso, renderNoCloudSeed } from './cloud-init.js';
 import { cpuControllerRoot, placeVm, removeVmCgroup, vmCgroupDir, vmCpuCgroupWrites, writeLimits } from './cgroup.js';
 import { qemuErrorText } from './parse.js';
 import { DEFAULT_MEMORY_BYTES, QEMU_NODES, qemuPaths, renderQemuArgv, type QemuBoot, type QemuDisk } from './render-argv.js';
@@ -16,7 +17,8 @@ import { DEFAULT_MEMORY_BYTES, QEMU_NODES, qemuPaths, renderQemuArgv, type QemuB
 const QMP_CONNECT_MS = 5_000;
 const QUIT_WAIT_MS = 5_000;
 const POWERDOWN_REPEAT_MS = 3_000;
-const POLL_MS = 50;
+// QEMU exits within milliseconds of a quit: poll finely so a forced stop is not dominated by the wait.
+const POLL_MS = 5;
 const AGENT_READY_MS = 30_000;
 const GUEST_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 /** Root disk of a VM inside its instance volume. */
@@ -151,6 +153,8 @@ class QemuInstance implements InstanceHandle {
       for (const p of [this.paths.pid, this.paths.qmp, this.paths.console, this.paths.qga, this.paths.vnc]) await this.host.fs.rm(p, { force: true });
       const resume = (await this.host.fs.stat(this.stateFile)) !== undefined;
       const extraDisks = await this.prepareDisks();
+      const seed = await this.cloudInitSeed();
+      if (seed) extraDisks.push(seed);
       const argv = renderQemuArgv({ record: this.record, facts: { version: facts.version, accel: facts.accel }, boot: bootOf(this.record), rootDisk: this.rootDisk, extraDisks, ...(resume ? { incoming: true } : {}) });
       // -daemonize: QEMU reports start-up errors on stderr, then detaches into its own session and outlives hangard.
       const res = await this.host.exec(argv, { allowFailure: true, timeoutMs: 60_000 });
@@ -409,6 +413,34 @@ class QemuInstance implements InstanceHandle {
       out.push({ path, format: 'qcow2', serial: dev.name });
     }
     return out;
+  }
+
+  /** For images that run cloud-init: a NoCloud seed (identity, address, user-data, SSH keys), rebuilt at every start. */
+  private async cloudInitSeed(): Promise<QemuDisk | undefined> {
+    if (this.record.imageProps.cloudInit !== 'nocloud') {
+      if (this.record.config['cloud-init.user-data'] || this.record.config['cloud-init.ssh-keys']) {
+        throw new AppError('UNSUPPORTED', `Image "${this.record.image}" of instance "${this.record.name}" does not run cloud-init`);
+      }
+      return undefined;
+    }
+    const nic = this.record.nic;
+    const keys = (this.record.config['cloud-init.ssh-keys'] ?? '').split('\n').map((k) => k.trim()).filter(Boolean);
+    const files = renderNoCloudSeed({
+      // The MAC is new for every instance created, so a re-created one runs its first-boot steps again.
+      instanceId: `${this.record.name}-${nic.mac.replaceAll(':', '')}`,
+      hostname: this.record.name,
+      ipv4: nic.ipv4,
+      prefixLength: nic.prefixLength,
+      gateway: nic.gateway,
+      dns: [nic.gateway],
+      mac: nic.mac,
+      ...(this.record.config['cloud-init.user-data'] ? { userData: this.record.config['cloud-init.user-data'] } : {}),
+      ...(keys.length ? { sshKeys: keys } : {}),
+    });
+    const dir = posix.join(this.record.instanceDir, 'cloud-init');
+    await this.host.fs.rm(dir, { recursive: true, force: true });
+    await this.host.fs.mkdir(dir, { recursive: true });
+    return { path: await buildSeedIso(this.host, dir, files), format: 'raw', readOnly: true, serial: 'cidata' };
   }
 
   /** The RAM QEMU was started with (its -m argument), in bytes. */
