@@ -2,7 +2,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cli, cliOk, sharedDaemon, uniquePrefix } from '../helpers/daemon.js';
+import { cli, cliOk, cliOkAsync, sharedDaemon, uniquePrefix } from '../helpers/daemon.js';
 import { deleteAllWithPrefix, findInstance, pollUntil, settings } from '../helpers/e2e.js';
 
 const P = uniquePrefix('dvm');
@@ -23,8 +23,8 @@ afterAll(() => {
 }, 180_000);
 
 describe('Debian VM', () => {
-  it('image build debian --vm (debootstrap with a kernel, qemu-guest-agent and cloud-init)', () => {
-    const out = cliOk(['image', 'build', 'debian', '--vm', '--alias', IMAGE]);
+  it('image build debian --vm (debootstrap with a kernel, qemu-guest-agent and cloud-init)', async () => {
+    const out = await cliOkAsync(['image', 'build', 'debian', '--vm', '--alias', IMAGE]);
     expect(out).toContain(IMAGE);
     const img = (JSON.parse(cliOk(['image', 'list', '--format', 'json'])) as { alias: string; type: string }[]).find((i) => i.alias === IMAGE);
     expect(img?.type).toBe('vm');

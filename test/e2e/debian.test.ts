@@ -2,7 +2,7 @@
 import { readdirSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Image } from '../../src/shared/schemas.js';
-import { cli, cliOk, sharedDaemon, uniquePrefix } from '../helpers/daemon.js';
+import { cli, cliAsync, cliOk, cliOkAsync, sharedDaemon, uniquePrefix } from '../helpers/daemon.js';
 import { deleteAllWithPrefix, findInstance, leftovers, pollUntil, settings } from '../helpers/e2e.js';
 
 const P = uniquePrefix('db');
@@ -19,8 +19,8 @@ afterAll(() => {
 }, 120_000);
 
 describe('debian', () => {
-  it('image build debian (debootstrap, cached under the daemon cache dir)', () => {
-    const out = cliOk(['image', 'build', 'debian', '--alias', IMAGE]);
+  it('image build debian (debootstrap, cached under the daemon cache dir)', async () => {
+    const out = await cliOkAsync(['image', 'build', 'debian', '--alias', IMAGE]);
     expect(out).toContain(`Built image ${IMAGE}`);
     const images = JSON.parse(cliOk(['image', 'list', '--format', 'json'])) as Image[];
     const img = images.find((i) => i.alias === IMAGE);
@@ -35,8 +35,8 @@ describe('debian', () => {
 
     // is-system-running --wait returns once boot finished; bound each attempt, and retry while systemd is still coming up.
     let last = { code: -1, stdout: '', stderr: '' };
-    const done = await pollUntil(() => {
-      last = cli(['exec', NAME, '--', 'timeout', '60', 'systemctl', 'is-system-running', '--wait']);
+    const done = await pollUntil(async () => {
+      last = await cliAsync(['exec', NAME, '--', 'timeout', '60', 'systemctl', 'is-system-running', '--wait']);
       return ['running', 'degraded'].includes(last.stdout.trim());
     }, 20, 1000);
     if (last.stdout.trim() !== 'running') {

@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cli, cliOk, sharedDaemon, setSharedDaemon, startDaemon, TEST_ENV, uniquePrefix } from '../helpers/daemon.js';
+import { cli, cliOk, cliOkAsync, sharedDaemon, setSharedDaemon, startDaemon, TEST_ENV, uniquePrefix } from '../helpers/daemon.js';
 import { collectEvents, daemonPid, deleteAllWithPrefix, findInstance, hostIfName, pollUntil, settings } from '../helpers/e2e.js';
 
 const P = uniquePrefix('vm');
@@ -16,7 +16,7 @@ beforeAll(async () => {
   await sharedDaemon();
   // The VM image downloads the Debian kernel and agent packages once (cached under the daemon's cache dir).
   if (!JSON.parse(cliOk(['image', 'list', '--format', 'json'])).some((i: { alias: string; type: string }) => i.alias === 'busybox' && i.type === 'vm')) {
-    cliOk(['image', 'build', 'busybox', '--vm']);
+    await cliOkAsync(['image', 'build', 'busybox', '--vm']);
   }
 }, 900_000);
 

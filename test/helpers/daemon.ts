@@ -80,6 +80,28 @@ export function cli(args: string[], opts: { input?: string; env?: Record<string,
   return { code: res.status ?? -1, stdout: res.stdout, stderr: res.stderr };
 }
 
+/**
+ * Runs the CLI without blocking the test worker (for minutes-long commands such as image builds: a worker blocked in
+ * spawnSync cannot answer vitest's RPC, which then reports a timeout).
+ */
+export function cliAsync(args: string[], opts: { env?: Record<string, string> } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [join(ROOT, 'dist/hangar.mjs'), ...args], { env: { ...process.env, ...TEST_ENV, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => { stdout += d.toString('utf8'); });
+    child.stderr.on('data', (d: Buffer) => { stderr += d.toString('utf8'); });
+    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+}
+
+/** Like cliAsync, throwing with the output unless the CLI exits 0. */
+export async function cliOkAsync(args: string[]): Promise<string> {
+  const r = await cliAsync(args);
+  if (r.code !== 0) throw new Error(`hangar ${args.join(' ')} exited ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
+  return r.stdout;
+}
+
 /** Runs the CLI and throws with its output unless it exits 0. */
 export function cliOk(args: string[], opts: { input?: string } = {}): string {
   const r = cli(args, opts);
