@@ -48,6 +48,8 @@ export interface CreatePlan {
   config: InstanceConfig;
   ipv4?: string;
   start: boolean;
+  /** Build this built-in image first (it was missing when the request came in). */
+  buildImage?: { kind: 'busybox' | 'debian'; vm: boolean };
 }
 
 const DEFAULT_STOP_TIMEOUT_S = 30;
@@ -83,17 +85,23 @@ export class InstanceService {
     const name = assertName(req.name, 'instance');
     if (this.d.db.getInstance(name)) throw new AppError('ALREADY_EXISTS', `Instance "${name}" already exists`);
     const type = req.type ?? 'container';
-    const image = this.d.images.get(req.image, type);
+    // A missing built-in image (busybox, debian) is built by the launch itself, as its first step.
+    const buildImage = (req.image === 'busybox' || req.image === 'debian') && !this.d.images.has(req.image, type) ? { kind: req.image, vm: type === 'vm' } as const : undefined;
+    const image = buildImage ? { alias: req.image } : this.d.images.get(req.image, type);
     const driver = this.d.registry.forType(type);
     const config = this.validateFor(driver, name, req.config ?? {});
     if (req.ipv4 !== undefined) checkAddress(this.d.network.subnet, req.ipv4, this.takenAddresses());
-    return { name, image: image.alias, driver, config, ...(req.ipv4 !== undefined ? { ipv4: req.ipv4 } : {}), start: req.start ?? false };
+    return { name, image: image.alias, driver, config, ...(req.ipv4 !== undefined ? { ipv4: req.ipv4 } : {}), start: req.start ?? false, ...(buildImage ? { buildImage } : {}) };
   }
 
   /** Creates (and with plan.start, starts) an instance; on any failure everything done so far is undone. */
   async create(plan: CreatePlan, progress: (m: string) => void = () => undefined): Promise<Instance> {
     return this.d.locks.withLock([lockKey(plan.name), `image/${plan.image}`], async () => {
       if (this.d.db.getInstance(plan.name)) throw new AppError('ALREADY_EXISTS', `Instance "${plan.name}" already exists`);
+      if (plan.buildImage && !this.d.images.has(plan.image, plan.driver.type)) {
+        progress(`Building the ${plan.buildImage.kind}${plan.buildImage.vm ? ' VM' : ''} image first`);
+        await this.d.images.build(plan.buildImage.kind, { vm: plan.buildImage.vm }, progress);
+      }
       const image = this.d.images.get(plan.image, plan.driver.type);
       const taken = this.takenAddresses();
       if (plan.ipv4) checkAddress(this.d.network.subnet, plan.ipv4, taken);

@@ -69,7 +69,12 @@ function dropMonitor(qmpPath: string): void {
 
 async function agent(host: Host, qgaPath: string): Promise<QgaClient> {
   const cached = agents.get(qgaPath);
-  if (cached) return cached;
+  if (cached) {
+    // A client of an earlier QEMU (the guest powered off and was started again) is replaced.
+    const c = await cached.catch(() => undefined);
+    if (c?.connected) return c;
+    if (agents.get(qgaPath) === cached) agents.delete(qgaPath);
+  }
   const p = QgaClient.connect(host, qgaPath, { timeoutMs: 2_000 });
   p.catch(() => { if (agents.get(qgaPath) === p) agents.delete(qgaPath); });
   agents.set(qgaPath, p);
@@ -182,7 +187,7 @@ class QemuInstance implements InstanceHandle {
   async stop(opts: StopOptions): Promise<void> {
     const name = this.record.name;
     const st = await this.state();
-    if (st.state === 'stopped') { await this.releaseHostResources(); return; }
+    if (st.state === 'stopped') { this.forget(); await this.releaseHostResources(); return; }
     if (opts.stateful) {
       // Pause, stream the RAM and device state to a file (QEMU 7.2 has no file: URI; exec: runs cat), then quit.
       const m = await this.mon();
