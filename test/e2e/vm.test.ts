@@ -89,8 +89,16 @@ describe('QEMU VMs', () => {
     expect(cliOk(['exec', VM, '--', 'echo', 'still here']).trim()).toBe('still here');
   }, 120_000);
 
-  it('stop powers the guest off through ACPI (its own power-down message), then start boots it again', async () => {
-    cliOk(['stop', VM, '--timeout', '60']);
+  it('stop powers the guest off through ACPI (its own power-down message, QMP SHUTDOWN from the guest), then start boots it again', async () => {
+    const stream = await collectEvents({ types: ['instance-shutdown'] });
+    try {
+      cliOk(['stop', VM, '--timeout', '60']);
+      expect(await pollUntil(() => stream.events.some((e) => e.instance === VM), 50, 100)).toBe(true);
+      // guest: true means the guest shut itself down (the ACPI path), not QEMU quitting on the forced path.
+      expect(stream.events.find((e) => e.instance === VM)?.data).toMatchObject({ guest: true });
+    } finally {
+      stream.close();
+    }
     expect(findInstance(VM)?.state).toBe('stopped');
     const log = logText(VM);
     expect(log).toContain(`HANGAR-POWERDOWN ${VM}`);
