@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { BIG_PAYLOAD_MIB, Hangar } from './hangar.js';
 import { Lxd } from './lxd.js';
 import { RawLxc } from './raw-lxc.js';
-import { median, min, msSince, type Subject } from './util.js';
+import { median, min, msSince, recordSample, type Subject } from './util.js';
 
 const SECTION = '## Containers (bench/containers)';
 const STATE_DIR = '/var/lib/hangar-bench';
@@ -85,13 +85,7 @@ function checkAbort(): void {
 /** Samples per subject id and metric. */
 type Samples = Map<string, Map<Metric, number[]>>;
 
-function record(samples: Samples, id: string, metric: Metric, ms: number): void {
-  let m = samples.get(id);
-  if (!m) samples.set(id, (m = new Map()));
-  let xs = m.get(metric);
-  if (!xs) m.set(metric, (xs = []));
-  xs.push(ms);
-}
+const record = (samples: Samples, id: string, metric: Metric, ms: number): void => recordSample(samples, id, metric, ms);
 
 async function step(samples: Samples, s: Subject, metric: Metric, fn: () => Promise<void>): Promise<void> {
   // The raw and LXD steps are synchronous underneath: give the event loop a turn so signal handlers can run.

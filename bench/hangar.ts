@@ -8,7 +8,7 @@ import { buildBusyboxRootfs } from '../src/core/images/busybox.js';
 import { LocalHost } from '../src/core/host/local.js';
 import { loadSettings } from '../src/core/settings.js';
 import { parseQgroupShow } from '../src/core/storage/parse.js';
-import { pidAlive, run, sleep, unixGet, until, waitPidExit, type Subject } from './util.js';
+import { pidAlive, run, stopStartedProcess, unixGet, until, waitPidExit, type Subject } from './util.js';
 
 /** Where the Hangar subject works. */
 export interface HangarOptions {
@@ -312,14 +312,7 @@ export class Hangar implements Subject {
     const pid = this.daemon?.pid;
     const started = this.daemon !== null;
     this.daemon = null;
-    if (pid !== undefined && pidAlive(pid)) {
-      process.kill(pid, 'SIGTERM');
-      if (!(await waitPidExit(pid, 20_000))) {
-        console.error(`cleanup: hangard ${pid} ignored SIGTERM for 20 s; sending SIGKILL`);
-        process.kill(pid, 'SIGKILL');
-        await sleep(200);
-      }
-    }
+    if (pid !== undefined) await stopStartedProcess(pid, 'hangard');
     if (started) await teardownDaemonState(this.opts.daemonEnv, this.opts.socket);
   }
 }

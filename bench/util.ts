@@ -149,3 +149,23 @@ export function pidAlive(pid: number): boolean {
     return false;
   }
 }
+
+/** Ends a daemon the bench started: SIGTERM, then SIGKILL if it is still there after 20 s. */
+export async function stopStartedProcess(pid: number, what: string): Promise<void> {
+  if (!pidAlive(pid)) return;
+  process.kill(pid, 'SIGTERM');
+  if (!(await waitPidExit(pid, 20_000))) {
+    console.error(`cleanup: ${what} ${pid} ignored SIGTERM for 20 s; sending SIGKILL`);
+    process.kill(pid, 'SIGKILL');
+    await sleep(200);
+  }
+}
+
+/** Appends one sample (ms) to samples[id][metric]. */
+export function recordSample<I, M>(samples: Map<I, Map<M, number[]>>, id: I, metric: M, ms: number): void {
+  let m = samples.get(id);
+  if (!m) samples.set(id, (m = new Map()));
+  let xs = m.get(metric);
+  if (!xs) m.set(metric, (xs = []));
+  xs.push(ms);
+}

@@ -6,7 +6,7 @@ import { dirname, join } from 'node:path';
 import { HangarClient } from '../src/client/client.js';
 import { LocalHost } from '../src/core/host/local.js';
 import { QmpClient } from '../src/drivers/qemu/qmp/client.js';
-import { msSince, pidAlive, run, sleep, unixGet, until, waitPidExit } from './util.js';
+import { msSince, pidAlive, run, sleep, unixGet, until, waitPidExit, stopStartedProcess } from './util.js';
 
 /** The line the busybox VM prints on its serial console once booted. */
 export const MARKER = 'HANGAR-READY';
@@ -331,14 +331,7 @@ export class HangarVms {
     const pid = this.daemon?.pid;
     const started = this.daemon !== null;
     this.daemon = null;
-    if (pid !== undefined && pidAlive(pid)) {
-      process.kill(pid, 'SIGTERM');
-      if (!(await waitPidExit(pid, 20_000))) {
-        console.error(`cleanup: hangard ${pid} ignored SIGTERM for 20 s; sending SIGKILL`);
-        process.kill(pid, 'SIGKILL');
-        await sleep(200);
-      }
-    }
+    if (pid !== undefined) await stopStartedProcess(pid, 'hangard');
     if (started) await teardownDaemonState(this.opts.daemonEnv, this.opts.socket);
   }
 }

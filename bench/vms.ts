@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, release, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { median, min, msSince, sleep } from './util.js';
+import { median, min, msSince, recordSample, sleep } from './util.js';
 import { BENCH_BRIDGE, ensureBenchBridge, HangarVms, Libvirt, parseTemplate, RawQemu, removeBenchBridge, type VmTemplate } from './vm-subjects.js';
 
 const SECTION = '## VMs (bench/vms)';
@@ -71,13 +71,7 @@ function checkAbort(): void {
 }
 
 type Samples = Map<Sid, Map<Metric, number[]>>;
-function record(samples: Samples, id: Sid, metric: Metric, ms: number): void {
-  let m = samples.get(id);
-  if (!m) samples.set(id, (m = new Map()));
-  let xs = m.get(metric);
-  if (!xs) m.set(metric, (xs = []));
-  xs.push(ms);
-}
+const record = (samples: Samples, id: Sid, metric: Metric, ms: number): void => recordSample(samples, id, metric, ms);
 
 /** Times fn (wall clock around the whole call) unless it reports its own duration. */
 async function timed(samples: Samples, id: Sid, metric: Metric, fn: () => Promise<void | number>): Promise<void> {

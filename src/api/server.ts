@@ -11,7 +11,7 @@ import type { ImageService } from '../core/images/service.js';
 import type { OperationManager } from '../core/operations.js';
 import type { EventBus } from '../core/events.js';
 import type { HostProcess } from '../core/host/host.js';
-import { ExecFrame } from '../shared/exec-frames.js';
+import { encodeExecFrame, ExecFrame } from '../shared/exec-frames.js';
 import { httpStatusFor } from './http-status.js';
 import { buildOpenApi } from './openapi.js';
 
@@ -236,13 +236,7 @@ function send(res: ServerResponse, status: number, body: unknown, headers: Recor
 /** Streams a process's output as frames [channel][uint32 BE length][payload], ending with an exit frame (JSON). */
 function streamExec(res: ServerResponse, proc: HostProcess, stdin: Buffer | undefined): void {
   res.writeHead(200, { 'Content-Type': 'application/vnd.hangar.exec-stream' });
-  const frame = (ch: number, d: Buffer | string) => {
-    const payload = Buffer.isBuffer(d) ? d : Buffer.from(d);
-    const head = Buffer.alloc(5);
-    head[0] = ch;
-    head.writeUInt32BE(payload.length, 1);
-    res.write(Buffer.concat([head, payload]));
-  };
+  const frame = (ch: number, d: Buffer | string) => res.write(encodeExecFrame(ch, Buffer.isBuffer(d) ? d : Buffer.from(d)));
   proc.stdin?.end(stdin);
   proc.stdout?.on('data', (d: Buffer | string) => frame(ExecFrame.stdout, d));
   proc.stderr?.on('data', (d: Buffer | string) => frame(ExecFrame.stderr, d));

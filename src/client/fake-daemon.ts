@@ -1,4 +1,5 @@
 // Test helper: a tiny fake hangard on a unix socket in a temp dir (node:http + ws) with canned routes and a request log.
+import { encodeExecFrame } from '../shared/exec-frames.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -220,13 +221,7 @@ function fakeExecPost(res: ServerResponse, path: string, req: { command: string[
     res.end(JSON.stringify({ error: { code: 'BACKEND_FAILED', message: 'Failed to exec in "web1"', causes: ['lxc-attach: no such container'] } }));
     return;
   }
-  const frame = (ch: number, data: string | Buffer): Buffer => {
-    const payload = Buffer.from(data);
-    const head = Buffer.alloc(5);
-    head[0] = ch;
-    head.writeUInt32BE(payload.length, 1);
-    return Buffer.concat([head, payload]);
-  };
+  const frame = (ch: number, data: string | Buffer): Uint8Array => encodeExecFrame(ch, Buffer.from(data));
   res.writeHead(200, { 'content-type': 'application/vnd.hangar.exec-stream' });
   if (req.command[0] === 'env') {
     const { stdin: _stdin, ...shown } = req;

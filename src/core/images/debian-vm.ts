@@ -1,12 +1,10 @@
 // Debian VM image builder: debootstrap (systemd, cloud kernel, cloud-init, qemu-ga) cached as a tarball, then an ext4 qcow2 root disk made without loop mounts.
 import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
-import type { Readable } from 'node:stream';
 import { AppError } from '../../shared/errors.js';
 import type { Host } from '../host/host.js';
-import { parseDebootstrapLine, renderSourcesList, validateDebianOptions } from './debian.js';
+import { cleanBuildLeftovers, renderSourcesList, runDebootstrap, unmountUnder, validateDebianOptions, writeInRoot } from './debian.js';
 import { extractVmlinux } from './debian-kernel.js';
-import { mountPointsUnder } from './shift.js';
 
 /** Options for buildDebianVmImage. */
 export interface DebianVmOptions {
@@ -180,7 +178,7 @@ export async function buildDebianVmImage(host: Host, destDir: string, opts: Debi
 
 // debootstrap, then a small initramfs that finds the root disk, enabled units and no build leftovers: what the cache holds.
 async function buildBaseTree(host: Host, tree: string, release: string, mirror: string, progress: (msg: string) => void): Promise<void> {
-  await runDebootstrap(host, tree, release, mirror, progress);
+  await runDebootstrap(host, tree, { release, mirror, includes: DEBIAN_VM_INCLUDES, what: `the Debian ${release} VM` }, progress);
   progress('Building the initramfs');
   await writeInRoot(host, tree, 'etc/initramfs-tools/conf.d/hangar.conf', '# Hangar: only the modules listed in ../modules (virtio disk, ext4), not "most".\nMODULES=list\n');
   await writeInRoot(host, tree, 'etc/initramfs-tools/modules', `# Hangar: the VM's root disk.\n${DEBIAN_VM_INITRAMFS_MODULES.join('\n')}\n`);
@@ -191,34 +189,7 @@ async function buildBaseTree(host: Host, tree: string, release: string, mirror: 
   await chroot(host, tree, ['update-initramfs', '-c', '-k', kernelVersion], `build the initramfs for ${kernelVersion}`);
   await chroot(host, tree, ['systemctl', 'enable', ...DEBIAN_VM_ENABLED_UNITS], 'enable the network units');
   await unmountUnder(host, tree);
-  for (const dir of ['var/cache/apt/archives', 'var/lib/apt/lists']) {
-    for (const n of await host.fs.readdir(posix.join(tree, dir)).catch(() => [] as string[])) {
-      if (n.endsWith('.deb') || (dir === 'var/lib/apt/lists' && n !== 'partial' && n !== 'lock')) await host.fs.rm(posix.join(tree, dir, n), { force: true });
-    }
-  }
-  await host.fs.rm(posix.join(tree, 'debootstrap'), { recursive: true, force: true });
-}
-
-async function runDebootstrap(host: Host, tree: string, release: string, mirror: string, progress: (msg: string) => void): Promise<void> {
-  const argv = ['debootstrap', '--variant=minbase', `--include=${DEBIAN_VM_INCLUDES.join(',')}`, '--components=main', release, tree, mirror];
-  progress(`Running debootstrap for the Debian ${release} VM (several minutes)`);
-  const proc = host.spawn(argv, { env: { DEBIAN_FRONTEND: 'noninteractive', LC_ALL: 'C' } });
-  proc.stdin?.end();
-  const tail: string[] = [];
-  const onLine = (line: string) => {
-    tail.push(line);
-    if (tail.length > 20) tail.shift();
-    const msg = parseDebootstrapLine(line);
-    if (msg !== undefined) progress(msg);
-  };
-  const [exit] = await Promise.all([proc.wait(), readLines(proc.stdout, onLine), readLines(proc.stderr, onLine)]);
-  // debootstrap unmounts what it mounted, but a killed run may not; never leave host mounts inside an image.
-  await unmountUnder(host, tree);
-  if (exit.code !== 0) {
-    throw new AppError('HOST_FAILED', `debootstrap of the Debian ${release} VM from ${mirror} failed (${exit.signal ?? `exit code ${exit.code}`})`, {
-      cause: new Error(tail.join('\n').trim() || 'no output'),
-    });
-  }
+  await cleanBuildLeftovers(host, tree);
 }
 
 // Runs a command inside the tree; the build needs no /proc or /dev from the host.
@@ -259,32 +230,4 @@ async function installedKernel(host: Host, tree: string): Promise<string> {
 async function packageVersion(host: Host, tree: string, name: string): Promise<string | undefined> {
   const res = await host.exec(['dpkg-query', `--admindir=${posix.join(tree, 'var/lib/dpkg')}`, '-W', '-f', '${Version}', name], { allowFailure: true });
   return res.code === 0 && res.stdout.trim() ? res.stdout.trim() : undefined;
-}
-
-/** Writes a file inside the tree, replacing (never following) whatever is there. */
-async function writeInRoot(host: Host, root: string, rel: string, data: string, mode = 0o644): Promise<void> {
-  const path = posix.join(root, rel);
-  await host.fs.mkdir(posix.dirname(path), { recursive: true });
-  await host.fs.rm(path, { force: true });
-  await host.fs.writeAtomic(path, data, mode);
-}
-
-async function readLines(stream: Readable | null, onLine: (line: string) => void): Promise<void> {
-  if (!stream) return;
-  let buf = '';
-  stream.setEncoding('utf8');
-  for await (const chunk of stream as AsyncIterable<string>) {
-    buf += chunk;
-    let i: number;
-    while ((i = buf.indexOf('\n')) >= 0) {
-      onLine(buf.slice(0, i));
-      buf = buf.slice(i + 1);
-    }
-  }
-  if (buf) onLine(buf);
-}
-
-async function unmountUnder(host: Host, dir: string): Promise<void> {
-  const mounts = await mountPointsUnder(host, dir).catch(() => [] as string[]);
-  for (const m of mounts.sort((a, b) => b.length - a.length)) await host.exec(['umount', '-l', m], { allowFailure: true });
 }

@@ -84,7 +84,7 @@ export async function buildDebianRootfs(host: Host, destDir: string, opts: Debia
       throw new AppError('HOST_FAILED', `Failed to unpack the cached Debian ${release} rootfs ${cacheFile}`, { cause: e });
     }
   } else {
-    await runDebootstrap(host, destDir, release, opts.mirror, progress);
+    await runDebootstrap(host, destDir, { release, mirror: opts.mirror, includes: DEBIAN_INCLUDES, what: `Debian ${release}` }, progress);
     await cleanBuildLeftovers(host, destDir);
     progress(`Saving Debian ${release} rootfs to the cache`);
     const tmp = `${cacheFile}.${Date.now()}-${Math.random().toString(36).slice(2, 8)}.tmp`;
@@ -105,9 +105,10 @@ export async function buildDebianRootfs(host: Host, destDir: string, opts: Debia
   };
 }
 
-async function runDebootstrap(host: Host, destDir: string, release: string, mirror: string, progress: (msg: string) => void): Promise<void> {
-  const argv = ['debootstrap', '--variant=minbase', `--include=${DEBIAN_INCLUDES.join(',')}`, '--components=main', release, destDir, mirror];
-  progress(`Running debootstrap for Debian ${release} (a few minutes)`);
+/** Runs debootstrap (minbase plus includes) into dir, reporting its progress lines; never leaves host mounts behind. */
+export async function runDebootstrap(host: Host, dir: string, opts: { release: string; mirror: string; includes: readonly string[]; what: string }, progress: (msg: string) => void): Promise<void> {
+  const argv = ['debootstrap', '--variant=minbase', `--include=${opts.includes.join(',')}`, '--components=main', opts.release, dir, opts.mirror];
+  progress(`Running debootstrap for ${opts.what} (a few minutes)`);
   const proc = host.spawn(argv, { env: { DEBIAN_FRONTEND: 'noninteractive', LC_ALL: 'C' } });
   proc.stdin?.end();
   const tail: string[] = [];
@@ -117,16 +118,14 @@ async function runDebootstrap(host: Host, destDir: string, release: string, mirr
     const msg = parseDebootstrapLine(line);
     if (msg !== undefined) progress(msg);
   };
-  const done = Promise.all([readLines(proc.stdout, onLine), readLines(proc.stderr, onLine)]);
-  const [exit] = await Promise.all([proc.wait(), done]);
+  const [exit] = await Promise.all([proc.wait(), readLines(proc.stdout, onLine), readLines(proc.stderr, onLine)]);
+  // debootstrap unmounts what it mounted, but a killed run may not; never leave host mounts inside an image.
+  await unmountUnder(host, dir);
   if (exit.code !== 0) {
-    await unmountUnder(host, destDir);
-    throw new AppError('HOST_FAILED', `debootstrap of Debian ${release} from ${mirror} failed (${exit.signal ?? `exit code ${exit.code}`})`, {
+    throw new AppError('HOST_FAILED', `debootstrap of ${opts.what} from ${opts.mirror} failed (${exit.signal ?? `exit code ${exit.code}`})`, {
       cause: new Error(tail.join('\n').trim() || 'no output'),
     });
   }
-  // debootstrap unmounts what it mounted, but a killed run may not; never leave host mounts inside an image.
-  await unmountUnder(host, destDir);
 }
 
 async function readLines(stream: Readable | null, onLine: (line: string) => void): Promise<void> {
@@ -145,14 +144,15 @@ async function readLines(stream: Readable | null, onLine: (line: string) => void
 }
 
 /** Unmounts anything mounted at or below dir (deepest first). */
-async function unmountUnder(host: Host, dir: string): Promise<void> {
+export async function unmountUnder(host: Host, dir: string): Promise<void> {
   const mounts = await mountPointsUnder(host, dir);
   for (const m of mounts.sort((a, b) => b.length - a.length)) {
     await host.exec(['umount', '-l', m], { allowFailure: true });
   }
 }
 
-async function cleanBuildLeftovers(host: Host, root: string): Promise<void> {
+/** Removes downloaded packages, apt lists and debootstrap's own files from a finished tree. */
+export async function cleanBuildLeftovers(host: Host, root: string): Promise<void> {
   for (const dir of ['var/cache/apt/archives', 'var/lib/apt/lists']) {
     const names = await host.fs.readdir(`${root}/${dir}`).catch(() => [] as string[]);
     for (const n of names) {
@@ -162,10 +162,12 @@ async function cleanBuildLeftovers(host: Host, root: string): Promise<void> {
   await host.fs.rm(`${root}/debootstrap`, { recursive: true, force: true });
 }
 
-/** Writes a file inside the rootfs, replacing (never following) whatever is there. */
-async function writeInRoot(host: Host, root: string, rel: string, data: string, mode = 0o644): Promise<void> {
-  await host.fs.rm(`${root}/${rel}`, { force: true });
-  await host.fs.writeAtomic(`${root}/${rel}`, data, mode);
+/** Writes a file inside a tree, creating its directory and replacing (never following) whatever is there. */
+export async function writeInRoot(host: Host, root: string, rel: string, data: string, mode = 0o644): Promise<void> {
+  const path = `${root}/${rel}`;
+  await host.fs.mkdir(path.slice(0, path.lastIndexOf('/')), { recursive: true });
+  await host.fs.rm(path, { force: true });
+  await host.fs.writeAtomic(path, data, mode);
 }
 
 async function makeContainerReady(host: Host, root: string, release: string, mirror: string): Promise<void> {

@@ -9,6 +9,7 @@ import { Reverter } from '../../core/reverter.js';
 import type {
   ConfigApplyResult, Driver, DriverContext, ExecSpec, HostFacts, InstanceHandle, InstanceRecord, ObservedState, StopOptions,
 } from '../driver.js';
+import { hostFitProblems } from '../host-fit.js';
 import {
   lxcAttachArgv, lxcConsoleArgv, lxcFreeze, lxcInfo, lxcStart, lxcStop, lxcUnfreeze, lxcVersion, type LxcTarget,
 } from './lxc-tools.js';
@@ -435,9 +436,7 @@ function validateLxc(config: InstanceConfig, facts: HostFacts): string[] {
   for (const key of ['limits.disk.read', 'limits.disk.write']) {
     if (config[key] !== undefined) problems.push(`${key} is not supported by the lxc backend (disk throttling applies to VMs)`);
   }
-  if (r.cpuCount !== undefined && r.cpuCount > facts.cpus) problems.push(`limits.cpu=${r.cpuCount} exceeds the ${facts.cpus} CPUs of this host`);
-  if (r.cpuCapPct !== undefined && r.cpuCapPct > facts.cpus * 100) problems.push(`limits.cpu.cap=${config['limits.cpu.cap']} exceeds the ${facts.cpus} CPUs (${facts.cpus * 100}%) of this host`);
-  if (r.memoryMax !== undefined && r.memoryMax > facts.memoryBytes) problems.push(`limits.memory=${config['limits.memory']} exceeds the memory of this host (${facts.memoryBytes} bytes)`);
+  problems.push(...hostFitProblems(config, r, facts));
   return problems;
 }
 

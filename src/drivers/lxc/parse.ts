@@ -1,4 +1,5 @@
 // Parsers for lxc-info output, /proc/PID/stat, /proc/PID/cgroup, /proc/self/mounts and cgroup counter files.
+import { procStatField } from '../../core/host/procfs.js';
 import type { InstanceState } from '../../shared/schemas.js';
 
 /** State and init pid as lxc-info reports them. */
@@ -44,12 +45,7 @@ export function lxcStateToInstanceState(state: string | null): InstanceState {
 
 /** Field 22 (starttime, clock ticks since boot) of /proc/PID/stat; null when malformed. */
 export function parseProcStatStartTime(text: string): number | null {
-  // comm (field 2) may contain spaces and parentheses: fields 3.. start after the last ")".
-  const close = text.lastIndexOf(')');
-  if (close < 0) return null;
-  const rest = text.slice(close + 1).trim().split(/\s+/);
-  const v = rest[22 - 3];
-  return v !== undefined && /^\d+$/.test(v) ? Number(v) : null;
+  return procStatField(text, 22);
 }
 
 /** Cgroup membership of a process: v1 controller -> path, and the v2 path. */

@@ -5,7 +5,9 @@ import { AppError } from '../../shared/errors.js';
 import { devicesOf, resourcesOf, type InstanceConfig } from '../../shared/config.js';
 import type { Usage } from '../../shared/schemas.js';
 import type { Host, HostProcess } from '../../core/host/host.js';
+import { procStatField } from '../../core/host/procfs.js';
 import type { ConfigApplyResult, Driver, DriverContext, ExecSpec, HostFacts, InstanceHandle, InstanceRecord, ObservedState, StopOptions } from '../driver.js';
+import { hostFitProblems } from '../host-fit.js';
 import { QmpClient } from './qmp/client.js';
 import { QgaClient, withCwd } from './qga.js';
 import { probeQemu } from './probe.js';
@@ -244,7 +246,7 @@ class QemuInstance implements InstanceHandle {
     const pid = await this.livePid();
     if (pid === null) return { state: 'stopped', pid: null, startTime: null };
     const stat = await this.host.fs.readTextIfExists(`/proc/${pid}/stat`);
-    const startTime = stat ? Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]) : null;
+    const startTime = stat ? procStatField(stat, 22) : null;
     let paused = false;
     try {
       paused = (await this.mon()).paused;
@@ -389,9 +391,8 @@ class QemuInstance implements InstanceHandle {
     ]);
     const out: Usage = {};
     if (stat) {
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      // utime + stime, in clock ticks of 10 ms.
-      out.cpuTimeNs = (Number(f[11]) + Number(f[12])) * 10_000_000;
+      // utime + stime (fields 14 and 15), in clock ticks of 10 ms.
+      out.cpuTimeNs = ((procStatField(stat, 14) ?? 0) + (procStatField(stat, 15) ?? 0)) * 10_000_000;
     }
     const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status ?? '')?.[1] ?? NaN) * 1024;
     if (!Number.isNaN(kb('VmRSS'))) out.memoryBytes = kb('VmRSS');
@@ -524,9 +525,7 @@ function validateQemu(config: InstanceConfig, facts: HostFacts): string[] {
   } catch (e) {
     return [...problems, e instanceof Error ? e.message : String(e)];
   }
-  if (r.cpuCount !== undefined && r.cpuCount > facts.cpus) problems.push(`limits.cpu=${r.cpuCount} exceeds the ${facts.cpus} CPUs of this host`);
-  if (r.cpuCapPct !== undefined && r.cpuCapPct > facts.cpus * 100) problems.push(`limits.cpu.cap=${config['limits.cpu.cap']} exceeds the ${facts.cpus} CPUs (${facts.cpus * 100}%) of this host`);
-  if (r.memoryMax !== undefined && r.memoryMax > facts.memoryBytes) problems.push(`limits.memory=${config['limits.memory']} exceeds the memory of this host`);
+  problems.push(...hostFitProblems(config, r, facts));
   return problems;
 }
 
