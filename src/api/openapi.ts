@@ -21,6 +21,7 @@ export const ROUTES: Route[] = [
   { method: 'post', path: '/1.0/instances/{name}/snapshots', summary: 'Create a snapshot', body: S.SnapshotRequestSchema, response: S.OperationSchema, status: 202 },
   { method: 'post', path: '/1.0/instances/{name}/snapshots/{snap}/restore', summary: 'Restore a snapshot', response: S.OperationSchema, status: 202 },
   { method: 'delete', path: '/1.0/instances/{name}/snapshots/{snap}', summary: 'Delete a snapshot', response: S.OperationSchema, status: 202 },
+  { method: 'post', path: '/1.0/instances/{name}/monitor', summary: 'Run one command on the backend monitor (QMP for VMs) and return its result', body: S.MonitorRequestSchema, response: S.MonitorResponseSchema },
   { method: 'post', path: '/1.0/instances/{name}/exec', summary: 'Run a command without a terminal; output as a framed stream (1 stdout, 2 stderr, 3 exit)', body: S.ExecRunRequestSchema },
   { method: 'get', path: '/1.0/instances/{name}/exec', summary: 'Websocket: run a command (first frame ExecRequest)', body: S.ExecRequestSchema, websocket: true },
   { method: 'get', path: '/1.0/instances/{name}/console', summary: 'Websocket: attach to the console', websocket: true },

@@ -133,6 +133,10 @@ export function buildServer(deps: ApiDeps): Server {
     const proc = await instances.exec(p.name!, { command: body.command, ...(body.env ? { env: body.env } : {}), ...(body.cwd ? { cwd: body.cwd } : {}) });
     return { stream: (res: ServerResponse) => streamExec(res, proc, body.stdin === undefined ? undefined : Buffer.from(body.stdin, 'base64')) };
   });
+  route('POST', '/1.0/instances/{name}/monitor', async (req, p) => {
+    const body = await readJson(req, S.MonitorRequestSchema);
+    return ok({ return: (await instances.monitor(p.name!, body.command, body.arguments)) ?? null });
+  });
   route('GET', '/1.0/instances/{name}/console/log', async (_r, p) => ({ status: 200, body: await instances.consoleLog(p.name!), contentType: 'text/plain; charset=utf-8' }));
   route('GET', '/1.0/images', async () => ok(images.list()));
   route('POST', '/1.0/images', async (req) => {

@@ -164,6 +164,14 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
     .option('--show-log', 'print the persistent console log instead of attaching')
     .action(act(async (name: string, o: { showLog?: boolean }) => (await import('./commands/exec.js')).consoleCommand(ctx, name, o)));
 
+  program
+    .command('monitor')
+    .description("run one command on a VM's QEMU monitor (QMP) and print its JSON result")
+    .argument('<name>')
+    .argument('<command>', 'QMP command, e.g. query-status')
+    .argument('[arguments]', 'its arguments as a JSON object')
+    .action(act(async (name: string, command: string, args?: string) => (await import('./commands/monitor.js')).monitorCommand(ctx, name, command, args)));
+
   const config = program.command('config').description('instance configuration');
   config
     .command('show')

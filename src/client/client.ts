@@ -15,6 +15,8 @@ import type {
   ImageBuildRequest,
   ImageImportRequest,
   Instance,
+  MonitorRequest,
+  MonitorResponse,
   Operation,
   Snapshot,
   StateChangeRequest,
@@ -227,6 +229,11 @@ export class HangarClient {
   /** DELETE /1.0/instances/{name}/snapshots/{snap}. */
   deleteSnapshot(name: string, snapshot: string): Promise<Operation> {
     return this.operation('DELETE', `/1.0/instances/${enc(name)}/snapshots/${enc(snapshot)}`);
+  }
+
+  /** POST /1.0/instances/{name}/monitor: one backend monitor (QMP) command and its result. */
+  monitor(name: string, req: MonitorRequest): Promise<MonitorResponse> {
+    return this.json('POST', `/1.0/instances/${enc(name)}/monitor`, req, (s) => s.MonitorResponseSchema);
   }
 
   /** GET /1.0/instances/{name}/console/log: the persistent console log as text. */

@@ -412,6 +412,20 @@ export class InstanceService {
     return handle.openGraphicalConsole();
   }
 
+  /** Runs one command on the backend monitor of a running instance (QMP for VMs); the backend's error is the cause. */
+  async monitor(name: string, command: string, args?: Record<string, unknown>): Promise<unknown> {
+    const row = this.row(name);
+    const handle = this.handle(row);
+    if (!handle.monitor) throw new AppError('UNSUPPORTED', `Instance "${name}" (${row.driver}) has no backend monitor`);
+    const st = await handle.state();
+    if (st.state !== 'running' && st.state !== 'frozen') throw new AppError('INVALID_STATE', `Cannot reach the monitor of instance "${name}": it is ${st.state}`);
+    try {
+      return await handle.monitor(command, args);
+    } catch (err) {
+      throw new AppError('BACKEND_FAILED', `Monitor command "${command}" failed on instance "${name}"`, { cause: err });
+    }
+  }
+
   // ---- daemon start ----
 
   /** Compares the database with what really runs; reports drift as events and adopts what is there. */

@@ -133,6 +133,8 @@ export interface InstanceHandle {
   attachConsole(size: { cols: number; rows: number }): HostProcess;
   /** Opens the graphical console (VNC/RFB byte stream), where the backend has one. */
   openGraphicalConsole?(): Promise<Duplex>;
+  /** Runs one command on the backend's own monitor (QMP for QEMU) and answers its result; for diagnosis and what Hangar does not model. */
+  monitor?(command: string, args?: Record<string, unknown>): Promise<unknown>;
   /** Path of the persistent console log. */
   consoleLogPath(): string;
   usage(): Promise<Usage>;

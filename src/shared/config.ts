@@ -36,6 +36,17 @@ const ioLimit = (v: string, key: string): string => {
   return (parseSize(v.replace(/\/s$/, ''), key), v);
 };
 
+const hostPath = (v: string, key: string): string => {
+  if (!v.startsWith('/') || v.split('/').includes('..') || /[\x00-\x1f\x7f]/.test(v)) {
+    throw new AppError('INVALID_CONFIG', `Invalid value ${JSON.stringify(v)} for ${key}: expected an absolute path on the host, without ".." or control characters`);
+  }
+  return v;
+};
+const cmdline = (v: string, key: string): string => {
+  if (/[\x00-\x1f\x7f]/.test(v)) throw new AppError('INVALID_CONFIG', `Invalid value for ${key}: control characters (line breaks) are not allowed in a kernel command line`);
+  return v.trim();
+};
+
 /** Every known configuration key and what it means. */
 export const CONFIG_KEYS: Record<string, KeySpec> = {
   'limits.memory': { description: 'hard memory maximum', check: size },
@@ -57,6 +68,9 @@ export const CONFIG_KEYS: Record<string, KeySpec> = {
   'limits.disk.write': { description: 'VM disk write limit per second: a size ("50MiB") or operations ("200iops")', check: ioLimit },
   'cloud-init.user-data': { description: 'cloud-init user-data for VMs whose image runs cloud-init (#cloud-config, a script, ...)', check: (v) => v },
   'cloud-init.ssh-keys': { description: 'SSH public keys for the default user of a cloud-init VM, one per line', check: (v) => v },
+  'boot.kernel': { description: 'VM: boot this kernel file of the host directly (libvirt-style direct kernel boot) instead of the image\'s boot', check: hostPath },
+  'boot.initrd': { description: 'VM: initrd for boot.kernel (none when unset)', check: hostPath },
+  'boot.cmdline': { description: 'VM: kernel command line for boot.kernel (default "console=ttyS0"); Hangar appends the hangar.* identity parameters', check: cmdline },
   'security.privileged': { description: 'run the container without a user namespace', check: bool },
   'boot.autostart': { description: 'start the instance when hangard starts', check: bool },
 };

@@ -99,6 +99,15 @@ export const ExecRequestSchema = z.strictObject({
 /** Body of POST /1.0/instances/{name}/exec: a non-interactive command with its whole stdin (base64); output comes back as a framed stream. */
 export const ExecRunRequestSchema = ExecRequestSchema.omit({ tty: true, cols: true, rows: true }).extend({ stdin: z.string().optional() });
 
+/** Body of POST /1.0/instances/{name}/monitor: one command for the backend's own monitor (QMP for QEMU VMs), as virsh qemu-monitor-command or qm monitor. */
+export const MonitorRequestSchema = z.strictObject({
+  command: z.string().regex(/^[A-Za-z][A-Za-z0-9_-]{0,63}$/, 'a monitor command name such as "query-status"'),
+  arguments: z.record(z.string(), z.unknown()).optional(),
+});
+
+/** Reply of the monitor: what the backend returned. */
+export const MonitorResponseSchema = z.strictObject({ return: z.unknown() });
+
 /** An image in the local store. */
 export const ImageSchema = z.strictObject({
   alias: z.string(),
@@ -196,6 +205,8 @@ export type ConfigChangeResult = z.infer<typeof ConfigChangeResultSchema>;
 export type CopyRequest = z.infer<typeof CopyRequestSchema>;
 export type Snapshot = z.infer<typeof SnapshotSchema>;
 export type ExecRequest = z.infer<typeof ExecRequestSchema>;
+export type MonitorRequest = z.infer<typeof MonitorRequestSchema>;
+export type MonitorResponse = z.infer<typeof MonitorResponseSchema>;
 export type ExecRunRequest = z.infer<typeof ExecRunRequestSchema>;
 export type Image = z.infer<typeof ImageSchema>;
 export type ImageBuildRequest = z.infer<typeof ImageBuildRequestSchema>;

@@ -1,10 +1,12 @@
 // E2e of QEMU VMs through the CLI: the busybox VM image boots (TCG or KVM), exec through the guest agent, network, ACPI and forced stops, daemon restarts, bad input.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli, cliOk, cliOkAsync, sharedDaemon, setSharedDaemon, startDaemon, TEST_ENV, uniquePrefix } from '../helpers/daemon.js';
-import { collectEvents, daemonPid, deleteAllWithPrefix, findInstance, hostIfName, pollUntil, settings } from '../helpers/e2e.js';
+import { collectEvents, daemonPid, deleteAllWithPrefix, findInstance, hostIfName, leftovers, pollUntil, settings } from '../helpers/e2e.js';
 
 const P = uniquePrefix('vm');
 const VM = `${P}a`;
@@ -281,6 +283,33 @@ describe('QEMU VMs', () => {
     cliOk(['delete', '--force', name]);
   }, 180_000);
 
+  it('limits.disk.read/write throttle all disks through one QEMU throttle group, changed live; the monitor reads it back', async () => {
+    const name = `${P}io`;
+    cliOk(['launch', 'busybox', name, '--vm', '-c', 'limits.disk.read=50MiB']);
+    const limits = () => JSON.parse(cliOk(['monitor', name, 'qom-get', '{"path":"io0","property":"limits"}'])) as Record<string, number>;
+    expect(limits()).toMatchObject({ 'bps-read': 50 * 1024 ** 2, 'bps-write': 0, 'iops-read': 0, 'iops-write': 0 });
+    expect(cliOk(['config', 'set', name, 'limits.disk.write=100iops'])).toMatch(/Applied live: .*limits\.disk\.write/);
+    expect(limits()).toMatchObject({ 'bps-read': 50 * 1024 ** 2, 'iops-write': 100 });
+    expect(cliOk(['config', 'unset', name, 'limits.disk.read'])).toMatch(/Applied live: .*limits\.disk\.read/);
+    expect(limits()).toMatchObject({ 'bps-read': 0, 'iops-write': 100 });
+    // The root disk's device reads through the group's filter node.
+    const nodes = JSON.parse(cliOk(['monitor', name, 'query-named-block-nodes'])) as { 'node-name': string; drv: string }[];
+    expect(nodes.find((n) => n['node-name'] === 'root-io')?.drv).toBe('throttle');
+    // The busybox VM image asks for Q35 (measured faster under TCG); the guest's firmware tables say which machine it got.
+    await pollUntil(() => cli(['exec', name, '--', 'true']).code === 0, 300, 100);
+    expect(cliOk(['exec', name, '--', 'cat', '/sys/class/dmi/id/product_name'])).toMatch(/Q35/);
+    // Bad monitor input is refused by the CLI or named by QEMU; a container has no monitor.
+    expect(cli(['monitor', name, 'qom-get', '{not json']).stderr).toMatch(/Invalid monitor arguments/);
+    expect(cli(['monitor', name, 'no such command']).stderr).toMatch(/Invalid monitor command/);
+    const unknown = cli(['monitor', name, 'no-such-command']);
+    expect(unknown.code).not.toBe(0);
+    expect(unknown.stderr).toMatch(/no-such-command.*failed|CommandNotFound|not found/s);
+    cliOk(['launch', 'busybox', `${name}ct`]);
+    expect(cli(['monitor', `${name}ct`, 'query-status']).stderr).toMatch(/has no backend monitor/);
+    cliOk(['delete', '--force', name]);
+    cliOk(['delete', '--force', `${name}ct`]);
+  }, 180_000);
+
   it('config device add attaches an extra qcow2 disk (pending until restart on a running VM), seen by the guest with its name as serial', async () => {
     const name = `${P}dsk`;
     cliOk(['launch', 'busybox', name, '--vm']);
@@ -327,6 +356,48 @@ describe('QEMU VMs', () => {
     }
     expect(findInstance(`${P}y`)).toBeUndefined();
   });
+
+  it('a launch whose kernel QEMU refuses (missing, or garbage after real side effects) fails with QEMU\'s message and leaves nothing behind', async () => {
+    // The probe must see every trace of a running VM, or an empty answer below would prove nothing.
+    const probe = `${P}lp`;
+    cliOk(['launch', 'busybox', probe, '--vm']);
+    const found = leftovers(probe, findInstance(probe)?.mac).join('\n');
+    for (const kind of ['still listed', `${settings.poolDir}/instances/${probe}`, `${settings.dir}/instances/${probe}`, 'host interface', 'dnsmasq hosts line', `/sys/fs/cgroup/cpu/${settings.prefix}.vm/${probe}`, 'qemu process']) {
+      expect(found, kind).toContain(kind);
+    }
+    cliOk(['delete', '--force', probe]);
+    expect(leftovers(probe)).toEqual([]);
+
+    const garbage = join(tmpdir(), `${P}-garbage-kernel`);
+    writeFileSync(garbage, randomBytes(256 * 1024));
+    try {
+      const cases: [string[], RegExp][] = [
+        [['-c', `boot.kernel=${garbage}`, '-c', 'boot.initrd=/etc/hostname'], /linux kernel too old to load a ram disk/],
+        [['-c', `boot.kernel=${garbage}-missing`], /could not open kernel file/],
+      ];
+      for (const [i, [extra, msg]] of cases.entries()) {
+        const name = `${P}bk${i}`;
+        const sub = await collectEvents({ types: ['instance-created', 'instance-starting', 'instance-started'] });
+        let r: ReturnType<typeof cli>;
+        try {
+          r = cli(['launch', 'busybox', name, '--vm', ...extra]);
+          // cli() blocks the event loop: let the buffered frames arrive before closing.
+          await pollUntil(() => sub.events.some((e) => e.instance === name && e.type === 'instance-starting'), 50, 100);
+        } finally {
+          sub.close();
+        }
+        expect(r.code).not.toBe(0);
+        expect(r.stderr).toMatch(new RegExp(`Failed to (launch|start) instance "${name}"`));
+        expect(r.stderr).toMatch(msg);
+        // It got as far as a row, an overlay, a tap and a lease before QEMU refused the kernel.
+        const seen = sub.events.filter((e) => e.instance === name).map((e) => e.type);
+        expect(seen).toEqual(['instance-created', 'instance-starting']);
+        expect(leftovers(name)).toEqual([]);
+      }
+    } finally {
+      rmSync(garbage, { force: true });
+    }
+  }, 180_000);
 
   it('a QEMU failure at start fails with QEMU\'s own message and leaves no process or tap behind', () => {
     // Injected after real side effects: the tap is created before QEMU starts, and QEMU refuses a corrupt root disk.

@@ -110,7 +110,7 @@ export function leftovers(name: string, mac?: string | null): string[] {
     if (line.split(/[\s,]+/).includes(name) || (mac && line.toLowerCase().includes(mac.toLowerCase()))) out.push(`dnsmasq hosts line ${JSON.stringify(line)}`);
   }
   for (const ctrl of readdirSync('/sys/fs/cgroup')) {
-    for (const rel of [`${settings.prefix}/${name}`, `${settings.prefix}.monitor/${name}`]) {
+    for (const rel of [`${settings.prefix}/${name}`, `${settings.prefix}.monitor/${name}`, `${settings.prefix}.vm/${name}`]) {
       const p = join('/sys/fs/cgroup', ctrl, rel);
       if (existsSync(p)) out.push(`cgroup ${p}`);
     }
@@ -119,6 +119,7 @@ export function leftovers(name: string, mac?: string | null): string[] {
     let cmd = '';
     try { cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ').trim(); } catch { continue; }
     if (cmd.startsWith('[lxc monitor]') && cmd.includes(settings.lxcPath) && cmd.split(' ').at(-1) === name) out.push(`monitor process ${pid}: ${cmd}`);
+    if (cmd.startsWith('qemu-system') && cmd.includes(` guest=${name},`)) out.push(`qemu process ${pid}`);
   }
   return out;
 }

@@ -11,6 +11,7 @@ import { cgroupMounts, detectLxcCgroupFacts, lxcDriver } from '../../src/drivers
 import { parseFlatKeyed } from '../../src/drivers/lxc/parse.js';
 import { isAppError } from '../../src/shared/errors.js';
 import { collect, runDriverConformance } from '../conformance/driver-conformance.js';
+import { addTestBridge } from '../helpers/test-bridge.js';
 
 const host = new LocalHost();
 const ID_START = 100000;
@@ -35,24 +36,12 @@ async function ensureSubids(): Promise<void> {
   }
 }
 
-/** Picks a 10.2xx.y.0/24 subnet no interface on this host uses. */
-async function freeSubnet(): Promise<string> {
-  const used = (await host.exec(['ip', '-4', '-o', 'addr', 'show'])).stdout;
-  for (;;) {
-    const s = `10.${200 + (randomBytes(1)[0]! % 50)}.${randomBytes(1)[0]!}`;
-    if (!used.includes(` ${s}.`)) return s;
-  }
-}
-
 async function setupEnv(): Promise<void> {
   await ensureSubids();
   base = await mkdtemp('/tmp/hangar-lxc-');
   // The container's root (host uid 100000) must be able to walk down to its rootfs.
   await host.fs.chmod(base, 0o755);
-  subnet = await freeSubnet();
-  await host.exec(['ip', 'link', 'add', bridge, 'type', 'bridge']);
-  await host.exec(['ip', 'addr', 'add', `${subnet}.1/24`, 'dev', bridge]);
-  await host.exec(['ip', 'link', 'set', bridge, 'up']);
+  subnet = await addTestBridge(host, bridge);
   const cg = await detectLxcCgroupFacts(host);
   ctx = {
     host,

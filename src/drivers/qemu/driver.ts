@@ -14,7 +14,7 @@ import { probeQemu } from './probe.js';
 import { buildSeedIso, renderNoCloudSeed } from './cloud-init.js';
 import { cpuControllerRoot, placeVm, removeVmCgroup, vmCgroupDir, vmCpuCgroupWrites, writeLimits } from './cgroup.js';
 import { qemuErrorText } from './parse.js';
-import { DEFAULT_MEMORY_BYTES, QEMU_NODES, qemuPaths, renderQemuArgv, type QemuBoot, type QemuDisk } from './render-argv.js';
+import { DEFAULT_MEMORY_BYTES, QEMU_NODES, ioLimitsOf, machineFamilyOf, qemuMachineType, qemuPaths, renderQemuArgv, throttleLimits, type QemuBoot, type QemuDisk } from './render-argv.js';
 
 const QMP_CONNECT_MS = 5_000;
 const QUIT_WAIT_MS = 5_000;
@@ -89,15 +89,20 @@ function dropAgent(qgaPath: string): void {
   void p?.then((a) => a.close(), () => undefined);
 }
 
-/** The kernel command line for a kernel-booted image: the image's own plus the instance's identity and address. */
+/** The kernel command line of a kernel-booted VM: boot.cmdline or the image's own, plus the instance's identity and address. */
 export function kernelCmdline(record: InstanceRecord): string {
-  const base = record.imageProps.cmdline ?? 'console=ttyS0';
+  const base = (record.config['boot.kernel'] ? record.config['boot.cmdline'] : record.imageProps.cmdline) || 'console=ttyS0';
   const nic = record.nic;
   return `${base} hangar.hostname=${record.name} hangar.ip=${nic.ipv4}/${nic.prefixLength} hangar.gw=${nic.gateway}`;
 }
 
-/** How an image boots, from its properties (kernel/initrd for the busybox image, the disk otherwise). */
+/** How a VM boots: boot.kernel when set, else from its image's properties (kernel/initrd for the busybox image, the disk otherwise). */
 export function bootOf(record: InstanceRecord): QemuBoot {
+  const kernel = record.config['boot.kernel'];
+  if (kernel) {
+    const initrd = record.config['boot.initrd'];
+    return { kind: 'kernel', kernel, ...(initrd ? { initrd } : {}), cmdline: kernelCmdline(record) };
+  }
   const props = record.imageProps;
   if (props.kernel && record.imagePath) {
     return {
@@ -120,6 +125,8 @@ class QemuInstance implements InstanceHandle {
   private get host(): Host { return this.ctx.host; }
   private get rootDisk(): string { return posix.join(this.record.rootPath, ROOT_DISK); }
   private get tap(): string { return this.record.nic.hostIfName; }
+  /** The machine type pinned at first start, so saved states and snapshots always load into the ABI they were made with. */
+  private get machineFile(): string { return posix.join(this.record.instanceDir, 'machine'); }
   /** RAM and device state saved by stop --stateful; the next start resumes from it. */
   private get stateFile(): string { return posix.join(this.record.instanceDir, 'state.bin'); }
 
@@ -152,7 +159,8 @@ class QemuInstance implements InstanceHandle {
     if (st.state === 'running' || st.state === 'frozen') return;
     const facts = this.ctx.facts.qemu;
     if (!facts) throw new AppError('UNSUPPORTED', `Failed to start instance "${name}": QEMU is not available on this host`);
-    await this.create();
+    // No implicit create(): a deleted instance must not come back from its image.
+    if (!(await this.host.fs.stat(this.rootDisk))) throw new AppError('NOT_FOUND', `Failed to start instance "${name}": its root disk ${this.rootDisk} does not exist (create it first)`);
     await this.releaseHostResources();
     await this.host.exec(['ip', 'tuntap', 'add', 'dev', this.tap, 'mode', 'tap']);
     try {
@@ -162,7 +170,8 @@ class QemuInstance implements InstanceHandle {
       const extraDisks = await this.prepareDisks();
       const seed = await this.cloudInitSeed();
       if (seed) extraDisks.push(seed);
-      const argv = renderQemuArgv({ record: this.record, facts: { version: facts.version, accel: facts.accel }, boot: bootOf(this.record), rootDisk: this.rootDisk, extraDisks, ...(resume ? { incoming: true } : {}) });
+      const machine = await this.machineType(facts.version);
+      const argv = renderQemuArgv({ record: this.record, facts: { version: facts.version, accel: facts.accel }, boot: bootOf(this.record), rootDisk: this.rootDisk, extraDisks, machine, ...(resume ? { incoming: true } : {}) });
       // -daemonize: QEMU reports start-up errors on stderr, then detaches into its own session and outlives hangard.
       const res = await this.host.exec(argv, { allowFailure: true, timeoutMs: 60_000 });
       if (res.code !== 0) {
@@ -184,6 +193,15 @@ class QemuInstance implements InstanceHandle {
       await this.host.fs.rm(this.paths.pid, { force: true });
       throw err;
     }
+  }
+
+  /** The pinned machine type; the first start pins the versioned type of the image's family on this QEMU. */
+  private async machineType(version: string | null): Promise<string> {
+    const pinned = (await this.host.fs.readTextIfExists(this.machineFile))?.trim();
+    if (pinned) return pinned;
+    const machine = qemuMachineType(version, machineFamilyOf(this.record.imageProps));
+    await this.host.fs.writeAtomic(this.machineFile, `${machine}\n`);
+    return machine;
   }
 
   async stop(opts: StopOptions): Promise<void> {
@@ -238,6 +256,10 @@ class QemuInstance implements InstanceHandle {
     if (st.state !== 'stopped') throw new AppError('INVALID_STATE', `Failed to delete instance "${this.record.name}": it is ${st.state}`);
     this.forget();
     await this.releaseHostResources();
+    // The disks create() and start() made in the volume; the volume itself belongs to the storage pool.
+    for (const f of await this.host.fs.readdir(this.record.rootPath).catch(() => [] as string[])) {
+      if (f === ROOT_DISK || /^disk-.+\.qcow2$/.test(f)) await this.host.fs.rm(posix.join(this.record.rootPath, f), { force: true });
+    }
     await this.host.fs.rm(this.record.instanceDir, { recursive: true, force: true });
   }
 
@@ -268,6 +290,12 @@ class QemuInstance implements InstanceHandle {
       if (dir && (await this.host.fs.stat(dir))) {
         await writeLimits(this.host, dir, vmCpuCgroupWrites(next, this.ctx.facts.cgroupLayout));
         live.push(...cpuKeys);
+      }
+      // Disk limits live in the VM's one throttle group, changed in place for the next request; a VM started by an older
+      // Hangar has no group, and then the change waits for its restart.
+      if (keys.includes('limits.disk.read') || keys.includes('limits.disk.write')) {
+        const applied = await (await this.mon()).qmp.qomSet(QEMU_NODES.throttleGroup, 'limits', throttleLimits(ioLimitsOf(next))).then(() => true, () => false);
+        if (applied) live.push(...keys.filter((k) => k === 'limits.disk.read' || k === 'limits.disk.write'));
       }
       // The balloon moves guest RAM inside [guarantee, RAM at boot]; anything beyond waits for a restart.
       const bootRam = (await this.bootMemory(st.pid)) ?? was.memoryMax ?? DEFAULT_MEMORY_BYTES;
@@ -323,7 +351,8 @@ class QemuInstance implements InstanceHandle {
         if (!running) throw new AppError('INVALID_STATE', `Cannot take a stateful snapshot of VM "${this.record.name}": it is not running`);
         await this.job((q, id) => q.snapshotSave(id, snap, QEMU_NODES.root, [QEMU_NODES.root]));
       } else if (running) {
-        await (await this.mon()).qmp.execute('blockdev-snapshot-internal-sync', { device: QEMU_NODES.root, name: snap });
+        // This command wants the root of the block graph: the throttle filter, which passes the snapshot down to the qcow2 node.
+        await (await this.mon()).qmp.execute('blockdev-snapshot-internal-sync', { device: QEMU_NODES.top(QEMU_NODES.root), name: snap });
       } else {
         await this.host.exec(['qemu-img', 'snapshot', '-c', snap, this.rootDisk]);
       }
@@ -357,6 +386,11 @@ class QemuInstance implements InstanceHandle {
     const id = `hangar-${this.record.name}-${Date.now().toString(36)}`;
     await start(m.qmp, id);
     await m.qmp.waitJob(id, { timeoutMs: 600_000 });
+  }
+
+  /** One QMP command on the daemon's own connection (QEMU serves one QMP client at a time). */
+  async monitor(command: string, args?: Record<string, unknown>): Promise<unknown> {
+    return (await this.mon()).qmp.execute(command, args);
   }
 
   /** The graphical console: QEMU's VNC server on its unix socket (RFB bytes, for a websocket relay to noVNC). */
@@ -518,6 +552,9 @@ function validateQemu(config: InstanceConfig, facts: HostFacts): string[] {
   const problems: string[] = [];
   for (const key of ['limits.memory.swap', 'limits.processes', 'security.privileged']) {
     if (config[key] !== undefined) problems.push(`${key} is not supported by the qemu backend (a VM runs its own kernel)`);
+  }
+  for (const key of ['boot.initrd', 'boot.cmdline']) {
+    if (config[key] !== undefined && config['boot.kernel'] === undefined) problems.push(`${key} needs boot.kernel (it applies to a directly booted kernel)`);
   }
   let r: ReturnType<typeof resourcesOf>;
   try {

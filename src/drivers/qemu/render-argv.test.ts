@@ -53,9 +53,12 @@ describe('resource mapping', () => {
     expect(() => parseIoLimit('fast', 'limits.disk.read')).toThrow(/limits\.disk\.read.*100iops/);
     expect(ioLimitsOf({ 'limits.disk.read': '1000iops', 'limits.disk.write': '1MiB' })).toEqual({ iopsRead: 1000, bpsWrite: 1024 ** 2 });
   });
-  it('puts every disk of a throttled VM into one group, above the qcow2 node', () => {
+  it('puts every disk into one throttle group, above the qcow2 node, with unlimited (0) fields when no limit is set', () => {
+    const free = renderQemuArgv({ ...base, rootDisk: '/r' });
+    expect(JSON.parse(valueOf(free, '-object')[0]!)).toEqual({ 'qom-type': 'throttle-group', id: 'io0', limits: { 'bps-read': 0, 'bps-write': 0, 'iops-read': 0, 'iops-write': 0 } });
+    expect(valueOf(free, '-device')).toContain('virtio-blk-pci,id=root-dev,drive=root-io');
     const argv = renderQemuArgv({ ...base, rootDisk: null, record: { ...record, config: { 'limits.disk.write': '5MiB' } }, extraDisks: [{ path: '/d1', format: 'raw', readOnly: true }] });
-    expect(JSON.parse(valueOf(argv, '-object')[0]!)).toEqual({ 'qom-type': 'throttle-group', id: 'io0', limits: { 'bps-write': 5 * 1024 ** 2 } });
+    expect(JSON.parse(valueOf(argv, '-object')[0]!)).toEqual({ 'qom-type': 'throttle-group', id: 'io0', limits: { 'bps-read': 0, 'bps-write': 5 * 1024 ** 2, 'iops-read': 0, 'iops-write': 0 } });
     expect(valueOf(argv, '-blockdev')).toEqual([
       'driver=file,node-name=disk1-file,filename=/d1,discard=unmap,read-only=on',
       'driver=raw,node-name=disk1,file=disk1-file,discard=unmap,read-only=on',
@@ -70,6 +73,13 @@ describe('host facts and modes', () => {
     expect(valueOf(renderQemuArgv({ ...base, facts: { version: '8.2.0', accel: 'kvm' } }), '-cpu')).toEqual(['host']);
     expect(qemuMachineType('7.2.22')).toBe('pc-i440fx-7.2');
     expect(qemuMachineType(null)).toBe('pc');
+    expect(qemuMachineType('7.2.22', 'q35')).toBe('pc-q35-7.2');
+    expect(qemuMachineType(null, 'q35')).toBe('q35');
+    const q35 = { ...base, record: { ...base.record, imageProps: { machine: 'q35' } } };
+    expect(valueOf(renderQemuArgv(q35), '-machine')[0]).toMatch(/^pc-q35-7\.2,/);
+    // An unknown family from an imported image's properties falls back to i440FX rather than reaching QEMU.
+    const odd = { ...base, record: { ...base.record, imageProps: { machine: 'microvm,x=1' } } };
+    expect(valueOf(renderQemuArgv(odd), '-machine')[0]).toMatch(/^pc-i440fx-7\.2,/);
     expect(valueOf(renderQemuArgv({ ...base, machine: 'pc-i440fx-7.1' }), '-machine')[0]).toMatch(/^pc-i440fx-7\.1,/);
   });
   it('uses the full sandbox only when QEMU does not daemonize itself', () => {

@@ -31,8 +31,8 @@ export const QEMU_FILES = {
   pid: 'qemu.pid',
 } as const;
 
-/** Block node names QMP addresses: the qcow2 node of the root disk keeps its name whether or not a throttle filter sits above it. */
-export const QEMU_NODES = { root: 'root', extra: (index: number) => `disk${index + 1}`, throttleGroup: 'io0' } as const;
+/** Block node names QMP addresses: each disk's qcow2/raw node, the throttle filter above it (the root of its graph, which the device uses), and the group. */
+export const QEMU_NODES = { root: 'root', extra: (index: number) => `disk${index + 1}`, top: (node: string) => `${node}-io`, throttleGroup: 'io0' } as const;
 
 /** What the renderer needs to know about the host's QEMU. */
 export interface QemuHostFacts {
@@ -70,7 +70,7 @@ export interface QemuRenderInput {
   /** Root disk (qcow2 overlay): undefined means record.rootPath, null means none (an initramfs-only guest). */
   rootDisk?: string | null;
   extraDisks?: readonly QemuDisk[];
-  /** Machine type; defaults to the versioned i440FX type of facts.version, so a saved state restores into the same ABI. */
+  /** Machine type; defaults to the versioned type of the image's family (qemuMachineType). */
   machine?: string;
   uuid?: string;
   /** Start waiting for a migration stream (stateful restore): `-incoming defer`, then QMP migrate-incoming. */
@@ -106,10 +106,24 @@ function plain(value: string, what: string): string {
   return value;
 }
 
-/** The machine type for a QEMU version: "pc-i440fx-7.2" for "7.2.22", "pc" when the version is unknown. */
-export function qemuMachineType(version: string | null): string {
+/** Machine families an image may ask for (its `machine` property): i440FX + PIIX ("pc") or Q35 + ICH9 ("q35"). */
+export type MachineFamily = 'pc' | 'q35';
+
+/** The image's machine family: its `machine` property when it names one, else i440FX. */
+export function machineFamilyOf(props: Record<string, string>): MachineFamily {
+  return props.machine === 'q35' ? 'q35' : 'pc';
+}
+
+/** The versioned machine type for a QEMU version ("pc-q35-7.2" for "7.2.22"), so a saved state restores into the same ABI; the alias when the version is unknown. */
+export function qemuMachineType(version: string | null, family: MachineFamily = 'pc'): string {
   const v = splitQemuVersion(version);
-  return v ? `pc-i440fx-${v.major}.${v.minor}` : 'pc';
+  if (!v) return family;
+  return `${family === 'q35' ? 'pc-q35' : 'pc-i440fx'}-${v.major}.${v.minor}`;
+}
+
+/** The throttle-group limits object for QMP/-object: every field present, 0 meaning unlimited, so a live change also clears. */
+export function throttleLimits(io: QemuIoLimits): Record<string, number> {
+  return { 'bps-read': io.bpsRead ?? 0, 'bps-write': io.bpsWrite ?? 0, 'iops-read': io.iopsRead ?? 0, 'iops-write': io.iopsWrite ?? 0 };
 }
 
 /** Parses one disk limit: "100iops" (operations per second) or a size per second ("50MiB", "50MiB/s"). */
@@ -170,7 +184,7 @@ export function renderQemuArgv(input: QemuRenderInput): string[] {
   opt('-no-user-config');
   opt('-sandbox', daemonize ? SANDBOX_DAEMONIZE : SANDBOX_FULL);
 
-  const machine = [esc(input.machine ?? qemuMachineType(facts.version), 'machine type'), 'vmport=off', 'dump-guest-core=off'];
+  const machine = [esc(input.machine ?? qemuMachineType(facts.version, machineFamilyOf(record.imageProps)), 'machine type'), 'vmport=off', 'dump-guest-core=off'];
   if (prealloc) machine.push('memory-backend=ram0');
   if (boot.kind === 'disk' && boot.firmware) machine.push('pflash0=fw-code', 'pflash1=fw-vars');
   opt('-machine', machine.join(','));
@@ -210,26 +224,15 @@ export function renderQemuArgv(input: QemuRenderInput): string[] {
   opt('-device', 'virtserialport,bus=vser0.0,chardev=qga0,name=org.qemu.guest_agent.0');
   opt('-device', 'pvpanic');
 
-  const io = ioLimitsOf(record.config);
-  const throttled = Object.keys(io).length > 0;
-  if (throttled) {
-    // One group for all disks: the limits are the instance's, not each disk's. The JSON form avoids the x-* flat properties.
-    const limits: Record<string, number> = {};
-    if (io.bpsRead !== undefined) limits['bps-read'] = io.bpsRead;
-    if (io.bpsWrite !== undefined) limits['bps-write'] = io.bpsWrite;
-    if (io.iopsRead !== undefined) limits['iops-read'] = io.iopsRead;
-    if (io.iopsWrite !== undefined) limits['iops-write'] = io.iopsWrite;
-    opt('-object', JSON.stringify({ 'qom-type': 'throttle-group', id: QEMU_NODES.throttleGroup, limits }));
-  }
+  // Every disk sits below one throttle filter of one group (the limits are the instance's, not each disk's), present even
+  // without limits so limits.disk.read/write can change live (qom-set) on any running VM. The JSON form avoids x-* properties.
+  opt('-object', JSON.stringify({ 'qom-type': 'throttle-group', id: QEMU_NODES.throttleGroup, limits: throttleLimits(ioLimitsOf(record.config)) }));
   const disk = (node: string, path: string, format: 'qcow2' | 'raw', extra: { serial?: string | undefined; readOnly?: boolean | undefined; bootindex?: number }) => {
     const ro = extra.readOnly ? ',read-only=on' : '';
     opt('-blockdev', `driver=file,node-name=${node}-file,filename=${esc(path, 'disk path')},discard=unmap${ro}`);
     opt('-blockdev', `driver=${format},node-name=${node},file=${node}-file,discard=unmap${ro}`);
-    let top = node;
-    if (throttled) {
-      top = `${node}-io`;
-      opt('-blockdev', `driver=throttle,node-name=${top},throttle-group=${QEMU_NODES.throttleGroup},file=${node}${ro}`);
-    }
+    const top = QEMU_NODES.top(node);
+    opt('-blockdev', `driver=throttle,node-name=${top},throttle-group=${QEMU_NODES.throttleGroup},file=${node}${ro}`);
     const dev = [`virtio-blk-pci,id=${node}-dev,drive=${top}`];
     if (extra.serial) dev.push(`serial=${esc(extra.serial, 'disk serial')}`);
     if (extra.bootindex !== undefined) dev.push(`bootindex=${extra.bootindex}`);

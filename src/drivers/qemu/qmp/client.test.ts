@@ -126,6 +126,16 @@ describe('QmpClient commands', () => {
     expect(events[1]!.data).toEqual({});
   });
 
+  it('qom-set and qom-get send the object path, property and value', async () => {
+    peer.handle('qom-set', { return: {} });
+    peer.handle('qom-get', { return: { 'bps-read': 1048576 } });
+    const c = await connect();
+    await c.qomSet('io0', 'limits', { 'bps-read': 1048576 });
+    expect(peer.received.at(-1)).toMatchObject({ execute: 'qom-set', arguments: { path: 'io0', property: 'limits', value: { 'bps-read': 1048576 } } });
+    expect(await c.qomGet('io0', 'limits')).toEqual({ 'bps-read': 1048576 });
+    expect(peer.received.at(-1)).toMatchObject({ execute: 'qom-get', arguments: { path: 'io0', property: 'limits' } });
+  });
+
   it('turns error replies into BACKEND_FAILED naming the command and the description', async () => {
     peer.handle('balloon', { error: { class: 'DeviceNotActive', desc: 'No balloon device has been activated' } });
     const c = await connect();

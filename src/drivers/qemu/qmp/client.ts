@@ -405,6 +405,16 @@ export class QmpClient {
     await this.execute('balloon', { value: bytes });
   }
 
+  /** qom-get: one property of a QOM object (e.g. the limits of a throttle group). */
+  qomGet<T = unknown>(path: string, property: string): Promise<T> {
+    return this.execute<T>('qom-get', { path, property });
+  }
+
+  /** qom-set: changes one property of a QOM object live (e.g. a throttle group's limits). */
+  async qomSet(path: string, property: string, value: unknown): Promise<void> {
+    await this.execute('qom-set', { path, property, value });
+  }
+
   /** query-balloon: current guest memory in bytes as the balloon sees it. */
   queryBalloon(): Promise<QmpBalloonInfo> {
     return this.execute<QmpBalloonInfo>('query-balloon');

@@ -1,0 +1,41 @@
+// Unit tests of the QEMU driver's pure parts: validation, and how a VM boots (direct kernel boot vs its image).
+import { describe, expect, it } from 'vitest';
+import { validateConfig } from '../../shared/config.js';
+import type { HostFacts, InstanceRecord } from '../driver.js';
+import { bootOf, qemuDriver } from './driver.js';
+
+const facts: HostFacts = { cgroupLayout: 'hybrid', cpus: 2, memoryBytes: 8 * 1024 ** 3, idmap: { uidStart: 100000, gidStart: 100000, count: 65536 }, qemu: { version: '7.2.22', accel: 'tcg', accelReason: 'test' } };
+
+const record = (config: Record<string, string>, imageProps: Record<string, string>): InstanceRecord => ({
+  name: 'vm1', type: 'vm', driver: 'qemu', image: 'img', config, rootPath: '/p/vm1', instanceDir: '/i/vm1', imagePath: '/img',
+  nic: { bridge: 'br0', hostIfName: 't0', mac: '02:00:00:00:00:01', ipv4: '10.1.0.5', prefixLength: 24, gateway: '10.1.0.1' },
+  imageProps,
+});
+
+describe('qemuDriver.validate', () => {
+  it('refuses container-only keys naming the backend, and boot.initrd/cmdline without boot.kernel', () => {
+    expect(qemuDriver.validate({ 'limits.processes': '10' }, facts)[0]).toMatch(/limits\.processes.*qemu backend/);
+    expect(qemuDriver.validate({ 'boot.initrd': '/i' }, facts)[0]).toMatch(/boot\.initrd needs boot\.kernel/);
+    expect(qemuDriver.validate({ 'boot.kernel': '/k', 'boot.initrd': '/i', 'boot.cmdline': 'quiet' }, facts)).toEqual([]);
+  });
+  it('boot paths must be absolute, without ".." or control characters', () => {
+    expect(() => validateConfig({ 'boot.kernel': 'vmlinuz' })).toThrow(/absolute path/);
+    expect(() => validateConfig({ 'boot.kernel': '/boot/../etc/shadow' })).toThrow(/absolute path/);
+    expect(() => validateConfig({ 'boot.cmdline': 'a\nb' })).toThrow(/control characters/);
+    expect(validateConfig({ 'boot.kernel': '/boot/vmlinuz', 'boot.cmdline': ' root=/dev/vda1 ' })).toEqual({ 'boot.kernel': '/boot/vmlinuz', 'boot.cmdline': 'root=/dev/vda1' });
+  });
+});
+
+describe('bootOf', () => {
+  const image = { kernel: 'vmlinux', initrd: 'initrd.img', cmdline: 'console=ttyS0 quiet' };
+  it('boots the image kernel with its command line and the instance identity', () => {
+    expect(bootOf(record({}, image))).toEqual({ kind: 'kernel', kernel: '/img/vmlinux', initrd: '/img/initrd.img', cmdline: 'console=ttyS0 quiet hangar.hostname=vm1 hangar.ip=10.1.0.5/24 hangar.gw=10.1.0.1' });
+  });
+  it('boot.kernel replaces the image kernel, initrd and command line (none of the image\'s carries over)', () => {
+    expect(bootOf(record({ 'boot.kernel': '/k' }, image))).toEqual({ kind: 'kernel', kernel: '/k', cmdline: 'console=ttyS0 hangar.hostname=vm1 hangar.ip=10.1.0.5/24 hangar.gw=10.1.0.1' });
+    expect(bootOf(record({ 'boot.kernel': '/k', 'boot.initrd': '/i', 'boot.cmdline': 'root=/dev/vda1' }, {}))).toMatchObject({ kernel: '/k', initrd: '/i', cmdline: expect.stringMatching(/^root=\/dev\/vda1 hangar\.hostname=vm1 /) as unknown });
+  });
+  it('boots from the disk when the image has no kernel', () => {
+    expect(bootOf(record({}, { disk: 'disk.qcow2' }))).toEqual({ kind: 'disk' });
+  });
+});
