@@ -1,7 +1,8 @@
-// Shared helpers for the benchmarks: running commands, timing, statistics, the subject interface and small HTTP-over-unix calls.
+// Shared helpers for the benchmarks: running commands, timing, statistics, the subject interface, small HTTP-over-unix calls and writing report sections.
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
+import { cpus, release, totalmem } from 'node:os';
 
 /** Result of a finished command. */
 export interface RunResult {
@@ -168,4 +169,28 @@ export function recordSample<I, M>(samples: Map<I, Map<M, number[]>>, id: I, met
   let xs = m.get(metric);
   if (!xs) m.set(metric, (xs = []));
   xs.push(ms);
+}
+
+/** The machine line of the VM benchmarks' reports: OS, kernel, vCPUs, memory, the accelerator Hangar chose and Node. */
+export function machineNote(accel: string): string {
+  let os = 'Linux';
+  try {
+    os = /PRETTY_NAME="([^"]+)"/.exec(readFileSync('/etc/os-release', 'utf8'))?.[1] ?? os;
+  } catch {
+    /* keep the default */
+  }
+  return `${os}, kernel ${release()}, ${cpus().length} vCPU, ${Math.round(totalmem() / 1024 ** 3)} GiB, accelerator ${accel.toUpperCase()} (as Hangar chose it), Node ${process.version}`;
+}
+
+/** Replaces (or appends) the section starting with `heading` in a markdown file, keeping every other section. */
+export function writeSection(file: string, heading: string, section: string): void {
+  const old = existsSync(file) ? readFileSync(file, 'utf8') : '# Benchmarks\n';
+  const start = old.indexOf(heading);
+  let next: string;
+  if (start < 0) next = `${old.replace(/\s*$/, '')}\n\n${section}`;
+  else {
+    const after = old.indexOf('\n## ', start + heading.length);
+    next = old.slice(0, start) + section + (after < 0 ? '' : `\n${old.slice(after + 1)}`);
+  }
+  writeFileSync(file, next.replace(/\s*$/, '\n'));
 }

@@ -12,7 +12,8 @@ import { msSince, pidAlive, run, sleep, unixGet, until, waitPidExit, stopStarted
 export const MARKER = 'HANGAR-READY';
 /** Bench-owned bridge for the raw QEMU and libvirt guests (never Hangar's). */
 export const BENCH_BRIDGE = 'hbvbr0';
-const BENCH_NET = '10.126.77';
+/** Subnet (first three octets) of the bench bridge; the gateway is .1. */
+export const BENCH_NET = '10.126.77';
 const HANGAR_IMAGE = 'busybox';
 
 /** Result of an asynchronous command. */

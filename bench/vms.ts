@@ -1,9 +1,8 @@
 // VM benchmark: Hangar vs raw QEMU (Hangar's own argv) vs libvirt, start → serial marker, stops and QMP latency; writes BENCHMARKS.md.
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { cpus, release, totalmem } from 'node:os';
+import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { median, min, msSince, recordSample, sleep } from './util.js';
+import { machineNote, median, min, msSince, recordSample, sleep, writeSection } from './util.js';
 import { BENCH_BRIDGE, ensureBenchBridge, HangarVms, Libvirt, parseTemplate, RawQemu, removeBenchBridge, type VmTemplate } from './vm-subjects.js';
 
 const SECTION = '## VMs (bench/vms)';
@@ -89,16 +88,6 @@ const pct = (xs: number[], p: number): number => {
   return s.length ? (s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] as number) : NaN;
 };
 
-function machineNote(accel: string): string {
-  let os = 'Linux';
-  try {
-    os = /PRETTY_NAME="([^"]+)"/.exec(readFileSync('/etc/os-release', 'utf8'))?.[1] ?? os;
-  } catch {
-    /* keep the default */
-  }
-  return `${os}, kernel ${release()}, ${cpus().length} vCPU, ${Math.round(totalmem() / 1024 ** 3)} GiB, accelerator ${accel.toUpperCase()} (as Hangar chose it), Node ${process.version}`;
-}
-
 interface Report {
   started: Date;
   args: Args;
@@ -170,19 +159,6 @@ function render(rep: Report): string {
   );
   L.push('');
   return L.join('\n');
-}
-
-/** Replaces (or appends) our section in a markdown file, keeping every other section. */
-function writeSection(file: string, section: string): void {
-  const old = existsSync(file) ? readFileSync(file, 'utf8') : '# Benchmarks\n';
-  const start = old.indexOf(SECTION);
-  let next: string;
-  if (start < 0) next = `${old.replace(/\s*$/, '')}\n\n${section}`;
-  else {
-    const after = old.indexOf('\n## ', start + SECTION.length);
-    next = old.slice(0, start) + section + (after < 0 ? '' : `\n${old.slice(after + 1)}`);
-  }
-  writeFileSync(file, next.replace(/\s*$/, '\n'));
 }
 
 async function main(): Promise<number> {
@@ -359,7 +335,7 @@ async function main(): Promise<number> {
   const text = render(rep);
   console.log(text);
   if (args.out && rep.roundsDone > 0) {
-    writeSection(args.out, text);
+    writeSection(args.out, SECTION, text);
     console.error(`wrote ${args.out}`);
   }
   return rep.failed.size ? 1 : 0;

@@ -18,7 +18,7 @@ import { InstanceService } from '../core/instances.js';
 import { detectVirt } from '../core/detect/detect.js';
 import { readCpuidSignature } from '../core/detect/cpuid.js';
 import { defaultRegistry } from '../drivers/registry.js';
-import { detectAccel, probeQemu } from '../drivers/qemu/probe.js';
+import { detectAccel, findUefiFirmware, probeQemu } from '../drivers/qemu/probe.js';
 import { buildServer } from '../api/server.js';
 import { causeChain } from '../shared/errors.js';
 import type { HostInfo } from '../shared/schemas.js';
@@ -49,7 +49,7 @@ async function main(settings: Settings): Promise<void> {
   const qemu = await probeQemu(host);
   if (qemu.available) {
     const accel = await detectAccel(host);
-    facts.qemu = { version: qemu.version, accel: accel.accel, accelReason: accel.reason };
+    facts.qemu = { version: qemu.version, accel: accel.accel, accelReason: accel.reason, uefi: await findUefiFirmware(host) };
     log(`qemu ${qemu.version}: ${accel.reason}`);
   }
   const db = new StateDb(settings.dbFile);

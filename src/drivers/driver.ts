@@ -28,7 +28,7 @@ export interface HostFacts {
   /** Id maps for unprivileged containers: host ids that container id 0 maps to. */
   idmap: { uidStart: number; gidStart: number; count: number };
   /** QEMU on this host: version and the accelerator VMs get (KVM when /dev/kvm works, else TCG), with the reason. */
-  qemu?: { version: string | null; accel: 'kvm' | 'tcg'; accelReason: string };
+  qemu?: { version: string | null; accel: 'kvm' | 'tcg'; accelReason: string; /** OVMF (UEFI) files; null or absent when not installed. */ uefi?: { code: string; vars: string } | null };
   /** Swap is accounted per cgroup (v1: memory.memsw.* files exist; v2: memory.swap.max exists); undefined means unknown, treated as no. */
   swapAccounting?: boolean;
 }

@@ -68,6 +68,13 @@ export const CONFIG_KEYS: Record<string, KeySpec> = {
   'limits.disk.write': { description: 'VM disk write limit per second: a size ("50MiB") or operations ("200iops")', check: ioLimit },
   'cloud-init.user-data': { description: 'cloud-init user-data for VMs whose image runs cloud-init (#cloud-config, a script, ...)', check: (v) => v },
   'cloud-init.ssh-keys': { description: 'SSH public keys for the default user of a cloud-init VM, one per line', check: (v) => v },
+  'boot.firmware': {
+    description: 'VM firmware for disk boot: bios (SeaBIOS) or uefi (OVMF, with a variable store per instance); default the image\'s, else bios',
+    check: (v, key) => {
+      if (v === 'bios' || v === 'uefi') return v;
+      throw new AppError('INVALID_CONFIG', `Invalid value ${JSON.stringify(v)} for ${key}: expected bios or uefi`);
+    },
+  },
   'boot.kernel': { description: 'VM: boot this kernel file of the host directly (libvirt-style direct kernel boot) instead of the image\'s boot', check: hostPath },
   'boot.initrd': { description: 'VM: initrd for boot.kernel (none when unset)', check: hostPath },
   'boot.cmdline': { description: 'VM: kernel command line for boot.kernel (default "console=ttyS0"); Hangar appends the hangar.* identity parameters', check: cmdline },

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { validateConfig } from '../../shared/config.js';
 import type { HostFacts, InstanceRecord } from '../driver.js';
-import { bootOf, qemuDriver } from './driver.js';
+import { bootOf, firmwareOf, qemuDriver } from './driver.js';
 
 const facts: HostFacts = { cgroupLayout: 'hybrid', cpus: 2, memoryBytes: 8 * 1024 ** 3, idmap: { uidStart: 100000, gidStart: 100000, count: 65536 }, qemu: { version: '7.2.22', accel: 'tcg', accelReason: 'test' } };
 
@@ -17,6 +17,12 @@ describe('qemuDriver.validate', () => {
     expect(qemuDriver.validate({ 'limits.processes': '10' }, facts)[0]).toMatch(/limits\.processes.*qemu backend/);
     expect(qemuDriver.validate({ 'boot.initrd': '/i' }, facts)[0]).toMatch(/boot\.initrd needs boot\.kernel/);
     expect(qemuDriver.validate({ 'boot.kernel': '/k', 'boot.initrd': '/i', 'boot.cmdline': 'quiet' }, facts)).toEqual([]);
+  });
+  it('boot.firmware=uefi needs OVMF on the host and a disk boot', () => {
+    expect(qemuDriver.validate({ 'boot.firmware': 'uefi' }, { ...facts, qemu: { ...facts.qemu!, uefi: { code: '/c', vars: '/v' } } })).toEqual([]);
+    expect(qemuDriver.validate({ 'boot.firmware': 'uefi' }, facts)[0]).toMatch(/OVMF.*not installed.*ovmf package/);
+    expect(qemuDriver.validate({ 'boot.firmware': 'uefi', 'boot.kernel': '/k' }, { ...facts, qemu: { ...facts.qemu!, uefi: { code: '/c', vars: '/v' } } })[0]).toMatch(/applies to booting from the disk/);
+    expect(() => validateConfig({ 'boot.firmware': 'efi' })).toThrow(/bios or uefi/);
   });
   it('boot paths must be absolute, without ".." or control characters', () => {
     expect(() => validateConfig({ 'boot.kernel': 'vmlinuz' })).toThrow(/absolute path/);
@@ -35,7 +41,11 @@ describe('bootOf', () => {
     expect(bootOf(record({ 'boot.kernel': '/k' }, image))).toEqual({ kind: 'kernel', kernel: '/k', cmdline: 'console=ttyS0 hangar.hostname=vm1 hangar.ip=10.1.0.5/24 hangar.gw=10.1.0.1' });
     expect(bootOf(record({ 'boot.kernel': '/k', 'boot.initrd': '/i', 'boot.cmdline': 'root=/dev/vda1' }, {}))).toMatchObject({ kernel: '/k', initrd: '/i', cmdline: expect.stringMatching(/^root=\/dev\/vda1 hangar\.hostname=vm1 /) as unknown });
   });
-  it('boots from the disk when the image has no kernel', () => {
+  it('boots from the disk when the image has no kernel: BIOS, or OVMF with the instance\'s own variable store', () => {
     expect(bootOf(record({}, { disk: 'disk.qcow2' }))).toEqual({ kind: 'disk' });
+    expect(firmwareOf(record({}, { firmware: 'uefi' }))).toBe('uefi');
+    expect(firmwareOf(record({ 'boot.firmware': 'bios' }, { firmware: 'uefi' }))).toBe('bios');
+    expect(bootOf(record({ 'boot.firmware': 'uefi' }, {}), '/usr/share/OVMF/OVMF_CODE_4M.fd')).toEqual({ kind: 'disk', firmware: { code: '/usr/share/OVMF/OVMF_CODE_4M.fd', vars: '/p/vm1/efivars.fd' } });
+    expect(() => bootOf(record({ 'boot.firmware': 'uefi' }, {}), null)).toThrow(/OVMF is not installed/);
   });
 });

@@ -25,6 +25,8 @@ const AGENT_READY_MS = 30_000;
 const GUEST_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 /** Root disk of a VM inside its instance volume. */
 export const ROOT_DISK = 'root.qcow2';
+/** UEFI variable store of a VM inside its instance volume. */
+export const UEFI_VARS = 'efivars.fd';
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -96,8 +98,21 @@ export function kernelCmdline(record: InstanceRecord): string {
   return `${base} hangar.hostname=${record.name} hangar.ip=${nic.ipv4}/${nic.prefixLength} hangar.gw=${nic.gateway}`;
 }
 
-/** How a VM boots: boot.kernel when set, else from its image's properties (kernel/initrd for the busybox image, the disk otherwise). */
-export function bootOf(record: InstanceRecord): QemuBoot {
+/** Firmware of a disk-booted VM: boot.firmware, else the image's `firmware` property, else BIOS. */
+export function firmwareOf(record: InstanceRecord): 'bios' | 'uefi' {
+  return (record.config['boot.firmware'] ?? record.imageProps.firmware) === 'uefi' ? 'uefi' : 'bios';
+}
+
+/** The instance's own UEFI variable store (boot entries survive restarts and copies), in its volume. */
+export function uefiVarsPath(record: InstanceRecord): string {
+  return posix.join(record.rootPath, UEFI_VARS);
+}
+
+/**
+ * How a VM boots: boot.kernel when set, else from its image's properties (kernel/initrd for the busybox image, the disk
+ * otherwise, through OVMF when its firmware is UEFI: `uefiCode` is the host's OVMF code file).
+ */
+export function bootOf(record: InstanceRecord, uefiCode?: string | null): QemuBoot {
   const kernel = record.config['boot.kernel'];
   if (kernel) {
     const initrd = record.config['boot.initrd'];
@@ -111,6 +126,10 @@ export function bootOf(record: InstanceRecord): QemuBoot {
       ...(props.initrd ? { initrd: posix.join(record.imagePath, props.initrd) } : {}),
       cmdline: kernelCmdline(record),
     };
+  }
+  if (firmwareOf(record) === 'uefi') {
+    if (!uefiCode) throw new AppError('UNSUPPORTED', `Instance "${record.name}" needs UEFI firmware, and OVMF is not installed on this host (install the ovmf package)`);
+    return { kind: 'disk', firmware: { code: uefiCode, vars: uefiVarsPath(record) } };
   }
   return { kind: 'disk' };
 }
@@ -171,7 +190,12 @@ class QemuInstance implements InstanceHandle {
       const seed = await this.cloudInitSeed();
       if (seed) extraDisks.push(seed);
       const machine = await this.machineType(facts.version);
-      const argv = renderQemuArgv({ record: this.record, facts: { version: facts.version, accel: facts.accel }, boot: bootOf(this.record), rootDisk: this.rootDisk, extraDisks, machine, ...(resume ? { incoming: true } : {}) });
+      const boot = bootOf(this.record, facts.uefi?.code);
+      // The first UEFI start gets a fresh variable store from OVMF's template; later starts keep the guest's boot entries.
+      if (boot.kind === 'disk' && boot.firmware && facts.uefi && !(await this.host.fs.stat(boot.firmware.vars))) {
+        await this.host.exec(['cp', facts.uefi.vars, boot.firmware.vars]);
+      }
+      const argv = renderQemuArgv({ record: this.record, facts: { version: facts.version, accel: facts.accel }, boot, rootDisk: this.rootDisk, extraDisks, machine, ...(resume ? { incoming: true } : {}) });
       // -daemonize: QEMU reports start-up errors on stderr, then detaches into its own session and outlives hangard.
       const res = await this.host.exec(argv, { allowFailure: true, timeoutMs: 60_000 });
       if (res.code !== 0) {
@@ -258,7 +282,7 @@ class QemuInstance implements InstanceHandle {
     await this.releaseHostResources();
     // The disks create() and start() made in the volume; the volume itself belongs to the storage pool.
     for (const f of await this.host.fs.readdir(this.record.rootPath).catch(() => [] as string[])) {
-      if (f === ROOT_DISK || /^disk-.+\.qcow2$/.test(f)) await this.host.fs.rm(posix.join(this.record.rootPath, f), { force: true });
+      if (f === ROOT_DISK || f === UEFI_VARS || /^disk-.+\.qcow2$/.test(f)) await this.host.fs.rm(posix.join(this.record.rootPath, f), { force: true });
     }
     await this.host.fs.rm(this.record.instanceDir, { recursive: true, force: true });
   }
@@ -555,6 +579,10 @@ function validateQemu(config: InstanceConfig, facts: HostFacts): string[] {
   }
   for (const key of ['boot.initrd', 'boot.cmdline']) {
     if (config[key] !== undefined && config['boot.kernel'] === undefined) problems.push(`${key} needs boot.kernel (it applies to a directly booted kernel)`);
+  }
+  if (config['boot.firmware'] === 'uefi') {
+    if (config['boot.kernel'] !== undefined) problems.push('boot.firmware=uefi applies to booting from the disk; boot.kernel boots its kernel directly, without firmware');
+    if (facts.qemu && !facts.qemu.uefi) problems.push('boot.firmware=uefi needs UEFI firmware (OVMF), which is not installed on this host (install the ovmf package)');
   }
   let r: ReturnType<typeof resourcesOf>;
   try {

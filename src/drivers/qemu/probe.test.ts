@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import type { ExecOptions, ExecResult, Host, HostStat } from '../../core/host/host.js';
 import { LocalHost } from '../../core/host/local.js';
-import { detectAccel, KVM_CHECK_QMP, probeQemu } from './probe.js';
+import { detectAccel, findUefiFirmware, KVM_CHECK_QMP, probeQemu } from './probe.js';
 
 type Script = (argv: readonly string[], opts?: ExecOptions) => ExecResult | Error;
 
@@ -74,5 +74,18 @@ describe('detectAccel', () => {
     expect(performance.now() - t0).toBeLessThan(2000);
     expect(d.accel).toBe(existsSync('/dev/kvm') ? d.accel : 'tcg');
     expect(d.reason).toMatch(d.accel === 'kvm' ? /^KVM usable/ : /TCG/);
+  });
+});
+
+describe('findUefiFirmware', () => {
+  const file: HostStat = { ...charDev, mode: 0o100644, isFile: true };
+  const withFiles = (files: string[]): Host => ({ fs: { stat: async (p: string) => (files.includes(p) ? file : undefined) } }) as unknown as Host;
+  it('prefers the 4 MiB OVMF pair and needs both the code and the variable template', async () => {
+    expect(await findUefiFirmware(withFiles(['/usr/share/OVMF/OVMF_CODE_4M.fd', '/usr/share/OVMF/OVMF_VARS_4M.fd', '/usr/share/OVMF/OVMF_CODE.fd', '/usr/share/OVMF/OVMF_VARS.fd']))).toEqual({ code: '/usr/share/OVMF/OVMF_CODE_4M.fd', vars: '/usr/share/OVMF/OVMF_VARS_4M.fd' });
+    expect(await findUefiFirmware(withFiles(['/usr/share/OVMF/OVMF_CODE_4M.fd', '/usr/share/OVMF/OVMF_CODE.fd', '/usr/share/OVMF/OVMF_VARS.fd']))).toEqual({ code: '/usr/share/OVMF/OVMF_CODE.fd', vars: '/usr/share/OVMF/OVMF_VARS.fd' });
+    expect(await findUefiFirmware(withFiles(['/usr/share/OVMF/OVMF_CODE_4M.fd']))).toBeNull();
+  });
+  it.skipIf(!existsSync('/usr/share/OVMF/OVMF_CODE_4M.fd'))('finds the firmware of the ovmf package on this host (skipped: ovmf not installed)', async () => {
+    expect((await findUefiFirmware(new LocalHost()))?.code).toBe('/usr/share/OVMF/OVMF_CODE_4M.fd');
   });
 });

@@ -46,6 +46,21 @@ export async function probeQemu(host: Host, binary = QEMU_BINARY): Promise<QemuP
   }
 }
 
+/** UEFI firmware pairs (read-only code, variable-store template) in the order they are preferred: Debian's ovmf package, 4 MiB builds first. */
+export const OVMF_CANDIDATES = [
+  { code: '/usr/share/OVMF/OVMF_CODE_4M.fd', vars: '/usr/share/OVMF/OVMF_VARS_4M.fd' },
+  { code: '/usr/share/OVMF/OVMF_CODE.fd', vars: '/usr/share/OVMF/OVMF_VARS.fd' },
+] as const;
+
+/** The first installed OVMF pair (both files present), or null when UEFI guests cannot run here. */
+export async function findUefiFirmware(host: Host): Promise<{ code: string; vars: string } | null> {
+  for (const c of OVMF_CANDIDATES) {
+    const [code, vars] = await Promise.all([host.fs.stat(c.code), host.fs.stat(c.vars)]);
+    if (code?.isFile && vars?.isFile) return { code: c.code, vars: c.vars };
+  }
+  return null;
+}
+
 /** Chooses KVM when /dev/kvm exists and QEMU really gets a KVM VM from it; otherwise TCG, with the reason either way. */
 export async function detectAccel(host: Host, binary = QEMU_BINARY): Promise<AccelDecision> {
   let st;
