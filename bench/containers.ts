@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { BIG_PAYLOAD_MIB, Hangar } from './hangar.js';
 import { Lxd } from './lxd.js';
 import { RawLxc } from './raw-lxc.js';
-import { median, min, msSince, recordSample, type Subject } from './util.js';
+import { median, min, msSince, parseBenchFlags, positiveInt, recordSample, type Subject, Interrupt } from './util.js';
 
 const SECTION = '## Containers (bench/containers)';
 const STATE_DIR = '/var/lib/hangar-bench';
@@ -54,33 +54,18 @@ function usage(): never {
 
 function parseArgs(argv: string[]): Args {
   const a: Args = { rounds: 11, execs: 5, cliRuns: 20, only: new Set(['hangar', 'raw-lxc', 'lxd', 'cli']), graceful: true, install: true, privileged: false, out: join(repoRoot, 'BENCHMARKS.md') };
-  const num = (v: string | undefined, flag: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 1) throw new Error(`${flag} needs a positive integer`);
-    return n;
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const f = argv[i];
-    if (f === '--rounds') a.rounds = num(argv[++i], f);
-    else if (f === '--execs') a.execs = num(argv[++i], f);
-    else if (f === '--cli-runs') a.cliRuns = num(argv[++i], f);
-    else if (f === '--only') a.only = new Set((argv[++i] ?? '').split(',').filter(Boolean));
-    else if (f === '--no-graceful') a.graceful = false;
-    else if (f === '--no-install') a.install = false;
-    else if (f === '--privileged') a.privileged = true;
-    else if (f === '--out') a.out = argv[++i] ?? null;
-    else if (f === '--no-write') a.out = null;
-    else if (f === '-h' || f === '--help') usage();
-    else throw new Error(`Unknown option ${f} (try --help)`);
-  }
-  return a;
+  return parseBenchFlags(argv, a, {
+    '--rounds': (next) => { a.rounds = positiveInt(next(), '--rounds'); },
+    '--execs': (next) => { a.execs = positiveInt(next(), '--execs'); },
+    '--cli-runs': (next) => { a.cliRuns = positiveInt(next(), '--cli-runs'); },
+    '--only': (next) => { a.only = new Set((next() ?? '').split(',').filter(Boolean)); },
+    '--no-graceful': () => { a.graceful = false; },
+    '--no-install': () => { a.install = false; },
+    '--privileged': () => { a.privileged = true; },
+  }, usage);
 }
 
-let aborted = false;
-/** Throws when the user interrupted the run; checked between steps so cleanup runs in the finally. */
-function checkAbort(): void {
-  if (aborted) throw new Error('Interrupted');
-}
+const interrupt = new Interrupt();
 
 /** Samples per subject id and metric. */
 type Samples = Map<string, Map<Metric, number[]>>;
@@ -90,7 +75,7 @@ const record = (samples: Samples, id: string, metric: Metric, ms: number): void 
 async function step(samples: Samples, s: Subject, metric: Metric, fn: () => Promise<void>): Promise<void> {
   // The raw and LXD steps are synchronous underneath: give the event loop a turn so signal handlers can run.
   await new Promise((resolve) => setImmediate(resolve));
-  checkAbort();
+  interrupt.check();
   const t0 = process.hrtime.bigint();
   await fn();
   record(samples, s.id, metric, msSince(t0));
@@ -146,7 +131,7 @@ function cliStartup(runs: number): { cli: number[]; node: number[] } | string {
   const cli: number[] = [];
   const node: number[] = [];
   for (let i = 0; i < runs; i++) {
-    checkAbort();
+    interrupt.check();
     if (i % 2) {
       node.push(once(['-e', '0']));
       cli.push(once([cliMain, '--version']));
@@ -296,28 +281,18 @@ async function main(): Promise<number> {
   if (args.only.has('lxd')) all.push(new Lxd({ stateDir: STATE_DIR, install: args.install }));
 
   const rep: Report = { started: new Date(), args, roundsDone: 0, subjects: [], skipped: new Map(), failed: new Map(), samples: new Map(), storage: new Map(), hangar: null, bigFailed: null, cli: null };
-  const onSignal = (sig: string): void => {
-    if (aborted) {
-      console.error(`\n${sig} again: exiting without cleanup; rerun the bench to clean up leftovers`);
-      process.exit(130);
-    }
-    aborted = true;
-    console.error(`\n${sig}: finishing the current step, then cleaning up (again to exit at once)`);
-  };
-  process.on('SIGINT', () => onSignal('SIGINT'));
-  process.on('SIGTERM', () => onSignal('SIGTERM'));
-  process.on('SIGHUP', () => onSignal('SIGHUP'));
+  interrupt.install();
 
   try {
     for (const s of all) {
-      checkAbort();
+      interrupt.check();
       const t0 = process.hrtime.bigint();
       try {
         await s.setup();
         rep.subjects.push(s);
         console.error(`setup ${s.id}: ${s.label} (${f1(msSince(t0))} ms)`);
       } catch (e) {
-        if (aborted) throw e;
+        if (interrupt.aborted) throw e;
         rep.skipped.set(s.id, e instanceof Error ? e.message : String(e));
         console.error(`setup ${s.id} failed, skipping it: ${rep.skipped.get(s.id)}`);
         // Tear down at once what a failed setup started (e.g. a daemon) so it does not disturb the other subjects.
@@ -339,7 +314,7 @@ async function main(): Promise<number> {
         try {
           await cycle(rep.samples, rep.storage, s, r, args);
         } catch (e) {
-          if (aborted) throw e;
+          if (interrupt.aborted) throw e;
           rep.failed.set(s.id, `round ${r}: ${e instanceof Error ? e.message : String(e)}`);
           console.error(`${s.id} failed in round ${r}: ${rep.failed.get(s.id)}`);
           await s.cleanup().catch((c: unknown) => console.error(`cleanup ${s.id}: ${String(c)}`));
@@ -356,7 +331,7 @@ async function main(): Promise<number> {
           try {
             await bigCycle(rep.samples, rep.storage, h, r);
           } catch (e) {
-            if (aborted) throw e;
+            if (interrupt.aborted) throw e;
             rep.bigFailed = `round ${r}: ${e instanceof Error ? e.message : String(e)}`;
             console.error(`hangar ${BIG_PAYLOAD_MIB} MiB image launch failed in round ${r}: ${rep.bigFailed}`);
           }
@@ -395,6 +370,6 @@ main().then(
   (code) => process.exit(code),
   (e: unknown) => {
     console.error(`bench: ${e instanceof Error ? e.message : String(e)}`);
-    process.exit(aborted ? 130 : 1);
+    process.exit(interrupt.aborted ? 130 : 1);
   },
 );

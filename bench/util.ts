@@ -194,3 +194,51 @@ export function writeSection(file: string, heading: string, section: string): vo
   }
   writeFileSync(file, next.replace(/\s*$/, '\n'));
 }
+
+/** A positive integer flag value, or a clear error naming the flag. */
+export function positiveInt(v: string | undefined, flag: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${flag} needs a positive integer`);
+  return n;
+}
+
+/**
+ * Parses a benchmark's command line into a (defaulted) args object: each flag's handler may take its value with next();
+ * --out FILE, --no-write and -h/--help are common to every benchmark.
+ */
+export function parseBenchFlags<T extends { out: string | null }>(argv: string[], a: T, flags: Record<string, (next: () => string | undefined) => void>, usage: () => never): T {
+  for (let i = 0; i < argv.length; i++) {
+    const f = argv[i]!;
+    const next = () => argv[++i];
+    if (f === '--out') a.out = next() ?? null;
+    else if (f === '--no-write') a.out = null;
+    else if (f === '-h' || f === '--help') usage();
+    else if (Object.hasOwn(flags, f)) flags[f]!(next);
+    else throw new Error(`Unknown option ${f} (try --help)`);
+  }
+  return a;
+}
+
+/** Ctrl-C for a benchmark: the first signal stops the run after its current step (cleanup still runs), a second exits at once. */
+export class Interrupt {
+  aborted = false;
+
+  /** Listens for SIGINT, SIGTERM and SIGHUP. */
+  install(): void {
+    for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+      process.on(sig, () => {
+        if (this.aborted) {
+          console.error(`\n${sig} again: exiting without cleanup; rerun the bench to clean up leftovers`);
+          process.exit(130);
+        }
+        this.aborted = true;
+        console.error(`\n${sig}: finishing the current step, then cleaning up (again to exit at once)`);
+      });
+    }
+  }
+
+  /** Throws when the user interrupted the run; called between steps so cleanup runs in the finally. */
+  check(): void {
+    if (this.aborted) throw new Error('Interrupted');
+  }
+}

@@ -2,7 +2,7 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { machineNote, median, min, msSince, recordSample, sleep, writeSection } from './util.js';
+import { machineNote, median, min, msSince, parseBenchFlags, positiveInt, recordSample, sleep, writeSection, Interrupt } from './util.js';
 import { BENCH_BRIDGE, ensureBenchBridge, HangarVms, Libvirt, parseTemplate, RawQemu, removeBenchBridge, type VmTemplate } from './vm-subjects.js';
 
 const SECTION = '## VMs (bench/vms)';
@@ -45,29 +45,15 @@ function usage(): never {
 
 function parseArgs(argv: string[]): Args {
   const a: Args = { rounds: 7, qmpSamples: 200, only: new Set(SUBJECTS), install: true, out: join(repoRoot, 'BENCHMARKS.md') };
-  const num = (v: string | undefined, flag: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 1) throw new Error(`${flag} needs a positive integer`);
-    return n;
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const f = argv[i];
-    if (f === '--rounds') a.rounds = num(argv[++i], f);
-    else if (f === '--qmp-samples') a.qmpSamples = num(argv[++i], f);
-    else if (f === '--only') a.only = new Set((argv[++i] ?? '').split(',').filter(Boolean));
-    else if (f === '--no-install') a.install = false;
-    else if (f === '--out') a.out = argv[++i] ?? null;
-    else if (f === '--no-write') a.out = null;
-    else if (f === '-h' || f === '--help') usage();
-    else throw new Error(`Unknown option ${f} (try --help)`);
-  }
-  return a;
+  return parseBenchFlags(argv, a, {
+    '--rounds': (next) => { a.rounds = positiveInt(next(), '--rounds'); },
+    '--qmp-samples': (next) => { a.qmpSamples = positiveInt(next(), '--qmp-samples'); },
+    '--only': (next) => { a.only = new Set((next() ?? '').split(',').filter(Boolean)); },
+    '--no-install': () => { a.install = false; },
+  }, usage);
 }
 
-let aborted = false;
-function checkAbort(): void {
-  if (aborted) throw new Error('Interrupted');
-}
+const interrupt = new Interrupt();
 
 type Samples = Map<Sid, Map<Metric, number[]>>;
 const record = (samples: Samples, id: Sid, metric: Metric, ms: number): void => recordSample(samples, id, metric, ms);
@@ -75,7 +61,7 @@ const record = (samples: Samples, id: Sid, metric: Metric, ms: number): void => 
 /** Times fn (wall clock around the whole call) unless it reports its own duration. */
 async function timed(samples: Samples, id: Sid, metric: Metric, fn: () => Promise<void | number>): Promise<void> {
   await new Promise((r) => setImmediate(r));
-  checkAbort();
+  interrupt.check();
   const t0 = process.hrtime.bigint();
   const own = await fn();
   record(samples, id, metric, typeof own === 'number' ? own : msSince(t0));
@@ -167,17 +153,7 @@ async function main(): Promise<number> {
   if (!args.only.has('hangar')) throw new Error('--only must include hangar: raw QEMU and libvirt copy the argv of a Hangar VM');
   mkdirSync(WORK_DIR, { recursive: true });
   const rep: Report = { started: new Date(), args, roundsDone: 0, labels: new Map(), skipped: new Map(), failed: new Map(), samples: new Map(), qmp: { client: [], bare: [] }, tpl: null, imageInfo: '', libvirtArgc: null };
-  const onSignal = (sig: string): void => {
-    if (aborted) {
-      console.error(`\n${sig} again: exiting without cleanup; rerun the bench to clean up leftovers`);
-      process.exit(130);
-    }
-    aborted = true;
-    console.error(`\n${sig}: finishing the current step, then cleaning up (again to exit at once)`);
-  };
-  process.on('SIGINT', () => onSignal('SIGINT'));
-  process.on('SIGTERM', () => onSignal('SIGTERM'));
-  process.on('SIGHUP', () => onSignal('SIGHUP'));
+  interrupt.install();
 
   const hangar = new HangarVms({
     distDir: join(repoRoot, 'dist'),
@@ -203,7 +179,7 @@ async function main(): Promise<number> {
     rep.tpl = tpl;
     await hangar.stop(prep, true);
     await hangar.remove(prep);
-    checkAbort();
+    interrupt.check();
 
     ensureBenchBridge();
     bridgeCreated = true; // ours by name, also when a crashed earlier run left it
@@ -219,13 +195,13 @@ async function main(): Promise<number> {
         raw = r;
         rep.labels.set('raw', r.label);
       } catch (e) {
-        if (aborted) throw e;
+        if (interrupt.aborted) throw e;
         rep.skipped.set('raw', e instanceof Error ? e.message : String(e));
         console.error(`raw QEMU skipped: ${rep.skipped.get('raw')}`);
         await r.cleanup();
       }
     }
-    checkAbort();
+    interrupt.check();
     if (args.only.has('libvirt')) {
       const v = new Libvirt(join(WORK_DIR, 'libvirt'), tpl, args.install);
       libvirt = v;
@@ -242,7 +218,7 @@ async function main(): Promise<number> {
         await v.remove('hbvlv-warm');
         rep.labels.set('libvirt', v.label);
       } catch (e) {
-        if (aborted) throw e;
+        if (interrupt.aborted) throw e;
         rep.skipped.set('libvirt', e instanceof Error ? e.message : String(e));
         console.error(`libvirt skipped: ${rep.skipped.get('libvirt')}`);
         await v.cleanup();
@@ -306,7 +282,7 @@ async function main(): Promise<number> {
         try {
           await c.run(r);
         } catch (e) {
-          if (aborted) throw e;
+          if (interrupt.aborted) throw e;
           rep.failed.set(c.id, `round ${r}: ${e instanceof Error ? e.message : String(e)}`);
           console.error(`${c.id} failed in round ${r}: ${rep.failed.get(c.id)}`);
           if (c.id === 'hangar') await hangar.remove(`hbnvm-r${r}`).catch(() => undefined);
@@ -345,6 +321,6 @@ main().then(
   (code) => process.exit(code),
   (e: unknown) => {
     console.error(`bench: ${e instanceof Error ? e.message : String(e)}`);
-    process.exit(aborted ? 130 : 1);
+    process.exit(interrupt.aborted ? 130 : 1);
   },
 );

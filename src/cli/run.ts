@@ -202,6 +202,13 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
     .argument('[key=value...]')
     .action(act(async (name: string, dev: string, type: string, props: string[]) => (await import('./commands/config.js')).deviceAddCommand(ctx, name, dev, type, props ?? [])));
   device
+    .command('set')
+    .description('grow a disk device (live on a running VM)')
+    .argument('<name>')
+    .argument('<device>')
+    .argument('<props...>', 'size=SIZE')
+    .action(act(async (name: string, dev: string, props: string[]) => (await import('./commands/config.js')).deviceSetCommand(ctx, name, dev, props)));
+  device
     .command('remove')
     .description('remove a device (its disk file is kept)')
     .argument('<name>')

@@ -100,8 +100,11 @@ export function parseConfigPairs(pairs: readonly string[]): InstanceConfig {
 
 const DEVICE_KEY = /^devices\.([a-z0-9][a-z0-9-]{0,19})\.(type|size)$/;
 
+/** One extra disk of an instance. */
+export interface DiskDevice { name: string; type: 'disk'; sizeBytes: number }
+
 /** Extra devices declared in a config (devices.<name>.type=disk, devices.<name>.size=10GiB). */
-export function devicesOf(config: InstanceConfig): { name: string; type: 'disk'; sizeBytes: number }[] {
+export function devicesOf(config: InstanceConfig): DiskDevice[] {
   const names = new Set<string>();
   for (const key of Object.keys(config)) {
     const m = DEVICE_KEY.exec(key);
@@ -118,6 +121,17 @@ export function devicesOf(config: InstanceConfig): { name: string; type: 'disk';
 
 /** Validates and normalises a config map: unknown keys and bad values are refused; cross-key rules are checked. */
 export function validateConfig(config: InstanceConfig): InstanceConfig {
+  const out = validateConfigValues(config);
+  devicesOf(out);
+  const r = resourcesOf(out);
+  if (r.memoryGuarantee !== undefined && r.memoryMax !== undefined && r.memoryGuarantee > r.memoryMax) {
+    throw new AppError('INVALID_CONFIG', `limits.memory.guarantee (${out['limits.memory.guarantee']}) must not exceed limits.memory (${out['limits.memory']})`);
+  }
+  return out;
+}
+
+/** Checks each key and value on its own (for a partial change, whose cross-key rules only the merged config can answer). */
+export function validateConfigValues(config: InstanceConfig): InstanceConfig {
   const out: InstanceConfig = {};
   for (const [key, value] of Object.entries(config)) {
     if (isUserKey(key)) { out[key] = value; continue; }
@@ -131,11 +145,6 @@ export function validateConfig(config: InstanceConfig): InstanceConfig {
     const spec = CONFIG_KEYS[key];
     if (!spec) throw new AppError('INVALID_CONFIG', `Unknown config key "${key}"`, { details: { known: Object.keys(CONFIG_KEYS) } });
     out[key] = spec.check(String(value), key);
-  }
-  devicesOf(out);
-  const r = resourcesOf(out);
-  if (r.memoryGuarantee !== undefined && r.memoryMax !== undefined && r.memoryGuarantee > r.memoryMax) {
-    throw new AppError('INVALID_CONFIG', `limits.memory.guarantee (${out['limits.memory.guarantee']}) must not exceed limits.memory (${out['limits.memory']})`);
   }
   return out;
 }

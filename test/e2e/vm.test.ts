@@ -310,23 +310,46 @@ describe('QEMU VMs', () => {
     cliOk(['delete', '--force', `${name}ct`]);
   }, 180_000);
 
-  it('config device add attaches an extra qcow2 disk (pending until restart on a running VM), seen by the guest with its name as serial', async () => {
+  it('config device add/remove hot-plugs qcow2 disks into a running VM (PCIe ports), seen by the guest with their name as serial; size grows live', async () => {
     const name = `${P}dsk`;
-    cliOk(['launch', 'busybox', name, '--vm']);
-    const out = cliOk(['config', 'device', 'add', name, 'data2', 'disk', 'size=32MiB']);
-    expect(out).toMatch(/Pending until restart: .*devices\.data2/);
-    const list = JSON.parse(cliOk(['config', 'device', 'list', name, '--format', 'json'])) as { name: string; size: string; pending: string }[];
-    expect(list).toEqual([{ name: 'data2', type: 'disk', size: '32MiB', pending: 'yes' }]);
-    cliOk(['restart', name]);
+    cliOk(['launch', 'busybox', name, '--vm', '-c', 'devices.cold.type=disk', '-c', 'devices.cold.size=16MiB']);
     await pollUntil(() => cli(['exec', name, '--', 'true']).code === 0, 300, 100);
-    // vda is the root disk; the extra one carries its device name as virtio serial.
-    const serials = cliOk(['exec', name, '--', 'sh', '-c', 'for d in /sys/block/vd*; do echo "$(cat $d/serial 2>/dev/null) $(cat $d/size)"; done']);
-    expect(serials).toContain(`data2 ${(32 * 1024 ** 2) / 512}`);
+    // serial + size (512-byte sectors) of every virtio disk the guest kernel sees; vda is the root disk.
+    const disks = () => cliOk(['exec', name, '--', 'sh', '-c', 'for d in /sys/block/vd*; do echo "$(cat $d/serial 2>/dev/null) $(cat $d/size)"; done']);
+    const sectors = (bytes: number) => bytes / 512;
+    expect(disks()).toContain(`cold ${sectors(16 * 1024 ** 2)}`);
+    const bootPid = findInstance(name)!.pid;
+    const out = cliOk(['config', 'device', 'add', name, 'data2', 'disk', 'size=32MiB']);
+    expect(out).toMatch(/Applied live: .*devices\.data2\.size/);
+    expect(await pollUntil(() => disks().includes(`data2 ${sectors(32 * 1024 ** 2)}`), 100, 100), disks()).toBe(true);
+    const list = JSON.parse(cliOk(['config', 'device', 'list', name, '--format', 'json'])) as { name: string; size: string; pending: string }[];
+    expect(list).toEqual([{ name: 'cold', type: 'disk', size: '16MiB', pending: 'no' }, { name: 'data2', type: 'disk', size: '32MiB', pending: 'no' }]);
+    // The guest can use it at once.
+    expect(cliOk(['exec', name, '--', 'sh', '-c', 'd=$(grep -l data2 /sys/block/vd*/serial | cut -d/ -f4); echo hotplugged | dd of=/dev/$d bs=512 conv=sync 2>/dev/null; dd if=/dev/$d bs=512 count=1 2>/dev/null | head -n1'])).toBe('hotplugged\n');
+    expect(cliOk(['config', 'device', 'set', name, 'data2', 'size=48MiB'])).toMatch(/Applied live: .*devices\.data2\.size/);
+    expect(await pollUntil(() => disks().includes(`data2 ${sectors(48 * 1024 ** 2)}`), 100, 100), disks()).toBe(true);
+    expect(cli(['config', 'set', name, 'devices.data2.size=8MiB']).stderr).toMatch(/cannot shrink/);
+    // Unplugging asks the guest through the PCIe attention button (a 5 s grace period in the guest), also a disk plugged at boot.
+    expect(cliOk(['config', 'device', 'remove', name, 'cold'])).toMatch(/Applied live: .*devices\.cold\.type/);
+    expect(disks()).not.toContain('cold ');
+    expect(findInstance(name)!.pid).toBe(bootPid);
+    // The root disk (vda, no serial) grows live too; shrinking it is refused.
+    expect(cliOk(['config', 'set', name, 'limits.disk=96MiB'])).toMatch(/Applied live: .*limits\.disk/);
+    expect(await pollUntil(() => disks().includes(` ${sectors(96 * 1024 ** 2)}`), 100, 100), disks()).toBe(true);
+    expect(cli(['config', 'set', name, 'limits.disk=32MiB']).stderr).toMatch(/cannot shrink/);
+    // Nothing pending, and the next boot has the same disks as the running VM had; a stopped VM's disk grows too.
+    cliOk(['stop', '--force', name]);
+    expect(cliOk(['config', 'set', name, 'limits.disk=128MiB'])).toMatch(/limits\.disk/);
+    cliOk(['start', name]);
+    await pollUntil(() => cli(['exec', name, '--', 'true']).code === 0, 300, 100);
+    expect(disks()).toContain(`data2 ${sectors(48 * 1024 ** 2)}`);
+    expect(disks()).toContain(` ${sectors(128 * 1024 ** 2)}`);
+    expect(disks()).not.toContain('cold ');
     const bad = cli(['config', 'device', 'add', name, 'data3', 'floppy', 'size=1MiB']);
     expect(bad.code).not.toBe(0);
     expect(existsSync(join(settings.poolDir, 'instances', name, 'disk-data2.qcow2'))).toBe(true);
     cliOk(['delete', '--force', name]);
-  }, 180_000);
+  }, 240_000);
 
   it('refuses bad input before creating anything', () => {
     const cases: [string[], RegExp][] = [

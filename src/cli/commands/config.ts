@@ -1,6 +1,6 @@
 // Config and snapshot commands: config show/set/unset, snapshot create/list/restore/delete.
 import { AppError } from '../../shared/errors.js';
-import { parseConfigPairs, validateConfig } from '../../shared/config.js';
+import { parseConfigPairs, validateConfig, validateConfigValues } from '../../shared/config.js';
 import { assertName } from '../../shared/names.js';
 import type { ConfigChangeResult, Format, Snapshot } from '../../shared/schemas.js';
 import type { Ctx } from '../context.js';
@@ -32,7 +32,7 @@ export function describeChange(name: string, res: ConfigChangeResult): string {
 export async function configSetCommand(ctx: Ctx, name: string, pairs: string[]): Promise<void> {
   assertName(name);
   if (!pairs.length) throw new AppError('INVALID_ARGUMENT', 'config set needs at least one key=value');
-  const set = validateConfig(parseConfigPairs(pairs));
+  const set = validateConfigValues(parseConfigPairs(pairs));
   ctx.out(describeChange(name, await ctx.client.patchConfig(name, { set })));
 }
 
@@ -92,6 +92,17 @@ export async function deviceAddCommand(ctx: Ctx, name: string, dev: string, type
   if (unknown.length) throw new AppError('INVALID_CONFIG', `Unknown disk device option(s): ${unknown.join(', ')} (known: size)`);
   if (!given.size) throw new AppError('INVALID_CONFIG', 'A disk device needs size=SIZE, e.g. size=10GiB');
   const set = validateConfig({ [`devices.${dev}.type`]: 'disk', [`devices.${dev}.size`]: given.size });
+  ctx.out(describeChange(name, await ctx.client.patchConfig(name, { set })));
+}
+
+/** `hangar config device set NAME DEV size=SIZE`: grows a disk (live on a running Q35 VM). */
+export async function deviceSetCommand(ctx: Ctx, name: string, dev: string, props: string[]): Promise<void> {
+  assertName(name);
+  assertName(dev, 'device');
+  const given = parseConfigPairs(props);
+  const unknown = Object.keys(given).filter((k) => k !== 'size');
+  if (unknown.length || !given.size) throw new AppError('INVALID_CONFIG', `config device set takes size=SIZE${unknown.length ? ` (unknown: ${unknown.join(', ')})` : ''}`);
+  const set = validateConfigValues({ [`devices.${dev}.size`]: given.size });
   ctx.out(describeChange(name, await ctx.client.patchConfig(name, { set })));
 }
 

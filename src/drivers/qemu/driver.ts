@@ -1,11 +1,12 @@
 // The QEMU/KVM driver: VMs started directly (no libvirt), daemonized in their own session, driven over QMP and the guest agent.
 import { posix } from 'node:path';
 import { PassThrough, type Duplex } from 'node:stream';
-import { AppError } from '../../shared/errors.js';
-import { devicesOf, resourcesOf, type InstanceConfig } from '../../shared/config.js';
+import { AppError, isAppError } from '../../shared/errors.js';
+import { devicesOf, resourcesOf, type DiskDevice, type InstanceConfig } from '../../shared/config.js';
 import type { Usage } from '../../shared/schemas.js';
 import type { Host, HostProcess } from '../../core/host/host.js';
 import { procStatField } from '../../core/host/procfs.js';
+import { Reverter } from '../../core/reverter.js';
 import type { ConfigApplyResult, Driver, DriverContext, ExecSpec, HostFacts, InstanceHandle, InstanceRecord, ObservedState, StopOptions } from '../driver.js';
 import { hostFitProblems } from '../host-fit.js';
 import { QmpClient } from './qmp/client.js';
@@ -14,7 +15,7 @@ import { probeQemu } from './probe.js';
 import { buildSeedIso, renderNoCloudSeed } from './cloud-init.js';
 import { cpuControllerRoot, placeVm, removeVmCgroup, vmCgroupDir, vmCpuCgroupWrites, writeLimits } from './cgroup.js';
 import { qemuErrorText } from './parse.js';
-import { DEFAULT_MEMORY_BYTES, QEMU_NODES, ioLimitsOf, machineFamilyOf, qemuMachineType, qemuPaths, renderQemuArgv, throttleLimits, type QemuBoot, type QemuDisk } from './render-argv.js';
+import { DEFAULT_MEMORY_BYTES, HOTPLUG_PORTS, QEMU_NODES, hotplugPort, ioLimitsOf, isQ35, machineFamilyOf, qemuMachineType, qemuPaths, renderQemuArgv, throttleLimits, type QemuBoot, type QemuDisk } from './render-argv.js';
 
 const QMP_CONNECT_MS = 5_000;
 const QUIT_WAIT_MS = 5_000;
@@ -22,6 +23,8 @@ const POWERDOWN_REPEAT_MS = 3_000;
 // QEMU exits within milliseconds of a quit: poll finely so a forced stop is not dominated by the wait.
 const POLL_MS = 5;
 const AGENT_READY_MS = 30_000;
+// A guest releases a PCIe disk after the attention button's 5 s grace period; software emulation adds to that.
+const UNPLUG_WAIT_MS = 30_000;
 const GUEST_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 /** Root disk of a VM inside its instance volume. */
 export const ROOT_DISK = 'root.qcow2';
@@ -91,6 +94,13 @@ function dropAgent(qgaPath: string): void {
   void p?.then((a) => a.close(), () => undefined);
 }
 
+/** The lowest hot-plug port no disk uses, or undefined when all are taken. */
+function freePort(ports: Record<string, string>): string | undefined {
+  const used = new Set(Object.values(ports));
+  for (let i = 0; i < HOTPLUG_PORTS; i++) if (!used.has(hotplugPort(i))) return hotplugPort(i);
+  return undefined;
+}
+
 /** The kernel command line of a kernel-booted VM: boot.cmdline or the image's own, plus the instance's identity and address. */
 export function kernelCmdline(record: InstanceRecord): string {
   const base = (record.config['boot.kernel'] ? record.config['boot.cmdline'] : record.imageProps.cmdline) || 'console=ttyS0';
@@ -144,6 +154,8 @@ class QemuInstance implements InstanceHandle {
   private get host(): Host { return this.ctx.host; }
   private get rootDisk(): string { return posix.join(this.record.rootPath, ROOT_DISK); }
   private get tap(): string { return this.record.nic.hostIfName; }
+  /** Which hot-plug port each extra disk sits on (JSON: device name → port id). */
+  private get portsFile(): string { return posix.join(this.record.instanceDir, 'ports.json'); }
   /** The machine type pinned at first start, so saved states and snapshots always load into the ABI they were made with. */
   private get machineFile(): string { return posix.join(this.record.instanceDir, 'machine'); }
   /** RAM and device state saved by stop --stateful; the next start resumes from it. */
@@ -160,10 +172,14 @@ class QemuInstance implements InstanceHandle {
   /** Creates the root disk: a qcow2 overlay on the image's disk (instant whatever the image size), sized by limits.disk. */
   async create(): Promise<void> {
     await this.host.fs.mkdir(this.record.instanceDir, { recursive: true });
-    if (await this.host.fs.stat(this.rootDisk)) return;
+    const size = resourcesOf(this.record.config).diskBytes;
+    // Called again for a config change of the stopped VM: a larger limits.disk grows the existing disk.
+    if (await this.host.fs.stat(this.rootDisk)) {
+      if (size !== undefined) await this.growDiskFile(this.rootDisk, size, 'The root disk');
+      return;
+    }
     const base = this.record.imageProps.disk && this.record.imagePath ? posix.join(this.record.imagePath, this.record.imageProps.disk) : undefined;
     if (!base) throw new AppError('INVALID_CONFIG', `Image "${this.record.image}" of instance "${this.record.name}" has no disk`);
-    const size = resourcesOf(this.record.config).diskBytes;
     if (size !== undefined) {
       const info = await this.host.exec(['qemu-img', 'info', '--output=json', base]);
       const virtual = Number((JSON.parse(info.stdout) as { 'virtual-size'?: number })['virtual-size'] ?? 0);
@@ -186,10 +202,10 @@ class QemuInstance implements InstanceHandle {
       await this.host.exec(['ip', 'link', 'set', 'dev', this.tap, 'master', this.record.nic.bridge, 'up']);
       for (const p of [this.paths.pid, this.paths.qmp, this.paths.console, this.paths.qga, this.paths.vnc]) await this.host.fs.rm(p, { force: true });
       const resume = (await this.host.fs.stat(this.stateFile)) !== undefined;
-      const extraDisks = await this.prepareDisks();
-      const seed = await this.cloudInitSeed();
-      if (seed) extraDisks.push(seed);
       const machine = await this.machineType(facts.version);
+      const extraDisks = await this.prepareDisks(machine);
+      const seed = await this.cloudInitSeed();
+      if (seed) extraDisks.push({ ...seed, node: 'seed' });
       const boot = bootOf(this.record, facts.uefi?.code);
       // The first UEFI start gets a fresh variable store from OVMF's template; later starts keep the guest's boot entries.
       if (boot.kind === 'disk' && boot.firmware && facts.uefi && !(await this.host.fs.stat(boot.firmware.vars))) {
@@ -314,6 +330,13 @@ class QemuInstance implements InstanceHandle {
       if (dir && (await this.host.fs.stat(dir))) {
         await writeLimits(this.host, dir, vmCpuCgroupWrites(next, this.ctx.facts.cgroupLayout));
         live.push(...cpuKeys);
+      }
+      if (keys.some((k) => k.startsWith('devices.'))) live.push(...(await this.applyDevices(prev, next)));
+      if (keys.includes('limits.disk') && now.diskBytes !== undefined) {
+        const current = await this.virtualSize(this.rootDisk);
+        if (now.diskBytes < current) throw new AppError('INVALID_SIZE', `The root disk of instance "${this.record.name}" cannot shrink from ${current} to ${now.diskBytes} bytes; disks only grow`);
+        if (now.diskBytes > current) await (await this.mon()).qmp.execute('block_resize', { 'node-name': QEMU_NODES.top(QEMU_NODES.root), size: now.diskBytes });
+        live.push('limits.disk');
       }
       // Disk limits live in the VM's one throttle group, changed in place for the next request; a VM started by an older
       // Hangar has no group, and then the change waits for its restart.
@@ -461,22 +484,141 @@ class QemuInstance implements InstanceHandle {
     return out;
   }
 
-  /** Creates or grows the qcow2 file of every disk device (devices.<name>.*); the guest sees each with its name as serial. */
-  private async prepareDisks(): Promise<QemuDisk[]> {
+  /** Creates or grows the qcow2 file of one disk device (devices.<name>.*); answers its path and whether it was created. */
+  private async ensureDiskFile(dev: DiskDevice): Promise<{ path: string; created: boolean }> {
+    const path = posix.join(this.record.rootPath, `disk-${dev.name}.qcow2`);
+    if (!(await this.host.fs.stat(path))) {
+      await this.host.exec(['qemu-img', 'create', '-q', '-f', 'qcow2', path, String(dev.sizeBytes)]);
+      return { path, created: true };
+    }
+    await this.growDiskFile(path, dev.sizeBytes, `Disk "${dev.name}"`);
+    return { path, created: false };
+  }
+
+  /** Grows a qcow2 file of a stopped VM to bytes (virtual size); a smaller size is refused: disks only grow. */
+  private async growDiskFile(path: string, bytes: number, what: string): Promise<void> {
+    const current = await this.virtualSize(path);
+    if (bytes < current) throw new AppError('INVALID_SIZE', `${what} of instance "${this.record.name}" cannot shrink from ${current} to ${bytes} bytes; disks only grow`);
+    if (bytes > current) await this.host.exec(['qemu-img', 'resize', '-q', path, String(bytes)]);
+  }
+
+  /** Virtual size of a disk file in bytes (-U: also while QEMU holds it). */
+  private async virtualSize(path: string): Promise<number> {
+    const info = JSON.parse((await this.host.exec(['qemu-img', 'info', '--output=json', '-U', path])).stdout) as { 'virtual-size'?: number };
+    return Number(info['virtual-size'] ?? 0);
+  }
+
+  /**
+   * Every disk device's qcow2 (the guest sees each with its name as serial). On Q35 each sits on its own PCIe root port,
+   * kept across starts, so it can be unplugged live and a saved state always finds it where it was.
+   */
+  private async prepareDisks(machine: string): Promise<QemuDisk[]> {
+    const devs = devicesOf(this.record.config);
+    const ports = isQ35(machine) ? await this.assignPorts(devs.map((d) => d.name)) : {};
     const out: QemuDisk[] = [];
-    for (const dev of devicesOf(this.record.config)) {
-      const path = posix.join(this.record.rootPath, `disk-${dev.name}.qcow2`);
-      if (!(await this.host.fs.stat(path))) {
-        await this.host.exec(['qemu-img', 'create', '-q', '-f', 'qcow2', path, String(dev.sizeBytes)]);
-      } else {
-        const info = JSON.parse((await this.host.exec(['qemu-img', 'info', '--output=json', '-U', path])).stdout) as { 'virtual-size'?: number };
-        const current = Number(info['virtual-size'] ?? 0);
-        if (dev.sizeBytes < current) throw new AppError('INVALID_SIZE', `Disk "${dev.name}" of instance "${this.record.name}" cannot shrink from ${current} to ${dev.sizeBytes} bytes`);
-        if (dev.sizeBytes > current) await this.host.exec(['qemu-img', 'resize', '-q', path, String(dev.sizeBytes)]);
-      }
-      out.push({ path, format: 'qcow2', serial: dev.name });
+    for (const dev of devs) {
+      const { path } = await this.ensureDiskFile(dev);
+      out.push({ path, format: 'qcow2', serial: dev.name, node: QEMU_NODES.device(dev.name), ...(ports[dev.name] ? { bus: ports[dev.name] } : {}) });
     }
     return out;
+  }
+
+  /** The port map (device name → hot-plug port) without devices that are gone, plus a free port for each new one. */
+  private async assignPorts(names: string[]): Promise<Record<string, string>> {
+    const old = await this.readPorts();
+    const ports: Record<string, string> = {};
+    for (const n of names) if (old[n]) ports[n] = old[n]!;
+    for (const n of names) {
+      if (ports[n]) continue;
+      const free = freePort(ports);
+      if (!free) throw new AppError('INVALID_CONFIG', `Instance "${this.record.name}" has more than ${HOTPLUG_PORTS} extra disks`);
+      ports[n] = free;
+    }
+    await this.host.fs.writeAtomic(this.portsFile, `${JSON.stringify(ports)}\n`);
+    return ports;
+  }
+
+  private async readPorts(): Promise<Record<string, string>> {
+    const text = await this.host.fs.readTextIfExists(this.portsFile);
+    try {
+      return text ? (JSON.parse(text) as Record<string, string>) : {};
+    } catch {
+      return {};
+    }
+  }
+
+  /** Applies added, removed and grown disk devices to the running VM; answers the keys it applied (the rest waits for a restart). */
+  private async applyDevices(prev: InstanceConfig, next: InstanceConfig): Promise<string[]> {
+    const machine = (await this.host.fs.readTextIfExists(this.machineFile))?.trim() ?? '';
+    // i440FX has no hot-plug ports here, and a VM started by an older Hangar has its disks on the root bus.
+    if (!isQ35(machine)) return [];
+    const before = new Map(devicesOf(prev).map((d) => [d.name, d]));
+    const after = new Map(devicesOf(next).map((d) => [d.name, d]));
+    const keysOf = (n: string) => [`devices.${n}.type`, `devices.${n}.size`];
+    const live: string[] = [];
+    for (const [n, dev] of after) {
+      const was = before.get(n);
+      if (!was) {
+        if (await this.plugDisk(dev)) live.push(...keysOf(n));
+      } else if (dev.sizeBytes !== was.sizeBytes) {
+        if (dev.sizeBytes < was.sizeBytes) throw new AppError('INVALID_SIZE', `Disk "${n}" of instance "${this.record.name}" cannot shrink from ${was.sizeBytes} to ${dev.sizeBytes} bytes`);
+        // The guest sees the new capacity at once (virtio config change); growing its file system is the guest's call.
+        // Resized through the filter on top: only the device's own root node tells the device (and the guest) its new size.
+        await (await this.mon()).qmp.execute('block_resize', { 'node-name': QEMU_NODES.top(QEMU_NODES.device(n)), size: dev.sizeBytes });
+        live.push(`devices.${n}.size`);
+      }
+    }
+    for (const n of before.keys()) {
+      if (!after.has(n) && (await this.unplugDisk(n))) live.push(...keysOf(n));
+    }
+    return live;
+  }
+
+  /** Plugs a new disk into a free hot-plug port: file, format and throttle nodes, then the device; undone step by step on failure. */
+  private async plugDisk(dev: DiskDevice): Promise<boolean> {
+    const ports = await this.readPorts();
+    const port = freePort(ports);
+    if (!port) return false;
+    const qmp = (await this.mon()).qmp;
+    const node = QEMU_NODES.device(dev.name);
+    const [fileNode, fmtNode, topNode] = QEMU_NODES.chain(node) as [string, string, string];
+    await new Reverter().run(async (r) => {
+      const { path, created } = await this.ensureDiskFile(dev);
+      if (created) r.add(`remove ${path}`, () => this.host.fs.rm(path, { force: true }));
+      await qmp.execute('blockdev-add', { driver: 'file', 'node-name': fileNode, filename: path, discard: 'unmap' });
+      r.add(`blockdev-del ${fileNode}`, () => qmp.execute('blockdev-del', { 'node-name': fileNode }));
+      await qmp.execute('blockdev-add', { driver: 'qcow2', 'node-name': fmtNode, file: fileNode, discard: 'unmap' });
+      r.add(`blockdev-del ${fmtNode}`, () => qmp.execute('blockdev-del', { 'node-name': fmtNode }));
+      await qmp.execute('blockdev-add', { driver: 'throttle', 'node-name': topNode, 'throttle-group': QEMU_NODES.throttleGroup, file: fmtNode });
+      r.add(`blockdev-del ${topNode}`, () => qmp.execute('blockdev-del', { 'node-name': topNode }));
+      await qmp.execute('device_add', { driver: 'virtio-blk-pci', id: QEMU_NODES.deviceId(node), drive: topNode, serial: dev.name, bus: port });
+      r.add(`device_del ${QEMU_NODES.deviceId(node)}`, () => qmp.execute('device_del', { id: QEMU_NODES.deviceId(node) }));
+      await this.host.fs.writeAtomic(this.portsFile, `${JSON.stringify({ ...ports, [dev.name]: port })}\n`);
+    }).catch((err: unknown) => {
+      throw new AppError('BACKEND_FAILED', `Failed to plug disk "${dev.name}" into instance "${this.record.name}"`, { cause: err });
+    });
+    return true;
+  }
+
+  /** Asks the guest to release a disk (PCIe attention button) and removes its nodes once it did; false when it did not in time. */
+  private async unplugDisk(name: string): Promise<boolean> {
+    const ports = await this.readPorts();
+    if (!ports[name]) return false;
+    const qmp = (await this.mon()).qmp;
+    const node = QEMU_NODES.device(name);
+    const id = QEMU_NODES.deviceId(node);
+    try {
+      await qmp.executeAndWaitEvent('device_del', { id }, 'DEVICE_DELETED', (ev) => ev.data?.device === id, { timeoutMs: UNPLUG_WAIT_MS });
+    } catch (err) {
+      // The guest may still release it later (QEMU keeps the request); until then the key stays pending.
+      if (isAppError(err) && err.code === 'TIMEOUT') return false;
+      throw new AppError('BACKEND_FAILED', `Failed to unplug disk "${name}" from instance "${this.record.name}"`, { cause: err });
+    }
+    for (const n of [...QEMU_NODES.chain(node)].reverse()) await qmp.execute('blockdev-del', { 'node-name': n });
+    const rest = { ...ports };
+    delete rest[name];
+    await this.host.fs.writeAtomic(this.portsFile, `${JSON.stringify(rest)}\n`);
+    return true;
   }
 
   /** For images that run cloud-init: a NoCloud seed (identity, address, user-data, SSH keys), rebuilt at every start. */
@@ -580,6 +722,7 @@ function validateQemu(config: InstanceConfig, facts: HostFacts): string[] {
   for (const key of ['boot.initrd', 'boot.cmdline']) {
     if (config[key] !== undefined && config['boot.kernel'] === undefined) problems.push(`${key} needs boot.kernel (it applies to a directly booted kernel)`);
   }
+  if (devicesOf(config).length > HOTPLUG_PORTS) problems.push(`a VM has at most ${HOTPLUG_PORTS} extra disks (devices.*)`);
   if (config['boot.firmware'] === 'uefi') {
     if (config['boot.kernel'] !== undefined) problems.push('boot.firmware=uefi applies to booting from the disk; boot.kernel boots its kernel directly, without firmware');
     if (facts.qemu && !facts.qemu.uefi) problems.push('boot.firmware=uefi needs UEFI firmware (OVMF), which is not installed on this host (install the ovmf package)');

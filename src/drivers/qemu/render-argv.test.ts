@@ -1,7 +1,7 @@
 // Unit tests of the QEMU argv renderer's helpers and rules (the full argv is golden-tested in test/golden/qemu).
 import { describe, expect, it } from 'vitest';
 import type { InstanceRecord } from '../driver.js';
-import { ioLimitsOf, parseIoLimit, qemuMachineType, qemuOptEscape, qemuPaths, renderQemuArgv, SANDBOX_DAEMONIZE, SANDBOX_FULL, type QemuRenderInput } from './render-argv.js';
+import { HOTPLUG_PORTS, ioLimitsOf, parseIoLimit, qemuMachineType, qemuOptEscape, qemuPaths, renderQemuArgv, SANDBOX_DAEMONIZE, SANDBOX_FULL, type QemuRenderInput } from './render-argv.js';
 
 const record: InstanceRecord = {
   name: 'vm1',
@@ -67,6 +67,19 @@ describe('resource mapping', () => {
   });
 });
 
+describe('disk hot-plug', () => {
+  it('gives Q35 VMs empty PCIe root ports, i440FX none, and puts a disk on the port it was given', () => {
+    const q35 = renderQemuArgv({ ...base, machine: 'pc-q35-7.2', extraDisks: [{ path: '/d', format: 'qcow2', serial: 'data', node: 'dev-data', bus: 'hp2' }] });
+    const ports = valueOf(q35, '-device').filter((d) => d.startsWith('pcie-root-port,'));
+    expect(ports).toHaveLength(HOTPLUG_PORTS);
+    expect(ports[0]).toBe('pcie-root-port,id=hp0,chassis=1');
+    expect(valueOf(q35, '-device')).toContain('virtio-blk-pci,id=dev-data-dev,drive=dev-data-io,bus=hp2,serial=data');
+    expect(valueOf(q35, '-blockdev')).toContain('driver=qcow2,node-name=dev-data,file=dev-data-file,discard=unmap');
+    const pc = renderQemuArgv({ ...base, machine: 'pc-i440fx-7.2' });
+    expect(valueOf(pc, '-device').some((d) => d.startsWith('pcie-root-port'))).toBe(false);
+  });
+});
+
 describe('host facts and modes', () => {
   it('chooses the CPU model and machine type from the facts', () => {
     expect(valueOf(renderQemuArgv(base), '-cpu')).toEqual(['qemu64']);
@@ -77,9 +90,11 @@ describe('host facts and modes', () => {
     expect(qemuMachineType(null, 'q35')).toBe('q35');
     const q35 = { ...base, record: { ...base.record, imageProps: { machine: 'q35' } } };
     expect(valueOf(renderQemuArgv(q35), '-machine')[0]).toMatch(/^pc-q35-7\.2,/);
-    // An unknown family from an imported image's properties falls back to i440FX rather than reaching QEMU.
+    // An unknown family from an imported image's properties never reaches QEMU: the default (Q35) is used.
     const odd = { ...base, record: { ...base.record, imageProps: { machine: 'microvm,x=1' } } };
-    expect(valueOf(renderQemuArgv(odd), '-machine')[0]).toMatch(/^pc-i440fx-7\.2,/);
+    expect(valueOf(renderQemuArgv(odd), '-machine')[0]).toMatch(/^pc-q35-7\.2,/);
+    const pc = { ...base, record: { ...base.record, imageProps: { machine: 'pc' } } };
+    expect(valueOf(renderQemuArgv(pc), '-machine')[0]).toMatch(/^pc-i440fx-7\.2,/);
     expect(valueOf(renderQemuArgv({ ...base, machine: 'pc-i440fx-7.1' }), '-machine')[0]).toMatch(/^pc-i440fx-7\.1,/);
   });
   it('uses the full sandbox only when QEMU does not daemonize itself', () => {

@@ -32,7 +32,29 @@ export const QEMU_FILES = {
 } as const;
 
 /** Block node names QMP addresses: each disk's qcow2/raw node, the throttle filter above it (the root of its graph, which the device uses), and the group. */
-export const QEMU_NODES = { root: 'root', extra: (index: number) => `disk${index + 1}`, top: (node: string) => `${node}-io`, throttleGroup: 'io0' } as const;
+export const QEMU_NODES = {
+  root: 'root',
+  extra: (index: number) => `disk${index + 1}`,
+  /** The node of the extra disk devices.<name> (names are at most 20 characters: the node names stay within QEMU's 31). */
+  device: (name: string) => `dev-${name}`,
+  top: (node: string) => `${node}-io`,
+  /** Block nodes from the bottom up: the file, the format node and the throttle filter. */
+  chain: (node: string) => [`${node}-file`, node, `${node}-io`],
+  /** The guest device of a disk node. */
+  deviceId: (node: string) => `${node}-dev`,
+  throttleGroup: 'io0',
+} as const;
+
+/** PCIe root ports a Q35 VM gets for disks plugged in while it runs (hp0, hp1, ...); i440FX VMs get none. */
+export const HOTPLUG_PORTS = 4;
+
+/** The id of hot-plug root port i. */
+export const hotplugPort = (i: number) => `hp${i}`;
+
+/** True when a machine type is a Q35 one (PCIe: hot-plug goes through root ports). */
+export function isQ35(machine: string): boolean {
+  return machine === 'q35' || machine.startsWith('pc-q35-');
+}
 
 /** What the renderer needs to know about the host's QEMU. */
 export interface QemuHostFacts {
@@ -60,6 +82,10 @@ export interface QemuDisk {
   /** Guest-visible serial (/dev/disk/by-id/virtio-<serial>); at most 20 characters. */
   serial?: string;
   readOnly?: boolean;
+  /** Node name (default disk<N> by position). */
+  node?: string;
+  /** PCIe port the device sits on (a hot-plug port it was plugged into while running, kept so saved states still match). */
+  bus?: string;
 }
 
 /** Everything renderQemuArgv needs. */
@@ -109,9 +135,9 @@ function plain(value: string, what: string): string {
 /** Machine families an image may ask for (its `machine` property): i440FX + PIIX ("pc") or Q35 + ICH9 ("q35"). */
 export type MachineFamily = 'pc' | 'q35';
 
-/** The image's machine family: its `machine` property when it names one, else i440FX. */
+/** The image's machine family: i440FX when its `machine` property asks for it ("pc"/"i440fx", for old guests), else Q35 (PCIe, disk hot-plug). */
 export function machineFamilyOf(props: Record<string, string>): MachineFamily {
-  return props.machine === 'q35' ? 'q35' : 'pc';
+  return props.machine === 'pc' || props.machine === 'i440fx' ? 'pc' : 'q35';
 }
 
 /** The versioned machine type for a QEMU version ("pc-q35-7.2" for "7.2.22"), so a saved state restores into the same ABI; the alias when the version is unknown. */
@@ -184,7 +210,8 @@ export function renderQemuArgv(input: QemuRenderInput): string[] {
   opt('-no-user-config');
   opt('-sandbox', daemonize ? SANDBOX_DAEMONIZE : SANDBOX_FULL);
 
-  const machine = [esc(input.machine ?? qemuMachineType(facts.version, machineFamilyOf(record.imageProps)), 'machine type'), 'vmport=off', 'dump-guest-core=off'];
+  const machineType = input.machine ?? qemuMachineType(facts.version, machineFamilyOf(record.imageProps));
+  const machine = [esc(machineType, 'machine type'), 'vmport=off', 'dump-guest-core=off'];
   if (prealloc) machine.push('memory-backend=ram0');
   if (boot.kind === 'disk' && boot.firmware) machine.push('pflash0=fw-code', 'pflash1=fw-vars');
   opt('-machine', machine.join(','));
@@ -227,20 +254,25 @@ export function renderQemuArgv(input: QemuRenderInput): string[] {
   // Every disk sits below one throttle filter of one group (the limits are the instance's, not each disk's), present even
   // without limits so limits.disk.read/write can change live (qom-set) on any running VM. The JSON form avoids x-* properties.
   opt('-object', JSON.stringify({ 'qom-type': 'throttle-group', id: QEMU_NODES.throttleGroup, limits: throttleLimits(ioLimitsOf(record.config)) }));
-  const disk = (node: string, path: string, format: 'qcow2' | 'raw', extra: { serial?: string | undefined; readOnly?: boolean | undefined; bootindex?: number }) => {
+  // Empty PCIe root ports to plug disks into while the VM runs (Q35 has no hot-plug on its root bus).
+  if (isQ35(machineType)) {
+    for (let i = 0; i < HOTPLUG_PORTS; i++) opt('-device', `pcie-root-port,id=${hotplugPort(i)},chassis=${i + 1}`);
+  }
+  const disk = (node: string, path: string, format: 'qcow2' | 'raw', extra: { serial?: string | undefined; readOnly?: boolean | undefined; bootindex?: number; bus?: string | undefined }) => {
     const ro = extra.readOnly ? ',read-only=on' : '';
     opt('-blockdev', `driver=file,node-name=${node}-file,filename=${esc(path, 'disk path')},discard=unmap${ro}`);
     opt('-blockdev', `driver=${format},node-name=${node},file=${node}-file,discard=unmap${ro}`);
     const top = QEMU_NODES.top(node);
     opt('-blockdev', `driver=throttle,node-name=${top},throttle-group=${QEMU_NODES.throttleGroup},file=${node}${ro}`);
-    const dev = [`virtio-blk-pci,id=${node}-dev,drive=${top}`];
+    const dev = [`virtio-blk-pci,id=${QEMU_NODES.deviceId(node)},drive=${top}`];
+    if (extra.bus) dev.push(`bus=${esc(extra.bus, 'PCI bus')}`);
     if (extra.serial) dev.push(`serial=${esc(extra.serial, 'disk serial')}`);
     if (extra.bootindex !== undefined) dev.push(`bootindex=${extra.bootindex}`);
     opt('-device', dev.join(','));
   };
   const rootDisk = input.rootDisk === undefined ? record.rootPath : input.rootDisk;
   if (rootDisk !== null) disk(QEMU_NODES.root, rootDisk, 'qcow2', boot.kind === 'disk' ? { bootindex: 1 } : {});
-  (input.extraDisks ?? []).forEach((d, i) => disk(QEMU_NODES.extra(i), d.path, d.format, { serial: d.serial, readOnly: d.readOnly }));
+  (input.extraDisks ?? []).forEach((d, i) => disk(d.node ?? QEMU_NODES.extra(i), d.path, d.format, { serial: d.serial, readOnly: d.readOnly, bus: d.bus }));
 
   // The tap device exists already (created and bridged by the driver): QEMU runs no scripts, which spawn=deny would forbid anyway.
   opt('-netdev', `tap,id=net0,ifname=${esc(record.nic.hostIfName, 'tap interface name')},script=no,downscript=no`);

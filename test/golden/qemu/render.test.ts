@@ -31,7 +31,7 @@ const busyboxBoot = {
 
 const cases: Record<string, QemuRenderInput> = {
   'busybox-kernel-tcg-defaults': { record: record({}), facts: tcg, boot: busyboxBoot },
-  'busybox-q35-image-props': { record: { ...record({ 'limits.disk.read': '100iops' }), imageProps: { machine: 'q35' } }, facts: tcg, boot: busyboxBoot, rootDisk: '/var/lib/hangar/pool/instances/vm1/root.qcow2' },
+  'i440fx-image-props-throttled': { record: { ...record({ 'limits.disk.read': '100iops' }), imageProps: { machine: 'pc' } }, facts: tcg, boot: busyboxBoot, rootDisk: '/var/lib/hangar/pool/instances/vm1/root.qcow2' },
   'kvm-2cpu-1gib-prealloc': {
     record: record({ 'limits.cpu': '2', 'limits.memory': '1GiB', 'limits.memory.guarantee': '1GiB' }, 'debian'),
     facts: kvm,
