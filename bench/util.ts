@@ -237,6 +237,17 @@ export class Interrupt {
     }
   }
 
+  /** Runs a benchmark's main and exits with its code (1 on an error, 130 when interrupted). */
+  exitWith(main: () => Promise<number>): void {
+    main().then(
+      (code) => process.exit(code),
+      (e: unknown) => {
+        console.error(`bench: ${e instanceof Error ? e.message : String(e)}`);
+        process.exit(this.aborted ? 130 : 1);
+      },
+    );
+  }
+
   /** Throws when the user interrupted the run; called between steps so cleanup runs in the finally. */
   check(): void {
     if (this.aborted) throw new Error('Interrupted');

@@ -394,10 +394,4 @@ async function main(): Promise<number> {
   return rep.failed.size ? 1 : 0;
 }
 
-main().then(
-  (code) => process.exit(code),
-  (e: unknown) => {
-    console.error(`bench: ${e instanceof Error ? e.message : String(e)}`);
-    process.exit(interrupt.aborted ? 130 : 1);
-  },
-);
+interrupt.exitWith(main);
