@@ -128,6 +128,28 @@ describe('QEMU VMs', () => {
     expect(await pollUntil(() => (logText(VM).match(/HANGAR-READY/g) ?? []).length >= 3, 600, 100)).toBe(true);
   }, 180_000);
 
+  it('a guest kernel panic is seen at once through pvpanic: panicked event, then stopped', async () => {
+    const name = `${P}pan`;
+    cliOk(['launch', 'busybox', name, '--vm']);
+    await pollUntil(() => cli(['exec', name, '--', 'true']).code === 0, 300, 100);
+    const stream = await collectEvents({ types: ['instance-panicked', 'instance-shutdown', 'instance-stopped'] });
+    try {
+      // The agent never answers: the guest kernel dies under it.
+      void cliOkAsync(['exec', name, '--', 'sh', '-c', 'echo c > /proc/sysrq-trigger']).catch(() => undefined);
+      const seen = await pollUntil(() => stream.events.some((e) => e.instance === name && e.type === 'instance-stopped'), 300, 100);
+      expect(seen, JSON.stringify(stream.events)).toBe(true);
+      const types = stream.events.filter((e) => e.instance === name).map((e) => e.type);
+      expect(types.indexOf('instance-panicked')).toBeGreaterThanOrEqual(0);
+      expect(types.indexOf('instance-panicked')).toBeLessThan(types.indexOf('instance-stopped'));
+      expect(stream.events.find((e) => e.instance === name && e.type === 'instance-shutdown')?.data?.reason).toBe('guest-panic');
+    } finally {
+      stream.close();
+    }
+    expect(findInstance(name)?.state).toBe('stopped');
+    expect(logText(name)).toMatch(/Kernel panic/);
+    cliOk(['delete', name]);
+  }, 180_000);
+
   it('stop --stateful saves the RAM; start resumes exactly there (uptime continues, RAM token kept, no new boot)', async () => {
     const token = `token-${Date.now()}`;
     cliOk(['exec', VM, '--', 'sh', '-c', `echo ${token} > /run/hangar-token`]);
