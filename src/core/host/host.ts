@@ -68,6 +68,8 @@ export interface HostFs {
   appendFile(path: string, data: string | Buffer): Promise<void>;
   mkdir(path: string, opts?: { recursive?: boolean; mode?: number }): Promise<void>;
   rm(path: string, opts?: { recursive?: boolean; force?: boolean }): Promise<void>;
+  /** Removes an empty directory (also a cgroup, whose control files rm would try to unlink); fails when it is not empty. */
+  rmdir(path: string): Promise<void>;
   rename(from: string, to: string): Promise<void>;
   /** lstat; undefined when the path does not exist. */
   stat(path: string): Promise<HostStat | undefined>;

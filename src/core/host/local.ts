@@ -39,6 +39,7 @@ class LocalFs implements HostFs {
   async appendFile(path: string, data: string | Buffer) { fs.appendFileSync(path, data); }
   async mkdir(path: string, opts: { recursive?: boolean; mode?: number } = {}) { fs.mkdirSync(path, { recursive: opts.recursive ?? true, ...(opts.mode !== undefined ? { mode: opts.mode } : {}) }); }
   async rm(path: string, opts: { recursive?: boolean; force?: boolean } = {}) { fs.rmSync(path, { recursive: opts.recursive ?? false, force: opts.force ?? false }); }
+  async rmdir(path: string) { fs.rmdirSync(path); }
   async rename(from: string, to: string) { fs.renameSync(from, to); }
   async stat(path: string): Promise<HostStat | undefined> {
     try {

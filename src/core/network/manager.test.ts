@@ -41,6 +41,7 @@ class FakeHost implements Host {
     appendFile: async (p, d) => void this.files.set(p, (this.files.get(p) ?? '') + String(d)),
     mkdir: async () => undefined,
     rm: async (p) => void this.files.delete(p),
+    rmdir: async (p) => void this.files.delete(p),
     rename: async (a, b) => void this.files.set(b, this.must(a)),
     stat: async (p): Promise<HostStat | undefined> => {
       const isFile = this.files.has(p);

@@ -292,7 +292,7 @@ class LxcInstance implements InstanceHandle {
     if (await this.monitorAlive()) return;
     // Deepest first: LXC may have created sub-cgroups (e.g. the payload's inner ones).
     for (const dir of (await this.cgroupLeftovers()).sort((a, b) => b.length - a.length)) {
-      await this.host.exec(['rmdir', dir], { allowFailure: true });
+      await this.host.fs.rmdir(dir).catch(() => undefined);
     }
   }
 

@@ -65,5 +65,6 @@ export async function writeLimits(host: Host, dir: string, writes: CgroupWrite[]
 
 /** Removes the VM's cgroup once QEMU has gone (an empty cgroup is removed with rmdir). */
 export async function removeVmCgroup(host: Host, dir: string): Promise<void> {
-  if (await host.fs.stat(dir)) await host.exec(['rmdir', dir], { allowFailure: true });
+  // A cgroup still holding a (dying) process cannot go yet; the next stop or start tries again.
+  if (await host.fs.stat(dir)) await host.fs.rmdir(dir).catch(() => undefined);
 }
