@@ -350,7 +350,13 @@ describe('QEMU VMs', () => {
     expect(cliOk(['exec', name, '--', 'sh', '-c', 'd=$(grep -l data2 /sys/block/vd*/serial | cut -d/ -f4); echo hotplugged | dd of=/dev/$d bs=512 conv=sync 2>/dev/null; dd if=/dev/$d bs=512 count=1 2>/dev/null | head -n1'])).toBe('hotplugged\n');
     expect(cliOk(['config', 'device', 'set', name, 'data2', 'size=48MiB'])).toMatch(/Applied live: .*devices\.data2\.size/);
     expect(await pollUntil(() => disks().includes(`data2 ${sectors(48 * 1024 ** 2)}`), 100, 100), disks()).toBe(true);
-    expect(cli(['config', 'set', name, 'devices.data2.size=8MiB']).stderr).toMatch(/cannot shrink/);
+    // A shrink is refused before anything of the same change applies: the CPU cap asked for with it is not set.
+    const cpuQuota = join('/sys/fs/cgroup/cpu', `${settings.prefix}.vm`, name, 'cpu.cfs_quota_us');
+    const quotaBefore = readFileSync(cpuQuota, 'utf8').trim();
+    expect(cli(['config', 'set', name, 'limits.cpu.cap=40%', 'devices.data2.size=8MiB']).stderr).toMatch(/cannot shrink/);
+    expect(readFileSync(cpuQuota, 'utf8').trim()).toBe(quotaBefore);
+    const shown = JSON.parse(cliOk(['config', 'show', name, '--format', 'json'])) as { config: Record<string, string>; pendingConfig: Record<string, string> };
+    expect([shown.config['limits.cpu.cap'], shown.pendingConfig['limits.cpu.cap'], shown.config['devices.data2.size']]).toEqual([undefined, undefined, '48MiB']);
     // Unplugging asks the guest through the PCIe attention button (a 5 s grace period in the guest), also a disk plugged at boot.
     expect(cliOk(['config', 'device', 'remove', name, 'cold'])).toMatch(/Applied live: .*devices\.cold\.type/);
     expect(disks()).not.toContain('cold ');

@@ -154,6 +154,8 @@ class QemuInstance implements InstanceHandle {
   private get host(): Host { return this.ctx.host; }
   private get rootDisk(): string { return posix.join(this.record.rootPath, ROOT_DISK); }
   private get tap(): string { return this.record.nic.hostIfName; }
+  /** The qcow2 file of the extra disk devices.<name>, in the instance volume. */
+  private diskPath(name: string): string { return posix.join(this.record.rootPath, `disk-${name}.qcow2`); }
   /** Which hot-plug port each extra disk sits on (JSON: device name → port id). */
   private get portsFile(): string { return posix.join(this.record.instanceDir, 'ports.json'); }
   /** The machine type pinned at first start, so saved states and snapshots always load into the ABI they were made with. */
@@ -173,8 +175,9 @@ class QemuInstance implements InstanceHandle {
   async create(): Promise<void> {
     await this.host.fs.mkdir(this.record.instanceDir, { recursive: true });
     const size = resourcesOf(this.record.config).diskBytes;
-    // Called again for a config change of the stopped VM: a larger limits.disk grows the existing disk.
+    // Called again for a config change of the stopped VM: a larger limits.disk grows the existing disk, and no disk may shrink.
     if (await this.host.fs.stat(this.rootDisk)) {
+      await this.checkNoShrink(this.record.config);
       if (size !== undefined) await this.growDiskFile(this.rootDisk, size, 'The root disk');
       return;
     }
@@ -325,6 +328,8 @@ class QemuInstance implements InstanceHandle {
     if (st.state === 'running' || st.state === 'frozen') {
       const was = resourcesOf(prev);
       const now = resourcesOf(next);
+      // Refused before anything changes, so a rejected config leaves the running VM as it was.
+      await this.checkNoShrink(next);
       const cpuKeys = keys.filter((k) => k === 'limits.cpu.weight' || k === 'limits.cpu.cap');
       const dir = cpuKeys.length ? await this.cgroupDir() : null;
       if (dir && (await this.host.fs.stat(dir))) {
@@ -333,9 +338,7 @@ class QemuInstance implements InstanceHandle {
       }
       if (keys.some((k) => k.startsWith('devices.'))) live.push(...(await this.applyDevices(prev, next)));
       if (keys.includes('limits.disk') && now.diskBytes !== undefined) {
-        const current = await this.virtualSize(this.rootDisk);
-        if (now.diskBytes < current) throw new AppError('INVALID_SIZE', `The root disk of instance "${this.record.name}" cannot shrink from ${current} to ${now.diskBytes} bytes; disks only grow`);
-        if (now.diskBytes > current) await (await this.mon()).qmp.execute('block_resize', { 'node-name': QEMU_NODES.top(QEMU_NODES.root), size: now.diskBytes });
+        if (now.diskBytes > (await this.virtualSize(this.rootDisk))) await (await this.mon()).qmp.execute('block_resize', { 'node-name': QEMU_NODES.top(QEMU_NODES.root), size: now.diskBytes });
         live.push('limits.disk');
       }
       // Disk limits live in the VM's one throttle group, changed in place for the next request; a VM started by an older
@@ -486,13 +489,24 @@ class QemuInstance implements InstanceHandle {
 
   /** Creates or grows the qcow2 file of one disk device (devices.<name>.*); answers its path and whether it was created. */
   private async ensureDiskFile(dev: DiskDevice): Promise<{ path: string; created: boolean }> {
-    const path = posix.join(this.record.rootPath, `disk-${dev.name}.qcow2`);
+    const path = this.diskPath(dev.name);
     if (!(await this.host.fs.stat(path))) {
       await this.host.exec(['qemu-img', 'create', '-q', '-f', 'qcow2', path, String(dev.sizeBytes)]);
       return { path, created: true };
     }
     await this.growDiskFile(path, dev.sizeBytes, `Disk "${dev.name}"`);
     return { path, created: false };
+  }
+
+  /** Refuses a config whose root disk or extra disks would be smaller than their files: disks only grow. */
+  private async checkNoShrink(config: InstanceConfig): Promise<void> {
+    const disks: [string, number | undefined, string][] = [[this.rootDisk, resourcesOf(config).diskBytes, 'The root disk']];
+    for (const d of devicesOf(config)) disks.push([this.diskPath(d.name), d.sizeBytes, `Disk "${d.name}"`]);
+    for (const [path, bytes, what] of disks) {
+      if (bytes === undefined || !(await this.host.fs.stat(path))) continue;
+      const current = await this.virtualSize(path);
+      if (bytes < current) throw new AppError('INVALID_SIZE', `${what} of instance "${this.record.name}" cannot shrink from ${current} to ${bytes} bytes; disks only grow`);
+    }
   }
 
   /** Grows a qcow2 file of a stopped VM to bytes (virtual size); a smaller size is refused: disks only grow. */
@@ -560,8 +574,7 @@ class QemuInstance implements InstanceHandle {
       const was = before.get(n);
       if (!was) {
         if (await this.plugDisk(dev)) live.push(...keysOf(n));
-      } else if (dev.sizeBytes !== was.sizeBytes) {
-        if (dev.sizeBytes < was.sizeBytes) throw new AppError('INVALID_SIZE', `Disk "${n}" of instance "${this.record.name}" cannot shrink from ${was.sizeBytes} to ${dev.sizeBytes} bytes`);
+      } else if (dev.sizeBytes > was.sizeBytes) {
         // The guest sees the new capacity at once (virtio config change); growing its file system is the guest's call.
         // Resized through the filter on top: only the device's own root node tells the device (and the guest) its new size.
         await (await this.mon()).qmp.execute('block_resize', { 'node-name': QEMU_NODES.top(QEMU_NODES.device(n)), size: dev.sizeBytes });
