@@ -117,7 +117,7 @@ describe('image import --vm', () => {
     expect(image(alias, 'container')).toBeUndefined();
   });
 
-  it('launches a VM from an imported empty disk: QEMU starts (no OS to boot)', () => {
+  it('launches a VM from an imported empty disk: QEMU starts (no OS to boot), exec says there is no guest agent', () => {
     const name = `${P}v`;
     cliOk(['launch', `${P}q`, name, '--vm', '--memory', '128MiB']);
     const inst = findInstance(name);
@@ -126,6 +126,10 @@ describe('image import --vm', () => {
     expect(inst?.state).toBe('running');
     expect(inst?.pid).toBeGreaterThan(0);
     expect(alive(inst!.pid!)).toBe(true);
+    // No OS, so no guest agent: exec gives up after its wait with a message that says why.
+    const exec = cli(['exec', name, '--', 'true']);
+    expect(exec.code).not.toBe(0);
+    expect(exec.stderr).toMatch(/guest agent .* did not answer .*qemu-guest-agent is not installed or not running/);
     const del = cli(['image', 'delete', `${P}q`, '--vm']);
     expect(del.code).not.toBe(0);
     expect(del.stderr).toMatch(/used by/);
