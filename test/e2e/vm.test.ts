@@ -379,6 +379,32 @@ describe('QEMU VMs', () => {
     cliOk(['delete', '--force', name]);
   }, 240_000);
 
+  it('copies a stopped VM: its own address, MAC and hostname, the disk contents, independent afterwards; a running one is refused', async () => {
+    const a = `${P}cpa`;
+    const b = `${P}cpb`;
+    cliOk(['launch', 'busybox', a, '--vm']);
+    await pollUntil(() => cli(['exec', a, '--', 'true']).code === 0, 300, 100);
+    cliOk(['exec', a, '--', 'sh', '-c', 'echo copied > /data/copyme && sync']);
+    expect(cli(['copy', a, b]).stderr).toMatch(/while it runs: stop it first/);
+    cliOk(['stop', a]);
+    cliOk(['copy', a, b]);
+    const ia = findInstance(a)!;
+    const ib = findInstance(b)!;
+    expect(ib.type).toBe('vm');
+    expect(ib.ipv4).not.toBe(ia.ipv4);
+    expect(ib.mac).not.toBe(ia.mac);
+    cliOk(['start', a]);
+    cliOk(['start', b]);
+    for (const n of [a, b]) await pollUntil(() => cli(['exec', n, '--', 'true']).code === 0, 300, 100);
+    expect(cliOk(['exec', b, '--', 'hostname'])).toBe(`${b}\n`);
+    expect(cliOk(['exec', b, '--', 'cat', '/data/copyme'])).toBe('copied\n');
+    cliOk(['exec', b, '--', 'sh', '-c', 'echo mine > /data/copyme && sync']);
+    expect(cliOk(['exec', a, '--', 'cat', '/data/copyme'])).toBe('copied\n');
+    expect(cli(['exec', b, '--', 'ping', '-c1', '-W5', ia.ipv4!]).code).toBe(0);
+    cliOk(['delete', '--force', a]);
+    cliOk(['delete', '--force', b]);
+  }, 240_000);
+
   it('refuses bad input before creating anything', () => {
     const cases: [string[], RegExp][] = [
       [['launch', 'busybox', `${P}x`, '--vm', '-c', 'limits.memory.swap=64MiB'], /qemu backend/],
