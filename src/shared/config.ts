@@ -69,7 +69,7 @@ export const CONFIG_KEYS: Record<string, KeySpec> = {
   'cloud-init.user-data': { description: 'cloud-init user-data for VMs whose image runs cloud-init (#cloud-config, a script, ...)', check: (v) => v },
   'cloud-init.ssh-keys': { description: 'SSH public keys for the default user of a cloud-init VM, one per line', check: (v) => v },
   'boot.firmware': {
-    description: 'VM firmware for disk boot: bios (SeaBIOS) or uefi (OVMF, with a variable store per instance); default the image\'s, else bios',
+    description: 'VM firmware that boots the disk: bios (SeaBIOS) or uefi (OVMF, with a variable store per instance); set, it also replaces an image\'s direct kernel boot',
     check: (v, key) => {
       if (v === 'bios' || v === 'uefi') return v;
       throw new AppError('INVALID_CONFIG', `Invalid value ${JSON.stringify(v)} for ${key}: expected bios or uefi`);

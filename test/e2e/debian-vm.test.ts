@@ -1,4 +1,4 @@
-// E2e: the Debian VM image is built (debootstrap, cached), boots under QEMU to a login prompt, runs cloud-init user-data and answers the guest agent.
+// E2e: the Debian VM image is built (debootstrap, cached), boots from its own disk under SeaBIOS and OVMF to a login prompt, runs cloud-init user-data and answers the guest agent.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -8,8 +8,9 @@ import { deleteAllWithPrefix, findInstance, pollUntil, settings } from '../helpe
 const P = uniquePrefix('dvm');
 const IMAGE = `${P}deb`;
 const VM = `${P}a`;
-const logText = () => {
-  const f = join(settings.dir, 'instances', VM, 'console.log');
+const VMU = `${P}u`;
+const logText = (name: string) => {
+  const f = join(settings.dir, 'instances', name, 'console.log');
   return existsSync(f) ? readFileSync(f, 'latin1') : '';
 };
 
@@ -30,18 +31,27 @@ describe('Debian VM', () => {
     expect(img?.type).toBe('vm');
   }, 1_200_000);
 
-  it('boots to a login prompt, runs cloud-init user-data, gets its hostname and address, answers the agent', async () => {
+  it('boots from its own disk (SeaBIOS + syslinux; OVMF + systemd-boot with boot.firmware=uefi) to a login prompt, runs cloud-init user-data, grows its root to limits.disk, answers the agent', async () => {
     const userData = '#cloud-config\nruncmd:\n  - [sh, -c, "echo HANGAR-CLOUD-INIT-OK > /dev/ttyS0"]\n';
-    cliOk(['launch', IMAGE, VM, '--vm', '--memory', '1GiB', '-c', `cloud-init.user-data=${userData}`]);
-    const ip = findInstance(VM)!.ipv4!;
-    // Under TCG the boot takes tens of seconds: poll the persistent console log.
-    const login = await pollUntil(() => /login:/.test(logText()), 3000, 100);
-    expect(login, logText().slice(-2000)).toBe(true);
-    expect(await pollUntil(() => logText().includes('HANGAR-CLOUD-INIT-OK'), 1200, 100), logText().slice(-2000)).toBe(true);
-    const agentUp = await pollUntil(() => cli(['exec', VM, '--', 'true']).code === 0, 120, 500);
-    expect(agentUp).toBe(true);
-    expect(cliOk(['exec', VM, '--', 'cat', '/etc/hostname']).trim()).toBe(VM);
-    expect(cliOk(['exec', VM, '--', 'ip', '-4', '-o', 'addr'])).toContain(`${ip}/`);
+    // Both boot at once (one vCPU each under TCG): BIOS with a larger disk, UEFI with the image's size.
+    cliOk(['launch', IMAGE, VM, '--vm', '--memory', '1GiB', '--disk', '3GiB', '-c', `cloud-init.user-data=${userData}`]);
+    cliOk(['launch', IMAGE, VMU, '--vm', '--memory', '1GiB', '-c', 'boot.firmware=uefi', '-c', `cloud-init.user-data=${userData}`]);
+    for (const [name, loader] of [[VM, /SYSLINUX/], [VMU, /BdsDxe: starting/]] as const) {
+      // Under TCG the boot takes tens of seconds: poll the persistent console log.
+      const login = await pollUntil(() => /login:/.test(logText(name)), 3000, 100);
+      expect(login, logText(name).slice(-2000)).toBe(true);
+      expect(logText(name)).toMatch(loader);
+      expect(await pollUntil(() => logText(name).includes('HANGAR-CLOUD-INIT-OK'), 1200, 100), logText(name).slice(-2000)).toBe(true);
+      expect(await pollUntil(() => cli(['exec', name, '--', 'true']).code === 0, 120, 500)).toBe(true);
+      expect(cliOk(['exec', name, '--', 'cat', '/etc/hostname']).trim()).toBe(name);
+      expect(cliOk(['exec', name, '--', 'ip', '-4', '-o', 'addr'])).toContain(`${findInstance(name)!.ipv4!}/`);
+    }
+    // cloud-init's growpart + resizefs took the root partition to the end of the 3 GiB disk.
+    const rootBytes = Number(cliOk(['exec', VM, '--', 'sh', '-c', 'df -B1 --output=size / | tail -n 1']).trim());
+    expect(rootBytes).toBeGreaterThan(2.5 * 1024 ** 3);
+    // The boot partition is mounted, and the kernel hook keeps the boot loaders' copies current.
+    const hook = cliOk(['exec', VM, '--', 'sh', '-c', 'mountpoint -q /boot/efi && /etc/kernel/postinst.d/zz-hangar-boot && cmp /vmlinuz /boot/efi/vmlinuz && cmp /initrd.img /boot/efi/initrd.img && echo hook-ok']);
+    expect(hook.trim()).toBe('hook-ok');
   }, 900_000);
 
   it('cloud-init keys are refused for containers and for images without cloud-init', () => {

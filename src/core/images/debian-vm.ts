@@ -1,10 +1,10 @@
-// Debian VM image builder: debootstrap (systemd, cloud kernel, cloud-init, qemu-ga) cached as a tarball, then an ext4 qcow2 root disk made without loop mounts.
+// Debian VM image builder: debootstrap (systemd, cloud kernel, cloud-init, qemu-ga) cached as a tarball, then a disk that boots by itself (BIOS and UEFI), made without loop mounts.
 import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
 import { AppError } from '../../shared/errors.js';
 import type { Host } from '../host/host.js';
 import { cleanBuildLeftovers, renderSourcesList, runDebootstrap, unmountUnder, validateDebianOptions, writeInRoot } from './debian.js';
-import { extractVmlinux } from './debian-kernel.js';
+import { renderMbr, SECTOR } from './disk-layout.js';
 
 /** Options for buildDebianVmImage. */
 export interface DebianVmOptions {
@@ -25,6 +25,8 @@ export interface DebianVmOptions {
 export const DEBIAN_VM_INCLUDES = [
   'systemd-sysv', 'udev', 'dbus', 'systemd-resolved', 'linux-image-cloud-amd64', 'initramfs-tools', 'e2fsprogs',
   'qemu-guest-agent', 'cloud-init', 'iproute2', 'iputils-ping', 'procps', 'sudo',
+  // growpart: cloud-init grows the root partition when limits.disk made the disk larger than the image's.
+  'cloud-guest-utils',
   // debootstrap does not resolve virtual packages: python3-cryptography (for cloud-init) needs python3-cffi-backend-api-*.
   'python3-cffi-backend',
 ] as const;
@@ -40,6 +42,44 @@ export const DEBIAN_VM_ROOT_LABEL = 'hangar-root';
 
 /** Kernel command line; the driver appends hangar.* settings, which this image ignores (cloud-init configures the guest). */
 export const DEBIAN_VM_CMDLINE = `root=LABEL=${DEBIAN_VM_ROOT_LABEL} rw console=ttyS0 quiet cryptomgr.notests mitigations=off no_timer_check`;
+
+/** File-system label of the boot partition, mounted on /boot/efi in the guest. */
+export const DEBIAN_VM_BOOT_LABEL = 'HGBOOT';
+
+/** Size of the boot partition (FAT, also the UEFI system partition): the kernel and initramfs copies and both boot loaders. */
+export const DEBIAN_VM_BOOT_MIB = 64;
+
+/** Host files the boot partition is made from (packages syslinux-common and systemd-boot-efi). */
+export const BOOT_LOADER_FILES = {
+  mbr: '/usr/lib/syslinux/mbr/mbr.bin',
+  ldlinux: '/usr/lib/syslinux/modules/bios/ldlinux.c32',
+  systemdBoot: '/usr/lib/systemd/boot/efi/systemd-bootx64.efi',
+} as const;
+
+/** syslinux.cfg: boots the copies of the newest kernel and initramfs at once, console on the serial port. */
+export function renderSyslinuxCfg(cmdline: string): string {
+  return `DEFAULT debian\nPROMPT 0\nTIMEOUT 0\nSERIAL 0 115200\nLABEL debian\n  LINUX /vmlinuz\n  INITRD /initrd.img\n  APPEND ${cmdline}\n`;
+}
+
+/** systemd-boot's loader.conf and its one entry, for UEFI. */
+export function renderSystemdBoot(cmdline: string): { loaderConf: string; entry: string } {
+  return {
+    loaderConf: 'timeout 0\ndefault debian.conf\n',
+    entry: `title Debian (Hangar)\nlinux /vmlinuz\ninitrd /initrd.img\noptions ${cmdline}\n`,
+  };
+}
+
+/** Guest hook (kernel postinst.d and initramfs post-update.d): copies the newest kernel and initramfs to the boot partition. */
+export const DEBIAN_VM_BOOT_HOOK = `#!/bin/sh
+# Hangar: the boot loaders load /vmlinuz and /initrd.img from the boot partition; keep them the newest ones.
+set -e
+mountpoint -q /boot/efi || exit 0
+for f in vmlinuz initrd.img; do
+  [ -e "/$f" ] || continue
+  cp -L "/$f" "/boot/efi/$f.new"
+  mv "/boot/efi/$f.new" "/boot/efi/$f"
+done
+`;
 
 /** Name of the virtio-serial port qemu-guest-agent listens on (its udev rule starts it when the port appears). */
 export const DEBIAN_VM_AGENT_PORT = 'org.qemu.guest_agent.0';
@@ -80,7 +120,7 @@ export function debianVmCacheName(release: string, arch: string): string {
   return `debian-vm-${release}-${arch}-${key}.tar.zst`;
 }
 
-/** Builds the Debian VM image into destDir (created if missing): vmlinux or vmlinuz, initrd.img and disk.qcow2; returns the image properties. */
+/** Builds the Debian VM image into destDir (created if missing): disk.qcow2, which boots by itself; returns the image properties. */
 export async function buildDebianVmImage(host: Host, destDir: string, opts: DebianVmOptions): Promise<{ props: Record<string, string>; description: string }> {
   const release = opts.release || 'bookworm';
   validateDebianOptions(release, opts.mirror);
@@ -123,39 +163,16 @@ export async function buildDebianVmImage(host: Host, destDir: string, opts: Debi
     await configureTree(host, tree, release, opts.mirror);
     const kernelVersion = await installedKernel(host, tree);
 
-    progress('Copying the kernel and initramfs');
-    const vmlinuz = posix.join(tree, 'boot', `vmlinuz-${kernelVersion}`);
-    const initrd = posix.join(tree, 'boot', `initrd.img-${kernelVersion}`);
-    if (!(await host.fs.stat(initrd))?.isFile) throw new AppError('BACKEND_FAILED', `The Debian ${release} VM tree has no initramfs for kernel ${kernelVersion}`);
-    // The ELF vmlinux boots through QEMU's PVH entry, skipping real-mode setup and in-guest decompression (faster under TCG).
-    let kernelFile = 'vmlinux';
-    const pvh = await extractVmlinux(host, vmlinuz, posix.join(work, 'vmlinux')).then((r) => r.pvh).catch(() => false);
-    if (!pvh) {
-      kernelFile = 'vmlinuz';
-      await host.exec(['cp', vmlinuz, posix.join(work, 'vmlinuz')]);
-    }
-    await host.exec(['cp', initrd, posix.join(work, 'initrd.img')]);
-
-    progress(`Creating the ${Math.round(diskSize / 1024 ** 2)} MiB root disk`);
-    const raw = posix.join(work, 'disk.raw');
-    // Inode tables and journal are zeroed here, not lazily by the guest, so overlays stay small after the first boot.
-    const mkfs = await host.exec(['mkfs.ext4', '-q', '-F', '-L', DEBIAN_VM_ROOT_LABEL, '-E', 'lazy_itable_init=0,lazy_journal_init=0,root_owner=0:0', '-d', tree, raw, `${Math.floor(diskSize / 1024)}k`], { allowFailure: true, timeoutMs: 900_000 });
-    if (mkfs.code !== 0) {
-      throw new AppError('HOST_FAILED', `Failed to create the Debian ${release} VM root file system (${Math.round(diskSize / 1024 ** 2)} MiB)`, { cause: new Error(mkfs.stderr.trim() || `mkfs.ext4 exited with code ${mkfs.code}`) });
-    }
-    await host.exec(['qemu-img', 'convert', '-q', '-f', 'raw', '-O', 'qcow2', raw, posix.join(work, 'disk.qcow2')], { timeoutMs: 900_000 });
-    await host.fs.rm(raw, { force: true });
-
-    for (const name of [kernelFile, 'initrd.img', 'disk.qcow2']) await host.fs.rename(posix.join(work, name), posix.join(destDir, name));
+    progress(`Creating the ${Math.round(diskSize / 1024 ** 2)} MiB disk: a boot partition (syslinux for BIOS, systemd-boot for UEFI) and the ext4 root`);
+    await buildBootableDisk(host, work, tree, diskSize, release);
+    await host.fs.rename(posix.join(work, 'disk.qcow2'), posix.join(destDir, 'disk.qcow2'));
     const agentVersion = await packageVersion(host, tree, 'qemu-guest-agent');
     const cloudInitVersion = await packageVersion(host, tree, 'cloud-init');
     return {
       props: {
-        kernel: kernelFile,
-        initrd: 'initrd.img',
         disk: 'disk.qcow2',
-        cmdline: DEBIAN_VM_CMDLINE,
-        boot: 'kernel',
+        boot: 'disk',
+        bootLoader: 'syslinux (BIOS), systemd-boot (UEFI)',
         cpu: 'qemu64',
         cloudInit: 'nocloud',
         guestAgent: 'qemu-ga',
@@ -207,7 +224,10 @@ async function configureTree(host: Host, tree: string, release: string, mirror: 
   // debootstrap copies the build host's hostname; cloud-init sets the real one from meta-data.
   await writeInRoot(host, tree, 'etc/hostname', 'localhost\n');
   await writeInRoot(host, tree, 'etc/hosts', '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n');
-  await writeInRoot(host, tree, 'etc/fstab', `LABEL=${DEBIAN_VM_ROOT_LABEL}\t/\text4\trw,errors=remount-ro\t0\t1\n`);
+  await writeInRoot(host, tree, 'etc/fstab', `LABEL=${DEBIAN_VM_ROOT_LABEL}\t/\text4\trw,errors=remount-ro\t0\t1\nLABEL=${DEBIAN_VM_BOOT_LABEL}\t/boot/efi\tvfat\tumask=0077,nofail\t0\t2\n`);
+  await host.fs.mkdir(posix.join(tree, 'boot/efi'), { recursive: true });
+  await writeInRoot(host, tree, 'etc/kernel/postinst.d/zz-hangar-boot', DEBIAN_VM_BOOT_HOOK, 0o755);
+  await writeInRoot(host, tree, 'etc/initramfs/post-update.d/zz-hangar-boot', DEBIAN_VM_BOOT_HOOK, 0o755);
   await writeInRoot(host, tree, 'etc/apt/sources.list', renderSourcesList(release, mirror));
   await writeInRoot(host, tree, 'etc/cloud/cloud.cfg.d/90-hangar.cfg', DEBIAN_VM_CLOUD_CFG);
   await writeInRoot(host, tree, 'etc/systemd/network/99-hangar-dhcp.network', FALLBACK_NETWORK);
@@ -218,6 +238,65 @@ async function configureTree(host: Host, tree: string, release: string, mirror: 
   for (const need of ['sbin/init', 'usr/sbin/qemu-ga', 'usr/bin/cloud-init']) {
     if (!(await host.fs.stat(posix.join(tree, need)))) throw new AppError('BACKEND_FAILED', `The Debian ${release} VM tree has no /${need}`);
   }
+}
+
+/**
+ * work/disk.qcow2 from the tree, without loop devices: an MBR with syslinux's boot code; partition 1 (active, type EF)
+ * a FAT boot partition holding the kernel and initramfs, syslinux and systemd-boot; partition 2 the ext4 root.
+ */
+async function buildBootableDisk(host: Host, work: string, tree: string, diskSize: number, release: string): Promise<void> {
+  for (const f of Object.values(BOOT_LOADER_FILES)) {
+    if (!(await host.fs.stat(f))) throw new AppError('HOST_FAILED', `Missing ${f} on the host: install syslinux-common and systemd-boot-efi`);
+  }
+  const mib = 1024 ** 2;
+  const bootStart = mib / SECTOR;
+  const bootSectors = (DEBIAN_VM_BOOT_MIB * mib) / SECTOR;
+  const rootStart = bootStart + bootSectors;
+  const rootSectors = Math.floor(diskSize / mib) * (mib / SECTOR) - rootStart;
+  const mtools = { env: { MTOOLS_SKIP_CHECK: '1' } };
+
+  const fat = posix.join(work, 'boot.fat');
+  await host.exec(['mkfs.vfat', '-C', '-n', DEBIAN_VM_BOOT_LABEL, fat, String(DEBIAN_VM_BOOT_MIB * 1024)]);
+  await host.exec(['mmd', '-i', fat, '::/syslinux', '::/EFI', '::/EFI/BOOT', '::/loader', '::/loader/entries'], mtools);
+  // Following /vmlinuz and /initrd.img: the symlinks Debian keeps on the newest kernel, as the guest's hook does later.
+  for (const f of ['vmlinuz', 'initrd.img']) {
+    const target = await host.fs.readlink(posix.join(tree, f)).catch(() => undefined);
+    if (!target) throw new AppError('BACKEND_FAILED', `The Debian ${release} VM tree has no /${f} symlink`);
+    await host.exec(['mcopy', '-i', fat, posix.join(tree, target.replace(/^\/+/, '')), `::/${f}`], mtools);
+  }
+  const files: [string, string][] = [['syslinux/syslinux.cfg', renderSyslinuxCfg(DEBIAN_VM_CMDLINE)]];
+  const sd = renderSystemdBoot(DEBIAN_VM_CMDLINE);
+  files.push(['loader/loader.conf', sd.loaderConf], ['loader/entries/debian.conf', sd.entry]);
+  for (const [rel, text] of files) {
+    const local = posix.join(work, rel.replaceAll('/', '_'));
+    await host.fs.writeAtomic(local, text);
+    await host.exec(['mcopy', '-i', fat, local, `::/${rel}`], mtools);
+  }
+  await host.exec(['mcopy', '-i', fat, BOOT_LOADER_FILES.ldlinux, '::/syslinux/ldlinux.c32'], mtools);
+  await host.exec(['mcopy', '-i', fat, BOOT_LOADER_FILES.systemdBoot, '::/EFI/BOOT/BOOTX64.EFI'], mtools);
+  await host.exec(['syslinux', '--install', '--directory', '/syslinux', fat], mtools);
+
+  const root = posix.join(work, 'root.ext4');
+  // Inode tables and journal are zeroed here, not lazily by the guest, so overlays stay small after the first boot.
+  const mkfs = await host.exec(['mkfs.ext4', '-q', '-F', '-L', DEBIAN_VM_ROOT_LABEL, '-E', 'lazy_itable_init=0,lazy_journal_init=0,root_owner=0:0', '-d', tree, root, `${(rootSectors * SECTOR) / 1024}k`], { allowFailure: true, timeoutMs: 900_000 });
+  if (mkfs.code !== 0) {
+    throw new AppError('HOST_FAILED', `Failed to create the Debian ${release} VM root file system`, { cause: new Error(mkfs.stderr.trim() || `mkfs.ext4 exited with code ${mkfs.code}`) });
+  }
+
+  const raw = posix.join(work, 'disk.raw');
+  const mbr = posix.join(work, 'mbr.bin');
+  const code = (await host.fs.readFile(BOOT_LOADER_FILES.mbr)).subarray(0, 440);
+  await host.fs.writeAtomic(mbr, renderMbr(code, [
+    { type: 0xef, startSector: bootStart, sectors: bootSectors, bootable: true },
+    { type: 0x83, startSector: rootStart, sectors: rootSectors },
+  ], 0x48474152));
+  await host.exec(['truncate', '-s', String((rootStart + rootSectors) * SECTOR), raw]);
+  for (const [from, sector] of [[mbr, 0], [fat, bootStart], [root, rootStart]] as const) {
+    await host.exec(['dd', `if=${from}`, `of=${raw}`, 'bs=1M', `seek=${sector * SECTOR}`, 'oflag=seek_bytes', 'conv=notrunc,sparse', 'status=none'], { timeoutMs: 900_000 });
+    await host.fs.rm(from, { force: true });
+  }
+  await host.exec(['qemu-img', 'convert', '-q', '-f', 'raw', '-O', 'qcow2', raw, posix.join(work, 'disk.qcow2')], { timeoutMs: 900_000 });
+  await host.fs.rm(raw, { force: true });
 }
 
 async function installedKernel(host: Host, tree: string): Promise<string> {

@@ -41,6 +41,10 @@ describe('bootOf', () => {
     expect(bootOf(record({ 'boot.kernel': '/k' }, image))).toEqual({ kind: 'kernel', kernel: '/k', cmdline: 'console=ttyS0 hangar.hostname=vm1 hangar.ip=10.1.0.5/24 hangar.gw=10.1.0.1' });
     expect(bootOf(record({ 'boot.kernel': '/k', 'boot.initrd': '/i', 'boot.cmdline': 'root=/dev/vda1' }, {}))).toMatchObject({ kernel: '/k', initrd: '/i', cmdline: expect.stringMatching(/^root=\/dev\/vda1 hangar\.hostname=vm1 /) as unknown });
   });
+  it('an explicit boot.firmware boots the disk through the firmware even when the image has a kernel', () => {
+    expect(bootOf(record({ 'boot.firmware': 'bios' }, image))).toEqual({ kind: 'disk' });
+    expect(bootOf(record({ 'boot.firmware': 'uefi' }, image), '/ovmf')).toEqual({ kind: 'disk', firmware: { code: '/ovmf', vars: '/p/vm1/efivars.fd' } });
+  });
   it('boots from the disk when the image has no kernel: BIOS, or OVMF with the instance\'s own variable store', () => {
     expect(bootOf(record({}, { disk: 'disk.qcow2' }))).toEqual({ kind: 'disk' });
     expect(firmwareOf(record({}, { firmware: 'uefi' }))).toBe('uefi');

@@ -119,8 +119,8 @@ export function uefiVarsPath(record: InstanceRecord): string {
 }
 
 /**
- * How a VM boots: boot.kernel when set, else from its image's properties (kernel/initrd for the busybox image, the disk
- * otherwise, through OVMF when its firmware is UEFI: `uefiCode` is the host's OVMF code file).
+ * How a VM boots: boot.kernel when set; else the image's kernel (the busybox image) unless boot.firmware asks for a
+ * firmware boot; else the disk's own boot loader through SeaBIOS or OVMF (`uefiCode` is the host's OVMF code file).
  */
 export function bootOf(record: InstanceRecord, uefiCode?: string | null): QemuBoot {
   const kernel = record.config['boot.kernel'];
@@ -129,7 +129,7 @@ export function bootOf(record: InstanceRecord, uefiCode?: string | null): QemuBo
     return { kind: 'kernel', kernel, ...(initrd ? { initrd } : {}), cmdline: kernelCmdline(record) };
   }
   const props = record.imageProps;
-  if (props.kernel && record.imagePath) {
+  if (props.kernel && record.imagePath && record.config['boot.firmware'] === undefined) {
     return {
       kind: 'kernel',
       kernel: posix.join(record.imagePath, props.kernel),
