@@ -365,6 +365,13 @@ describe('QEMU VMs', () => {
     expect(cliOk(['config', 'set', name, 'limits.disk=96MiB'])).toMatch(/Applied live: .*limits\.disk/);
     expect(await pollUntil(() => disks().includes(` ${sectors(96 * 1024 ** 2)}`), 100, 100), disks()).toBe(true);
     expect(cli(['config', 'set', name, 'limits.disk=32MiB']).stderr).toMatch(/cannot shrink/);
+    // A saved state finds every disk where it was: the hot-plugged one keeps its port when the VM is resumed.
+    const up = () => Number(cliOk(['exec', name, '--', 'cut', '-d', ' ', '-f1', '/proc/uptime']));
+    const up1 = up();
+    cliOk(['stop', '--stateful', name]);
+    cliOk(['start', name]);
+    expect(up()).toBeGreaterThanOrEqual(up1);
+    expect(disks()).toContain(`data2 ${sectors(48 * 1024 ** 2)}`);
     // Nothing pending, and the next boot has the same disks as the running VM had; a stopped VM's disk grows too.
     cliOk(['stop', '--force', name]);
     expect(cliOk(['config', 'set', name, 'limits.disk=128MiB'])).toMatch(/limits\.disk/);
