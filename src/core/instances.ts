@@ -692,6 +692,8 @@ export class InstanceService {
       const usage = state === 'running' || state === 'frozen' ? await handle.usage().catch(() => ({})) : {};
       const disk = await this.d.pool.instanceUsage(row.name).catch(() => undefined);
       out.usage = { ...usage, ...(disk ? { diskUsedBytes: disk.referencedBytes } : {}) };
+      const details = handle.details ? await handle.details().catch(() => undefined) : undefined;
+      if (details && Object.keys(details).length) out.details = details;
     }
     return out;
   }

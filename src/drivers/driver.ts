@@ -135,6 +135,8 @@ export interface InstanceHandle {
   openGraphicalConsole?(): Promise<Duplex>;
   /** Runs one command on the backend's own monitor (QMP for QEMU) and answers its result; for diagnosis and what Hangar does not model. */
   monitor?(command: string, args?: Record<string, unknown>): Promise<unknown>;
+  /** Backend facts of this instance for `info` (label → value), e.g. a VM's machine type and boot path. */
+  details?(): Promise<Record<string, string>>;
   /** Path of the persistent console log. */
   consoleLogPath(): string;
   usage(): Promise<Usage>;

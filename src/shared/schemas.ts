@@ -50,6 +50,8 @@ export const InstanceSchema = z.strictObject({
   createdAt: z.string(),
   technology: TechnologySchema,
   usage: UsageSchema.optional(),
+  /** What the backend reports about this instance (`info` only), e.g. a VM's machine type, boot path and firmware. */
+  details: z.record(z.string(), z.string()).optional(),
 });
 
 /** Body of POST /1.0/instances (launch or create). */

@@ -144,6 +144,7 @@ describe('image import --vm', () => {
     expect(refusedBoth.stderr).toMatch(/boot\.firmware=uefi applies to booting from the disk/);
     expect(findInstance(name)).toBeUndefined();
     cliOk(['launch', `${P}q`, name, '--vm', '--memory', '256MiB', '-c', 'boot.firmware=uefi']);
+    expect((JSON.parse(cliOk(['info', name, '--format', 'json'])) as { details?: { boot?: string } }).details?.boot).toBe('disk, UEFI (OVMF)');
     const vars = join(settings.poolDir, 'instances', name, 'efivars.fd');
     expect(statSync(vars).size).toBe(statSync('/usr/share/OVMF/OVMF_VARS_4M.fd').size);
     // OVMF's boot manager reports on the serial console that the empty disk has nothing to boot, then falls back to its shell.

@@ -41,9 +41,13 @@ describe('QEMU VMs', () => {
     expect(vm?.technology.isolation).toMatch(/KVM|TCG/);
     // The guest's own marker on its serial console, kept in the persistent log.
     expect(await pollUntil(() => logText(VM).includes(`HANGAR-READY ${VM}`), 600, 100), logText(VM)).toBe(true);
-    const info = JSON.parse(cliOk(['info', VM, '--format', 'json'])) as { usage?: { cpuTimeNs?: number; memoryBytes?: number } };
+    const info = JSON.parse(cliOk(['info', VM, '--format', 'json'])) as { usage?: { cpuTimeNs?: number; memoryBytes?: number }; details?: Record<string, string> };
     expect(info.usage?.cpuTimeNs).toBeGreaterThan(0);
     expect(info.usage?.memoryBytes).toBeGreaterThan(0);
+    // What QEMU runs: the pinned Q35 machine, the accelerator, the image's kernel booted directly, the balloon's view of RAM.
+    expect(info.details).toMatchObject({ machine: expect.stringMatching(/^pc-q35-\d+\.\d+$/) as unknown, accelerator: expect.stringMatching(/^(kvm|tcg)$/) as unknown, boot: expect.stringMatching(/^kernel .*vmlinux \(image\)$/) as unknown, 'guest memory': '256 MiB (balloon)' });
+    expect(readFileSync(join(settings.dir, 'instances', VM, 'machine'), 'utf8').trim()).toBe(info.details?.machine);
+    expect(cliOk(['info', VM])).toMatch(/Backend:\n(  .*\n)*  machine: pc-q35-/);
   }, 180_000);
 
   it('runs commands through the guest agent: output, exit code, stdin; refuses -t', () => {
@@ -344,6 +348,7 @@ describe('QEMU VMs', () => {
     const out = cliOk(['config', 'device', 'add', name, 'data2', 'disk', 'size=32MiB']);
     expect(out).toMatch(/Applied live: .*devices\.data2\.size/);
     expect(await pollUntil(() => disks().includes(`data2 ${sectors(32 * 1024 ** 2)}`), 100, 100), disks()).toBe(true);
+    expect((JSON.parse(cliOk(['info', name, '--format', 'json'])) as { details?: { disks?: string } }).details?.disks).toMatch(/^cold on hp0, data2 on hp1$/);
     const list = JSON.parse(cliOk(['config', 'device', 'list', name, '--format', 'json'])) as { name: string; size: string; pending: string }[];
     expect(list).toEqual([{ name: 'cold', type: 'disk', size: '16MiB', pending: 'no' }, { name: 'data2', type: 'disk', size: '32MiB', pending: 'no' }]);
     // The guest can use it at once.

@@ -117,6 +117,7 @@ export function instanceInfoText(i: Instance): string {
     ['Created', i.createdAt],
   ];
   let out = keyValues(lines);
+  if (i.details) out += section('Backend', i.details);
   out += section('Config', i.config);
   const pending = Object.keys(i.pendingConfig);
   if (pending.length) out += section('Pending config (applies on restart)', i.pendingConfig);

@@ -438,6 +438,25 @@ class QemuInstance implements InstanceHandle {
     await m.qmp.waitJob(id, { timeoutMs: 600_000 });
   }
 
+  /** Machine type, accelerator, boot path and firmware, hot-plug ports in use, and (running) the guest RAM the balloon leaves. */
+  async details(): Promise<Record<string, string>> {
+    const out: Record<string, string> = {};
+    const facts = this.ctx.facts.qemu;
+    const pinned = (await this.host.fs.readTextIfExists(this.machineFile))?.trim();
+    out.machine = pinned ?? `${qemuMachineType(facts?.version ?? null, machineFamilyOf(this.record.imageProps))} (pinned at first start)`;
+    if (facts) out.accelerator = facts.accel;
+    const boot = bootOf(this.record, facts?.uefi?.code ?? '(OVMF missing)');
+    out.boot = boot.kind === 'kernel' ? `kernel ${boot.kernel}${this.record.config['boot.kernel'] ? ' (boot.kernel)' : ' (image)'}` : `disk, ${boot.firmware ? 'UEFI (OVMF)' : 'BIOS (SeaBIOS)'}`;
+    const ports = Object.entries(await this.readPorts()).map(([dev, port]) => `${dev} on ${port}`);
+    if (ports.length) out.disks = ports.join(', ');
+    const st = await this.state();
+    if (st.state === 'running' || st.state === 'frozen') {
+      const b = await (await this.mon()).qmp.queryBalloon().catch(() => undefined);
+      if (b) out['guest memory'] = `${Math.round(b.actual / 1024 ** 2)} MiB (balloon)`;
+    }
+    return out;
+  }
+
   /** One QMP command on the daemon's own connection (QEMU serves one QMP client at a time). */
   async monitor(command: string, args?: Record<string, unknown>): Promise<unknown> {
     return (await this.mon()).qmp.execute(command, args);
