@@ -2,9 +2,11 @@
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { PassThrough, Writable } from 'node:stream';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { HangarClient } from '../../src/client/client.js';
 import { cli, cliOk, cliOkAsync, sharedDaemon, setSharedDaemon, startDaemon, TEST_ENV, uniquePrefix } from '../helpers/daemon.js';
 import { collectEvents, daemonPid, deleteAllWithPrefix, findInstance, hostIfName, leftovers, pollUntil, settings } from '../helpers/e2e.js';
 
@@ -49,6 +51,27 @@ describe('QEMU VMs', () => {
     expect(readFileSync(join(settings.dir, 'instances', VM, 'machine'), 'utf8').trim()).toBe(info.details?.machine);
     expect(cliOk(['info', VM])).toMatch(/Backend:\n(  .*\n)*  machine: pc-q35-/);
   }, 180_000);
+
+  it('the console websocket attaches to the VM\'s serial console (a shell answers), its output also lands in the log, and detaching leaves the VM running', async () => {
+    const client = new HangarClient({ socketPath: TEST_ENV.HANGAR_SOCKET });
+    try {
+      let out = '';
+      const stdin = new PassThrough();
+      const ac = new AbortController();
+      const stdout = new Writable({ write(c, _e, cb) { out += String(c); cb(); } });
+      const session = client.console(VM, { cols: 80, rows: 24 }, { stdin, stdout, signal: ac.signal });
+      // Arithmetic the guest's shell must do: the answer cannot be an echo of what was typed.
+      stdin.write('echo CONSOLE-$((6*7))\r');
+      const answered = await pollUntil(() => out.includes('CONSOLE-42'), 100, 100);
+      ac.abort();
+      await session;
+      expect(answered, out).toBe(true);
+      expect(logText(VM)).toContain('CONSOLE-42');
+      expect((await client.getInstance(VM)).state).toBe('running');
+    } finally {
+      client.close();
+    }
+  });
 
   it('runs commands through the guest agent: output, exit code, stdin; refuses -t', () => {
     expect(cliOk(['exec', VM, '--', 'uname', '-n']).trim()).toBe(VM);
