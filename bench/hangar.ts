@@ -1,25 +1,17 @@
 // Hangar subject: drives hangard through the in-process API client (starting a private daemon when none answers).
-import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { HangarClient } from '../src/client/client.js';
 import { buildBusyboxRootfs } from '../src/core/images/busybox.js';
 import { LocalHost } from '../src/core/host/local.js';
 import { loadSettings } from '../src/core/settings.js';
 import { parseQgroupShow } from '../src/core/storage/parse.js';
-import { pidAlive, run, stopStartedProcess, unixGet, until, waitPidExit, type Subject } from './util.js';
+import { BenchDaemon, type BenchDaemonOptions } from './bench-daemon.js';
+import { run, until, type Subject } from './util.js';
 
 /** Where the Hangar subject works. */
-export interface HangarOptions {
-  /** Directory holding hangard.mjs (dist/). */
-  distDir: string;
-  /** Socket to try first and to give a daemon we start. */
-  socket: string;
-  /** Environment for a daemon we start ourselves. */
-  daemonEnv: Record<string, string>;
-  /** Log file for a daemon we start. */
-  logFile: string;
+export interface HangarOptions extends BenchDaemonOptions {
   /** Cache kept across runs (the big image's tarball). */
   cacheDir: string;
 }
@@ -30,47 +22,6 @@ const BIG_IMAGE = 'hbn-big200';
 const BIG_NAME_PREFIX = 'hbnbench-big-r';
 // Bump when the tarball's content changes so a stale cached one is rebuilt.
 const BIG_TARBALL = `hangar-big-${BIG_PAYLOAD_MIB}mib-v1.tar`;
-
-/** Reads a pid from a pidfile, or null. */
-function pidFrom(file: string): number | null {
-  try {
-    const n = Number(readFileSync(file, 'utf8').trim());
-    return Number.isInteger(n) && n > 1 ? n : null;
-  } catch {
-    return null;
-  }
-}
-
-/**
- * Host state a bench-started hangard leaves behind when it exits (helpers it spawned, mounts, bridge, nft table),
- * found by the names src/core/settings.ts derives from HANGAR_DIR/HANGAR_PREFIX; each is checked before it is touched.
- */
-async function teardownDaemonState(env: Record<string, string>, socket: string): Promise<void> {
-  const dir = env.HANGAR_DIR;
-  const prefix = env.HANGAR_PREFIX;
-  if (!dir || !prefix) return;
-  const runDir = dirname(socket);
-  for (const pidFile of [join(dir, 'dnsmasq', 'dnsmasq.pid'), join(runDir, 'lxcfs.pid')]) {
-    const pid = pidFrom(pidFile);
-    if (pid === null || !pidAlive(pid)) continue;
-    // Only a helper that names our directories is ours.
-    let cmd = '';
-    try {
-      cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
-    } catch {
-      continue;
-    }
-    if (!cmd.includes(dir) && !cmd.includes(runDir)) continue;
-    process.kill(pid, 'SIGTERM');
-    if (!(await waitPidExit(pid, 5000))) process.kill(pid, 'SIGKILL');
-  }
-  const mounts = readFileSync('/proc/self/mountinfo', 'utf8');
-  for (const m of [join(dir, 'lxcfs'), join(dir, 'pool')]) {
-    if (mounts.includes(` ${m} `)) run(['umount', m], { allowFail: true });
-  }
-  if (run(['ip', 'link', 'show', `${prefix}br0`], { allowFail: true }).status === 0) run(['ip', 'link', 'del', `${prefix}br0`], { allowFail: true });
-  run(['nft', 'delete', 'table', 'inet', `${prefix}_nat`], { allowFail: true });
-}
 
 const IMAGE = 'busybox';
 const NAME_PREFIX = 'hbnbench-r';
@@ -129,7 +80,7 @@ export class Hangar implements Subject {
   readonly id = 'hangar';
   label = 'Hangar (API client, in-process)';
   private api: ReturnType<typeof adapter> | null = null;
-  private daemon: ChildProcess | null = null;
+  private readonly daemon: BenchDaemon;
   private readonly live = new Set<string>();
   /** Set once the big image is imported (this run); null with bigSkipped explaining why not. */
   private bigImported = false;
@@ -140,44 +91,14 @@ export class Hangar implements Subject {
   /** Pool mount point of the bench daemon, when we know it (we started the daemon). */
   private poolDir: string | null = null;
 
-  constructor(private readonly opts: HangarOptions) {}
-
-  private async answers(): Promise<boolean> {
-    try {
-      const r = await unixGet(this.opts.socket, '/1.0', 1000);
-      return r.status === 200;
-    } catch {
-      return false;
-    }
+  constructor(private readonly opts: HangarOptions) {
+    this.daemon = new BenchDaemon(opts);
   }
 
   async setup(): Promise<void> {
-    if (!(await this.answers())) {
-      const main = join(this.opts.distDir, 'hangard.mjs');
-      if (!existsSync(main)) throw new Error(`No daemon answers on ${this.opts.socket} and ${main} does not exist (npm run build)`);
-      mkdirSync(dirname(this.opts.socket), { recursive: true });
-      mkdirSync(dirname(this.opts.logFile), { recursive: true });
-      const log = openSync(this.opts.logFile, 'a');
-      this.daemon = spawn(process.execPath, [main], {
-        env: { ...process.env, ...this.opts.daemonEnv, HANGAR_SOCKET: this.opts.socket },
-        detached: true,
-        stdio: ['ignore', log, log],
-      });
-      closeSync(log);
-      this.daemon.on('error', () => undefined);
-      const pid = this.daemon.pid;
-      await until(
-        `hangard on ${this.opts.socket} (log: ${this.opts.logFile})`,
-        async () => {
-          if (pid === undefined || !pidAlive(pid)) throw new Error(`hangard exited early; see ${this.opts.logFile}`);
-          return this.answers();
-        },
-        120_000,
-        100,
-      );
-    }
+    await this.daemon.ensure();
     this.api = adapter(new HangarClient({ socketPath: this.opts.socket }));
-    this.label = `Hangar ${await this.api.version()} (API client, in-process${this.daemon ? ', bench-started hangard' : ''})`;
+    this.label = `Hangar ${await this.api.version()} (API client, in-process${this.daemon.started ? ', bench-started hangard' : ''})`;
     // The daemon builds the busybox image on start when missing; wait a little for that, then ask for it.
     const api = this.api;
     const has = async (): Promise<boolean> => (await api.images()).includes(IMAGE);
@@ -188,7 +109,7 @@ export class Hangar implements Subject {
       if (!(await has())) throw new Error(`hangard has no image "${IMAGE}" even after building it`);
     }
     for (const n of await api.names()) if (n.startsWith(NAME_PREFIX) || n.startsWith(BIG_NAME_PREFIX)) await api.remove(n).catch(() => undefined);
-    if (this.daemon) this.poolDir = loadSettings({ ...this.opts.daemonEnv, HANGAR_SOCKET: this.opts.socket }).poolDir;
+    if (this.daemon.started) this.poolDir = loadSettings({ ...this.opts.daemonEnv, HANGAR_SOCKET: this.opts.socket }).poolDir;
     try {
       await this.importBigImage();
     } catch (e) {
@@ -309,10 +230,6 @@ export class Hangar implements Subject {
       this.api.close();
       this.api = null;
     }
-    const pid = this.daemon?.pid;
-    const started = this.daemon !== null;
-    this.daemon = null;
-    if (pid !== undefined) await stopStartedProcess(pid, 'hangard');
-    if (started) await teardownDaemonState(this.opts.daemonEnv, this.opts.socket);
+    await this.daemon.stop();
   }
 }

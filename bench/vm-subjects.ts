@@ -6,7 +6,8 @@ import { dirname, join } from 'node:path';
 import { HangarClient } from '../src/client/client.js';
 import { LocalHost } from '../src/core/host/local.js';
 import { QmpClient } from '../src/drivers/qemu/qmp/client.js';
-import { msSince, pidAlive, run, sleep, unixGet, until, waitPidExit, stopStartedProcess } from './util.js';
+import { BenchDaemon, type BenchDaemonOptions } from './bench-daemon.js';
+import { msSince, pidAlive, run, sleep, until, waitPidExit } from './util.js';
 
 /** The line the busybox VM prints on its serial console once booted. */
 export const MARKER = 'HANGAR-READY';
@@ -221,22 +222,19 @@ const mac = (kind: number, r: number): string => `52:54:00:7e:${kind.toString(16
 // Hangar
 
 /** Where the Hangar subject works. */
-export interface HangarVmOptions {
-  distDir: string;
-  socket: string;
-  daemonEnv: Record<string, string>;
-  logFile: string;
-}
+export type HangarVmOptions = BenchDaemonOptions;
 
 /** Hangar through its in-process API client, with a bench-started hangard when none answers on the socket. */
 export class HangarVms {
   label = 'Hangar (API client, in-process)';
   private client: HangarClient | null = null;
-  private daemon: ChildProcess | null = null;
+  private readonly daemon: BenchDaemon;
   private readonly live = new Set<string>();
   imageInfo = '';
 
-  constructor(private readonly opts: HangarVmOptions) {}
+  constructor(private readonly opts: HangarVmOptions) {
+    this.daemon = new BenchDaemon(opts);
+  }
 
   private get api(): HangarClient {
     if (!this.client) throw new Error('Hangar subject not set up');
@@ -247,38 +245,11 @@ export class HangarVms {
     return join(this.opts.daemonEnv.HANGAR_DIR ?? '/var/lib/hangar', 'instances', name);
   }
 
-  private async answers(): Promise<boolean> {
-    try {
-      return (await unixGet(this.opts.socket, '/1.0', 1000)).status === 200;
-    } catch {
-      return false;
-    }
-  }
-
   async setup(): Promise<void> {
-    if (!(await this.answers())) {
-      const main = join(this.opts.distDir, 'hangard.mjs');
-      if (!existsSync(main)) throw new Error(`No daemon answers on ${this.opts.socket} and ${main} does not exist (npm run build)`);
-      mkdirSync(dirname(this.opts.socket), { recursive: true });
-      mkdirSync(dirname(this.opts.logFile), { recursive: true });
-      const log = openSync(this.opts.logFile, 'a');
-      this.daemon = spawn(process.execPath, [main], { env: { ...process.env, ...this.opts.daemonEnv, HANGAR_SOCKET: this.opts.socket }, detached: true, stdio: ['ignore', log, log] });
-      closeSync(log);
-      this.daemon.on('error', () => undefined);
-      const pid = this.daemon.pid;
-      await until(
-        `hangard on ${this.opts.socket} (log: ${this.opts.logFile})`,
-        async () => {
-          if (pid === undefined || !pidAlive(pid)) throw new Error(`hangard exited early; see ${this.opts.logFile}`);
-          return this.answers();
-        },
-        120_000,
-        100,
-      );
-    }
+    await this.daemon.ensure();
     this.client = new HangarClient({ socketPath: this.opts.socket });
     const info = await this.api.serverInfo();
-    this.label = `Hangar ${info.serverVersion} (API client, in-process${this.daemon ? ', bench-started hangard' : ''})`;
+    this.label = `Hangar ${info.serverVersion} (API client, in-process${this.daemon.started ? ', bench-started hangard' : ''})`;
     let img = (await this.api.listImages()).find((i) => i.type === 'vm' && i.alias === HANGAR_IMAGE);
     if (!img) {
       console.error('hangar: building the busybox VM image (once)');
@@ -329,42 +300,8 @@ export class HangarVms {
       this.client.close();
       this.client = null;
     }
-    const pid = this.daemon?.pid;
-    const started = this.daemon !== null;
-    this.daemon = null;
-    if (pid !== undefined) await stopStartedProcess(pid, 'hangard');
-    if (started) await teardownDaemonState(this.opts.daemonEnv, this.opts.socket);
+    await this.daemon.stop();
   }
-}
-
-/** Host state a bench-started hangard leaves behind (helpers, mounts, bridge, nft table), as in bench/hangar.ts. */
-async function teardownDaemonState(env: Record<string, string>, socket: string): Promise<void> {
-  const dir = env.HANGAR_DIR;
-  const prefix = env.HANGAR_PREFIX;
-  if (!dir || !prefix) return;
-  const runDir = dirname(socket);
-  for (const pidFile of [join(dir, 'dnsmasq', 'dnsmasq.pid'), join(runDir, 'lxcfs.pid')]) {
-    let pid: number | null = null;
-    try {
-      pid = Number(readFileSync(pidFile, 'utf8').trim());
-    } catch {
-      continue;
-    }
-    if (!Number.isInteger(pid) || pid <= 1 || !pidAlive(pid)) continue;
-    let cmd = '';
-    try {
-      cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
-    } catch {
-      continue;
-    }
-    if (!cmd.includes(dir) && !cmd.includes(runDir)) continue;
-    process.kill(pid, 'SIGTERM');
-    if (!(await waitPidExit(pid, 5000))) process.kill(pid, 'SIGKILL');
-  }
-  const mounts = readFileSync('/proc/self/mountinfo', 'utf8');
-  for (const m of [join(dir, 'lxcfs'), join(dir, 'pool')]) if (mounts.includes(` ${m} `)) run(['umount', m], { allowFail: true });
-  if (linkExists(`${prefix}br0`)) run(['ip', 'link', 'del', `${prefix}br0`], { allowFail: true });
-  run(['nft', 'delete', 'table', 'inet', `${prefix}_nat`], { allowFail: true });
 }
 
 // ---------------------------------------------------------------------------------------------------------------------
