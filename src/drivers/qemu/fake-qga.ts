@@ -1,5 +1,6 @@
 // FakeQgaAgent: a scripted guest-agent side for unit tests (sync sentinel, junk, stale replies, a silent agent, guest-exec).
 import type { Duplex } from 'node:stream';
+import { OneClientPeer, type PeerConn } from './fake-one-client.js';
 
 // Protocol logic only: tests own the listening socket (net.createServer(c => agent.accept(c))), because drivers
 // may not import node:net (dependency-cruiser rule), and this file is not a *.test.ts.
@@ -42,14 +43,12 @@ export interface FakeQgaProcess {
   errTruncated?: boolean;
 }
 
-interface Conn {
-  no: number;
-  sock: Duplex;
+interface Conn extends PeerConn {
   buf: Buffer;
 }
 
 /** A scripted guest agent behind QEMU's virtio-serial chardev socket, serving one client at a time. */
-export class FakeQgaAgent {
+export class FakeQgaAgent extends OneClientPeer<Conn> {
   /** Every command received, in order. */
   readonly received: FakeQgaRequest[] = [];
   /** 0xFF bytes received from clients (each resets the parser, as in qemu-ga). */
@@ -59,18 +58,16 @@ export class FakeQgaAgent {
   /** pid → guest-exec-status calls it got. */
   readonly statusPolls = new Map<number, number>();
   private running: boolean;
-  private active: Conn | undefined;
-  private readonly queue: Duplex[] = [];
   // Bytes that arrived while the agent was not running: the guest reads them once the agent starts.
   private backlog: Buffer[] = [];
   private readonly handlers = new Map<string, FakeQgaHandler>();
   private readonly commandWaiters: { name: string; resolve: (r: FakeQgaRequest) => void }[] = [];
   private readonly processes = new Map<number, FakeQgaProcess & { polls: number }>();
   private nextPid = 1000;
-  private accepted = 0;
 
   /** running:false models a booting guest whose agent does not read the channel yet. */
   constructor(opts: { running?: boolean } = {}) {
+    super();
     this.running = opts.running ?? true;
     this.handle('guest-ping', { return: {} });
   }
@@ -114,31 +111,14 @@ export class FakeQgaAgent {
     return this;
   }
 
-  /** Hands a freshly accepted connection to the agent; it waits unserved while another client is connected. */
-  accept(sock: Duplex): void {
-    sock.on('error', () => undefined);
-    if (this.active) {
-      this.queue.push(sock);
-      sock.on('close', () => { const i = this.queue.indexOf(sock); if (i >= 0) this.queue.splice(i, 1); });
-      return;
-    }
-    this.serve(sock);
-  }
-
-  private serve(sock: Duplex): void {
-    const conn: Conn = { no: ++this.accepted, sock, buf: Buffer.alloc(0) };
-    this.active = conn;
+  protected open(sock: Duplex, no: number): Conn {
+    const conn: Conn = { no, sock, buf: Buffer.alloc(0) };
     sock.on('data', (chunk: Buffer) => {
       if (this.running) this.onData(conn, chunk);
       else this.backlog.push(chunk);
     });
-    sock.on('close', () => {
-      if (this.active !== conn) return;
-      this.active = undefined;
-      // Unread requests of a gone client stay in the virtio channel: keep the backlog.
-      const next = this.queue.shift();
-      if (next) this.serve(next);
-    });
+    // Unread requests of a gone client stay in the virtio channel: the backlog is kept when it leaves.
+    return conn;
   }
 
   /** Starts the agent: it reads (and answers) whatever piled up in the channel first. */
@@ -146,11 +126,6 @@ export class FakeQgaAgent {
     this.running = true;
     const pending = Buffer.concat(this.backlog.splice(0));
     if (this.active && pending.length) this.onData(this.active, pending);
-  }
-
-  /** True while a client is being served. */
-  get connected(): boolean {
-    return this.active !== undefined;
   }
 
   /** Resolves with the next command called name that arrives. */
@@ -171,31 +146,6 @@ export class FakeQgaAgent {
   /** Sends a deferred reply. */
   reply(answer: FakeQgaReply): void {
     this.sendRaw(this.replyLine(answer));
-  }
-
-  /** Writes raw bytes to the current client in one write. */
-  sendRaw(data: string | Buffer): void {
-    this.active?.sock.write(data);
-  }
-
-  /** Writes data to the current client in pieces of size bytes, delayMs apart (to exercise reassembly). */
-  async sendSplit(data: string | Buffer, size: number, delayMs = 2): Promise<void> {
-    const bytes = Buffer.from(data);
-    for (let i = 0; i < bytes.length; i += size) {
-      this.active?.sock.write(bytes.subarray(i, i + size));
-      await new Promise((r) => setTimeout(r, delayMs));
-    }
-  }
-
-  /** Drops the current client's connection, as an exiting QEMU would. */
-  drop(): void {
-    this.active?.sock.destroy();
-  }
-
-  /** Drops every connection, waiting ones included. */
-  closeAll(): void {
-    for (const s of this.queue.splice(0)) s.destroy();
-    this.drop();
   }
 
   private onData(conn: Conn, chunk: Buffer): void {

@@ -1,6 +1,7 @@
 // FakeQmpPeer: a scripted QMP server side for unit tests (greeting, negotiation, scripted/deferred/split replies, events, drops).
 import type { Duplex } from 'node:stream';
 import type { QmpGreeting } from './types.js';
+import { OneClientPeer, type PeerConn } from '../fake-one-client.js';
 
 // Protocol logic only: tests own the listening socket (net.createServer(c => peer.accept(c))), because drivers
 // may not import node:net (dependency-cruiser rule), and this file is not a *.test.ts.
@@ -25,29 +26,25 @@ export const QEMU_72_GREETING: QmpGreeting = {
   QMP: { version: { qemu: { micro: 22, minor: 2, major: 7 }, package: 'Debian 1:7.2+dfsg-7+deb12u18+b3' }, capabilities: ['oob'] },
 };
 
-interface Conn {
-  no: number;
-  sock: Duplex;
+interface Conn extends PeerConn {
   negotiated: boolean;
   buf: string;
 }
 
 /** A scripted QMP peer serving one client at a time, like QEMU's -chardev socket,server=on,wait=off. */
-export class FakeQmpPeer {
+export class FakeQmpPeer extends OneClientPeer<Conn> {
   /** Every command received, in order. */
   readonly received: FakeQmpRequest[] = [];
   /** Protocol violations seen (e.g. a command before qmp_capabilities). */
   readonly protocolErrors: string[] = [];
   /** Number of connections that got a greeting so far. */
   greeted = 0;
-  private active: Conn | undefined;
-  private readonly queue: Duplex[] = [];
   private readonly handlers = new Map<string, FakeQmpHandler>();
   private readonly commandWaiters: { name: string; resolve: (r: FakeQmpRequest) => void }[] = [];
   private readonly disconnectWaiters: (() => void)[] = [];
-  private accepted = 0;
-
-  constructor(private readonly greeting: QmpGreeting = QEMU_72_GREETING) {}
+  constructor(private readonly greeting: QmpGreeting = QEMU_72_GREETING) {
+    super();
+  }
 
   /** Scripts the answer to command (replacing an earlier script); a plain value is sent as {"return": value}. */
   handle(command: string, handler: FakeQmpHandler | { return: unknown } | { error: { class: string; desc: string } }): this {
@@ -55,36 +52,17 @@ export class FakeQmpPeer {
     return this;
   }
 
-  /** Hands a freshly accepted connection to the peer; it waits (no greeting) while another client is served. */
-  accept(sock: Duplex): void {
-    sock.on('error', () => undefined);
-    if (this.active) {
-      this.queue.push(sock);
-      sock.on('close', () => { const i = this.queue.indexOf(sock); if (i >= 0) this.queue.splice(i, 1); });
-      return;
-    }
-    this.serve(sock);
-  }
-
-  private serve(sock: Duplex): void {
-    const conn: Conn = { no: ++this.accepted, sock, negotiated: false, buf: '' };
-    this.active = conn;
+  protected open(sock: Duplex, no: number): Conn {
+    const conn: Conn = { no, sock, negotiated: false, buf: '' };
     this.greeted++;
     sock.setEncoding('utf8');
     sock.on('data', (chunk: string) => this.onData(conn, chunk));
-    sock.on('close', () => {
-      if (this.active !== conn) return;
-      this.active = undefined;
-      for (const w of this.disconnectWaiters.splice(0)) w();
-      const next = this.queue.shift();
-      if (next) this.serve(next);
-    });
     sock.write(`${JSON.stringify(this.greeting)}\r\n`);
+    return conn;
   }
 
-  /** True while a client is being served. */
-  get connected(): boolean {
-    return this.active !== undefined;
+  protected override closed(): void {
+    for (const w of this.disconnectWaiters.splice(0)) w();
   }
 
   /** Resolves with the next command called name that arrives. */
@@ -118,31 +96,6 @@ export class FakeQmpPeer {
   /** Emits an event to the current client. */
   emitEvent(event: string, data?: Record<string, unknown>, timestamp?: { seconds: number; microseconds: number }): void {
     this.sendRaw(this.eventLine(event, data, timestamp));
-  }
-
-  /** Writes raw text to the current client in one write. */
-  sendRaw(text: string): void {
-    this.active?.sock.write(text);
-  }
-
-  /** Writes text to the current client in pieces of size bytes, delayMs apart (to exercise reassembly). */
-  async sendSplit(text: string, size: number, delayMs = 2): Promise<void> {
-    const bytes = Buffer.from(text, 'utf8');
-    for (let i = 0; i < bytes.length; i += size) {
-      this.active?.sock.write(bytes.subarray(i, i + size));
-      await new Promise((r) => setTimeout(r, delayMs));
-    }
-  }
-
-  /** Drops the current client's connection, as a crashing QEMU would. */
-  drop(): void {
-    this.active?.sock.destroy();
-  }
-
-  /** Drops every connection, waiting ones included. */
-  closeAll(): void {
-    for (const s of this.queue.splice(0)) s.destroy();
-    this.drop();
   }
 
   private onData(conn: Conn, chunk: string): void {
