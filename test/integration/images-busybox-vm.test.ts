@@ -1,72 +1,18 @@
 // Integration test: builds the busybox VM image (packages cached in /var/lib/hangar-test-cache/vm) and boots it under TCG with QMP and the guest agent.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
-import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalHost } from '../../src/core/host/local.js';
 import { buildBusyboxVmImage, VM_POWERDOWN_MARKER, VM_READY_MARKER } from '../../src/core/images/busybox-vm.js';
+import { JsonLineClient, waitFor } from '../helpers/vm-channels.js';
 
 const CACHE = '/var/lib/hangar-test-cache/vm';
 const host = new LocalHost();
+// The agent and QEMU may not answer yet while the guest boots: their errors mean "not yet".
+const waitForAny = <T>(what: string, ms: number, fn: () => Promise<T | undefined>) => waitFor(what, ms, fn, { ignoreErrors: true });
 const HOSTNAME = `hgtvm${Math.random().toString(36).slice(2, 6)}`;
-
-// A line-oriented JSON client for QMP and the guest agent: replies in order, events collected aside.
-class JsonLineClient {
-  private buf = '';
-  private waiters: ((msg: Record<string, unknown>) => void)[] = [];
-  readonly events: Record<string, unknown>[] = [];
-  private constructor(private readonly sock: Socket) {
-    sock.setEncoding('utf8');
-    sock.on('data', (d: string) => {
-      this.buf += d;
-      let i: number;
-      while ((i = this.buf.indexOf('\n')) >= 0) {
-        const line = this.buf.slice(0, i).trim();
-        this.buf = this.buf.slice(i + 1);
-        if (!line) continue;
-        const msg = JSON.parse(line.replace(/^\xff/, '')) as Record<string, unknown>;
-        if ('event' in msg) this.events.push(msg);
-        else this.waiters.shift()?.(msg);
-      }
-    });
-    sock.on('error', () => undefined);
-  }
-  static async open(path: string): Promise<JsonLineClient> {
-    const sock = await new Promise<Socket>((resolve, reject) => {
-      const s = connect(path, () => resolve(s));
-      s.once('error', reject);
-    });
-    return new JsonLineClient(sock);
-  }
-  next(timeoutMs: number): Promise<Record<string, unknown>> {
-    return new Promise((resolve, reject) => {
-      const t = setTimeout(() => {
-        this.waiters = this.waiters.filter((w) => w !== done);
-        reject(new Error('timed out waiting for a reply'));
-      }, timeoutMs);
-      const done = (m: Record<string, unknown>) => { clearTimeout(t); resolve(m); };
-      this.waiters.push(done);
-    });
-  }
-  async call(cmd: string, args?: Record<string, unknown>, timeoutMs = 10_000): Promise<Record<string, unknown>> {
-    const reply = this.next(timeoutMs);
-    this.sock.write(JSON.stringify(args ? { execute: cmd, arguments: args } : { execute: cmd }) + '\n');
-    return reply;
-  }
-  close(): void { this.sock.destroy(); }
-}
-
-async function waitFor<T>(what: string, timeoutMs: number, fn: () => Promise<T | undefined>): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe('busybox VM image (TCG boot)', () => {
   let dir = '';
@@ -140,7 +86,7 @@ describe('busybox VM image (TCG boot)', () => {
     let stderr = '';
     proc.stderr?.on('data', (d: Buffer) => { stderr += d.toString(); });
     exited = new Promise((resolve) => proc.once('exit', (code) => resolve(code)));
-    await waitFor('the ready marker', 120_000, async () => {
+    await waitForAny('the ready marker', 120_000, async () => {
       if (qemu!.exitCode !== null) throw new Error(`qemu exited: ${stderr}`);
       return (await serial()).includes(`${VM_READY_MARKER} ${HOSTNAME}`) ? true : undefined;
     }).catch(async (e: unknown) => { throw new Error(`${String(e)}\nserial:\n${await serial()}\nqemu stderr:\n${stderr}`); });
@@ -154,7 +100,7 @@ describe('busybox VM image (TCG boot)', () => {
     qga = await JsonLineClient.open(join(dir, 'qga.sock'));
     // guest-sync-delimited discards anything left in the channel; retry until the agent listens.
     const id = 4242;
-    await waitFor('the guest agent', 60_000, async () => {
+    await waitForAny('the guest agent', 60_000, async () => {
       const r = await qga!.call('guest-sync', { id }, 2000);
       return r.return === id ? true : undefined;
     });
@@ -162,7 +108,7 @@ describe('busybox VM image (TCG boot)', () => {
     expect(await qga.call('guest-ping')).toEqual({ return: {} });
     const exec = async (path: string, arg: string[]): Promise<string> => {
       const r = (await qga!.call('guest-exec', { path, arg, 'capture-output': true })) as { return: { pid: number } };
-      const st = await waitFor('guest-exec-status', 20_000, async () => {
+      const st = await waitForAny('guest-exec-status', 20_000, async () => {
         const s = (await qga!.call('guest-exec-status', { pid: r.return.pid })) as { return: { exited: boolean; exitcode?: number; 'out-data'?: string } };
         return s.return.exited ? s.return : undefined;
       });
@@ -173,7 +119,7 @@ describe('busybox VM image (TCG boot)', () => {
     expect(await exec('/bin/hostname', [])).toBe(`${HOSTNAME}\n`);
     expect(await exec('/bin/cat', ['/data/README'])).toContain('Hangar busybox VM');
     // DHCP runs in the background; QEMU's user network (restrict=on: no traffic leaves) hands out 10.0.2.15.
-    await waitFor('a DHCP address on eth0', 30_000, async () => ((await exec('/sbin/ip', ['-4', 'addr', 'show', 'eth0'])).includes('inet 10.0.2.15/24') ? true : undefined));
+    await waitForAny('a DHCP address on eth0', 30_000, async () => ((await exec('/sbin/ip', ['-4', 'addr', 'show', 'eth0'])).includes('inet 10.0.2.15/24') ? true : undefined));
   }, 120_000);
 
   it('powers off on the ACPI power button', async () => {

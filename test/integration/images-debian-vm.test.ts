@@ -1,13 +1,13 @@
 // Integration test: builds the Debian VM image (tree cached in /var/lib/hangar-test-cache/debian-vm) and boots it under TCG with a NoCloud seed and the guest agent.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
-import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalHost } from '../../src/core/host/local.js';
 import { buildDebianVmImage } from '../../src/core/images/debian-vm.js';
 import { buildSeedIso, renderNoCloudSeed } from '../../src/drivers/qemu/cloud-init.js';
+import { JsonLineClient, waitFor } from '../helpers/vm-channels.js';
 
 const CACHE = '/var/lib/hangar-test-cache/debian-vm';
 const MIRROR = process.env.HANGAR_MIRROR ?? 'http://deb.debian.org/debian';
@@ -16,61 +16,11 @@ const HOSTNAME = `hgtdvm${Math.random().toString(36).slice(2, 6)}`;
 const MAC = '52:54:00:12:34:56';
 const MARKER = 'HANGAR-CLOUD-INIT-OK';
 
-// A line-oriented JSON client for the guest agent and QMP: replies (and the QMP greeting) in order, events ignored.
-class JsonClient {
-  private buf = '';
-  private waiters: ((msg: Record<string, unknown>) => void)[] = [];
-  private constructor(private readonly sock: Socket) {
-    sock.setEncoding('utf8');
-    sock.on('data', (d: string) => {
-      this.buf += d;
-      let i: number;
-      while ((i = this.buf.indexOf('\n')) >= 0) {
-        const line = this.buf.slice(0, i).replace(/^\xff/, '').trim();
-        this.buf = this.buf.slice(i + 1);
-        const msg = line ? JSON.parse(line) as Record<string, unknown> : undefined;
-        if (msg && !('event' in msg)) this.waiters.shift()?.(msg);
-      }
-    });
-    sock.on('error', () => undefined);
-  }
-  static async open(path: string): Promise<JsonClient> {
-    const sock = await new Promise<Socket>((resolve, reject) => {
-      const s = connect(path, () => resolve(s));
-      s.once('error', reject);
-    });
-    return new JsonClient(sock);
-  }
-  next(what: string, timeoutMs: number): Promise<Record<string, unknown>> {
-    return new Promise((resolve, reject) => {
-      const done = (m: Record<string, unknown>) => { clearTimeout(t); resolve(m); };
-      const t = setTimeout(() => { this.waiters = this.waiters.filter((w) => w !== done); reject(new Error(`timed out waiting for ${what}`)); }, timeoutMs);
-      this.waiters.push(done);
-    });
-  }
-  call(cmd: string, args?: Record<string, unknown>, timeoutMs = 10_000): Promise<Record<string, unknown>> {
-    const reply = this.next(cmd, timeoutMs);
-    this.sock.write(JSON.stringify(args ? { execute: cmd, arguments: args } : { execute: cmd }) + '\n');
-    return reply;
-  }
-  close(): void { this.sock.destroy(); }
-}
-
-async function waitFor<T>(what: string, timeoutMs: number, fn: () => Promise<T | undefined>): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
-
 describe('Debian VM image (debootstrap ~5 min on the first run, TCG boot)', () => {
   let dir = '';
   let qemu: ChildProcess | undefined;
   let exited: Promise<unknown> | undefined;
-  let qga: JsonClient | undefined;
+  let qga: JsonLineClient | undefined;
   let stderr = '';
   const messages: string[] = [];
   let result: Awaited<ReturnType<typeof buildDebianVmImage>>;
@@ -163,7 +113,7 @@ describe('Debian VM image (debootstrap ~5 min on the first run, TCG boot)', () =
     const toMarker = await waitFor(`the ${MARKER} line from runcmd`, 300_000, () => seen(MARKER)).catch(fail);
     console.log(`TCG boot to the user-data marker: ${toMarker} ms`);
 
-    qga = await JsonClient.open(join(dir, 'qga.sock'));
+    qga = await JsonLineClient.open(join(dir, 'qga.sock'));
     const agent = qga;
     const sync = Math.floor(Math.random() * 1e9);
     await waitFor('the guest agent', 120_000, async () => {
@@ -191,9 +141,9 @@ describe('Debian VM image (debootstrap ~5 min on the first run, TCG boot)', () =
   it('powers off cleanly on the ACPI power button (system_powerdown)', async () => {
     const proc = qemu;
     if (!proc || proc.exitCode !== null) throw new Error('the VM is not running');
-    const qmp = await JsonClient.open(join(dir, 'qmp.sock'));
+    const qmp = await JsonLineClient.open(join(dir, 'qmp.sock'));
     try {
-      await qmp.next('the QMP greeting', 5000);
+      await qmp.next(5000, 'the QMP greeting');
       await qmp.call('qmp_capabilities');
       const t0 = Date.now();
       await qmp.call('system_powerdown');
