@@ -177,15 +177,14 @@ class QemuInstance implements InstanceHandle {
     const size = resourcesOf(this.record.config).diskBytes;
     // Called again for a config change of the stopped VM: a larger limits.disk grows the existing disk, and no disk may shrink.
     if (await this.host.fs.stat(this.rootDisk)) {
-      await this.checkNoShrink(this.record.config);
-      if (size !== undefined) await this.growDiskFile(this.rootDisk, size, 'The root disk');
+      const current = await this.checkNoShrink(this.record.config);
+      if (size !== undefined && current !== undefined && size > current) await this.host.exec(['qemu-img', 'resize', '-q', this.rootDisk, String(size)]);
       return;
     }
     const base = this.record.imageProps.disk && this.record.imagePath ? posix.join(this.record.imagePath, this.record.imageProps.disk) : undefined;
     if (!base) throw new AppError('INVALID_CONFIG', `Image "${this.record.image}" of instance "${this.record.name}" has no disk`);
     if (size !== undefined) {
-      const info = await this.host.exec(['qemu-img', 'info', '--output=json', base]);
-      const virtual = Number((JSON.parse(info.stdout) as { 'virtual-size'?: number })['virtual-size'] ?? 0);
+      const virtual = await this.virtualSize(base);
       if (size < virtual) throw new AppError('INVALID_SIZE', `limits.disk of instance "${this.record.name}" (${size} bytes) is smaller than its image's disk (${virtual} bytes); disks only grow`);
     }
     await this.host.exec(['qemu-img', 'create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', base, this.rootDisk, ...(size !== undefined ? [String(size)] : [])]);
@@ -329,7 +328,7 @@ class QemuInstance implements InstanceHandle {
       const was = resourcesOf(prev);
       const now = resourcesOf(next);
       // Refused before anything changes, so a rejected config leaves the running VM as it was.
-      await this.checkNoShrink(next);
+      const rootSize = await this.checkNoShrink(next, keys);
       const cpuKeys = keys.filter((k) => k === 'limits.cpu.weight' || k === 'limits.cpu.cap');
       const dir = cpuKeys.length ? await this.cgroupDir() : null;
       if (dir && (await this.host.fs.stat(dir))) {
@@ -338,7 +337,7 @@ class QemuInstance implements InstanceHandle {
       }
       if (keys.some((k) => k.startsWith('devices.'))) live.push(...(await this.applyDevices(prev, next)));
       if (keys.includes('limits.disk') && now.diskBytes !== undefined) {
-        if (now.diskBytes > (await this.virtualSize(this.rootDisk))) await (await this.mon()).qmp.execute('block_resize', { 'node-name': QEMU_NODES.top(QEMU_NODES.root), size: now.diskBytes });
+        if (rootSize !== undefined && now.diskBytes > rootSize) await (await this.mon()).qmp.execute('block_resize', { 'node-name': QEMU_NODES.top(QEMU_NODES.root), size: now.diskBytes });
         live.push('limits.disk');
       }
       // Disk limits live in the VM's one throttle group, changed in place for the next request; a VM started by an older
@@ -517,15 +516,22 @@ class QemuInstance implements InstanceHandle {
     return { path, created: false };
   }
 
-  /** Refuses a config whose root disk or extra disks would be smaller than their files: disks only grow. */
-  private async checkNoShrink(config: InstanceConfig): Promise<void> {
-    const disks: [string, number | undefined, string][] = [[this.rootDisk, resourcesOf(config).diskBytes, 'The root disk']];
-    for (const d of devicesOf(config)) disks.push([this.diskPath(d.name), d.sizeBytes, `Disk "${d.name}"`]);
-    for (const [path, bytes, what] of disks) {
-      if (bytes === undefined || !(await this.host.fs.stat(path))) continue;
+  /**
+   * Refuses a config whose root disk or extra disks would be smaller than their files (disks only grow); answers the
+   * root disk's current virtual size when it was read. `changed` limits the check (one qemu-img fork per disk) to the
+   * size keys a change touches.
+   */
+  private async checkNoShrink(config: InstanceConfig, changed?: readonly string[]): Promise<number | undefined> {
+    const disks: [string, number | undefined, string, string][] = [[this.rootDisk, resourcesOf(config).diskBytes, 'The root disk', 'limits.disk']];
+    for (const d of devicesOf(config)) disks.push([this.diskPath(d.name), d.sizeBytes, `Disk "${d.name}"`, `devices.${d.name}.size`]);
+    let root: number | undefined;
+    for (const [path, bytes, what, key] of disks) {
+      if (bytes === undefined || (changed && !changed.includes(key)) || !(await this.host.fs.stat(path))) continue;
       const current = await this.virtualSize(path);
+      if (path === this.rootDisk) root = current;
       if (bytes < current) throw new AppError('INVALID_SIZE', `${what} of instance "${this.record.name}" cannot shrink from ${current} to ${bytes} bytes; disks only grow`);
     }
+    return root;
   }
 
   /** Grows a qcow2 file of a stopped VM to bytes (virtual size); a smaller size is refused: disks only grow. */
