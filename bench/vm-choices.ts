@@ -8,7 +8,9 @@ import { fetchDebianKernel } from '../src/core/images/debian-kernel.js';
 import { loadSettings } from '../src/core/settings.js';
 import type { InstanceRecord } from '../src/drivers/driver.js';
 import { bootOf, ROOT_DISK } from '../src/drivers/qemu/driver.js';
-import { detectAccel, probeQemu } from '../src/drivers/qemu/probe.js';
+import { probeQemu } from '../src/drivers/qemu/probe.js';
+import { QemuAccel } from '../src/drivers/qemu/accel-check.js';
+import { prepareAccelGuest } from '../src/core/images/accel-guest.js';
 import { machineFamilyOf, qemuMachineType, renderQemuArgv, type QemuHostFacts } from '../src/drivers/qemu/render-argv.js';
 import { machineNote, median, min, msSince, parseBenchFlags, positiveInt, run, writeSection, Interrupt } from './util.js';
 import { BENCH_BRIDGE, BENCH_NET, ensureBenchBridge, parseTemplate, RawQemu, removeBenchBridge, type VmTemplate } from './vm-subjects.js';
@@ -281,11 +283,13 @@ async function main(): Promise<number> {
   try {
     const probe = await probeQemu(host);
     if (!probe.available) throw new Error(`QEMU is not usable on this host: ${probe.reason ?? 'unknown reason'}`);
-    const accel = await detectAccel(host);
+    rep.cacheDir = pickCacheDir(args.cacheDir);
+    // Hangar's own choice, measured afresh: the ROM probe and the Linux boot check under KVM and TCG.
+    const accelState = await QemuAccel.open(host, { binary: probe.binary, qemuBuild: probe.build ?? '?', mode: 'auto', cacheFile: join(WORK_DIR, 'accel.json'), linuxGuest: () => prepareAccelGuest(host, rep.cacheDir) });
+    const accel = (await accelState.forStart(undefined, 'bench'));
     rep.accel = accel.accel;
     const facts: QemuHostFacts = { version: probe.version, accel: accel.accel };
     console.error(`qemu ${probe.version ?? '?'}: ${accel.accel} (${accel.reason})`);
-    rep.cacheDir = pickCacheDir(args.cacheDir);
 
     // The image, built fresh by Hangar's own builder (packages from the cache), plus the same package's bzImage beside its vmlinux.
     for (const d of [imageDir, tplDir, rawDir]) rmSync(d, { recursive: true, force: true });

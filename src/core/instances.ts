@@ -5,7 +5,7 @@ import { AppError, isAppError } from '../shared/errors.js';
 import { assertName } from '../shared/names.js';
 import { resourcesOf, validateConfig, type InstanceConfig } from '../shared/config.js';
 import type { ConfigChangeResult, CreateInstanceRequest, Instance, InstanceState, Snapshot } from '../shared/schemas.js';
-import type { BackendEvent, Driver, DriverContext, ExecSpec, InstanceHandle, InstanceRecord } from '../drivers/driver.js';
+import type { BackendEvent, Driver, DriverContext, ExecSpec, InstanceHandle, InstanceRecord, ObservedState } from '../drivers/driver.js';
 import type { DriverRegistry } from '../drivers/registry.js';
 import type { HostProcess, Host } from './host/host.js';
 import type { HostSnapshot } from './host/facts.js';
@@ -153,6 +153,9 @@ export class InstanceService {
       if (st.state === 'running' || st.state === 'frozen') {
         if (!force) throw new AppError('INVALID_STATE', `Instance "${name}" is ${st.state}; stop it first or delete with --force`);
         await handle.stop({ force: true, timeoutMs: 10_000 });
+      } else if (st.state === 'error') {
+        // Nothing runs in a faulted instance that a delete could lose; its process only holds resources.
+        await handle.stop({ force: true, timeoutMs: 10_000 });
       }
       try {
         await handle.delete();
@@ -220,7 +223,7 @@ export class InstanceService {
   async restart(name: string, opts: { force?: boolean; timeout?: number } = {}): Promise<void> {
     await this.d.locks.withLock(lockKey(name), async () => {
       const st = await this.handle(this.row(name)).state();
-      if (st.state === 'running' || st.state === 'frozen') await this.stopLocked(name, opts);
+      if (st.state === 'running' || st.state === 'frozen' || st.state === 'error') await this.stopLocked(name, opts);
       await this.startLocked(name);
     });
   }
@@ -232,7 +235,7 @@ export class InstanceService {
       const handle = this.handle(row);
       const st = await handle.state();
       if (st.state === 'frozen') return;
-      if (st.state !== 'running') throw new AppError('INVALID_STATE', `Cannot freeze instance "${name}": it is ${st.state}`);
+      if (st.state !== 'running') throw new AppError('INVALID_STATE', `Cannot freeze instance "${name}": it is ${stateText(st)}`);
       await handle.freeze().catch((e) => { throw wrap(e, `Failed to freeze instance "${name}"`); });
       this.d.db.updateInstance(name, { expectedState: 'frozen' });
       this.d.events.emit({ type: 'instance-frozen', instance: name });
@@ -246,7 +249,7 @@ export class InstanceService {
       const handle = this.handle(row);
       const st = await handle.state();
       if (st.state === 'running') return;
-      if (st.state !== 'frozen') throw new AppError('INVALID_STATE', `Cannot unfreeze instance "${name}": it is ${st.state}`);
+      if (st.state !== 'frozen') throw new AppError('INVALID_STATE', `Cannot unfreeze instance "${name}": it is ${stateText(st)}`);
       await handle.unfreeze().catch((e) => { throw wrap(e, `Failed to unfreeze instance "${name}"`); });
       this.d.db.updateInstance(name, { expectedState: 'running' });
       this.d.events.emit({ type: 'instance-unfrozen', instance: name });
@@ -266,6 +269,14 @@ export class InstanceService {
       const st = await handle.state();
       const changed = [...new Set([...Object.keys(validated), ...Object.keys(row.config)])].filter((k) => validated[k] !== row.config[k]);
       if (changed.length === 0) return { live: [], pending: [] };
+      if (st.state === 'error') {
+        // A faulted instance's process still holds its files: every change waits for the restart.
+        const pendingConfig: InstanceConfig = { ...row.pendingConfig };
+        for (const k of changed) pendingConfig[k] = validated[k] ?? '';
+        this.d.db.updateInstance(name, { pendingConfig });
+        this.d.events.emit({ type: 'instance-config-changed', instance: name, data: { live: [], pending: changed } });
+        return { live: [], pending: changed };
+      }
       if (row.type === 'container' && resourcesOf(validated).diskBytes !== resourcesOf(row.config).diskBytes) {
         await this.d.pool.setInstanceSize(name, resourcesOf(validated).diskBytes);
       }
@@ -313,6 +324,8 @@ export class InstanceService {
       const row = this.row(name);
       if (this.d.db.listSnapshots(name).some((s) => s.name === snap)) throw new AppError('ALREADY_EXISTS', `Snapshot "${snap}" of instance "${name}" already exists`);
       const handle = this.handle(row);
+      const now = await handle.state();
+      if (now.state === 'error') throw new AppError('INVALID_STATE', `Cannot snapshot instance "${name}": it is ${stateText(now)}`);
       if (handle.snapshots) {
         await handle.snapshots.create(snap, { stateful: opts.stateful ?? false }).catch((e) => { throw wrap(e, `Failed to snapshot instance "${name}"`); });
         this.d.db.insertSnapshot({ instance: name, name: snap, createdAt: new Date().toISOString(), stateful: opts.stateful ?? false });
@@ -343,6 +356,7 @@ export class InstanceService {
       if (!snapRow) throw new AppError('NOT_FOUND', `Snapshot "${snap}" of instance "${name}" not found`);
       const handle = this.handle(row);
       const st = await handle.state();
+      if (st.state === 'error') throw new AppError('INVALID_STATE', `Cannot restore a snapshot of instance "${name}": it is ${stateText(st)}; stop it first`);
       const wasRunning = st.state === 'running' || st.state === 'frozen';
       if (handle.snapshots) {
         // A stateful snapshot restores RAM too: the instance ends up running where the snapshot was taken.
@@ -389,7 +403,7 @@ export class InstanceService {
     if (spec.tty && !driver.features.execTty) throw new AppError('UNSUPPORTED', `Instance "${name}" (${driver.name}) does not support a terminal for exec`);
     const handle = this.handle(row);
     const st = await handle.state();
-    if (st.state !== 'running') throw new AppError('INVALID_STATE', `Cannot run a command in instance "${name}": it is ${st.state}`);
+    if (st.state !== 'running') throw new AppError('INVALID_STATE', `Cannot run a command in instance "${name}": it is ${stateText(st)}`);
     return handle.exec(spec);
   }
 
@@ -398,7 +412,7 @@ export class InstanceService {
     const row = this.row(name);
     const handle = this.handle(row);
     const st = await handle.state();
-    if (st.state !== 'running' && st.state !== 'frozen') throw new AppError('INVALID_STATE', `Cannot attach to the console of instance "${name}": it is ${st.state}`);
+    if (st.state !== 'running' && st.state !== 'frozen') throw new AppError('INVALID_STATE', `Cannot attach to the console of instance "${name}": it is ${stateText(st)} (its log: hangar console ${name} --show-log)`);
     return handle.attachConsole(size);
   }
 
@@ -408,7 +422,7 @@ export class InstanceService {
     const handle = this.handle(row);
     if (!handle.openGraphicalConsole) throw new AppError('UNSUPPORTED', `Instance "${name}" (${row.driver}) has no graphical console`);
     const st = await handle.state();
-    if (st.state !== 'running' && st.state !== 'frozen') throw new AppError('INVALID_STATE', `Cannot open the graphical console of instance "${name}": it is ${st.state}`);
+    if (st.state !== 'running' && st.state !== 'frozen') throw new AppError('INVALID_STATE', `Cannot open the graphical console of instance "${name}": it is ${stateText(st)}`);
     return handle.openGraphicalConsole();
   }
 
@@ -418,7 +432,8 @@ export class InstanceService {
     const handle = this.handle(row);
     if (!handle.monitor) throw new AppError('UNSUPPORTED', `Instance "${name}" (${row.driver}) has no backend monitor`);
     const st = await handle.state();
-    if (st.state !== 'running' && st.state !== 'frozen') throw new AppError('INVALID_STATE', `Cannot reach the monitor of instance "${name}": it is ${st.state}`);
+    // A faulted VM keeps its monitor: that is where its state can be looked at.
+    if (st.state !== 'running' && st.state !== 'frozen' && st.state !== 'error') throw new AppError('INVALID_STATE', `Cannot reach the monitor of instance "${name}": it is ${st.state}`);
     try {
       return await handle.monitor(command, args);
     } catch (err) {
@@ -435,14 +450,15 @@ export class InstanceService {
         const handle = this.handle(row);
         const rootExists = await this.d.pool.instanceExists(row.name);
         const st = await handle.state();
-        if (!rootExists && st.state !== 'running' && st.state !== 'frozen') {
+        if (!rootExists && st.state !== 'running' && st.state !== 'frozen' && st.state !== 'error') {
           this.d.events.emit({ type: 'instance-drift', instance: row.name, message: `Instance "${row.name}" was deleted while hangard was down`, data: { expected: row.expectedState, actual: 'deleted' } });
           await handle.delete().catch(() => undefined);
           await this.d.host.fs.rm(this.instanceDir(row.name), { recursive: true, force: true });
           this.d.db.deleteInstance(row.name);
           return;
         }
-        const actual: ExpectedState = st.state === 'running' ? 'running' : st.state === 'frozen' ? 'frozen' : 'stopped';
+        // A faulted instance still runs as far as its resources go; its fault is reported by its own instance-error event.
+        const actual: ExpectedState = st.state === 'running' || st.state === 'error' ? 'running' : st.state === 'frozen' ? 'frozen' : 'stopped';
         if (actual !== row.expectedState) {
           this.d.events.emit({ type: 'instance-drift', instance: row.name, message: `Instance "${row.name}" is ${actual} but was ${row.expectedState}`, data: { expected: row.expectedState, actual } });
         } else if (actual !== 'stopped' && row.initPid !== null && (st.pid !== row.initPid || st.startTime !== row.initStartTime)) {
@@ -483,6 +499,7 @@ export class InstanceService {
     const handle0 = this.handle(row);
     const st = await handle0.state();
     if (st.state === 'running' || st.state === 'frozen') throw new AppError('INVALID_STATE', `Instance "${name}" is already ${st.state}`);
+    if (st.state === 'error') throw new AppError('INVALID_STATE', `Instance "${name}" is ${stateText(st)}; use restart, or stop it first`);
     if (Object.keys(row.pendingConfig).length > 0) {
       this.d.db.updateInstance(name, { config: { ...row.config, ...row.pendingConfig }, pendingConfig: {} });
       row = this.row(name);
@@ -600,9 +617,26 @@ export class InstanceService {
 
   /** Backend observations become events at once; a guest that powered itself off is recorded as stopped. */
   private readonly onBackendEvent = (instance: string, event: BackendEvent): void => {
-    this.d.events.emit({ type: event.type, instance, ...(event.data ? { data: event.data } : {}) });
+    this.d.events.emit({ type: event.type, instance, ...(event.message ? { message: event.message } : {}), ...(event.data ? { data: event.data } : {}) });
     if (event.type === 'instance-shutdown' && event.data?.guest === true) void this.afterGuestShutdown(instance).catch(() => undefined);
+    if (event.action === 'restart') void this.restartForBackend(instance, event.type);
   };
+
+  /** Restarts an instance its backend asked to restart (a VM moving from a broken KVM to TCG); failures become an event. */
+  private async restartForBackend(name: string, why: string): Promise<void> {
+    try {
+      await this.d.locks.withLock(lockKey(name), async () => {
+        const row = this.d.db.getInstance(name);
+        if (!row || row.expectedState === 'stopped') return;
+        const st = await this.handle(row).state();
+        if (st.state !== 'stopped') await this.stopLocked(name, { force: true });
+        await this.startLocked(name);
+      });
+      this.d.events.emit({ type: 'instance-restarted', instance: name, data: { by: why } });
+    } catch (err) {
+      this.d.events.emit({ type: 'instance-restart-failed', instance: name, message: `Restart of instance "${name}" after ${why} failed: ${err instanceof Error ? err.message : String(err)}`, data: { by: why } });
+    }
+  }
 
   private async afterGuestShutdown(name: string): Promise<void> {
     await this.d.locks.withLock(lockKey(name), async () => {
@@ -664,11 +698,12 @@ export class InstanceService {
     }
   }
 
-  /** What the backend implies on this host: for VMs, which accelerator runs them and why. */
-  private technologyOf(driver: Driver): Instance['technology'] {
-    const qemu = this.d.facts.qemu;
-    if (driver.type !== 'vm' || !qemu) return driver.technology;
-    const isolation = qemu.accel === 'kvm' ? 'hardware virtualization (KVM)' : `software emulation (TCG): ${qemu.accelReason}`;
+  /** What the backend implies on this host: for VMs, which accelerator the instance gets and why. */
+  private technologyOf(driver: Driver, row: InstanceRow): Instance['technology'] {
+    const accel = this.d.facts.qemu?.accel;
+    if (driver.type !== 'vm' || !accel) return driver.technology;
+    const c = accel.choose(row.config['boot.accel'] as 'auto' | 'kvm' | 'tcg' | undefined);
+    const isolation = c === null ? `decided at start: ${accel.verdict().reason}` : 'refused' in c ? `none: ${c.refused}` : c.accel === 'kvm' ? 'hardware virtualization (KVM)' : `software emulation (TCG): ${c.reason}`;
     return { ...driver.technology, isolation };
   }
 
@@ -677,16 +712,20 @@ export class InstanceService {
     const handle = this.handle(row);
     let state: InstanceState = 'unknown';
     let pid: number | null = null;
+    let error: Instance['error'];
     try {
       const st = await handle.state();
       state = st.state;
       pid = st.pid;
-    } catch {
+      error = st.error;
+    } catch (e) {
       state = 'error';
+      error = { reason: `its state cannot be read: ${e instanceof Error ? e.message : String(e)}`, since: new Date().toISOString() };
     }
     const out: Instance = {
       name: row.name, type: row.type, driver: row.driver, state, image: row.image, ipv4: row.ipv4, mac: row.mac,
-      config: row.config, pendingConfig: row.pendingConfig, pid, createdAt: row.createdAt, technology: this.technologyOf(driver),
+      config: row.config, pendingConfig: row.pendingConfig, pid, createdAt: row.createdAt, technology: this.technologyOf(driver, row),
+      ...(error ? { error } : {}),
     };
     if (withUsage) {
       const usage = state === 'running' || state === 'frozen' ? await handle.usage().catch(() => ({})) : {};
@@ -697,6 +736,11 @@ export class InstanceService {
     }
     return out;
   }
+}
+
+/** A state for messages: "error (QEMU's reason)" for a fault, else the state itself. */
+function stateText(st: ObservedState): string {
+  return st.state === 'error' && st.error ? `in error (${st.error.reason})` : st.state;
 }
 
 /** Wraps an error in an AppError naming the subject, keeping AppError codes of the cause. */

@@ -18,7 +18,9 @@ import { InstanceService } from '../core/instances.js';
 import { detectVirt } from '../core/detect/detect.js';
 import { readCpuidSignature } from '../core/detect/cpuid.js';
 import { defaultRegistry } from '../drivers/registry.js';
-import { detectAccel, findUefiFirmware, probeQemu } from '../drivers/qemu/probe.js';
+import { findUefiFirmware, probeQemu } from '../drivers/qemu/probe.js';
+import { QemuAccel } from '../drivers/qemu/accel-check.js';
+import { prepareAccelGuest } from '../core/images/accel-guest.js';
 import { buildServer } from '../api/server.js';
 import { causeChain } from '../shared/errors.js';
 import type { HostInfo } from '../shared/schemas.js';
@@ -48,9 +50,13 @@ async function main(settings: Settings): Promise<void> {
   const facts = await readHostFacts(host, idmap);
   const qemu = await probeQemu(host);
   if (qemu.available) {
-    const accel = await detectAccel(host);
-    facts.qemu = { version: qemu.version, accel: accel.accel, accelReason: accel.reason, uefi: await findUefiFirmware(host) };
-    log(`qemu ${qemu.version}: ${accel.reason}`);
+    // Cached per host boot, kernel and QEMU build: only the first start after one of them changed runs the test guests.
+    const accel = await QemuAccel.open(host, {
+      binary: qemu.binary, qemuBuild: qemu.build ?? qemu.version ?? 'unknown', mode: settings.accel, cacheFile: join(settings.cacheDir, 'accel.json'),
+      linuxGuest: () => prepareAccelGuest(host, settings.cacheDir), log,
+    });
+    facts.qemu = { version: qemu.version, accel, uefi: await findUefiFirmware(host) };
+    log(`qemu ${qemu.version}: ${accel.info().reason}`);
   }
   const db = new StateDb(settings.dbFile);
   const events = new EventBus();
@@ -91,7 +97,8 @@ async function main(settings: Settings): Promise<void> {
       network: { bridge: net.bridge, subnet: net.subnet, gateway: net.gateway },
       drivers: probes.map(({ d, p }) => ({ name: d.name, type: d.type, available: p.available, version: p.version, reason: p.reason })),
       cpuVirtFlags: facts.cpuVirtFlags,
-      kvm: facts.qemu ? { present: facts.kvm.present, usable: facts.qemu.accel === 'kvm', reason: facts.qemu.accelReason } : facts.kvm,
+      kvm: facts.qemu ? { present: facts.kvm.present, usable: facts.qemu.accel.verdict().usable === true, reason: facts.qemu.accel.verdict().reason } : facts.kvm,
+      ...(facts.qemu ? { accelerator: facts.qemu.accel.info() } : {}),
       runsIn,
     };
   };
@@ -103,6 +110,8 @@ async function main(settings: Settings): Promise<void> {
   chmodSync(settings.socket, 0o600);
   log(`API listening on ${settings.socket} (pid ${process.pid})`);
 
+  // The Linux boot check (when the ROM probe left KVM's verdict open) runs in the background; VM starts wait for it.
+  void facts.qemu?.accel.confirm().catch((e: unknown) => log(`accelerator check failed: ${e instanceof Error ? e.message : String(e)}`));
   if (!db.getImage('busybox', 'container')) {
     log('building the busybox image (local, no network)...');
     await images.build('busybox', {}, (m) => log(`  ${m}`));

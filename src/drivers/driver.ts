@@ -2,7 +2,8 @@
 import type { Duplex } from 'node:stream';
 import type { Host, HostProcess } from '../core/host/host.js';
 import type { InstanceConfig } from '../shared/config.js';
-import type { InstanceState, InstanceType, Technology, Usage } from '../shared/schemas.js';
+import type { AcceleratorInfo, InstanceState, InstanceType, Technology, Usage } from '../shared/schemas.js';
+import type { Accel, AccelChoice, AccelMode } from './qemu/accel.js';
 
 /** Optional capabilities; callers check these instead of catching "not implemented". */
 export interface DriverFeatures {
@@ -27,10 +28,28 @@ export interface HostFacts {
   memoryBytes: number;
   /** Id maps for unprivileged containers: host ids that container id 0 maps to. */
   idmap: { uidStart: number; gidStart: number; count: number };
-  /** QEMU on this host: version and the accelerator VMs get (KVM when /dev/kvm works, else TCG), with the reason. */
-  qemu?: { version: string | null; accel: 'kvm' | 'tcg'; accelReason: string; /** OVMF (UEFI) files; null or absent when not installed. */ uefi?: { code: string; vars: string } | null };
+  /** QEMU on this host: its version, the accelerator state (KVM where guests really run under it, else TCG) and OVMF. */
+  qemu?: { version: string | null; accel: VmAccelerator; /** OVMF (UEFI) files; null or absent when not installed. */ uefi?: { code: string; vars: string } | null };
   /** Swap is accounted per cgroup (v1: memory.memsw.* files exist; v2: memory.swap.max exists); undefined means unknown, treated as no. */
   swapAccounting?: boolean;
+}
+
+/** The accelerator state of a host's VMs: the KVM verdict from real test guests, and the choice per VM. */
+export interface VmAccelerator {
+  /** The daemon's default (HANGAR_ACCEL). */
+  readonly mode: AccelMode;
+  /** usable: true/false, or null while the Linux boot check is pending; with the reason in a user's words. */
+  verdict(): { usable: boolean | null; reason: string };
+  /** What host info shows. */
+  info(): AcceleratorInfo;
+  /** The choice for a VM asking for `requested` (undefined: the daemon's mode) as it stands; null while pending. */
+  choose(requested: AccelMode | undefined): AccelChoice | null;
+  /** The choice for a VM about to start (waits for a pending check); throws UNSUPPORTED when refused. */
+  forStart(requested: AccelMode | undefined, instance: string): Promise<{ accel: Accel; reason: string }>;
+  /** Runs a pending check. */
+  confirm(): Promise<void>;
+  /** Records that a VM faulted under KVM before its guest did anything. */
+  markBroken(fault: { instance: string; reason: string; at: string }): Promise<void>;
 }
 
 /** Network attachment of an instance. */
@@ -83,6 +102,10 @@ export interface BackendEvent {
   /** Hangar event type, e.g. "instance-shutdown", "instance-panicked". */
   type: string;
   data?: Record<string, unknown>;
+  /** One line for people (the event's message). */
+  message?: string;
+  /** What the backend asks the service to do next: restart the instance (e.g. a VM that must move from KVM to TCG). */
+  action?: 'restart';
 }
 
 /** Observed state of an instance. */
@@ -91,6 +114,8 @@ export interface ObservedState {
   pid: number | null;
   /** Start time of the init process (clock ticks since boot, from /proc/PID/stat) to tell a restarted process from the same one. */
   startTime: number | null;
+  /** With state error: why, in the backend's words (e.g. QEMU's internal-error message), and since when. */
+  error?: { reason: string; since: string };
 }
 
 /** A command to run inside an instance. */

@@ -75,6 +75,13 @@ export const CONFIG_KEYS: Record<string, KeySpec> = {
       throw new AppError('INVALID_CONFIG', `Invalid value ${JSON.stringify(v)} for ${key}: expected bios or uefi`);
     },
   },
+  'boot.accel': {
+    description: 'VM accelerator: auto (KVM where real guests run under it, else software emulation), kvm (refused where KVM does not work) or tcg (software emulation, always works)',
+    check: (v, key) => {
+      if (v === 'auto' || v === 'kvm' || v === 'tcg') return v;
+      throw new AppError('INVALID_CONFIG', `Invalid value ${JSON.stringify(v)} for ${key}: expected auto, kvm or tcg`);
+    },
+  },
   'boot.kernel': { description: 'VM: boot this kernel file of the host directly (libvirt-style direct kernel boot) instead of the image\'s boot', check: hostPath },
   'boot.initrd': { description: 'VM: initrd for boot.kernel (none when unset)', check: hostPath },
   'boot.cmdline': { description: 'VM: kernel command line for boot.kernel (default "console=ttyS0"); Hangar appends the hangar.* identity parameters', check: cmdline },

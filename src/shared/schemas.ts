@@ -52,6 +52,8 @@ export const InstanceSchema = z.strictObject({
   usage: UsageSchema.optional(),
   /** What the backend reports about this instance (`info` only), e.g. a VM's machine type, boot path and firmware. */
   details: z.record(z.string(), z.string()).optional(),
+  /** With state error: why (e.g. QEMU's message after a guest fault) and since when. */
+  error: z.strictObject({ reason: z.string(), since: z.string() }).optional(),
 });
 
 /** Body of POST /1.0/instances (launch or create). */
@@ -178,6 +180,19 @@ export const DriverInfoSchema = z.strictObject({
 /** One detected virtualization layer, named as virt-what names it. */
 export const VirtFactSchema = z.strictObject({ fact: z.string(), evidence: z.array(z.string()) });
 
+/** Which accelerator VMs get on this host and why (KVM only where real test guests ran under it). */
+export const AcceleratorInfoSchema = z.strictObject({
+  /** HANGAR_ACCEL: auto, kvm or tcg. */
+  mode: z.enum(['auto', 'kvm', 'tcg']),
+  /** What a VM without boot.accel gets: kvm or tcg; null while the check runs or when HANGAR_ACCEL=kvm cannot be honoured. */
+  default: z.enum(['kvm', 'tcg']).nullable(),
+  reason: z.string(),
+  /** KVM runs guests here: true or false, null while the check runs. */
+  kvmUsable: z.boolean().nullable(),
+  checking: z.boolean(),
+  checkedAt: z.string(),
+});
+
 /** What `host info` returns. */
 export const HostInfoSchema = z.strictObject({
   hostname: z.string(),
@@ -191,6 +206,8 @@ export const HostInfoSchema = z.strictObject({
   drivers: z.array(DriverInfoSchema),
   cpuVirtFlags: z.array(z.string()),
   kvm: z.strictObject({ present: z.boolean(), usable: z.boolean(), reason: z.string().nullable() }),
+  /** The VM accelerator (absent when QEMU is not installed). */
+  accelerator: AcceleratorInfoSchema.optional(),
   runsIn: z.array(VirtFactSchema),
 });
 
@@ -218,3 +235,4 @@ export type HangarEvent = z.infer<typeof EventSchema>;
 export type DriverInfo = z.infer<typeof DriverInfoSchema>;
 export type VirtFact = z.infer<typeof VirtFactSchema>;
 export type HostInfo = z.infer<typeof HostInfoSchema>;
+export type AcceleratorInfo = z.infer<typeof AcceleratorInfoSchema>;

@@ -9,7 +9,9 @@ import { buildBusyboxVmImage } from '../../src/core/images/busybox-vm.js';
 import type { DriverContext, InstanceHandle, InstanceRecord } from '../../src/drivers/driver.js';
 import { cgroupMounts, detectLxcCgroupFacts } from '../../src/drivers/lxc/driver.js';
 import { qemuDriver } from '../../src/drivers/qemu/driver.js';
-import { detectAccel, probeQemu } from '../../src/drivers/qemu/probe.js';
+import { probeQemu } from '../../src/drivers/qemu/probe.js';
+import { QemuAccel } from '../../src/drivers/qemu/accel-check.js';
+import { prepareAccelGuest } from '../../src/core/images/accel-guest.js';
 import { runDriverConformance } from '../conformance/driver-conformance.js';
 import { addTestBridge } from '../helpers/test-bridge.js';
 
@@ -29,8 +31,9 @@ async function setupEnv(): Promise<void> {
   base = await mkdtemp('/tmp/hangar-qemu-');
   const probe = await probeQemu(host);
   if (!probe.available) throw new Error(`QEMU is not usable on this host: ${probe.reason}`);
-  const accel = await detectAccel(host);
-  console.log(`qemu ${probe.version}: ${accel.accel} (${accel.reason})`);
+  const accel = await QemuAccel.open(host, { binary: probe.binary, qemuBuild: probe.build ?? '?', mode: 'auto', cacheFile: posix.join(base, 'accel.json'), linuxGuest: () => prepareAccelGuest(host, CACHE) });
+  await accel.confirm();
+  console.log(`qemu ${probe.version}: ${accel.info().reason}`);
   const t0 = Date.now();
   imageDir = posix.join(base, 'image');
   imageProps = (await buildBusyboxVmImage(host, imageDir, { cacheDir: CACHE })).props;
@@ -44,7 +47,7 @@ async function setupEnv(): Promise<void> {
       cpus: cpus().length,
       memoryBytes: totalmem(),
       idmap: { uidStart: 100000, gidStart: 100000, count: 65536 },
-      qemu: { version: probe.version, accel: accel.accel, accelReason: accel.reason },
+      qemu: { version: probe.version, accel },
     },
     prefix,
     lxcPath: posix.join(base, 'lxc'),

@@ -433,7 +433,8 @@ function validateLxc(config: InstanceConfig, facts: HostFacts): string[] {
   }
   if (Object.keys(config).some((k) => k.startsWith('devices.'))) problems.push('extra devices (devices.*) are not supported by the lxc backend yet');
   if (Object.keys(config).some((k) => k.startsWith('cloud-init.'))) problems.push('cloud-init.* keys are not supported by the lxc backend (they configure VMs that run cloud-init)');
-  if (['boot.firmware', 'boot.kernel', 'boot.initrd', 'boot.cmdline'].some((k) => config[k] !== undefined)) problems.push('boot.kernel, boot.initrd and boot.cmdline are not supported by the lxc backend (a container shares the host kernel)');
+  const vmBoot = ['boot.accel', 'boot.firmware', 'boot.kernel', 'boot.initrd', 'boot.cmdline'].filter((k) => config[k] !== undefined);
+  if (vmBoot.length) problems.push(`${vmBoot.join(', ')} ${vmBoot.length > 1 ? 'are' : 'is'} not supported by the lxc backend (VM boot settings; a container shares the host kernel)`);
   for (const key of ['limits.disk.read', 'limits.disk.write']) {
     if (config[key] !== undefined) problems.push(`${key} is not supported by the lxc backend (disk throttling applies to VMs)`);
   }

@@ -7,14 +7,15 @@ import type { Usage } from '../../shared/schemas.js';
 import type { Host, HostProcess } from '../../core/host/host.js';
 import { procStatField } from '../../core/host/procfs.js';
 import { Reverter } from '../../core/reverter.js';
-import type { ConfigApplyResult, Driver, DriverContext, ExecSpec, HostFacts, InstanceHandle, InstanceRecord, ObservedState, StopOptions } from '../driver.js';
+import type { ConfigApplyResult, Driver, DriverContext, ExecSpec, HostFacts, InstanceHandle, InstanceRecord, ObservedState, StopOptions, VmAccelerator } from '../driver.js';
 import { hostFitProblems } from '../host-fit.js';
 import { QmpClient } from './qmp/client.js';
 import { QgaClient, withCwd } from './qga.js';
 import { probeQemu } from './probe.js';
 import { buildSeedIso, renderNoCloudSeed } from './cloud-init.js';
 import { cpuControllerRoot, placeVm, removeVmCgroup, vmCgroupDir, vmCpuCgroupWrites, writeLimits } from './cgroup.js';
-import { qemuErrorText } from './parse.js';
+import type { Accel, AccelMode } from './accel.js';
+import { qemuMessage } from './parse.js';
 import { DEFAULT_MEMORY_BYTES, HOTPLUG_PORTS, QEMU_NODES, hotplugPort, ioLimitsOf, isQ35, machineFamilyOf, qemuMachineType, qemuPaths, renderQemuArgv, throttleLimits, type QemuBoot, type QemuDisk } from './render-argv.js';
 
 const QMP_CONNECT_MS = 5_000;
@@ -33,9 +34,38 @@ export const UEFI_VARS = 'efivars.fd';
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-// One QMP connection per VM for the daemon's lifetime: QEMU serves one client at a time, and STOP/RESUME events
-// keep the paused flag current without a round trip per state() call.
-interface Monitor { qmp: QmpClient; paused: boolean }
+/** QMP run states the guest cannot leave without a reset (a KVM internal error, a disk error, a panic or power-off held paused): the VM is in error, not frozen. */
+export const FAULT_RUN_STATES: ReadonlySet<string> = new Set(['internal-error', 'io-error', 'guest-panicked', 'shutdown']);
+
+/** A fault of a VM: why, and since when. */
+export interface VmFault { reason: string; since: string }
+
+// One QMP connection per VM for the daemon's lifetime: QEMU serves one client at a time, and STOP/RESUME events keep the
+// run state current without a round trip per state() call.
+interface Monitor {
+  qmp: QmpClient;
+  /** The vCPUs run (false when paused by the user, while migrating, or after a fault). */
+  running: boolean;
+  /** The QMP run state as learned at connect and after every STOP. */
+  status: string;
+  /** Settles once the run state after the latest STOP is known (and a fault's reason is read). */
+  settled: Promise<void>;
+  /** The fault while the VM is in one of FAULT_RUN_STATES. */
+  fault: VmFault | null;
+  /** Resolves when the VM faults: waits on the guest (its agent) end at once. */
+  faulted: Promise<VmFault>;
+  /** The last BLOCK_IO_ERROR event's data: why an io-error stop happened. */
+  ioError: Record<string, unknown> | null;
+  /** The guest agent answered during this QEMU run. */
+  agentSeen: boolean;
+}
+
+/** What the instance that opens a monitor contributes: lifecycle events, and the reading of a fault. */
+interface MonitorHooks {
+  event?: (type: string, data: Record<string, unknown>) => void;
+  fault: (m: Monitor) => Promise<VmFault>;
+}
+
 const monitors = new Map<string, Promise<Monitor>>();
 const agents = new Map<string, Promise<QgaClient>>();
 
@@ -49,19 +79,42 @@ const QMP_EVENTS: Record<string, string> = {
   BALLOON_CHANGE: 'instance-balloon-changed',
 };
 
-async function monitor(host: Host, qmpPath: string, watch?: (type: string, data: Record<string, unknown>) => void): Promise<Monitor> {
+async function monitor(host: Host, qmpPath: string, hooks: MonitorHooks): Promise<Monitor> {
   const cached = monitors.get(qmpPath);
   if (cached) return cached;
   const p: Promise<Monitor> = (async () => {
-      const qmp = await QmpClient.connect(host, qmpPath, { retryForMs: QMP_CONNECT_MS });
-      const m: Monitor = { qmp, paused: !(await qmp.queryStatus()).running };
-      qmp.on('STOP', () => { m.paused = true; });
-      qmp.on('RESUME', () => { m.paused = false; });
-      if (watch) {
-        for (const [ev, type] of Object.entries(QMP_EVENTS)) qmp.on(ev, (e) => watch(type, { ...e.data, qmpEvent: ev }));
-      }
-      qmp.on('disconnected', () => { if (monitors.get(qmpPath) === p) monitors.delete(qmpPath); });
-      return m;
+    const qmp = await QmpClient.connect(host, qmpPath, { retryForMs: QMP_CONNECT_MS });
+    const st = await qmp.queryStatus();
+    let signalFault: (f: VmFault) => void = () => undefined;
+    const m: Monitor = {
+      qmp, running: st.running, status: st.status, settled: Promise.resolve(), fault: null, ioError: null, agentSeen: false,
+      faulted: new Promise<VmFault>((r) => { signalFault = r; }),
+    };
+    const learnFault = async () => {
+      if (!FAULT_RUN_STATES.has(m.status) || m.fault) return;
+      m.fault = await hooks.fault(m);
+      signalFault(m.fault);
+    };
+    // A STOP says nothing about why: the run state does (paused by the user, or a fault).
+    qmp.on('STOP', () => {
+      m.running = false;
+      m.settled = qmp.queryStatus().then((s) => { m.status = s.status; m.running = s.running; return learnFault(); }).catch(() => undefined);
+    });
+    qmp.on('RESUME', () => {
+      m.running = true;
+      m.status = 'running';
+      // Only a system_reset (through the monitor) lets a faulted VM run again.
+      if (m.fault) { m.fault = null; m.faulted = new Promise<VmFault>((r) => { signalFault = r; }); }
+    });
+    qmp.on('BLOCK_IO_ERROR', (e) => { m.ioError = e.data ?? {}; });
+    if (hooks.event) {
+      const notify = hooks.event;
+      for (const [ev, type] of Object.entries(QMP_EVENTS)) qmp.on(ev, (e) => notify(type, { ...e.data, qmpEvent: ev }));
+    }
+    qmp.on('disconnected', () => { if (monitors.get(qmpPath) === p) monitors.delete(qmpPath); });
+    // A VM that faulted while nobody watched (hangard was down) is seen as such at once.
+    m.settled = learnFault().catch(() => undefined);
+    return m;
   })();
   p.catch(() => { if (monitors.get(qmpPath) === p) monitors.delete(qmpPath); });
   monitors.set(qmpPath, p);
@@ -92,6 +145,14 @@ function dropAgent(qgaPath: string): void {
   const p = agents.get(qgaPath);
   agents.delete(qgaPath);
   void p?.then((a) => a.close(), () => undefined);
+}
+
+/** How one QEMU run was started: its accelerator and why, when, how long the console log was then, and a KVM fault it replaces. */
+interface RunRecord {
+  choice: { accel: Accel; reason: string; requested: AccelMode };
+  startedAt: string;
+  consoleBytes: number;
+  fallback?: { reason: string; at: string };
 }
 
 /** The lowest hot-plug port no disk uses, or undefined when all are taken. */
@@ -162,13 +223,31 @@ class QemuInstance implements InstanceHandle {
   private get machineFile(): string { return posix.join(this.record.instanceDir, 'machine'); }
   /** RAM and device state saved by stop --stateful; the next start resumes from it. */
   private get stateFile(): string { return posix.join(this.record.instanceDir, 'state.bin'); }
+  /** The accelerator the saved state was made under (its vCPU model must match on resume). */
+  private get stateAccelFile(): string { return posix.join(this.record.instanceDir, 'state.accel'); }
+  /** How the running QEMU was started (RunRecord). */
+  private get runFile(): string { return posix.join(this.record.instanceDir, 'run.json'); }
+  /** The fault of the running QEMU, once it faulted. */
+  private get faultFile(): string { return posix.join(this.record.instanceDir, 'fault.json'); }
+  /** Left by a fault under KVM for the restart with software emulation, which records it in its RunRecord. */
+  private get fallbackFile(): string { return posix.join(this.record.instanceDir, 'accel-fallback.json'); }
 
   consoleLogPath(): string { return this.paths.consoleLog; }
 
   private mon(): Promise<Monitor> {
     const notify = this.ctx.onBackendEvent;
     const name = this.record.name;
-    return monitor(this.host, this.paths.qmp, notify ? (type, data) => notify(name, { type, data }) : undefined);
+    return monitor(this.host, this.paths.qmp, {
+      ...(notify ? { event: (type: string, data: Record<string, unknown>) => notify(name, { type, data }) } : {}),
+      fault: (m) => this.onFault(m),
+    });
+  }
+
+  /** The monitor with its run state settled (after a STOP, the answer to query-status is in). */
+  private async settledMon(): Promise<Monitor> {
+    const m = await this.mon();
+    await m.settled;
+    return m;
   }
 
   /** Creates the root disk: a qcow2 overlay on the image's disk (instant whatever the image size), sized by limits.disk. */
@@ -194,16 +273,19 @@ class QemuInstance implements InstanceHandle {
     const name = this.record.name;
     const st = await this.state();
     if (st.state === 'running' || st.state === 'frozen') return;
+    if (st.state === 'error') throw new AppError('INVALID_STATE', `Failed to start instance "${name}": it is in error (${st.error?.reason ?? 'faulted'}); stop it first`);
     const facts = this.ctx.facts.qemu;
     if (!facts) throw new AppError('UNSUPPORTED', `Failed to start instance "${name}": QEMU is not available on this host`);
     // No implicit create(): a deleted instance must not come back from its image.
     if (!(await this.host.fs.stat(this.rootDisk))) throw new AppError('NOT_FOUND', `Failed to start instance "${name}": its root disk ${this.rootDisk} does not exist (create it first)`);
+    const resume = (await this.host.fs.stat(this.stateFile)) !== undefined;
+    const choice = await this.chooseAccel(facts.accel, resume);
     await this.releaseHostResources();
     await this.host.exec(['ip', 'tuntap', 'add', 'dev', this.tap, 'mode', 'tap']);
     try {
       await this.host.exec(['ip', 'link', 'set', 'dev', this.tap, 'master', this.record.nic.bridge, 'up']);
-      for (const p of [this.paths.pid, this.paths.qmp, this.paths.console, this.paths.qga, this.paths.vnc]) await this.host.fs.rm(p, { force: true });
-      const resume = (await this.host.fs.stat(this.stateFile)) !== undefined;
+      for (const p of [this.paths.pid, this.paths.qmp, this.paths.console, this.paths.qga, this.paths.vnc, this.paths.log, this.faultFile]) await this.host.fs.rm(p, { force: true });
+      await this.writeRun(choice);
       const machine = await this.machineType(facts.version);
       const extraDisks = await this.prepareDisks(machine);
       const seed = await this.cloudInitSeed();
@@ -213,11 +295,13 @@ class QemuInstance implements InstanceHandle {
       if (boot.kind === 'disk' && boot.firmware && facts.uefi && !(await this.host.fs.stat(boot.firmware.vars))) {
         await this.host.exec(['cp', facts.uefi.vars, boot.firmware.vars]);
       }
-      const argv = renderQemuArgv({ record: this.record, facts: { version: facts.version, accel: facts.accel }, boot, rootDisk: this.rootDisk, extraDisks, machine, ...(resume ? { incoming: true } : {}) });
-      // -daemonize: QEMU reports start-up errors on stderr, then detaches into its own session and outlives hangard.
+      const argv = renderQemuArgv({ record: this.record, facts: { version: facts.version, accel: choice.accel }, boot, rootDisk: this.rootDisk, extraDisks, machine, ...(resume ? { incoming: true } : {}) });
+      // -daemonize: QEMU checks its arguments and devices, then detaches into its own session and outlives hangard; with -D
+      // its messages (start-up errors too) go to its log.
       const res = await this.host.exec(argv, { allowFailure: true, timeoutMs: 60_000 });
       if (res.code !== 0) {
-        throw new AppError('BACKEND_FAILED', `Failed to start instance "${name}": QEMU exited with code ${res.code}`, { cause: new Error(qemuErrorText(res.stderr) || res.stderr.trim() || 'no message') });
+        const said = qemuMessage(`${res.stderr}\n${(await this.host.fs.readTextIfExists(this.paths.log)) ?? ''}`);
+        throw new AppError('BACKEND_FAILED', `Failed to start instance "${name}": QEMU exited with code ${res.code}`, { cause: new Error(said || 'no message') });
       }
       const pid = await this.livePid();
       if (pid !== null) await this.placeInCgroup(pid);
@@ -237,6 +321,102 @@ class QemuInstance implements InstanceHandle {
     }
   }
 
+  /**
+   * The accelerator of this start: boot.accel, else the daemon's mode, decided by the host's test guests. A saved state
+   * resumes only on the vCPU model it was saved from, so it keeps its accelerator.
+   */
+  private async chooseAccel(accel: VmAccelerator, resume: boolean): Promise<RunRecord['choice']> {
+    const requested = this.record.config['boot.accel'] as AccelMode | undefined;
+    const name = this.record.name;
+    const saved = resume ? ((await this.host.fs.readTextIfExists(this.stateAccelFile))?.trim() as Accel | undefined) : undefined;
+    if (saved === 'kvm' || saved === 'tcg') {
+      if (saved === 'kvm' && accel.verdict().usable === false) {
+        throw new AppError('UNSUPPORTED', `Failed to start instance "${name}": its saved state was made under KVM, which no longer works on this host (${accel.verdict().reason})`);
+      }
+      return { accel: saved, requested: requested ?? accel.mode, reason: `the accelerator its saved state was made under` };
+    }
+    const c = await accel.forStart(requested, name);
+    return { ...c, requested: requested ?? accel.mode };
+  }
+
+  /** Records how this run was started (read back by info and by the fault handler). */
+  private async writeRun(choice: RunRecord['choice']): Promise<void> {
+    const fallback = await this.readJson<RunRecord['fallback']>(this.fallbackFile);
+    const consoleBytes = (await this.host.fs.stat(this.paths.consoleLog))?.size ?? 0;
+    const run: RunRecord = { choice, startedAt: new Date().toISOString(), consoleBytes, ...(fallback ? { fallback } : {}) };
+    await this.host.fs.writeAtomic(this.runFile, `${JSON.stringify(run)}\n`);
+    if (fallback) await this.host.fs.rm(this.fallbackFile, { force: true });
+  }
+
+  private async readJson<T>(path: string): Promise<T | undefined> {
+    const text = await this.host.fs.readTextIfExists(path);
+    try {
+      return text ? (JSON.parse(text) as T) : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * A fault: its reason from QEMU's run state and its own words, kept in fault.json (so a restarted hangard reports the
+   * same time), an instance-error event, and, when KVM broke before the guest ever ran, KVM marked broken and a restart
+   * with software emulation.
+   */
+  private async onFault(m: Monitor): Promise<VmFault> {
+    const pid = await this.livePid();
+    const known = await this.readJson<VmFault & { pid: number | null }>(this.faultFile);
+    if (known && known.pid === pid) return { reason: known.reason, since: known.since };
+    const fault: VmFault = { reason: await this.faultReason(m), since: new Date().toISOString() };
+    await this.host.fs.writeAtomic(this.faultFile, `${JSON.stringify({ ...fault, pid, runState: m.status })}\n`);
+    const notify = this.ctx.onBackendEvent;
+    const name = this.record.name;
+    notify?.(name, { type: 'instance-error', message: `Instance "${name}" faulted: ${fault.reason}`, data: { reason: fault.reason, runState: m.status, since: fault.since } });
+    const run = await this.readJson<RunRecord>(this.runFile);
+    const accel = this.ctx.facts.qemu?.accel;
+    if (accel && run?.choice.accel === 'kvm' && m.status === 'internal-error' && /KVM internal error/i.test(fault.reason) && !(await this.guestRan(m, run))) {
+      await accel.markBroken({ instance: name, reason: fault.reason, at: fault.since });
+      if (run.choice.requested === 'auto') {
+        await this.host.fs.writeAtomic(this.fallbackFile, `${JSON.stringify({ reason: fault.reason, at: fault.since })}\n`);
+        notify?.(name, {
+          type: 'instance-accel-fallback',
+          message: `Instance "${name}" faulted under KVM before its guest started (${fault.reason}); KVM is marked broken on this host and the VM restarts with software emulation (TCG)`,
+          data: { from: 'kvm', to: 'tcg', reason: fault.reason },
+          action: 'restart',
+        });
+      }
+    }
+    return fault;
+  }
+
+  /** The guest printed on its serial console or answered its agent since this run started. */
+  private async guestRan(m: Monitor, run: RunRecord): Promise<boolean> {
+    if (m.agentSeen) return true;
+    return ((await this.host.fs.stat(this.paths.consoleLog))?.size ?? 0) > run.consoleBytes;
+  }
+
+  /** Why the VM stopped, in QEMU's words where it has them. */
+  private async faultReason(m: Monitor): Promise<string> {
+    switch (m.status) {
+      case 'internal-error': {
+        const said = qemuMessage((await this.host.fs.readTextIfExists(this.paths.log)) ?? '');
+        return said || 'QEMU stopped the VM with an internal error (run state internal-error)';
+      }
+      case 'io-error': {
+        const e = m.ioError;
+        if (!e) return 'a disk I/O error stopped the VM (run state io-error)';
+        const disk = String(e['node-name'] ?? e.device ?? 'a disk');
+        return `a disk I/O error stopped the VM: ${String(e.operation ?? 'access')} on ${disk} failed${e.nospace === true ? ' (no space left on the host)' : ''}${e.reason ? `: ${String(e.reason)}` : ''}`;
+      }
+      case 'guest-panicked': {
+        const log = (await this.host.fs.readTextIfExists(this.paths.consoleLog)) ?? '';
+        const line = log.split('\n').reverse().find((l) => /Kernel panic/.test(l))?.trim();
+        return `the guest kernel panicked${line ? `: ${line.replace(/^\[[\s\d.]+\]\s*/, '')}` : ''}`;
+      }
+      default:
+        return `the guest stopped and QEMU holds it (run state ${m.status})`;
+    }
+  }
+
   /** The pinned machine type; the first start pins the versioned type of the image's family on this QEMU. */
   private async machineType(version: string | null): Promise<string> {
     const pinned = (await this.host.fs.readTextIfExists(this.machineFile))?.trim();
@@ -250,10 +430,14 @@ class QemuInstance implements InstanceHandle {
     const name = this.record.name;
     const st = await this.state();
     if (st.state === 'stopped') { this.forget(); await this.releaseHostResources(); return; }
-    if (opts.stateful) {
+    if (st.state === 'error') {
+      // A faulted guest can neither shut down nor be saved: whatever was asked, QEMU is ended.
+      if (opts.stateful) throw new AppError('INVALID_STATE', `Cannot save the state of instance "${name}": it is in error (${st.error?.reason ?? 'faulted'})`);
+      await this.kill();
+    } else if (opts.stateful) {
       // Pause, stream the RAM and device state to a file (QEMU 7.2 has no file: URI; exec: runs cat), then quit.
       const m = await this.mon();
-      if (!m.paused) await m.qmp.stop();
+      if (m.running) await m.qmp.stop();
       await this.host.fs.rm(this.stateFile, { force: true });
       try {
         await m.qmp.migrate(`exec:cat > ${this.stateFile}`);
@@ -263,12 +447,14 @@ class QemuInstance implements InstanceHandle {
         await m.qmp.cont().catch(() => undefined);
         throw new AppError('BACKEND_FAILED', `Failed to save the state of instance "${name}"`, { cause: err });
       }
+      const run = await this.readJson<RunRecord>(this.runFile);
+      await this.host.fs.writeAtomic(this.stateAccelFile, `${run?.choice.accel ?? 'tcg'}\n`);
       await this.kill();
     } else if (opts.force) {
       await this.kill();
     } else {
       const m = await this.mon();
-      if (m.paused) await m.qmp.cont();
+      if (!m.running) await m.qmp.cont();
       // ACPI power button: the guest shuts itself down; QEMU then exits. Pressed again every few seconds: a guest
       // still booting (its ACPI daemon not yet listening) would otherwise miss the only press it gets.
       const deadline = Date.now() + opts.timeoutMs;
@@ -305,19 +491,20 @@ class QemuInstance implements InstanceHandle {
     await this.host.fs.rm(this.record.instanceDir, { recursive: true, force: true });
   }
 
-  /** Running when the pidfile names a live QEMU of this instance; frozen when its vCPUs are paused. */
+  /** Running when the pidfile names a live QEMU of this instance; frozen when its vCPUs are paused; error after a guest fault. */
   async state(): Promise<ObservedState> {
     const pid = await this.livePid();
     if (pid === null) return { state: 'stopped', pid: null, startTime: null };
     const stat = await this.host.fs.readTextIfExists(`/proc/${pid}/stat`);
     const startTime = stat ? procStatField(stat, 22) : null;
-    let paused = false;
+    let m: Monitor;
     try {
-      paused = (await this.mon()).paused;
+      m = await this.settledMon();
     } catch {
       return { state: 'unknown', pid, startTime };
     }
-    return { state: paused ? 'frozen' : 'running', pid, startTime };
+    if (m.fault) return { state: 'error', pid, startTime, error: m.fault };
+    return { state: m.running ? 'running' : 'frozen', pid, startTime };
   }
 
   async applyConfig(next: InstanceConfig, prev: InstanceConfig): Promise<ConfigApplyResult> {
@@ -370,11 +557,16 @@ class QemuInstance implements InstanceHandle {
       stdin.on('end', () => {
         void (async () => {
           try {
+            const m = await this.settledMon();
+            // A guest that faults (now or while we wait for its agent) ends the wait at once, with the reason.
+            const faulted = m.faulted.then((f): never => { throw new AppError('INVALID_STATE', `Cannot run a command in instance "${this.record.name}": it is in error (${f.reason})`); });
+            if (m.fault) await faulted;
             const qga = await agent(this.host, this.paths.qga);
-            await qga.waitReady(AGENT_READY_MS);
+            await Promise.race([qga.waitReady(AGENT_READY_MS), faulted]);
+            m.agentSeen = true;
             const argv = spec.cwd ? withCwd(spec.command, spec.cwd) : spec.command;
             // The agent replaces the whole environment when one is given: keep a usable PATH.
-            const res = await qga.run(argv, { input: Buffer.concat(input), ...(spec.env ? { env: { PATH: GUEST_PATH, ...spec.env } } : {}) });
+            const res = await Promise.race([qga.run(argv, { input: Buffer.concat(input), ...(spec.env ? { env: { PATH: GUEST_PATH, ...spec.env } } : {}) }), faulted]);
             stdout.end(res.stdout);
             stderr.end(res.stderr);
             resolve({ code: res.code, signal: null });
@@ -413,7 +605,7 @@ class QemuInstance implements InstanceHandle {
         if (!running) await this.start();
         const m = await this.mon();
         await this.job((q, id) => q.snapshotLoad(id, snap, QEMU_NODES.root, [QEMU_NODES.root]));
-        if (m.paused || !(await m.qmp.queryStatus()).running) await m.qmp.cont();
+        if (!m.running || !(await m.qmp.queryStatus()).running) await m.qmp.cont();
       } else {
         if (running) throw new AppError('INVALID_STATE', `Cannot restore disk snapshot "${snap}" of VM "${this.record.name}" while it runs`);
         await this.host.exec(['qemu-img', 'snapshot', '-a', snap, this.rootDisk]);
@@ -443,12 +635,21 @@ class QemuInstance implements InstanceHandle {
     const facts = this.ctx.facts.qemu;
     const pinned = (await this.host.fs.readTextIfExists(this.machineFile))?.trim();
     out.machine = pinned ?? `${qemuMachineType(facts?.version ?? null, machineFamilyOf(this.record.imageProps))} (pinned at first start)`;
-    if (facts) out.accelerator = facts.accel;
+    const st = await this.state();
+    const live = st.state !== 'stopped' && st.state !== 'unknown';
+    const run = live ? await this.readJson<RunRecord>(this.runFile) : undefined;
+    if (run) {
+      out.accelerator = `${run.choice.accel} (${run.choice.requested === 'auto' ? '' : `asked for ${run.choice.requested}; `}${run.choice.reason})`;
+      if (run.fallback) out['accelerator fallback'] = `restarted with software emulation after a KVM fault at ${run.fallback.at}: ${run.fallback.reason}`;
+    } else if (facts) {
+      const c = facts.accel.choose(this.record.config['boot.accel'] as AccelMode | undefined);
+      out.accelerator = c === null ? `decided at start (${facts.accel.verdict().reason})` : 'accel' in c ? `${c.accel} at the next start (${c.reason})` : `none: ${c.refused}`;
+    }
+    if (st.state === 'error' && st.error) out.fault = `${st.error.reason} (since ${st.error.since})`;
     const boot = bootOf(this.record, facts?.uefi?.code ?? '(OVMF missing)');
     out.boot = boot.kind === 'kernel' ? `kernel ${boot.kernel}${this.record.config['boot.kernel'] ? ' (boot.kernel)' : ' (image)'}` : `disk, ${boot.firmware ? 'UEFI (OVMF)' : 'BIOS (SeaBIOS)'}`;
     const ports = Object.entries(await this.readPorts()).map(([dev, port]) => `${dev} on ${port}`);
     if (ports.length) out.disks = ports.join(', ');
-    const st = await this.state();
     if (st.state === 'running' || st.state === 'frozen') {
       const b = await (await this.mon()).qmp.queryBalloon().catch(() => undefined);
       if (b) out['guest memory'] = `${Math.round(b.actual / 1024 ** 2)} MiB (balloon)`;
@@ -761,6 +962,9 @@ function validateQemu(config: InstanceConfig, facts: HostFacts): string[] {
     if (config[key] !== undefined && config['boot.kernel'] === undefined) problems.push(`${key} needs boot.kernel (it applies to a directly booted kernel)`);
   }
   if (devicesOf(config).length > HOTPLUG_PORTS) problems.push(`a VM has at most ${HOTPLUG_PORTS} extra disks (devices.*)`);
+  // Refused before anything is created; while the host's check still runs, the start decides (and undoes the launch).
+  const accel = facts.qemu?.accel.choose(config['boot.accel'] as AccelMode | undefined);
+  if (accel && 'refused' in accel) problems.push(accel.refused);
   if (config['boot.firmware'] === 'uefi') {
     if (config['boot.kernel'] !== undefined) problems.push('boot.firmware=uefi applies to booting from the disk; boot.kernel boots its kernel directly, without firmware');
     if (facts.qemu && !facts.qemu.uefi) problems.push('boot.firmware=uefi needs UEFI firmware (OVMF), which is not installed on this host (install the ovmf package)');

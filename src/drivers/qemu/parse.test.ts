@@ -1,6 +1,6 @@
 // Unit tests of the QEMU output parsers.
 import { describe, expect, it } from 'vitest';
-import { firstQmpError, parseQemuVersionText, parseQmpStream, parseQueryKvm, qemuErrorText, splitQemuVersion } from './parse.js';
+import { parseQemuVersionText, qemuMessage, splitQemuVersion } from './parse.js';
 
 describe('parseQemuVersionText', () => {
   it('reads distribution and upstream version banners', () => {
@@ -17,30 +17,23 @@ describe('parseQemuVersionText', () => {
   });
 });
 
-const KVM_ON = `{"QMP": {"version": {"qemu": {"micro": 22, "minor": 2, "major": 7}, "package": "Debian 1:7.2+dfsg-7+deb12u18+b3"}, "capabilities": ["oob"]}}
-{"return": {}}
-{"return": {"enabled": true, "present": true}}
-{"timestamp": {"seconds": 1795736638, "microseconds": 957561}, "event": "SHUTDOWN", "data": {"guest": false, "reason": "host-qmp-quit"}}
-{"return": {}}
-`;
-
-describe('QMP parsing', () => {
-  it('decodes a stream, skipping partial lines', () => {
-    expect(parseQmpStream(`${KVM_ON}{"return": {"enab`)).toHaveLength(5);
+describe('qemuMessage', () => {
+  it('strips program prefixes and timestamps, joins lines with commas', () => {
+    expect(qemuMessage('Could not access KVM kernel module: Permission denied\nqemu-system-x86_64: failed to initialize kvm: Permission denied\n'))
+      .toBe('Could not access KVM kernel module: Permission denied, failed to initialize kvm: Permission denied');
+    expect(qemuMessage('2026-12-02T18:34:58.844608Z qemu-system-x86_64: -kernel /x: could not load kernel\n')).toBe('-kernel /x: could not load kernel');
+    expect(qemuMessage('\n')).toBe('');
   });
-  it('finds the query-kvm answer', () => {
-    expect(parseQueryKvm(KVM_ON)).toEqual({ enabled: true, present: true });
-    expect(parseQueryKvm(KVM_ON.replace('"enabled": true', '"enabled": false'))).toEqual({ enabled: false, present: true });
-    expect(parseQueryKvm('{"return": {}}\n')).toBeNull();
-    expect(parseQueryKvm('')).toBeNull();
-  });
-  it('reports the first QMP error', () => {
-    expect(firstQmpError('{"return": {}}\n{"error": {"class": "CommandNotFound", "desc": "The command query-kvmm has not been found"}}\n')).toBe('CommandNotFound: The command query-kvmm has not been found');
-    expect(firstQmpError(KVM_ON)).toBeNull();
-  });
-  it('strips the program prefix from QEMU error lines', () => {
-    expect(qemuErrorText('Could not access KVM kernel module: Permission denied\nqemu-system-x86_64: failed to initialize kvm: Permission denied\n'))
-      .toBe('Could not access KVM kernel module: Permission denied; failed to initialize kvm: Permission denied');
-    expect(qemuErrorText('\n')).toBe('');
+  it('keeps a KVM internal error and its kind, drops the register dump, feature warnings and the exit notice', () => {
+    const log = [
+      "qemu-system-x86_64: warning: host doesn't support requested feature: CPUID.01H:ECX.pni [bit 0]",
+      'KVM internal error. Suberror: 1', 'extra data[0]: 0x0000000000000001', 'extra data[1]: 0x74204dc70f48f00f', 'emulation failure',
+      'RAX=ffff888003c40040 RBX=0000000000000000 RCX=0000000080400040 RDX=0000000000400001', 'R8 =ffffea00000f1008 R9 =0000000000000040',
+      'RIP=ffffffff81317850 RFL=00000006 [-----P-] CPL=0 II=0 A20=1 SMM=0 HLT=0', 'ES =0000 0000000000000000 00000000 00000000',
+      'CS =0010 0000000000000000 ffffffff 00a09b00 DPL=0 CS64 [-RA]', 'TR =0040 fffffe0000003000 00004087 00008b00 DPL=0 TSS64-busy',
+      'GDT=     fffffe0000001000 0000007f', 'CR0=80050033 CR2=ffff888003801000 CR3=0000000002a10000 CR4=000100b0', 'DR6=00000000ffff0ff0 DR7=0000000000000400',
+      'EFER=0000000000000d01', 'Code=24 5b 80 41 81 e3 00 00 <f0> 48 0f c7 4d 20', 'qemu-system-x86_64: terminating on signal 15 from pid 1 (timeout)',
+    ].join('\n');
+    expect(qemuMessage(log)).toBe('KVM internal error. Suberror: 1, emulation failure');
   });
 });

@@ -1,4 +1,4 @@
-// Parsers for QEMU output: `--version` text and QMP messages (greeting, query-kvm answers, errors).
+// Parsers for QEMU output: `--version` text, and its messages on stderr or in its log.
 
 /** A QEMU version split into numbers. */
 export interface QemuVersion {
@@ -19,58 +19,16 @@ export function splitQemuVersion(version: string | null | undefined): QemuVersio
   return m ? { major: Number(m[1]), minor: Number(m[2]), micro: Number(m[3] ?? 0) } : null;
 }
 
-/** One decoded QMP message. */
-export type QmpMessage = Record<string, unknown>;
+// Lines of a KVM register dump: noise next to the message itself.
+const DUMP_LINE = /^(extra data\[\d+\]:|(R[A-Z0-9]{1,2}|R\d+|E[A-Z]{2})\s*=|[A-Z]{2,4}\s*=|Code=|DR[0-7]=|CR[0-4]=|EFER=|RIP=|RFL=|[ECSDFG]S =|LDT=|TR =|GDT=|IDT=)/;
 
-/** Decodes a QMP stream (one JSON object per line, as `-qmp stdio` writes it); lines that are not JSON objects are skipped. */
-export function parseQmpStream(text: string): QmpMessage[] {
-  const out: QmpMessage[] = [];
-  for (const line of text.split('\n')) {
-    const t = line.trim();
-    if (!t.startsWith('{')) continue;
-    try {
-      const v: unknown = JSON.parse(t);
-      if (v !== null && typeof v === 'object' && !Array.isArray(v)) out.push(v as QmpMessage);
-    } catch {
-      // A partial line (the process died mid-write) carries nothing usable.
-    }
+/** QEMU's stderr or log summarised: program prefixes and timestamps, register dumps, feature warnings and its exit notice left out; lines joined with ", ". */
+export function qemuMessage(stderr: string): string {
+  const lines: string[] = [];
+  for (const raw of stderr.split('\n')) {
+    const l = raw.trim().replace(/^\d{4}-\d\d-\d\dT[\d:.]+Z\s+/, '').replace(/^qemu-system-[\w-]+:\s*/, '').trim();
+    if (!l || DUMP_LINE.test(l) || /^warning: host doesn't support requested feature/.test(l) || /^terminating on signal/.test(l)) continue;
+    if (!lines.includes(l)) lines.push(l);
   }
-  return out;
-}
-
-/** The KVM state a `query-kvm` answer reports. */
-export interface QmpKvmState {
-  present: boolean;
-  enabled: boolean;
-}
-
-/** Finds the `query-kvm` answer ({"return": {"enabled": .., "present": ..}}) in a QMP stream; null when there is none. */
-export function parseQueryKvm(text: string): QmpKvmState | null {
-  for (const msg of parseQmpStream(text)) {
-    const ret = msg.return;
-    if (ret === null || typeof ret !== 'object' || Array.isArray(ret)) continue;
-    const r = ret as Record<string, unknown>;
-    if (typeof r.present === 'boolean' && typeof r.enabled === 'boolean') return { present: r.present, enabled: r.enabled };
-  }
-  return null;
-}
-
-/** The first QMP error in a stream as "Class: description"; null when there is none. */
-export function firstQmpError(text: string): string | null {
-  for (const msg of parseQmpStream(text)) {
-    const err = msg.error;
-    if (err === null || typeof err !== 'object') continue;
-    const e = err as Record<string, unknown>;
-    return `${typeof e.class === 'string' ? e.class : 'Error'}: ${typeof e.desc === 'string' ? e.desc : JSON.stringify(e)}`;
-  }
-  return null;
-}
-
-/** QEMU's own error lines without the "qemu-system-x86_64: " program prefix, joined with "; "; empty input gives "". */
-export function qemuErrorText(stderr: string): string {
-  return stderr
-    .split('\n')
-    .map((l) => l.trim().replace(/^qemu-system-[\w-]+:\s*/, ''))
-    .filter(Boolean)
-    .join('; ');
+  return lines.join(', ');
 }

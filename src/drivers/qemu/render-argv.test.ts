@@ -106,6 +106,6 @@ describe('host facts and modes', () => {
     expect(f).not.toContain('-daemonize');
   });
   it('names every file inside the instance directory', () => {
-    expect(qemuPaths('/i')).toEqual({ qmp: '/i/qmp.sock', console: '/i/console.sock', consoleLog: '/i/console.log', qga: '/i/qga.sock', vnc: '/i/vnc.sock', pid: '/i/qemu.pid' });
+    expect(qemuPaths('/i')).toEqual({ qmp: '/i/qmp.sock', console: '/i/console.sock', consoleLog: '/i/console.log', qga: '/i/qga.sock', vnc: '/i/vnc.sock', pid: '/i/qemu.pid', log: '/i/qemu.log' });
   });
 });

@@ -5,6 +5,7 @@ import { AppError } from '../../shared/errors.js';
 import { parseSize } from '../../shared/units.js';
 import type { InstanceRecord } from '../driver.js';
 import { splitQemuVersion } from './parse.js';
+import { CPU_MODEL, type Accel } from './accel.js';
 
 /** The emulator binary (argv[0]) for x86-64 guests. */
 export const QEMU_BINARY = 'qemu-system-x86_64';
@@ -29,6 +30,8 @@ export const QEMU_FILES = {
   qga: 'qga.sock',
   vnc: 'vnc.sock',
   pid: 'qemu.pid',
+  /** QEMU's own messages once it runs detached (its stderr): start-up errors, KVM internal errors. */
+  log: 'qemu.log',
 } as const;
 
 /** Block node names QMP addresses: each disk's qcow2/raw node, the throttle filter above it (the root of its graph, which the device uses), and the group. */
@@ -60,8 +63,8 @@ export function isQ35(machine: string): boolean {
 export interface QemuHostFacts {
   /** `--version` of the binary ("7.2.22"); null when unknown (then the unversioned machine alias is used). */
   version: string | null;
-  /** Accelerator detectAccel chose. */
-  accel: 'kvm' | 'tcg';
+  /** The accelerator chosen for this VM (QemuAccel). */
+  accel: Accel;
 }
 
 /** UEFI firmware as two pflash images: shared read-only code and the instance's own copy of the variable store. */
@@ -217,7 +220,7 @@ export function renderQemuArgv(input: QemuRenderInput): string[] {
   opt('-machine', machine.join(','));
   opt('-accel', facts.accel);
   // -cpu max costs ~0.3 s more boot under TCG than qemu64; under KVM the host model is both fastest and most capable.
-  opt('-cpu', facts.accel === 'kvm' ? 'host' : 'qemu64');
+  opt('-cpu', CPU_MODEL[facts.accel]);
   opt('-smp', `cpus=${cpus},sockets=1,cores=${cpus},threads=1`);
   opt('-m', mib(memory));
   if (prealloc) opt('-object', `memory-backend-ram,id=ram0,size=${mib(memory)},prealloc=on`);
@@ -283,6 +286,8 @@ export function renderQemuArgv(input: QemuRenderInput): string[] {
   if (!prealloc) opt('-device', 'virtio-balloon-pci,id=balloon0,deflate-on-oom=on,free-page-reporting=on');
 
   opt('-pidfile', paths.pid);
+  // With -D a daemonized QEMU sends its stderr to this file instead of /dev/null: what it says after detaching is kept.
+  opt('-D', paths.log);
   if (input.incoming) opt('-incoming', 'defer');
   if (daemonize) opt('-daemonize');
   return argv;
