@@ -1,18 +1,12 @@
 // E2e: the Debian VM image is built (debootstrap, cached), boots from its own disk under SeaBIOS and OVMF to a login prompt, runs cloud-init user-data and answers the guest agent.
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli, cliOk, cliOkAsync, sharedDaemon, uniquePrefix } from '../helpers/daemon.js';
-import { deleteAllWithPrefix, findInstance, pollUntil, settings } from '../helpers/e2e.js';
+import { consoleLogText, deleteAllWithPrefix, findInstance, waitForGuest } from '../helpers/e2e.js';
 
 const P = uniquePrefix('dvm');
 const IMAGE = `${P}deb`;
 const VM = `${P}a`;
 const VMU = `${P}u`;
-const logText = (name: string) => {
-  const f = join(settings.dir, 'instances', name, 'console.log');
-  return existsSync(f) ? readFileSync(f, 'latin1') : '';
-};
 
 beforeAll(async () => {
   await sharedDaemon();
@@ -38,11 +32,9 @@ describe('Debian VM', () => {
     cliOk(['launch', IMAGE, VMU, '--vm', '--memory', '1GiB', '-c', 'boot.firmware=uefi', '-c', `cloud-init.user-data=${userData}`]);
     for (const [name, loader] of [[VM, /SYSLINUX/], [VMU, /BdsDxe: starting/]] as const) {
       // Under TCG the boot takes tens of seconds: poll the persistent console log.
-      const login = await pollUntil(() => /login:/.test(logText(name)), 3000, 100);
-      expect(login, logText(name).slice(-2000)).toBe(true);
-      expect(logText(name)).toMatch(loader);
-      expect(await pollUntil(() => logText(name).includes('HANGAR-CLOUD-INIT-OK'), 1200, 100), logText(name).slice(-2000)).toBe(true);
-      expect(await pollUntil(() => cli(['exec', name, '--', 'true']).code === 0, 120, 500)).toBe(true);
+      await waitForGuest(name, { marker: /login:/, timeoutMs: 300_000 });
+      expect(consoleLogText(name)).toMatch(loader);
+      await waitForGuest(name, { marker: 'HANGAR-CLOUD-INIT-OK', agent: true, timeoutMs: 180_000 });
       expect(cliOk(['exec', name, '--', 'cat', '/etc/hostname']).trim()).toBe(name);
       expect(cliOk(['exec', name, '--', 'ip', '-4', '-o', 'addr'])).toContain(`${findInstance(name)!.ipv4!}/`);
     }

@@ -1,6 +1,6 @@
 // E2e of `hangar image import FILE --vm`: qcow2 and MBR raw disks import as VM images; backing files, text, corrupt qcow2 and vmdk are refused without leftovers.
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Image } from '../../src/shared/schemas.js';
 import { goodRootfsEntries, makeTar } from '../fixtures/archives/make-tar.js';
 import { cli, cliOk, sharedDaemon, uniquePrefix } from '../helpers/daemon.js';
-import { alive, deleteAllWithPrefix, findInstance, pollUntil, settings } from '../helpers/e2e.js';
+import { alive, deleteAllWithPrefix, findInstance, settings, waitForGuest } from '../helpers/e2e.js';
 
 const P = uniquePrefix('vmi');
 const imgVolDir = join(settings.poolDir, 'images');
@@ -148,9 +148,7 @@ describe('image import --vm', () => {
     const vars = join(settings.poolDir, 'instances', name, 'efivars.fd');
     expect(statSync(vars).size).toBe(statSync('/usr/share/OVMF/OVMF_VARS_4M.fd').size);
     // OVMF's boot manager reports on the serial console that the empty disk has nothing to boot, then falls back to its shell.
-    const log = join(settings.dir, 'instances', name, 'console.log');
-    const text = () => (existsSync(log) ? readFileSync(log, 'latin1') : '');
-    expect(await pollUntil(() => /BdsDxe/.test(text()), 1200, 100), text()).toBe(true);
+    await waitForGuest(name, { marker: /BdsDxe/ });
     cliOk(['delete', name, '--force']);
     expect(existsSync(vars)).toBe(false);
   }, 240_000);

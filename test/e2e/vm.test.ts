@@ -7,14 +7,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HangarClient } from '../../src/client/client.js';
+import type { HostInfo, Instance } from '../../src/shared/schemas.js';
 import { cli, cliAsync, cliOk, cliOkAsync, sharedDaemon, setSharedDaemon, startDaemon, TEST_ENV, uniquePrefix } from '../helpers/daemon.js';
-import { collectEvents, daemonPid, deleteAllWithPrefix, findInstance, hostIfName, leftovers, pollUntil, settings } from '../helpers/e2e.js';
+import { collectEvents, daemonPid, deleteAllWithPrefix, findInstance, consoleLogText, hostIfName, leftovers, pollUntil, settings, waitForGuest } from '../helpers/e2e.js';
 
 const P = uniquePrefix('vm');
 const VM = `${P}a`;
 const CT = `${P}c`;
-const consoleLog = (name: string) => join(settings.dir, 'instances', name, 'console.log');
-const logText = (name: string) => (existsSync(consoleLog(name)) ? readFileSync(consoleLog(name), 'latin1') : '');
 
 const started = new Date().toISOString();
 
@@ -42,12 +41,12 @@ describe('QEMU VMs', () => {
     expect(vm?.technology.memory).toBe('dedicated');
     expect(vm?.technology.isolation).toMatch(/KVM|TCG/);
     // The guest's own marker on its serial console, kept in the persistent log.
-    expect(await pollUntil(() => logText(VM).includes(`HANGAR-READY ${VM}`), 600, 100), logText(VM)).toBe(true);
+    await waitForGuest(VM, { marker: `HANGAR-READY ${VM}` });
     const info = JSON.parse(cliOk(['info', VM, '--format', 'json'])) as { usage?: { cpuTimeNs?: number; memoryBytes?: number }; details?: Record<string, string> };
     expect(info.usage?.cpuTimeNs).toBeGreaterThan(0);
     expect(info.usage?.memoryBytes).toBeGreaterThan(0);
     // What QEMU runs: the pinned Q35 machine, the accelerator, the image's kernel booted directly, the balloon's view of RAM.
-    expect(info.details).toMatchObject({ machine: expect.stringMatching(/^pc-q35-\d+\.\d+$/) as unknown, accelerator: expect.stringMatching(/^(kvm|tcg)$/) as unknown, boot: expect.stringMatching(/^kernel .*vmlinux \(image\)$/) as unknown, 'guest memory': '256 MiB (balloon)' });
+    expect(info.details).toMatchObject({ machine: expect.stringMatching(/^pc-q35-\d+\.\d+$/) as unknown, accelerator: expect.stringMatching(/^(kvm|tcg) \(/) as unknown, boot: expect.stringMatching(/^kernel .*vmlinux \(image\)$/) as unknown, 'guest memory': '256 MiB (balloon)' });
     expect(readFileSync(join(settings.dir, 'instances', VM, 'machine'), 'utf8').trim()).toBe(info.details?.machine);
     expect(cliOk(['info', VM])).toMatch(/Backend:\n(  .*\n)*  machine: pc-q35-/);
   }, 180_000);
@@ -66,7 +65,7 @@ describe('QEMU VMs', () => {
       ac.abort();
       await session;
       expect(answered, out).toBe(true);
-      expect(logText(VM)).toContain('CONSOLE-42');
+      expect(consoleLogText(VM)).toContain('CONSOLE-42');
       expect((await client.getInstance(VM)).state).toBe('running');
     } finally {
       client.close();
@@ -95,10 +94,10 @@ describe('QEMU VMs', () => {
   it('freeze pauses the vCPUs (the guest clock stops advancing), unfreeze resumes', async () => {
     cliOk(['freeze', VM]);
     expect(findInstance(VM)?.state).toBe('frozen');
-    const before = logText(VM).length;
+    const before = consoleLogText(VM).length;
     await new Promise((r) => setTimeout(r, 1500));
     // A paused guest prints nothing, and the agent cannot answer until it resumes.
-    expect(logText(VM).length).toBe(before);
+    expect(consoleLogText(VM).length).toBe(before);
     cliOk(['unfreeze', VM]);
     expect(findInstance(VM)?.state).toBe('running');
     const up1 = Number(cliOk(['exec', VM, '--', 'cut', '-d', ' ', '-f1', '/proc/uptime']));
@@ -129,11 +128,11 @@ describe('QEMU VMs', () => {
       stream.close();
     }
     expect(findInstance(VM)?.state).toBe('stopped');
-    const log = logText(VM);
+    const log = consoleLogText(VM);
     expect(log).toContain(`HANGAR-POWERDOWN ${VM}`);
     expect(log).toMatch(/reboot: Power down/);
     cliOk(['start', VM]);
-    expect(await pollUntil(() => (logText(VM).match(/HANGAR-READY/g) ?? []).length >= 2, 600, 100)).toBe(true);
+    await waitForGuest(VM, { marker: 'HANGAR-READY', count: 2 });
   }, 180_000);
 
   it('a guest that powers itself off is seen at once through QMP: shutdown event, then stopped with its tap released', async () => {
@@ -152,13 +151,13 @@ describe('QEMU VMs', () => {
     expect(findInstance(VM)?.state).toBe('stopped');
     expect(spawnSync('ip', ['link', 'show', hostIfName(VM)]).status).not.toBe(0);
     cliOk(['start', VM]);
-    expect(await pollUntil(() => (logText(VM).match(/HANGAR-READY/g) ?? []).length >= 3, 600, 100)).toBe(true);
+    await waitForGuest(VM, { marker: 'HANGAR-READY', count: 3 });
   }, 180_000);
 
   it('a guest kernel panic is seen at once through pvpanic: panicked event, then stopped', async () => {
     const name = `${P}pan`;
     cliOk(['launch', 'busybox', name, '--vm']);
-    await pollUntil(() => cli(['exec', name, '--', 'true']).code === 0, 300, 100);
+    await waitForGuest(name, { agent: true });
     const stream = await collectEvents({ types: ['instance-panicked', 'instance-shutdown', 'instance-stopped'] });
     try {
       // The agent never answers: the guest kernel dies under it.
@@ -173,7 +172,7 @@ describe('QEMU VMs', () => {
       stream.close();
     }
     expect(findInstance(name)?.state).toBe('stopped');
-    expect(logText(name)).toMatch(/Kernel panic/);
+    expect(consoleLogText(name)).toMatch(/Kernel panic/);
     cliOk(['delete', name]);
   }, 180_000);
 
@@ -181,7 +180,7 @@ describe('QEMU VMs', () => {
     const token = `token-${Date.now()}`;
     cliOk(['exec', VM, '--', 'sh', '-c', `echo ${token} > /run/hangar-token`]);
     const up1 = Number(cliOk(['exec', VM, '--', 'cut', '-d', ' ', '-f1', '/proc/uptime']));
-    const boots = (logText(VM).match(/HANGAR-READY/g) ?? []).length;
+    const boots = (consoleLogText(VM).match(/HANGAR-READY/g) ?? []).length;
     const pid = findInstance(VM)!.pid!;
     cliOk(['stop', '--stateful', VM]);
     expect(findInstance(VM)?.state).toBe('stopped');
@@ -194,7 +193,7 @@ describe('QEMU VMs', () => {
     const up2 = Number(cliOk(['exec', VM, '--', 'cut', '-d', ' ', '-f1', '/proc/uptime']));
     // The guest's clock continued from where it was saved: no reboot (which would restart it near zero).
     expect(up2).toBeGreaterThanOrEqual(up1);
-    expect((logText(VM).match(/HANGAR-READY/g) ?? []).length).toBe(boots);
+    expect((consoleLogText(VM).match(/HANGAR-READY/g) ?? []).length).toBe(boots);
     expect(existsSync(join(settings.dir, 'instances', VM, 'state.bin'))).toBe(false);
   }, 180_000);
 
@@ -215,13 +214,13 @@ describe('QEMU VMs', () => {
   it('stateful snapshots restore the running state (RAM) without a reboot', () => {
     cliOk(['exec', VM, '--', 'sh', '-c', 'echo before > /run/state-token']);
     const pid = findInstance(VM)!.pid;
-    const boots = (logText(VM).match(/HANGAR-READY/g) ?? []).length;
+    const boots = (consoleLogText(VM).match(/HANGAR-READY/g) ?? []).length;
     cliOk(['snapshot', 'create', VM, 's1', '--stateful']);
     cliOk(['exec', VM, '--', 'sh', '-c', 'echo after > /run/state-token']);
     cliOk(['snapshot', 'restore', VM, 's1']);
     expect(cliOk(['exec', VM, '--', 'cat', '/run/state-token']).trim()).toBe('before');
     expect(findInstance(VM)?.pid).toBe(pid);
-    expect((logText(VM).match(/HANGAR-READY/g) ?? []).length).toBe(boots);
+    expect((consoleLogText(VM).match(/HANGAR-READY/g) ?? []).length).toBe(boots);
     cliOk(['snapshot', 'delete', VM, 's1']);
   }, 180_000);
 
@@ -276,13 +275,13 @@ describe('QEMU VMs', () => {
 
   it('stop --force ends QEMU at once, without the guest powering off', () => {
     const pid = findInstance(VM)!.pid!;
-    const downs = (logText(VM).match(/HANGAR-POWERDOWN/g) ?? []).length;
+    const downs = (consoleLogText(VM).match(/HANGAR-POWERDOWN/g) ?? []).length;
     cliOk(['stop', '--force', VM]);
     expect(findInstance(VM)?.state).toBe('stopped');
     // Gone, or a zombie waiting for a PID 1 that reaps late: either way no longer running.
     const stat = existsSync(`/proc/${pid}/stat`) ? readFileSync(`/proc/${pid}/stat`, 'utf8') : '';
     expect(stat === '' || stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')).toBe(true);
-    expect((logText(VM).match(/HANGAR-POWERDOWN/g) ?? []).length).toBe(downs);
+    expect((consoleLogText(VM).match(/HANGAR-POWERDOWN/g) ?? []).length).toBe(downs);
   });
 
   it('limits.cpu.cap and limits.cpu.weight hold the whole QEMU process in a cgroup, changed live', async () => {
@@ -294,7 +293,7 @@ describe('QEMU VMs', () => {
     const pid = findInstance(name)!.pid!;
     expect(readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n')).toContain(String(pid));
     // Busy guest vCPU: QEMU's CPU time over wall time stays near the cap (a ratio, not a duration).
-    await pollUntil(() => cli(['exec', name, '--', 'true']).code === 0, 300, 100);
+    await waitForGuest(name, { agent: true });
     // The loop is the exec itself, running beside the test: a background job of an agent exec is not sure to survive it.
     const busy = cliAsync(['exec', name, '--', 'timeout', '8', 'sh', '-c', 'while :; do :; done']);
     const ticks = () => { const f = readFileSync(`/proc/${pid}/stat`, 'utf8'); const x = f.slice(f.lastIndexOf(')') + 2).split(' '); return Number(x[11]) + Number(x[12]); };
@@ -316,7 +315,7 @@ describe('QEMU VMs', () => {
   it('limits.memory moves the balloon live, never below limits.memory.guarantee', async () => {
     const name = `${P}mem`;
     cliOk(['launch', 'busybox', name, '--vm', '--memory', '256MiB', '-c', 'limits.memory.guarantee=128MiB']);
-    await pollUntil(() => cli(['exec', name, '--', 'true']).code === 0, 300, 100);
+    await waitForGuest(name, { agent: true });
     // With deflate-on-oom the guest counts ballooned pages as used: MemFree shows the balloon.
     const memTotal = () => Number(/MemFree:\s+(\d+)/.exec(cliOk(['exec', name, '--', 'cat', '/proc/meminfo']))?.[1]) * 1024;
     const before = memTotal();
@@ -347,7 +346,7 @@ describe('QEMU VMs', () => {
     const nodes = JSON.parse(cliOk(['monitor', name, 'query-named-block-nodes'])) as { 'node-name': string; drv: string }[];
     expect(nodes.find((n) => n['node-name'] === 'root-io')?.drv).toBe('throttle');
     // The busybox VM image asks for Q35 (measured faster under TCG); the guest's firmware tables say which machine it got.
-    await pollUntil(() => cli(['exec', name, '--', 'true']).code === 0, 300, 100);
+    await waitForGuest(name, { agent: true });
     expect(cliOk(['exec', name, '--', 'cat', '/sys/class/dmi/id/product_name'])).toMatch(/Q35/);
     // Bad monitor input is refused by the CLI or named by QEMU; a container has no monitor.
     expect(cli(['monitor', name, 'qom-get', '{not json']).stderr).toMatch(/Invalid monitor arguments/);
@@ -364,7 +363,7 @@ describe('QEMU VMs', () => {
   it('config device add/remove hot-plugs qcow2 disks into a running VM (PCIe ports), seen by the guest with their name as serial; size grows live', async () => {
     const name = `${P}dsk`;
     cliOk(['launch', 'busybox', name, '--vm', '-c', 'devices.cold.type=disk', '-c', 'devices.cold.size=16MiB']);
-    await pollUntil(() => cli(['exec', name, '--', 'true']).code === 0, 300, 100);
+    await waitForGuest(name, { agent: true });
     // serial + size (512-byte sectors) of every virtio disk the guest kernel sees; vda is the root disk.
     const disks = () => cliOk(['exec', name, '--', 'sh', '-c', 'for d in /sys/block/vd*; do echo "$(cat $d/serial 2>/dev/null) $(cat $d/size)"; done']);
     const sectors = (bytes: number) => bytes / 512;
@@ -406,7 +405,7 @@ describe('QEMU VMs', () => {
     cliOk(['stop', '--force', name]);
     expect(cliOk(['config', 'set', name, 'limits.disk=128MiB'])).toMatch(/limits\.disk/);
     cliOk(['start', name]);
-    await pollUntil(() => cli(['exec', name, '--', 'true']).code === 0, 300, 100);
+    await waitForGuest(name, { agent: true });
     expect(disks()).toContain(`data2 ${sectors(48 * 1024 ** 2)}`);
     expect(disks()).toContain(` ${sectors(128 * 1024 ** 2)}`);
     expect(disks()).not.toContain('cold ');
@@ -420,7 +419,7 @@ describe('QEMU VMs', () => {
     const a = `${P}cpa`;
     const b = `${P}cpb`;
     cliOk(['launch', 'busybox', a, '--vm']);
-    await pollUntil(() => cli(['exec', a, '--', 'true']).code === 0, 300, 100);
+    await waitForGuest(a, { agent: true });
     cliOk(['exec', a, '--', 'sh', '-c', 'echo copied > /data/copyme && sync']);
     expect(cli(['copy', a, b]).stderr).toMatch(/while it runs: stop it first/);
     cliOk(['stop', a]);
@@ -432,7 +431,7 @@ describe('QEMU VMs', () => {
     expect(ib.mac).not.toBe(ia.mac);
     cliOk(['start', a]);
     cliOk(['start', b]);
-    for (const n of [a, b]) await pollUntil(() => cli(['exec', n, '--', 'true']).code === 0, 300, 100);
+    for (const n of [a, b]) await waitForGuest(n, { agent: true });
     expect(cliOk(['exec', b, '--', 'hostname'])).toBe(`${b}\n`);
     expect(cliOk(['exec', b, '--', 'cat', '/data/copyme'])).toBe('copied\n');
     cliOk(['exec', b, '--', 'sh', '-c', 'echo mine > /data/copyme && sync']);
@@ -530,3 +529,98 @@ describe('QEMU VMs', () => {
     expect(existsSync(join(settings.poolDir, 'instances', name))).toBe(false);
   });
 });
+
+describe('the accelerator: chosen by running guest code, shown, chosen per VM; a faulted guest is an error', () => {
+  const hostAccel = () => (JSON.parse(cliOk(['host', 'info', '--format', 'json'])) as HostInfo);
+
+  it('host info and GET /1.0/host say kvm or tcg and why, in agreement with the KVM verdict', () => {
+    const h = hostAccel();
+    const a = h.accelerator!;
+    expect(a.checking).toBe(false);
+    expect(a.default).toBe(a.kvmUsable ? 'kvm' : 'tcg');
+    expect(h.kvm.usable).toBe(a.kvmUsable);
+    if (!a.kvmUsable) expect(a.reason).toMatch(/^\/dev\/kvm (does not exist|is present but (guests fail under it|QEMU cannot run a guest with it)).*; using software emulation \(TCG\)$/);
+    else expect(a.reason).toMatch(/^hardware virtualization \(KVM\): KVM runs guests here/);
+    expect(cliOk(['host', 'info'])).toMatch(new RegExp(`VM accelerator: +${a.default} — `));
+  });
+
+  it('boot.accel=tcg runs a VM with software emulation whatever KVM does; boot.accel=kvm runs under KVM or is refused before anything exists', async () => {
+    const t = `${P}tcg`;
+    cliOk(['launch', 'busybox', t, '--vm', '-c', 'boot.accel=tcg']);
+    await waitForGuest(t, { marker: `HANGAR-READY ${t}` });
+    const info = JSON.parse(cliOk(['info', t, '--format', 'json'])) as Instance;
+    expect(info.details?.accelerator).toBe('tcg (asked for tcg; software emulation (TCG), as boot.accel=tcg asks)');
+    const argv = readFileSync(`/proc/${info.pid!}/cmdline`, 'utf8').split('\0');
+    expect(argv[argv.indexOf('-accel') + 1]).toBe('tcg');
+    expect(argv[argv.indexOf('-cpu') + 1]).toBe('qemu64');
+    expect(cliOk(['exec', t, '--', 'uname', '-n']).trim()).toBe(t);
+    cliOk(['delete', t, '--force']);
+
+    const k = `${P}kvm`;
+    const r = cli(['launch', 'busybox', k, '--vm', '-c', 'boot.accel=kvm']);
+    if (hostAccel().accelerator!.kvmUsable) {
+      expect(r.code, r.stderr).toBe(0);
+      expect((JSON.parse(cliOk(['info', k, '--format', 'json'])) as Instance).details?.accelerator).toMatch(/^kvm /);
+      cliOk(['delete', k, '--force']);
+    } else {
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toMatch(/boot\.accel=kvm, but KVM is not usable on this host: \/dev\/kvm/);
+      expect(leftovers(k)).toEqual([]);
+    }
+    for (const [args, msg] of [
+      [['launch', 'busybox', `${P}x`, '--vm', '-c', 'boot.accel=fast'], /Invalid value "fast" for boot\.accel: expected auto, kvm or tcg/],
+      [['launch', 'busybox', `${P}x`, '-c', 'boot.accel=tcg'], /boot\.accel is not supported by the lxc backend/],
+    ] as [string[], RegExp][]) {
+      const bad = cli(args);
+      expect(bad.code).not.toBe(0);
+      expect(bad.stderr).toMatch(msg);
+      expect(leftovers(`${P}x`)).toEqual([]);
+    }
+  }, 180_000);
+
+  it('a guest that faults is in error with the reason (instance-error at once); exec, console and freeze fail at once with it; stop --force, restart and delete work', async () => {
+    const name = `${P}flt`;
+    cliOk(['launch', 'busybox', name, '--vm']);
+    await waitForGuest(name, { agent: true });
+    // Held paused after a panic (instead of powered off) QEMU's run state is guest-panicked: a fault the user must look at.
+    cliOk(['monitor', name, 'set-action', '{"panic":"pause"}']);
+    const stream = await collectEvents({ types: ['instance-error'] });
+    try {
+      void cliAsync(['exec', name, '--', 'sh', '-c', 'echo c > /proc/sysrq-trigger']);
+      expect(await pollUntil(() => stream.events.some((e) => e.instance === name), 300, 100), JSON.stringify(stream.events)).toBe(true);
+    } finally {
+      stream.close();
+    }
+    const ev = stream.events.find((e) => e.instance === name)!;
+    expect(ev.data).toMatchObject({ runState: 'guest-panicked', reason: expect.stringMatching(/^the guest kernel panicked: Kernel panic - not syncing: sysrq triggered crash/) as unknown });
+    const inst = findInstance(name)!;
+    expect(inst.state).toBe('error');
+    expect(inst.error?.reason).toBe(ev.data!.reason);
+    expect(cliOk(['list'])).toMatch(new RegExp(`${name} +vm +qemu +ERROR`));
+    expect(cliOk(['info', name])).toMatch(/^Error: +the guest kernel panicked: .*stop --force, restart or delete it$/m);
+    for (const args of [['exec', name, '--', 'true'], ['freeze', name], ['console', name]]) {
+      const r = cli(args);
+      expect(r.code, args.join(' ')).not.toBe(0);
+      expect(r.stderr, args.join(' ')).toMatch(/is in error \(the guest kernel panicked/);
+    }
+    // The monitor stays reachable: where the fault can be looked at.
+    expect(JSON.parse(cliOk(['monitor', name, 'query-status']))).toMatchObject({ status: 'guest-panicked', running: false });
+    cliOk(['stop', name, '--force']);
+    expect(findInstance(name)?.state).toBe('stopped');
+    cliOk(['start', name]);
+    await waitForGuest(name, { agent: true });
+    cliOk(['monitor', name, 'set-action', '{"panic":"pause"}']);
+    void cliAsync(['exec', name, '--', 'sh', '-c', 'echo c > /proc/sysrq-trigger']);
+    expect(await pollUntil(() => findInstance(name)?.state === 'error', 300, 100)).toBe(true);
+    cliOk(['restart', name]);
+    await waitForGuest(name, { agent: true });
+    expect(findInstance(name)?.state).toBe('running');
+    cliOk(['monitor', name, 'set-action', '{"panic":"pause"}']);
+    void cliAsync(['exec', name, '--', 'sh', '-c', 'echo c > /proc/sysrq-trigger']);
+    expect(await pollUntil(() => findInstance(name)?.state === 'error', 300, 100)).toBe(true);
+    const mac = findInstance(name)!.mac;
+    cliOk(['delete', name]);
+    expect(leftovers(name, mac)).toEqual([]);
+  }, 240_000);
+});
+

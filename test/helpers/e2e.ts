@@ -6,7 +6,7 @@ import type { Instance, HangarEvent } from '../../src/shared/schemas.js';
 import { HangarClient } from '../../src/client/client.js';
 import { loadSettings } from '../../src/core/settings.js';
 import { shortHash } from '../../src/core/network/ipam.js';
-import { cli, cliOk, TEST_ENV } from './daemon.js';
+import { cli, cliAsync, cliOk, TEST_ENV } from './daemon.js';
 
 /** Settings of the test daemon (paths and host-level names). */
 export const settings = loadSettings(TEST_ENV);
@@ -122,4 +122,39 @@ export function leftovers(name: string, mac?: string | null): string[] {
     if (cmd.startsWith('qemu-system') && cmd.includes(` guest=${name},`)) out.push(`qemu process ${pid}`);
   }
   return out;
+}
+
+/** The persistent serial console log of an instance ('' before its first start). */
+export function consoleLogText(name: string): string {
+  const file = join(settings.dir, 'instances', name, 'console.log');
+  return existsSync(file) ? readFileSync(file, 'latin1') : '';
+}
+
+/** What a VM's guest looks like from outside: its state and error, QEMU's run state, and the tail of its serial log. */
+export function guestDiagnosis(name: string): string {
+  const inst = findInstance(name);
+  const qmp = cli(['monitor', name, 'query-status']);
+  const tail = consoleLogText(name).split('\n').slice(-30).join('\n');
+  return [
+    `instance ${name}: ${inst ? `${inst.state}${inst.error ? ` (${inst.error.reason})` : ''}, ${inst.technology.isolation}` : 'not listed'}`,
+    `QMP query-status: ${qmp.code === 0 ? qmp.stdout.trim() : qmp.stderr.trim()}`,
+    `serial log tail:\n${tail}`,
+  ].join('\n');
+}
+
+/**
+ * Waits until a VM's guest is up: its serial log holds `marker` (`count` times, for later boots), or with `agent` an exec
+ * through its guest agent answers. Fails within timeoutMs, at once when the VM is in error, with guestDiagnosis().
+ */
+export async function waitForGuest(name: string, opts: { marker?: string | RegExp; count?: number; agent?: boolean; timeoutMs?: number } = {}): Promise<void> {
+  const deadline = Date.now() + (opts.timeoutMs ?? 120_000);
+  const marker = opts.marker === undefined ? undefined : typeof opts.marker === 'string' ? new RegExp(opts.marker.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'), 'g') : new RegExp(opts.marker.source, 'g');
+  for (;;) {
+    const inst = findInstance(name);
+    if (inst?.state === 'error') throw new Error(`the guest of ${name} faulted\n${guestDiagnosis(name)}`);
+    const logged = marker ? (consoleLogText(name).match(marker) ?? []).length >= (opts.count ?? 1) : true;
+    if (logged && (!opts.agent || (await cliAsync(['exec', name, '--', 'true'])).code === 0)) return;
+    if (Date.now() > deadline) throw new Error(`the guest of ${name} did not come up within ${Math.round((opts.timeoutMs ?? 120_000) / 1000)} s (waiting for ${marker ? `${String(opts.marker)} x${opts.count ?? 1}` : ''}${opts.agent ? ' its guest agent' : ''})\n${guestDiagnosis(name)}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
 }

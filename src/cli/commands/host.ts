@@ -1,8 +1,14 @@
 // Host and operation commands: host info, host detect, operation list/show.
 import { formatSize } from '../../shared/units.js';
-import type { Format, HostInfo, Operation, VirtFact } from '../../shared/schemas.js';
+import type { AcceleratorInfo, Format, HostInfo, Operation, VirtFact } from '../../shared/schemas.js';
 import type { Ctx } from '../context.js';
 import { keyValues, renderList, renderObject, renderTable, type Column } from '../format.js';
+
+/** What VMs get: "kvm" or "tcg" and why, or that the check still runs. */
+export function acceleratorText(a: AcceleratorInfo): string {
+  const what = a.checking ? 'checking (a Linux test guest boots under KVM and TCG)' : a.default ?? 'none';
+  return `${what} — ${a.reason}${a.mode === 'auto' ? '' : ` [HANGAR_ACCEL=${a.mode}]`}`;
+}
 
 /** The human view of `hangar host info`. */
 export function hostInfoText(h: HostInfo): string {
@@ -18,7 +24,8 @@ export function hostInfoText(h: HostInfo): string {
     ['Storage', storage],
     ['Network', `bridge ${h.network.bridge}, subnet ${h.network.subnet}, gateway ${h.network.gateway}`],
     ['CPU virt flags', h.cpuVirtFlags.length ? h.cpuVirtFlags.join(' ') : '(none)'],
-    ['KVM', h.kvm.usable ? 'usable' : h.kvm.present ? `present, not usable${h.kvm.reason ? `: ${h.kvm.reason}` : ''}` : `absent${h.kvm.reason ? `: ${h.kvm.reason}` : ''}`],
+    ['KVM', h.kvm.usable ? `usable${h.kvm.reason ? `: ${h.kvm.reason}` : ''}` : h.kvm.present ? `present, not usable${h.kvm.reason ? `: ${h.kvm.reason}` : ''}` : `absent${h.kvm.reason ? `: ${h.kvm.reason}` : ''}`],
+    ...(h.accelerator ? [['VM accelerator', acceleratorText(h.accelerator)] as [string, string]] : []),
     ['Runs in', h.runsIn.length ? h.runsIn.map((f) => f.fact).join(', ') : 'bare metal (nothing detected)'],
   ]);
   out += 'Drivers:\n';

@@ -107,6 +107,7 @@ export function instanceInfoText(i: Instance): string {
   const lines: Array<[string, string]> = [
     ['Name', i.name],
     ['State', i.state],
+    ...(i.error ? [['Error', `${i.error.reason} (since ${i.error.since}); stop --force, restart or delete it`] as [string, string]] : []),
     ['Type', i.type],
     ['Driver', i.driver],
     ['Technology', `${t.kernel === 'shared' ? 'shared kernel' : 'own kernel'}, ${t.memory === 'burstable' ? 'burstable memory' : 'dedicated memory'}, isolation: ${t.isolation}`],

@@ -41,7 +41,11 @@ export interface AccelCheckOptions {
   log?: (msg: string) => void;
 }
 
+// Bumped whenever what the cache holds (or how its messages are read) changes: older files are measured again.
+const CACHE_FORMAT = 2;
+
 interface CacheFile extends AccelEvidence {
+  format: number;
   key: AccelCacheKey;
   checkedAt: string;
 }
@@ -91,7 +95,7 @@ export class QemuAccel implements VmAccelerator {
   private linuxCheck: Promise<void> | null = null;
 
   private constructor(private readonly host: Host, private readonly opts: AccelCheckOptions, private readonly key: AccelCacheKey, cached: CacheFile | null) {
-    const { key: _key, checkedAt, ...evidence } = cached ?? { key, checkedAt: new Date().toISOString(), device: { state: 'missing' } };
+    const { key: _key, format: _format, checkedAt, ...evidence } = cached ?? { format: CACHE_FORMAT, key, checkedAt: new Date().toISOString(), device: { state: 'missing' } };
     this.evidence = evidence;
     this.checkedAt = checkedAt;
   }
@@ -170,7 +174,6 @@ export class QemuAccel implements VmAccelerator {
       if (!this.opts.linuxGuest && kvm.ok && tcg.ok) this.evidence.linux = { error: 'no Linux test guest is configured' };
     }
     await this.save();
-    this.opts.log?.(`accelerator: ${this.info().reason}`);
   }
 
   private async checkLinux(): Promise<void> {
@@ -194,7 +197,7 @@ export class QemuAccel implements VmAccelerator {
 
   private async save(): Promise<void> {
     this.checkedAt = new Date().toISOString();
-    const file: CacheFile = { key: this.key, checkedAt: this.checkedAt, ...this.evidence };
+    const file: CacheFile = { format: CACHE_FORMAT, key: this.key, checkedAt: this.checkedAt, ...this.evidence };
     await this.host.fs.mkdir(posix.dirname(this.opts.cacheFile), { recursive: true });
     await this.host.fs.writeAtomic(this.opts.cacheFile, `${JSON.stringify(file, null, 2)}\n`, 0o600);
   }
@@ -206,7 +209,7 @@ async function readCache(host: Host, path: string, key: AccelCacheKey): Promise<
   if (!text) return null;
   try {
     const c = JSON.parse(text) as CacheFile;
-    if (c.key?.bootId !== key.bootId || c.key.kernel !== key.kernel || c.key.qemu !== key.qemu || !c.device?.state) return null;
+    if (c.format !== CACHE_FORMAT || c.key?.bootId !== key.bootId || c.key.kernel !== key.kernel || c.key.qemu !== key.qemu || !c.device?.state) return null;
     // A pending Linux check is not a result: measure again.
     if (c.device.state === 'present' && !c.rom) return null;
     return c;

@@ -23,6 +23,7 @@ describe('qemuMessage', () => {
       .toBe('Could not access KVM kernel module: Permission denied, failed to initialize kvm: Permission denied');
     expect(qemuMessage('2026-12-02T18:34:58.844608Z qemu-system-x86_64: -kernel /x: could not load kernel\n')).toBe('-kernel /x: could not load kernel');
     expect(qemuMessage('\n')).toBe('');
+    expect(qemuMessage("qemu-system-x86_64: error: failed to set MSR 0x10a to 0x69\nqemu-system-x86_64: ../../target/i386/kvm/kvm.c:3183: kvm_buf_set_msrs: Assertion `ret == cpu->kvm_msr_buf->nmsrs' failed.\n")).toBe('error: failed to set MSR 0x10a to 0x69');
   });
   it('keeps a KVM internal error and its kind, drops the register dump, feature warnings and the exit notice', () => {
     const log = [

@@ -27,7 +27,8 @@ export function qemuMessage(stderr: string): string {
   const lines: string[] = [];
   for (const raw of stderr.split('\n')) {
     const l = raw.trim().replace(/^\d{4}-\d\d-\d\dT[\d:.]+Z\s+/, '').replace(/^qemu-system-[\w-]+:\s*/, '').trim();
-    if (!l || DUMP_LINE.test(l) || /^warning: host doesn't support requested feature/.test(l) || /^terminating on signal/.test(l)) continue;
+    // An assertion's source location ("../../target/i386/kvm/kvm.c:3183: ...") only repeats the line before it for developers.
+    if (!l || DUMP_LINE.test(l) || /^warning: host doesn't support requested feature/.test(l) || /^terminating on signal/.test(l) || /^\.\.\/\S+:\d+: .*Assertion/.test(l)) continue;
     if (!lines.includes(l)) lines.push(l);
   }
   return lines.join(', ');
