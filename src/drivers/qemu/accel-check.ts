@@ -78,8 +78,8 @@ async function runTimed(host: Host, argv: string[], timeoutMs: number): Promise<
   try {
     const r = await host.exec(argv, { allowFailure: true, timeoutMs });
     const elapsedMs = Date.now() - t0;
-    // A test guest ends QEMU itself; SIGTERM is how exec's deadline ends it (an abort is SIGABRT, with QEMU's message).
-    return { stdout: r.stdout, stderr: r.stderr, code: r.code, timedOut: r.signal === 'SIGTERM', elapsedMs };
+    // A test guest ends QEMU itself. The deadline sends SIGTERM, which QEMU catches and exits 0 on: the clock tells.
+    return { stdout: r.stdout, stderr: r.stderr, code: r.code, timedOut: r.signal === 'SIGTERM' || elapsedMs >= timeoutMs, elapsedMs };
   } catch (e) {
     return { stdout: '', stderr: `could not run ${argv[0]}: ${message(e)}`, code: -1, timedOut: false, elapsedMs: Date.now() - t0 };
   }
