@@ -85,19 +85,57 @@ async function runTimed(host: Host, argv: string[], timeoutMs: number): Promise<
   }
 }
 
+/** What every accelerator state shares: the choice per VM and what host info shows, from verdict() and the daemon's mode. */
+abstract class AcceleratorState implements VmAccelerator {
+  constructor(readonly mode: AccelMode) {}
+
+  abstract verdict(): KvmVerdict;
+  abstract confirm(): Promise<void>;
+  abstract markBroken(fault: { instance: string; reason: string; at: string }): Promise<void>;
+  /** When the verdict was last measured. */
+  protected abstract get checkedAt(): string;
+
+  /** What `host info` shows. */
+  info(): AcceleratorInfo {
+    const kvm = this.verdict();
+    const choice = this.choose(undefined);
+    const vmDefault = choice === null ? null : 'accel' in choice ? choice.accel : null;
+    const reason = choice === null ? kvm.reason : 'accel' in choice ? choice.reason : choice.refused;
+    return { mode: this.mode, default: vmDefault, reason, kvmUsable: kvm.usable, checking: kvm.usable === null, checkedAt: this.checkedAt };
+  }
+
+  /** The choice for a VM asking for `requested` (its boot.accel, else the daemon's mode) as it stands now; null while pending. */
+  choose(requested: AccelMode | undefined): AccelChoice | null {
+    return chooseAccel(requested ?? this.mode, requested ? 'boot.accel' : 'HANGAR_ACCEL', this.verdict());
+  }
+
+  /** The choice for a VM about to start: waits for a pending check first; throws UNSUPPORTED when refused. */
+  async forStart(requested: AccelMode | undefined, instance: string): Promise<{ accel: Accel; reason: string }> {
+    if (this.verdict().usable === null) await this.confirm();
+    const c = this.choose(requested) ?? { accel: 'tcg' as const, reason: `${this.verdict().reason}; using software emulation (TCG) until the check ends` };
+    if ('refused' in c) throw new AppError('UNSUPPORTED', `Failed to start instance "${instance}": ${c.refused}`);
+    return c;
+  }
+}
+
 /**
  * The accelerator state of one host. Opening it answers at once from the cache or after the ROM probe (~0.1 s); the Linux
  * boot check, which needs a kernel, runs once in the background (confirm) and VM starts wait for it.
  */
-export class QemuAccel implements VmAccelerator {
+export class QemuAccel extends AcceleratorState {
   private evidence: AccelEvidence;
-  private checkedAt: string;
+  private measuredAt: string;
   private linuxCheck: Promise<void> | null = null;
 
   private constructor(private readonly host: Host, private readonly opts: AccelCheckOptions, private readonly key: AccelCacheKey, cached: CacheFile | null) {
+    super(opts.mode);
     const { key: _key, format: _format, checkedAt, ...evidence } = cached ?? { format: CACHE_FORMAT, key, checkedAt: new Date().toISOString(), device: { state: 'missing' } };
     this.evidence = evidence;
-    this.checkedAt = checkedAt;
+    this.measuredAt = checkedAt;
+  }
+
+  protected get checkedAt(): string {
+    return this.measuredAt;
   }
 
   /** Reads the cached evidence when it is for this boot, kernel and QEMU; otherwise looks at /dev/kvm and runs the ROM probe. */
@@ -109,11 +147,6 @@ export class QemuAccel implements VmAccelerator {
     return accel;
   }
 
-  /** The daemon's mode (HANGAR_ACCEL). */
-  get mode(): AccelMode {
-    return this.opts.mode;
-  }
-
   /** What the evidence says about KVM now. */
   verdict(): KvmVerdict {
     return judgeKvm(this.evidence);
@@ -122,28 +155,6 @@ export class QemuAccel implements VmAccelerator {
   /** The evidence as measured (for tests and diagnosis). */
   get measured(): Readonly<AccelEvidence> {
     return this.evidence;
-  }
-
-  /** What `host info` shows. */
-  info(): AcceleratorInfo {
-    const kvm = this.verdict();
-    const choice = chooseAccel(this.opts.mode, 'HANGAR_ACCEL', kvm);
-    const vmDefault = choice === null ? null : 'accel' in choice ? choice.accel : null;
-    const reason = choice === null ? kvm.reason : 'accel' in choice ? choice.reason : choice.refused;
-    return { mode: this.opts.mode, default: vmDefault, reason, kvmUsable: kvm.usable, checking: kvm.usable === null, checkedAt: this.checkedAt };
-  }
-
-  /** The choice for a VM asking for `requested` (its boot.accel, else the daemon's mode) as it stands now; null while pending. */
-  choose(requested: AccelMode | undefined): AccelChoice | null {
-    return chooseAccel(requested ?? this.opts.mode, requested ? 'boot.accel' : 'HANGAR_ACCEL', this.verdict());
-  }
-
-  /** The choice for a VM about to start: waits for a pending Linux boot check first; throws UNSUPPORTED when refused. */
-  async forStart(requested: AccelMode | undefined, instance: string): Promise<{ accel: Accel; reason: string }> {
-    if (this.verdict().usable === null) await this.confirm();
-    const c = this.choose(requested) ?? { accel: 'tcg' as const, reason: `${this.verdict().reason}; using software emulation (TCG) until the check ends` };
-    if ('refused' in c) throw new AppError('UNSUPPORTED', `Failed to start instance "${instance}": ${c.refused}`);
-    return c;
   }
 
   /** Runs the Linux boot check once when the verdict is pending (concurrent callers share the run). */
@@ -196,8 +207,8 @@ export class QemuAccel implements VmAccelerator {
   }
 
   private async save(): Promise<void> {
-    this.checkedAt = new Date().toISOString();
-    const file: CacheFile = { format: CACHE_FORMAT, key: this.key, checkedAt: this.checkedAt, ...this.evidence };
+    this.measuredAt = new Date().toISOString();
+    const file: CacheFile = { format: CACHE_FORMAT, key: this.key, checkedAt: this.measuredAt, ...this.evidence };
     await this.host.fs.mkdir(posix.dirname(this.opts.cacheFile), { recursive: true });
     await this.host.fs.writeAtomic(this.opts.cacheFile, `${JSON.stringify(file, null, 2)}\n`, 0o600);
   }
@@ -218,29 +229,27 @@ async function readCache(host: Host, path: string, key: AccelCacheKey): Promise<
   }
 }
 
-/** An accelerator state with a fixed verdict and no checks to run (unit tests, and hosts driven by hand). */
-export function fixedAccelerator(kvm: KvmVerdict, mode: AccelMode = 'auto'): VmAccelerator & { broken: { instance: string; reason: string; at: string }[] } {
-  let verdict = kvm;
-  const broken: { instance: string; reason: string; at: string }[] = [];
-  const choose = (requested: AccelMode | undefined) => chooseAccel(requested ?? mode, requested ? 'boot.accel' : 'HANGAR_ACCEL', verdict);
-  return {
-    mode,
-    broken,
-    verdict: () => verdict,
-    choose,
-    info: () => {
-      const c = choose(undefined);
-      return { mode, default: c && 'accel' in c ? c.accel : null, reason: c === null ? verdict.reason : 'accel' in c ? c.reason : c.refused, kvmUsable: verdict.usable, checking: verdict.usable === null, checkedAt: new Date(0).toISOString() };
-    },
-    forStart: async (requested, instance) => {
-      const c = choose(requested) ?? { accel: 'tcg' as const, reason: verdict.reason };
-      if ('refused' in c) throw new AppError('UNSUPPORTED', `Failed to start instance "${instance}": ${c.refused}`);
-      return c;
-    },
-    confirm: async () => undefined,
-    markBroken: async (fault) => {
-      broken.push(fault);
-      verdict = { usable: false, reason: `VM "${fault.instance}" faulted under KVM: ${fault.reason}` };
-    },
-  };
+/** An accelerator state with a given verdict and no checks to run (unit tests); markBroken records the fault and turns the verdict. */
+export class FixedAccelerator extends AcceleratorState {
+  /** Every fault markBroken was told of. */
+  readonly broken: { instance: string; reason: string; at: string }[] = [];
+
+  constructor(private kvm: KvmVerdict, mode: AccelMode = 'auto') {
+    super(mode);
+  }
+
+  protected get checkedAt(): string {
+    return new Date(0).toISOString();
+  }
+
+  verdict(): KvmVerdict {
+    return this.kvm;
+  }
+
+  async confirm(): Promise<void> {}
+
+  async markBroken(fault: { instance: string; reason: string; at: string }): Promise<void> {
+    this.broken.push(fault);
+    this.kvm = { usable: false, reason: `VM "${fault.instance}" faulted under KVM: ${fault.reason}` };
+  }
 }

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { LocalHost } from '../../core/host/local.js';
 import type { BackendEvent, DriverContext, InstanceRecord } from '../driver.js';
-import { fixedAccelerator } from './accel-check.js';
+import { FixedAccelerator } from './accel-check.js';
 import { qemuDriver } from './driver.js';
 import { FakeQmpPeer } from './qmp/fake-peer.js';
 
@@ -20,7 +20,7 @@ let status: { status: string; running: boolean };
 let servers: Server[];
 let fakeQemu: ChildProcess;
 let events: BackendEvent[];
-let accel: ReturnType<typeof fixedAccelerator>;
+let accel: FixedAccelerator;
 
 let sockets: Socket[];
 const listen = (path: string, onConn: (c: Socket) => void) => new Promise<Server>((resolve, reject) => {
@@ -68,7 +68,7 @@ beforeEach(async () => {
   events = [];
   servers = [];
   sockets = [];
-  accel = fixedAccelerator({ usable: true, reason: 'KVM runs guests here' });
+  accel = new FixedAccelerator({ usable: true, reason: 'KVM runs guests here' });
   status = { status: 'running', running: true };
   peer = new FakeQmpPeer().handle('query-status', () => ({ return: { ...status, singlestep: false } })).handle('quit', { return: {} });
   await listen(join(dir, 'qmp.sock'), (c) => peer.accept(c));

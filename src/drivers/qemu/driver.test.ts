@@ -3,9 +3,9 @@ import { describe, expect, it } from 'vitest';
 import { validateConfig } from '../../shared/config.js';
 import type { HostFacts, InstanceRecord } from '../driver.js';
 import { bootOf, firmwareOf, qemuDriver } from './driver.js';
-import { fixedAccelerator } from './accel-check.js';
+import { FixedAccelerator } from './accel-check.js';
 
-const facts: HostFacts = { cgroupLayout: 'hybrid', cpus: 2, memoryBytes: 8 * 1024 ** 3, idmap: { uidStart: 100000, gidStart: 100000, count: 65536 }, qemu: { version: '7.2.22', accel: fixedAccelerator({ usable: false, reason: 'test' }) } };
+const facts: HostFacts = { cgroupLayout: 'hybrid', cpus: 2, memoryBytes: 8 * 1024 ** 3, idmap: { uidStart: 100000, gidStart: 100000, count: 65536 }, qemu: { version: '7.2.22', accel: new FixedAccelerator({ usable: false, reason: 'test' }) } };
 
 const record = (config: Record<string, string>, imageProps: Record<string, string>): InstanceRecord => ({
   name: 'vm1', type: 'vm', driver: 'qemu', image: 'img', config, rootPath: '/p/vm1', instanceDir: '/i/vm1', imagePath: '/img',
