@@ -37,6 +37,29 @@ function compile(path: string): RegExp {
   return new RegExp(`^${path.replace(/\{(\w+)\}/g, '(?<$1>[^/]+)')}$`);
 }
 
+/** The request target as a URL; an unparsable one (a bad absolute URL) is the client's error. */
+function requestUrl(raw: string | undefined): URL {
+  try {
+    return new URL(raw ?? '/', 'http://hangar');
+  } catch (e) {
+    throw new AppError('INVALID_ARGUMENT', `Invalid request target ${JSON.stringify((raw ?? '').slice(0, 200))}`, { cause: e });
+  }
+}
+
+/** The decoded path parameters of a match; a bad %-escape is the client's error, not the daemon's. */
+function paramsOf(m: RegExpExecArray): Params {
+  const params: Params = {};
+  for (const [k, v] of Object.entries(m.groups ?? {})) {
+    try {
+      params[k] = decodeURIComponent(v);
+    } catch (e) {
+      throw new AppError('INVALID_ARGUMENT', `Invalid %-escape in the ${k} of the request path: ${JSON.stringify(v.slice(0, 200))}`, { cause: e });
+    }
+    if (params[k]!.includes('\0')) throw new AppError('INVALID_ARGUMENT', `The ${k} in the request path contains a NUL byte`);
+  }
+  return params;
+}
+
 async function readJson<T extends z.ZodType>(req: IncomingMessage, schema: T): Promise<z.infer<T>> {
   const chunks: Buffer[] = [];
   let size = 0;
@@ -172,8 +195,8 @@ export function buildServer(deps: ApiDeps): Server {
       });
     })],
     [compile('/1.0/instances/{name}/console'), (ws, p, q) => q.get('type') === 'vga' ? handleVga(ws, () => instances.openGraphicalConsole(p.name!)) : handleStream(ws, async (first) => {
-      const size = first as { cols?: number; rows?: number };
-      return instances.attachConsole(p.name!, { cols: Number(size.cols) || 80, rows: Number(size.rows) || 24 });
+      const size = parseWith(S.ConsoleSizeSchema, first);
+      return instances.attachConsole(p.name!, { cols: size.cols ?? 80, rows: size.rows ?? 24 });
     })],
   ];
 
@@ -183,7 +206,7 @@ export function buildServer(deps: ApiDeps): Server {
 
   async function dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
     try {
-      const url = new URL(req.url ?? '/', 'http://hangar');
+      const url = requestUrl(req.url);
       const path = url.pathname.replace(/\/+$/, '') || '/';
       let matchedPath = false;
       for (const [method, re, handler] of routes) {
@@ -191,8 +214,7 @@ export function buildServer(deps: ApiDeps): Server {
         if (!m) continue;
         matchedPath = true;
         if (method !== req.method) continue;
-        const params: Params = {};
-        for (const [k, v] of Object.entries(m.groups ?? {})) params[k] = decodeURIComponent(v);
+        const params = paramsOf(m);
         const reply = await handler(req, params, url.searchParams);
         if ('stream' in reply) {
           reply.stream(res);
@@ -215,20 +237,44 @@ export function buildServer(deps: ApiDeps): Server {
   }
 
   const wss = new WebSocketServer({ noServer: true });
+  // Whatever a client sends on an upgrade, the answer is an HTTP error or a websocket: nothing here may throw out of the
+  // event handler (that would end the daemon).
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    const url = new URL(req.url ?? '/', 'http://hangar');
-    for (const [re, handler] of wsRoutes) {
-      const m = re.exec(url.pathname);
-      if (!m) continue;
-      const params: Params = {};
-      for (const [k, v] of Object.entries(m.groups ?? {})) params[k] = decodeURIComponent(v);
-      wss.handleUpgrade(req, socket, head, (ws) => handler(ws, params, url.searchParams));
-      return;
+    socket.on('error', () => socket.destroy());
+    try {
+      const url = requestUrl(req.url);
+      for (const [re, handler] of wsRoutes) {
+        const m = re.exec(url.pathname);
+        if (!m) continue;
+        const params = paramsOf(m);
+        wss.handleUpgrade(req, socket, head, (ws) => {
+          // A protocol violation (bad opcode, oversized frame) arrives as an error event: close, never throw.
+          ws.on('error', () => ws.terminate());
+          try {
+            handler(ws, params, url.searchParams);
+          } catch (err) {
+            ws.send(JSON.stringify({ type: 'error', error: toErrorBody(err) }));
+            ws.close();
+          }
+        });
+        return;
+      }
+      throw new AppError('NOT_FOUND', `No such websocket endpoint: ${url.pathname}`);
+    } catch (err) {
+      rejectUpgrade(socket, err);
     }
-    socket.end('HTTP/1.1 404 Not Found\r\n\r\n');
   });
   server.on('close', () => wss.close());
   return server;
+}
+
+/** Answers an upgrade request that cannot become a websocket with the error as JSON, then closes. */
+function rejectUpgrade(socket: Duplex, err: unknown): void {
+  const body = toErrorBody(err);
+  const status = httpStatusFor(body.code);
+  const data = JSON.stringify({ error: body });
+  const reason = status === 404 ? 'Not Found' : status === 400 ? 'Bad Request' : status === 409 ? 'Conflict' : 'Error';
+  socket.end(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(data)}\r\nConnection: close\r\n\r\n${data}`);
 }
 
 function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
@@ -335,9 +381,11 @@ function handleStream(ws: WebSocket, startProc: (first: unknown) => Promise<Host
     const text = (buf[0] === 255 ? buf.subarray(1) : buf).toString('utf8');
     let msg: { type?: string; cols?: number; rows?: number; signal?: string };
     try { msg = JSON.parse(text) as typeof msg; } catch { return; }
+    const size = (n: unknown) => (Number.isInteger(n) && (n as number) >= 1 && (n as number) <= 10_000 ? (n as number) : undefined);
+    if (msg === null || typeof msg !== 'object') return;
     if (msg.type === 'eof') proc.stdin?.end();
-    else if (msg.type === 'resize' && msg.cols && msg.rows) proc.resize?.(msg.cols, msg.rows);
-    else if (msg.type === 'signal' && msg.signal && msg.signal in SIGNALS) proc.kill(msg.signal as NodeJS.Signals);
+    else if (msg.type === 'resize' && size(msg.cols) && size(msg.rows)) proc.resize?.(msg.cols!, msg.rows!);
+    else if (msg.type === 'signal' && typeof msg.signal === 'string' && Object.hasOwn(SIGNALS, msg.signal)) proc.kill(msg.signal as NodeJS.Signals);
   }
   ws.on('close', () => {
     if (proc) { proc.stdin?.end(); proc.kill('SIGKILL'); }

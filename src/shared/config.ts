@@ -149,7 +149,8 @@ export function validateConfigValues(config: InstanceConfig): InstanceConfig {
       out[key] = value;
       continue;
     }
-    const spec = CONFIG_KEYS[key];
+    // Own keys only: "constructor" or "toString" must be unknown keys, not Object.prototype members.
+    const spec = Object.hasOwn(CONFIG_KEYS, key) ? CONFIG_KEYS[key] : undefined;
     if (!spec) throw new AppError('INVALID_CONFIG', `Unknown config key "${key}"`, { details: { known: Object.keys(CONFIG_KEYS) } });
     out[key] = spec.check(String(value), key);
   }

@@ -90,15 +90,22 @@ export const SnapshotRequestSchema = z.strictObject({ name: z.string(), /** Also
 /** A snapshot of an instance. */
 export const SnapshotSchema = z.strictObject({ name: z.string(), createdAt: z.string(), stateful: z.boolean() });
 
+// A NUL byte can reach no command line, environment or path: refused here instead of failing deep in exec.
+const noNul = (what: string) => z.string().refine((s) => !s.includes('\0'), `${what} must not contain a NUL byte`);
+const termSize = z.number().int().min(1).max(10_000);
+
 /** Body of POST /1.0/instances/{name}/exec: starts a command; its streams flow over the returned websocket. */
 export const ExecRequestSchema = z.strictObject({
-  command: z.array(z.string()).min(1),
-  env: z.record(z.string(), z.string()).optional(),
-  cwd: z.string().optional(),
+  command: z.array(noNul('a command argument')).min(1),
+  env: z.record(noNul('an environment variable name').refine((k) => k !== '' && !k.includes('='), 'an environment variable name must be non-empty and without "="'), noNul('an environment value')).optional(),
+  cwd: noNul('the working directory').optional(),
   tty: z.boolean().optional(),
-  cols: z.number().int().positive().optional(),
-  rows: z.number().int().positive().optional(),
+  cols: termSize.optional(),
+  rows: termSize.optional(),
 });
+
+/** First frame of the console websocket: the terminal size. */
+export const ConsoleSizeSchema = z.strictObject({ cols: termSize.optional(), rows: termSize.optional() });
 
 /** Body of POST /1.0/instances/{name}/exec: a non-interactive command with its whole stdin (base64); output comes back as a framed stream. */
 export const ExecRunRequestSchema = ExecRequestSchema.omit({ tty: true, cols: true, rows: true }).extend({ stdin: z.string().optional() });

@@ -22,6 +22,9 @@ import {
 } from './render-config.js';
 import { renderSeccompProfile, SECCOMP_FILE } from './render-seccomp.js';
 
+/** The least limits.memory a container starts with: LXC runs its setup inside the limit. */
+export const LXC_MIN_MEMORY = 16 * 1024 ** 2;
+
 const POLL_MS = 50;
 const TEARDOWN_WAIT_MS = 10_000;
 // How long one graceful stop attempt waits before the halt signal is sent again.
@@ -438,7 +441,7 @@ function validateLxc(config: InstanceConfig, facts: HostFacts): string[] {
   for (const key of ['limits.disk.read', 'limits.disk.write']) {
     if (config[key] !== undefined) problems.push(`${key} is not supported by the lxc backend (disk throttling applies to VMs)`);
   }
-  problems.push(...hostFitProblems(config, r, facts));
+  problems.push(...hostFitProblems(config, r, facts, { name: 'lxc', minMemoryBytes: LXC_MIN_MEMORY, why: 'LXC sets the container up inside its memory limit' }));
   return problems;
 }
 

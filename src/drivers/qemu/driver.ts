@@ -18,6 +18,9 @@ import type { Accel, AccelMode } from './accel.js';
 import { qemuMessage } from './parse.js';
 import { DEFAULT_MEMORY_BYTES, HOTPLUG_PORTS, QEMU_NODES, hotplugPort, ioLimitsOf, isQ35, machineFamilyOf, qemuMachineType, qemuPaths, renderQemuArgv, throttleLimits, type QemuBoot, type QemuDisk } from './render-argv.js';
 
+/** The least limits.memory a VM gets: a Linux guest kernel and its initramfs must fit. */
+export const QEMU_MIN_MEMORY = 64 * 1024 ** 2;
+
 const QMP_CONNECT_MS = 5_000;
 const QUIT_WAIT_MS = 5_000;
 const POWERDOWN_REPEAT_MS = 3_000;
@@ -975,7 +978,7 @@ function validateQemu(config: InstanceConfig, facts: HostFacts): string[] {
   } catch (e) {
     return [...problems, e instanceof Error ? e.message : String(e)];
   }
-  problems.push(...hostFitProblems(config, r, facts));
+  problems.push(...hostFitProblems(config, r, facts, { name: 'qemu', minMemoryBytes: QEMU_MIN_MEMORY, why: 'a guest kernel and its initramfs must fit' }));
   return problems;
 }
 
