@@ -8,7 +8,7 @@ import type { ConfigChangeResult, CreateInstanceRequest, Instance, InstanceState
 import type { BackendEvent, Driver, DriverContext, ExecSpec, InstanceHandle, InstanceRecord, ObservedState } from '../drivers/driver.js';
 import type { DriverRegistry } from '../drivers/registry.js';
 import type { HostProcess, Host } from './host/host.js';
-import type { HostSnapshot } from './host/facts.js';
+import { IDS_PER_CONTAINER, type HostSnapshot } from './host/facts.js';
 import type { StateDb, InstanceRow, ExpectedState } from './db/database.js';
 import type { EventBus } from './events.js';
 import type { LockManager } from './locks.js';
@@ -111,7 +111,8 @@ export class InstanceService {
       try {
         const row: InstanceRow = {
           name: plan.name, type: plan.driver.type, driver: plan.driver.name, image: image.alias, imageFingerprint: image.fingerprint,
-          config: plan.config, pendingConfig: {}, ipv4, mac, expectedState: 'stopped', initPid: null, initStartTime: null, cpuset: null, createdAt: new Date().toISOString(),
+          config: plan.config, pendingConfig: {}, ipv4, mac, expectedState: 'stopped', initPid: null, initStartTime: null, cpuset: null,
+          idmapBlock: this.idmapBlockFor(plan.driver.type, plan.config, null), createdAt: new Date().toISOString(),
         };
         this.d.db.insertInstance(row);
         r.add('delete database row', () => this.d.db.deleteInstance(plan.name));
@@ -182,8 +183,10 @@ export class InstanceService {
       const row: InstanceRow = {
         ...from, name: dst, ipv4: ipv4 ?? allocateAddress(this.d.network.subnet, dst, taken), mac: this.uniqueMac(dst),
         expectedState: 'stopped', initPid: null, initStartTime: null, cpuset: null, createdAt: new Date().toISOString(), pendingConfig: {},
-        config: { ...from.config, ...from.pendingConfig },
+        config: { ...from.config, ...from.pendingConfig }, idmapBlock: null,
       };
+      // A copy is another container: its own id map, never its source's.
+      row.idmapBlock = this.idmapBlockFor(row.type, row.config, null);
       const r = new Reverter();
       try {
         this.d.db.insertInstance(row);
@@ -481,17 +484,30 @@ export class InstanceService {
   // ---- internals ----
 
   /**
-   * Images are stored shifted for unprivileged containers, so launching them costs no chown; a privileged container
-   * (or one switched between the two) gets its tree shifted here, once, before it starts.
+   * Container trees are stored with the container's own ids (0-based): unprivileged ones see them through an idmapped
+   * mount. A tree from an older Hangar, stored shifted to the shared map, is shifted back here, once, before it starts.
    */
   private async ensureOwnership(row: InstanceRow): Promise<void> {
     if (row.type !== 'container') return;
     const root = this.d.pool.instancePath(row.name);
     const current = (await this.d.host.fs.stat(root))?.uid;
     if (current === undefined) throw new AppError('NOT_FOUND', `Root volume of instance "${row.name}" is missing`);
-    const wanted = row.config['security.privileged'] === 'true' ? 0 : this.d.facts.idmap.uidStart;
-    if (current === wanted) return;
-    await shiftIds(this.d.host, root, wanted - current, { base: current, limit: this.d.facts.idmap.count });
+    if (current === 0) return;
+    await shiftIds(this.d.host, root, -current, { base: current, limit: this.d.facts.idmap.count });
+  }
+
+  /**
+   * The isolated id map block of an unprivileged container (security.idmap.isolated, default true): its current one, or
+   * the lowest no other instance holds; null for VMs, privileged containers and shared maps.
+   */
+  private idmapBlockFor(type: InstanceRow['type'], config: InstanceConfig, current: number | null): number | null {
+    if (type !== 'container' || config['security.privileged'] === 'true' || config['security.idmap.isolated'] === 'false') return null;
+    if (current !== null) return current;
+    const range = this.d.facts.idmapIsolated;
+    if (!range) throw new AppError('INSUFFICIENT_RESOURCES', 'This host has no subordinate id range for isolated id maps (see /etc/subuid); set security.idmap.isolated=false to share one map');
+    const used = new Set(this.d.db.listInstances().map((r) => r.idmapBlock).filter((b): b is number => b !== null));
+    for (let b = 0; b < range.blocks; b++) if (!used.has(b)) return b;
+    throw new AppError('INSUFFICIENT_RESOURCES', `All ${range.blocks} isolated id maps of this host are in use; set security.idmap.isolated=false to share one map`);
   }
 
   private async startLocked(name: string): Promise<void> {
@@ -506,7 +522,9 @@ export class InstanceService {
     }
     this.admit(name, row.config);
     const cpuset = this.chooseCpuset(name, resourcesOf(row.config).cpuCount) ?? null;
-    this.d.db.updateInstance(name, { cpuset });
+    // A container switched to (or from) an isolated map gets (or gives back) its block now.
+    const idmapBlock = this.idmapBlockFor(row.type, row.config, row.idmapBlock);
+    this.d.db.updateInstance(name, { cpuset, idmapBlock });
     row = this.row(name);
     this.d.events.emit({ type: 'instance-starting', instance: name });
     const handle = this.handle(row);
@@ -597,9 +615,13 @@ export class InstanceService {
   private record(row: InstanceRow): InstanceRecord {
     const subnet = this.d.network.subnet;
     const image = this.d.db.getImage(row.image, row.type);
+    const iso = this.d.facts.idmapIsolated;
+    const idmap = row.idmapBlock !== null && iso ? { uidStart: iso.uidStart + row.idmapBlock * IDS_PER_CONTAINER, gidStart: iso.gidStart + row.idmapBlock * IDS_PER_CONTAINER, count: IDS_PER_CONTAINER } : undefined;
     return {
       name: row.name, type: row.type, driver: row.driver, image: row.image, config: row.config,
-      rootPath: this.d.pool.instancePath(row.name), instanceDir: this.instanceDir(row.name),
+      // A container's runtime mounts its root through the pool's second mount, which allows set-uid programs.
+      rootPath: row.type === 'container' ? this.d.pool.containerRootPath(row.name) : this.d.pool.instancePath(row.name), instanceDir: this.instanceDir(row.name),
+      ...(idmap ? { idmap } : {}),
       nic: { bridge: this.d.network.info().bridge, hostIfName: this.d.network.hostIfName(row.name), mac: row.mac, ipv4: row.ipv4, prefixLength: subnet.prefixLength, gateway: subnet.gateway },
       imageProps: image?.props ?? {},
       imagePath: image ? this.d.pool.imagePath(image.fingerprint) : undefined,

@@ -24,6 +24,8 @@ export interface Settings {
   poolDir: string;
   /** Backing file of the storage pool. */
   poolImage: string;
+  /** The pool mounted a second time (set-uid allowed, nodev) for container root file systems. */
+  rootsDir: string;
   /** Size of the pool backing file in bytes (HANGAR_POOL_SIZE, default 20GiB, sparse). */
   poolSizeBytes: number;
   /** Image store metadata and caches. */
@@ -72,6 +74,7 @@ export function loadSettings(env: Record<string, string | undefined>): Settings 
     lxcPath: join(dir, 'lxc'),
     poolDir: join(dir, 'pool'),
     poolImage: join(dir, 'pool.img'),
+    rootsDir: join(dir, 'roots'),
     poolSizeBytes: poolSize,
     imagesDir: join(dir, 'images'),
     cacheDir: join(dir, 'cache'),

@@ -1,5 +1,5 @@
 // hangard: the one place where settings, host, state, storage, network, drivers, services and the API are wired together.
-import { existsSync, chmodSync, mkdirSync, unlinkSync } from 'node:fs';
+import { closeSync, existsSync, chmodSync, mkdirSync, openSync, unlinkSync } from 'node:fs';
 import { connect } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -31,6 +31,18 @@ function log(msg: string): void {
   process.stderr.write(`hangard: ${msg}\n`);
 }
 
+/**
+ * hangard's directories and their modes: the state tree is searchable (0711) but not listable, because dnsmasq (which
+ * drops root) and the lxcfs mounts below it must be reachable; everything holding instance data or secrets is 0700.
+ */
+function stateDirs(s: Settings): [string, number][] {
+  return [
+    // LXC refuses to start an unprivileged container whose root cannot search its way to the lxc path.
+    [s.dir, 0o711], [s.runDir, 0o700], [s.lxcPath, 0o711], [s.imagesDir, 0o700], [s.cacheDir, 0o700], [s.logDir, 0o700],
+    [join(s.dir, 'instances'), 0o700],
+  ];
+}
+
 /** True when something already answers on the socket (another hangard). */
 function socketAlive(path: string): Promise<boolean> {
   return new Promise((resolve) => {
@@ -44,7 +56,16 @@ function socketAlive(path: string): Promise<boolean> {
 async function main(settings: Settings): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('hangard must run as root');
   if (await socketAlive(settings.socket)) throw new Error(`another hangard is already listening on ${settings.socket}`);
-  for (const d of [settings.dir, settings.runDir, settings.lxcPath, settings.imagesDir, settings.cacheDir, settings.logDir, join(settings.dir, 'instances')]) mkdirSync(d, { recursive: true });
+  // A known umask, whatever hangard was started under (a umask 000 must not make state world-writable); what must be
+  // private is also created with its mode explicitly.
+  process.umask(0o022);
+  for (const [d, mode] of stateDirs(settings)) {
+    mkdirSync(d, { recursive: true, mode });
+    chmodSync(d, mode);
+  }
+  // The database holds every user.* value: created 0600 before SQLite opens it (its -wal and -shm files take its mode).
+  closeSync(openSync(settings.dbFile, 'a', 0o600));
+  for (const f of [settings.dbFile, `${settings.dbFile}-wal`, `${settings.dbFile}-shm`]) if (existsSync(f)) chmodSync(f, 0o600);
   const host = new LocalHost();
   const idmap = await ensureIdMap(host);
   const facts = await readHostFacts(host, idmap);
@@ -61,7 +82,7 @@ async function main(settings: Settings): Promise<void> {
   const db = new StateDb(settings.dbFile);
   const events = new EventBus();
   events.subscribe((e) => { if (e.type === 'instance-drift') log(`drift: ${e.message ?? e.instance}`); });
-  const pool = new BtrfsPool(host, { poolDir: settings.poolDir, poolImage: settings.poolImage, sizeBytes: settings.poolSizeBytes });
+  const pool = new BtrfsPool(host, { poolDir: settings.poolDir, poolImage: settings.poolImage, sizeBytes: settings.poolSizeBytes, rootsDir: settings.rootsDir });
   log(`storage pool: btrfs on ${settings.poolImage}`);
   await pool.ensure();
   const network = new NetworkManager(host, { bridge: settings.bridge, subnet: settings.subnet, nftTable: settings.nftTable, dnsmasqDir: settings.dnsmasqDir, ifPrefix: settings.prefix });
@@ -71,10 +92,10 @@ async function main(settings: Settings): Promise<void> {
   const registry = defaultRegistry();
   const locks = new LockManager();
   const ops = new OperationManager(events);
-  const images = new ImageService({ host, db, events, pool, idmap, mirror: settings.mirror, cacheDir: settings.cacheDir });
+  const images = new ImageService({ host, db, events, pool, mirror: settings.mirror, cacheDir: settings.cacheDir });
   const instances = new InstanceService({
     host, db, events, locks, registry, images, pool, network, facts, instancesDir: join(settings.dir, 'instances'), lxcPath: settings.lxcPath,
-    lxcfsDir, prefix: settings.prefix, poolSizeBytes: settings.poolSizeBytes, memoryReserveBytes: settings.memoryReserveBytes,
+    lxcfsDir, prefix: settings.prefix, poolSizeBytes: await pool.sizeBytes(), memoryReserveBytes: settings.memoryReserveBytes,
   });
 
   const probePath = join(dirname(fileURLToPath(import.meta.url)), 'native', 'hangar-cpuid');
@@ -106,7 +127,13 @@ async function main(settings: Settings): Promise<void> {
   await instances.reconcile();
   const server = buildServer({ version: VERSION, instances, images, ops, events, hostInfo, detect });
   if (existsSync(settings.socket)) unlinkSync(settings.socket);
-  await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(settings.socket, () => resolve()); });
+  // The socket is born 0600 (bind() applies the umask): there is no moment in which another user could connect.
+  const umask = process.umask(0o177);
+  try {
+    await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(settings.socket, () => resolve()); });
+  } finally {
+    process.umask(umask);
+  }
   chmodSync(settings.socket, 0o600);
   log(`API listening on ${settings.socket} (pid ${process.pid})`);
 

@@ -26,8 +26,10 @@ export interface HostFacts {
   cgroupLayout: 'v1' | 'v2' | 'hybrid';
   cpus: number;
   memoryBytes: number;
-  /** Id maps for unprivileged containers: host ids that container id 0 maps to. */
+  /** The shared id map of unprivileged containers (security.idmap.isolated=false): host ids that container id 0 maps to. */
   idmap: { uidStart: number; gidStart: number; count: number };
+  /** Where isolated id maps come from: block k is uidStart + k * 65536; null or absent when the host has no such range. */
+  idmapIsolated?: { uidStart: number; gidStart: number; blocks: number } | null;
   /** QEMU on this host: its version, the accelerator state (KVM where guests really run under it, else TCG) and OVMF. */
   qemu?: { version: string | null; accel: VmAccelerator; /** OVMF (UEFI) files; null or absent when not installed. */ uefi?: { code: string; vars: string } | null };
   /** Swap is accounted per cgroup (v1: memory.memsw.* files exist; v2: memory.swap.max exists); undefined means unknown, treated as no. */
@@ -81,6 +83,8 @@ export interface InstanceRecord {
   cpuset?: string | undefined;
   /** Directory of the (read-only) image the instance was made from: VM kernels, initrds and backing disks live there. */
   imagePath?: string | undefined;
+  /** An unprivileged container's own id map (isolated); undefined: the host's shared map (facts.idmap). */
+  idmap?: { uidStart: number; gidStart: number; count: number } | undefined;
 }
 
 /** Paths and names that are the same for every instance of one daemon. */

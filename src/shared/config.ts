@@ -86,6 +86,9 @@ export const CONFIG_KEYS: Record<string, KeySpec> = {
   'boot.initrd': { description: 'VM: initrd for boot.kernel (none when unset)', check: hostPath },
   'boot.cmdline': { description: 'VM: kernel command line for boot.kernel (default "console=ttyS0"); Hangar appends the hangar.* identity parameters', check: cmdline },
   'security.privileged': { description: 'run the container without a user namespace', check: bool },
+  'security.devices.fuse': { description: 'container: allow /dev/fuse (FUSE file systems inside)', check: bool },
+  'security.devices.tun': { description: 'container: allow /dev/net/tun (VPNs and tap/tun devices inside)', check: bool },
+  'security.idmap.isolated': { description: 'give the unprivileged container an id map of its own (default true); false shares one map with every such container', check: bool },
   'boot.autostart': { description: 'start the instance when hangard starts', check: bool },
 };
 

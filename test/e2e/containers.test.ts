@@ -16,7 +16,7 @@ import { TEST_ENV, cli, cliOk, sharedDaemon, uniquePrefix } from '../helpers/dae
 
 const P = uniquePrefix('ct');
 const settings = loadSettings(TEST_ENV);
-const pool = new BtrfsPool(new LocalHost(), { poolDir: settings.poolDir, poolImage: settings.poolImage, sizeBytes: settings.poolSizeBytes });
+const pool = new BtrfsPool(new LocalHost(), { poolDir: settings.poolDir, poolImage: settings.poolImage, sizeBytes: settings.poolSizeBytes, rootsDir: settings.rootsDir });
 const MiB = 1024 ** 2;
 
 // Everything this file may have created, deleted in afterAll whatever happened.

@@ -138,7 +138,7 @@ describe('lifecycle', () => {
     expect(configOf(PRIV)).toEqual({ config: { 'security.privileged': 'true' }, pendingConfig: {} });
     const uidMap = cliOk(['exec', PRIV, '--', 'cat', '/proc/self/uid_map']).trim().split(/\s+/).map(Number);
     expect(uidMap).toEqual([0, 0, 4294967295]);
-    // The image is stored shifted for unprivileged use; the privileged instance's tree was shifted back at start.
+    // Trees are stored 0-based: the privileged container sees them as they are, unprivileged ones through an idmapped mount.
     expect(cliOk(['exec', PRIV, '--', 'stat', '-c', '%u', '/bin/busybox']).trim()).toBe('0');
     cliOk(['config', 'set', PRIV, 'security.privileged=false']);
     cliOk(['restart', PRIV]);

@@ -37,5 +37,5 @@ export async function teardown(): Promise<void> {
   await new NetworkManager(host, { bridge: settings.bridge, subnet: settings.subnet, nftTable: settings.nftTable, dnsmasqDir: settings.dnsmasqDir, ifPrefix: settings.prefix }).teardown().catch(() => undefined);
   // lxcfs of the test daemon: unmounting its FUSE mount makes it exit.
   spawnSync('umount', ['-l', settings.lxcfsDir]);
-  await new BtrfsPool(host, { poolDir: settings.poolDir, poolImage: settings.poolImage, sizeBytes: settings.poolSizeBytes }).unmount().catch(() => undefined);
+  await new BtrfsPool(host, { poolDir: settings.poolDir, poolImage: settings.poolImage, sizeBytes: settings.poolSizeBytes, rootsDir: settings.rootsDir }).unmount().catch(() => undefined);
 }

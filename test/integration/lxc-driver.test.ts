@@ -39,8 +39,9 @@ async function ensureSubids(): Promise<void> {
 async function setupEnv(): Promise<void> {
   await ensureSubids();
   base = await mkdtemp('/tmp/hangar-lxc-');
-  // The container's root (host uid 100000) must be able to walk down to its rootfs.
-  await host.fs.chmod(base, 0o755);
+  // Searchable, not listable, as hangard's own state tree: LXC wants the container root able to reach its lxc path;
+  // the root file system itself it opens as host root (idmapped).
+  await host.fs.chmod(base, 0o711);
   subnet = await addTestBridge(host, bridge);
   const cg = await detectLxcCgroupFacts(host);
   ctx = {
@@ -72,12 +73,11 @@ async function teardownEnv(): Promise<void> {
   }
 }
 
-/** A busybox instance record with its own rootfs (shifted to the container's id range) and NIC. */
+/** A busybox instance record with its own rootfs (0-based ids: unprivileged containers see it through an idmapped mount) and NIC. */
 async function makeRecord(short: string, config: Record<string, string> = {}, imageProps: Record<string, string> = {}): Promise<InstanceRecord> {
   const name = `${prefix}-${short}`;
   const rootPath = posix.join(base, 'roots', name);
   const built = await buildBusyboxRootfs(host, rootPath);
-  if (config['security.privileged'] !== 'true') await host.exec(['chown', '-R', `${ID_START}:${ID_START}`, rootPath]);
   const n = ++nicIndex;
   created.push(name);
   return {

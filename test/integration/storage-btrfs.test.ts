@@ -13,7 +13,8 @@ const dir = `/tmp/hgr-${prefix}`;
 const poolDir = join(dir, 'pool');
 const poolImage = join(dir, 'pool.img');
 const MiB = 1024 ** 2;
-const pool = new BtrfsPool(host, { poolDir, poolImage, sizeBytes: 1024 * MiB });
+const rootsDir = join(dir, 'roots');
+const pool = new BtrfsPool(host, { poolDir, poolImage, sizeBytes: 1024 * MiB, rootsDir });
 const tiny = `${prefix}-tiny`;
 const big = `${prefix}-big`;
 
@@ -55,23 +56,62 @@ afterAll(async () => {
     await pool.unmount();
   } finally {
     // Only if the pool's own unmount failed: never leave a mount behind in /tmp.
-    if (findMount(await host.fs.readText('/proc/self/mountinfo'), poolDir)) await host.exec(['umount', '-l', poolDir], { allowFailure: true });
+    for (const m of [rootsDir, poolDir]) if (findMount(await host.fs.readText('/proc/self/mountinfo'), m)) await host.exec(['umount', '-l', m], { allowFailure: true });
     await host.fs.rm(dir, { recursive: true, force: true });
   }
 });
 
 describe('btrfs pool', () => {
   it('ensure() is idempotent and reports the pool size', async () => {
-    await new BtrfsPool(host, { poolDir, poolImage, sizeBytes: 1024 * MiB }).ensure();
+    await new BtrfsPool(host, { poolDir, poolImage, sizeBytes: 1024 * MiB, rootsDir }).ensure();
     const mounts = (await host.fs.readText('/proc/self/mountinfo')).split('\n').filter((l) => l.split(' ')[4] === poolDir);
     expect(mounts).toHaveLength(1);
     const info = await pool.info();
     expect(info.sizeBytes).toBe(1024 * MiB);
     expect(info.usedBytes).toBeGreaterThan(200 * MiB);
+    expect(info).toMatchObject({ state: 'ok', warnings: [] });
+  });
+
+  it('is fully allocated, mounted nosuid,nodev and root-only; container roots see it again through a nodev mount that allows set-uid', async () => {
+    const alloc = (await host.exec(['stat', '-c', '%b %B %s', poolImage])).stdout.trim().split(' ').map(Number);
+    expect(alloc[0]! * alloc[1]!).toBeGreaterThanOrEqual(alloc[2]!);
+    const info = await host.fs.readText('/proc/self/mountinfo');
+    expect(findMount(info, poolDir)?.options.split(',')).toEqual(expect.arrayContaining(['nosuid', 'nodev']));
+    const roots = findMount(info, rootsDir);
+    expect(roots?.options.split(',')).toContain('nodev');
+    expect(roots?.options.split(',')).not.toContain('nosuid');
+    expect(roots?.source).toBe(findMount(info, poolDir)?.source);
+    for (const d of [poolDir, join(poolDir, 'images'), join(poolDir, 'instances'), join(poolDir, 'snapshots'), rootsDir]) expect(((await host.fs.stat(d))!.mode & 0o777).toString(8), d).toBe('700');
+    expect(pool.containerRootPath('c1')).toBe(join(rootsDir, 'instances', 'c1'));
+  });
+
+  it('refuses a pool the file system under it cannot hold, and makes a smaller one (with a warning) when it can', async () => {
+    const free = Number((await host.exec(['stat', '-f', '-c', '%a', dir])).stdout) * Number((await host.exec(['stat', '-f', '-c', '%S', dir])).stdout);
+    const d2 = join(dir, 'big');
+    const huge = new BtrfsPool(host, { poolDir: join(d2, 'pool'), poolImage: join(d2, 'pool.img'), sizeBytes: free * 10, rootsDir: join(d2, 'roots') });
+    try {
+      // A tmpfs of 1.5 GiB under the pool file: the 10x request is cut to what fits beside the headroom.
+      await host.fs.mkdir(d2, { recursive: true });
+      await host.exec(['mount', '-t', 'tmpfs', '-o', 'size=1600m', 'hgtpool', d2]);
+      const small = new BtrfsPool(host, { poolDir: join(d2, 'pool'), poolImage: join(d2, 'pool.img'), sizeBytes: 100 * 1024 * MiB, rootsDir: join(d2, 'roots') });
+      await small.ensure();
+      const info = await small.info();
+      expect(info.sizeBytes!).toBeLessThanOrEqual(600 * MiB);
+      expect(info.warnings.join('\n')).toMatch(/was made .* instead of 100GiB/);
+      await small.unmount();
+      await host.fs.rm(join(d2, 'pool.img'), { force: true });
+      await host.exec(['fallocate', '-l', String(900 * MiB), join(d2, 'filler')]);
+      const err = await huge.ensure().then(() => undefined, (e: unknown) => e);
+      expect(isAppError(err, 'INSUFFICIENT_RESOURCES') && err.message).toMatch(/Cannot create the storage pool in .*: it has .* free, and a pool needs 512MiB plus 1GiB left free/);
+      expect(await host.fs.stat(join(d2, 'pool.img'))).toBeUndefined();
+    } finally {
+      await huge.unmount().catch(() => undefined);
+      await host.exec(['umount', '-l', d2], { allowFailure: true });
+    }
   });
 
   it('refuses a pool directory mounted from another file', async () => {
-    await expectCode(new BtrfsPool(host, { poolDir, poolImage: join(dir, 'other.img'), sizeBytes: 1024 * MiB }).ensure(), 'INVALID_STATE');
+    await expectCode(new BtrfsPool(host, { poolDir, poolImage: join(dir, 'other.img'), sizeBytes: 1024 * MiB, rootsDir }).ensure(), 'INVALID_STATE');
   });
 
   it('makes instance volumes that own under 1 MiB, for a tiny and a 200 MiB image alike', async () => {

@@ -1,4 +1,4 @@
-// Host facts read from /proc and /sys through Host.fs: cgroup layout, CPUs, memory, id maps, KVM, CPU flags.
+// Host facts read from /proc and /sys through Host.fs: cgroup layout, CPUs, memory, subordinate id maps, KVM, CPU flags.
 import { AppError } from '../../shared/errors.js';
 import type { HostFacts } from '../../drivers/driver.js';
 import type { Host } from './host.js';
@@ -29,31 +29,89 @@ export function parseCgroupLayout(mountinfo: string): CgroupLayout {
   return 'v2';
 }
 
-/** Parses /etc/subuid or /etc/subgid and returns root's first range. */
-export function parseSubIdRange(text: string, user = 'root'): { start: number; count: number } | undefined {
+/** Every subordinate id range of a user in /etc/subuid or /etc/subgid text, in file order. */
+export function parseSubIdRanges(text: string, user = 'root'): { start: number; count: number }[] {
+  const out: { start: number; count: number }[] = [];
   for (const line of text.split('\n')) {
     const [name, start, count] = line.trim().split(':');
-    if (name === user && start && count && /^\d+$/.test(start) && /^\d+$/.test(count)) return { start: Number(start), count: Number(count) };
+    if (name === user && start && count && /^\d+$/.test(start) && /^\d+$/.test(count)) out.push({ start: Number(start), count: Number(count) });
   }
-  return undefined;
+  return out;
 }
 
-const DEFAULT_RANGE = { start: 100000, count: 65536 };
+/** Ids per container: the POSIX range a container's users and groups need (0 to 65535). */
+export const IDS_PER_CONTAINER = 65536;
 
-/** Makes sure root has a subordinate id range (Hangar's unprivileged containers need one) and returns the map to use. */
-export async function ensureIdMap(host: Host): Promise<HostFacts['idmap']> {
-  const ranges: { start: number; count: number }[] = [];
-  for (const file of ['/etc/subuid', '/etc/subgid']) {
-    const text = (await host.fs.readTextIfExists(file)) ?? '';
-    let range = parseSubIdRange(text);
-    if (!range) {
-      await host.fs.writeAtomic(file, `${text}${text && !text.endsWith('\n') ? '\n' : ''}root:${DEFAULT_RANGE.start}:${DEFAULT_RANGE.count}\n`);
-      range = DEFAULT_RANGE;
-    }
-    if (range.count < 65536) throw new AppError('HOST_FAILED', `Subordinate id range of root in ${file} has only ${range.count} ids; unprivileged containers need 65536`);
-    ranges.push(range);
+/** The range Hangar adds for root when it has none (or none with room for isolated maps), as Incus does. */
+export const ISOLATED_RANGE = { start: 1_000_000, count: 1_000_000_000 } as const;
+
+// Isolated maps need room for many containers; fewer blocks than this and a larger range is added.
+const MIN_ISOLATED_BLOCKS = 64;
+
+/** The id maps unprivileged containers get: one shared block, and blocks of an isolated range (one per container). */
+export interface IdMaps {
+  shared: HostFacts['idmap'];
+  /** Block k of this range is container k's own map (uidStart + k * 65536); null when the host has no room. */
+  isolated: { uidStart: number; gidStart: number; blocks: number } | null;
+}
+
+/**
+ * Picks the maps from one id file's root ranges: the first range's first block is shared; the largest range beyond
+ * that block gives the isolated blocks. Pure, for both files.
+ */
+export function planIdRanges(ranges: { start: number; count: number }[]): { shared: number; isolated: { start: number; blocks: number } | null } | undefined {
+  const first = ranges[0];
+  if (!first || first.count < IDS_PER_CONTAINER) return undefined;
+  let best: { start: number; blocks: number } | null = null;
+  for (const r of ranges) {
+    // The shared block is not handed out again.
+    const start = r === first ? r.start + IDS_PER_CONTAINER : r.start;
+    const blocks = Math.floor((r.start + r.count - start) / IDS_PER_CONTAINER);
+    if (blocks > 0 && (!best || blocks > best.blocks)) best = { start, blocks };
   }
-  return { uidStart: ranges[0]!.start, gidStart: ranges[1]!.start, count: 65536 };
+  return { shared: first.start, isolated: best && best.blocks >= MIN_ISOLATED_BLOCKS ? best : null };
+}
+
+/** A start for a new range of `count` ids that overlaps no range of any user in the file text, at or after `from`. */
+export function freeIdStart(text: string, count: number, from: number = ISOLATED_RANGE.start): number {
+  let start = from;
+  const used = text.split('\n').map((l) => l.trim().split(':')).filter((f) => f.length === 3 && /^\d+$/.test(f[1]!) && /^\d+$/.test(f[2]!)).map((f) => ({ start: Number(f[1]), end: Number(f[1]) + Number(f[2]) }));
+  for (let moved = true; moved;) {
+    moved = false;
+    for (const u of used) {
+      if (start < u.end && u.start < start + count) {
+        start = Math.ceil(u.end / IDS_PER_CONTAINER) * IDS_PER_CONTAINER;
+        moved = true;
+      }
+    }
+  }
+  return start;
+}
+
+/**
+ * Makes sure root has subordinate ids for unprivileged containers: a shared block and a large range for isolated maps
+ * (root:1000000:1000000000 is added, where it overlaps nothing, when root has less); returns the maps.
+ */
+export async function ensureIdMap(host: Host): Promise<IdMaps> {
+  const plans: { shared: number; isolated: { start: number; blocks: number } | null }[] = [];
+  for (const file of ['/etc/subuid', '/etc/subgid']) {
+    let text = (await host.fs.readTextIfExists(file)) ?? '';
+    let plan = planIdRanges(parseSubIdRanges(text));
+    if (!plan?.isolated) {
+      const start = freeIdStart(text, ISOLATED_RANGE.count);
+      text = `${text}${text && !text.endsWith('\n') ? '\n' : ''}root:${start}:${ISOLATED_RANGE.count}\n`;
+      await host.fs.writeAtomic(file, text, 0o644);
+      plan = planIdRanges(parseSubIdRanges(text));
+    }
+    if (!plan) throw new AppError('HOST_FAILED', `Subordinate id ranges of root in ${file} have fewer than ${IDS_PER_CONTAINER} ids; unprivileged containers need that many`);
+    plans.push(plan);
+  }
+  const [u, g] = plans as [typeof plans[0], typeof plans[0]];
+  const blocks = Math.min(u.isolated?.blocks ?? 0, g.isolated?.blocks ?? 0);
+  return {
+    shared: { uidStart: u.shared, gidStart: g.shared, count: IDS_PER_CONTAINER },
+    isolated: u.isolated && g.isolated && blocks > 0 ? { uidStart: u.isolated.start, gidStart: g.isolated.start, blocks } : null,
+  };
 }
 
 /** Total memory from /proc/meminfo, in bytes. */
@@ -93,7 +151,7 @@ export interface HostSnapshot extends HostFacts {
 }
 
 /** Reads host facts (no forks). */
-export async function readHostFacts(host: Host, idmap: HostFacts['idmap']): Promise<HostSnapshot> {
+export async function readHostFacts(host: Host, maps: IdMaps): Promise<HostSnapshot> {
   const [mountinfo, meminfo, cpuinfo, online, kernel, osRelease, hostname] = await Promise.all([
     host.fs.readText('/proc/self/mountinfo'),
     host.fs.readText('/proc/meminfo'),
@@ -115,7 +173,8 @@ export async function readHostFacts(host: Host, idmap: HostFacts['idmap']): Prom
     cpus: cpuList.length,
     cpuList,
     memoryBytes: parseMemTotal(meminfo),
-    idmap,
+    idmap: maps.shared,
+    idmapIsolated: maps.isolated,
     kernel: (kernel ?? 'unknown').trim(),
     os: /^PRETTY_NAME="?([^"\n]*)"?/m.exec(osRelease ?? '')?.[1] ?? 'unknown',
     hostname: (hostname ?? 'localhost').trim(),

@@ -33,11 +33,18 @@ class LocalFs implements HostFs {
   }
   async writeAtomic(path: string, data: string | Buffer, mode = 0o644) {
     const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${Date.now()}.tmp`);
-    fs.writeFileSync(tmp, data, { mode });
+    // Created private, then given exactly its mode: neither the umask nor a reader between the two sees more.
+    fs.writeFileSync(tmp, data, { mode: 0o600 });
+    fs.chmodSync(tmp, mode);
     fs.renameSync(tmp, path);
   }
   async appendFile(path: string, data: string | Buffer) { fs.appendFileSync(path, data); }
-  async mkdir(path: string, opts: { recursive?: boolean; mode?: number } = {}) { fs.mkdirSync(path, { recursive: opts.recursive ?? true, ...(opts.mode !== undefined ? { mode: opts.mode } : {}) }); }
+  async mkdir(path: string, opts: { recursive?: boolean; mode?: number } = {}) {
+    const existed = fs.existsSync(path);
+    fs.mkdirSync(path, { recursive: opts.recursive ?? true, ...(opts.mode !== undefined ? { mode: opts.mode } : {}) });
+    // The mode asked for, exactly, whatever the umask (hangard runs with 022; created parents get mode & ~umask).
+    if (opts.mode !== undefined && !existed) fs.chmodSync(path, opts.mode);
+  }
   async rm(path: string, opts: { recursive?: boolean; force?: boolean } = {}) { fs.rmSync(path, { recursive: opts.recursive ?? false, force: opts.force ?? false }); }
   async rmdir(path: string) { fs.rmdirSync(path); }
   async rename(from: string, to: string) { fs.renameSync(from, to); }

@@ -7,7 +7,6 @@ import type { Image, InstanceType } from '../../shared/schemas.js';
 import type { StateDb, ImageRow } from '../db/database.js';
 import type { EventBus } from '../events.js';
 import type { Host } from '../host/host.js';
-import type { HostFacts } from '../../drivers/driver.js';
 import { Reverter } from '../reverter.js';
 import type { BtrfsPool } from '../storage/btrfs-pool.js';
 import { buildBusyboxRootfs } from './busybox.js';
@@ -16,7 +15,6 @@ import { buildBusyboxVmImage } from './busybox-vm.js';
 import { buildDebianVmImage } from './debian-vm.js';
 import { importRootfsTarball } from './tar-import.js';
 import { convertVmDisk, inspectVmDisk, verifyVmDisk, VM_DISK_FILE } from './disk-import.js';
-import { shiftIds } from './shift.js';
 
 /** Dependencies of the image service. */
 export interface ImageServiceDeps {
@@ -24,7 +22,6 @@ export interface ImageServiceDeps {
   db: StateDb;
   events: EventBus;
   pool: BtrfsPool;
-  idmap: HostFacts['idmap'];
   mirror: string;
   cacheDir: string;
 }
@@ -147,16 +144,13 @@ export class ImageService {
       progress(`Creating volume for image "${alias}"`);
       const dir = await this.d.pool.createImageVolume(fingerprint);
       r.add('delete image volume', () => this.d.pool.deleteImageVolume(fingerprint));
+      // Stored with the container's own ids (0-based): containers see their tree through an idmapped mount.
       const built = await fill(dir);
-      if (type === 'container') {
-        progress('Shifting ownership for unprivileged containers');
-        await shiftIds(this.d.host, dir, this.d.idmap.uidStart);
-      }
       await this.d.pool.sealImageVolume(fingerprint);
       // Flush the new tree now, so the first launch's snapshot does not pay for writing it out.
       await this.d.host.exec(['sync', '-f', dir]);
       const sizeBytes = await this.treeSize(dir);
-      const row: ImageRow = { alias, type, fingerprint, description: built.description, sizeBytes, createdAt: new Date().toISOString(), source, props: { ...built.props, ...(type === 'container' ? { shiftedBy: String(this.d.idmap.uidStart) } : {}) } };
+      const row: ImageRow = { alias, type, fingerprint, description: built.description, sizeBytes, createdAt: new Date().toISOString(), source, props: built.props };
       this.d.db.insertImage(row);
       this.d.events.emit({ type: 'image-created', message: alias, data: { alias, fingerprint } });
       progress(`Image "${alias}" ready`);

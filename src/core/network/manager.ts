@@ -190,7 +190,9 @@ export class NetworkManager {
 
   private async ensureDnsmasqDir(): Promise<void> {
     const dir = this.opts.dnsmasqDir;
-    if (!(await this.host.fs.stat(dir))?.isDirectory) await this.host.fs.mkdir(dir, { recursive: true, mode: 0o755 });
+    // Searchable, not listable: dnsmasq reads its hosts file by name after dropping root.
+    if (!(await this.host.fs.stat(dir))?.isDirectory) await this.host.fs.mkdir(dir, { recursive: true, mode: 0o711 });
+    else await this.host.fs.chmod(dir, 0o711);
     // dnsmasq drops to an unprivileged user and re-reads the hostsfile on SIGHUP, so every directory above it must be searchable.
     for (let d = dir; ; d = posix.dirname(d)) {
       const st = await this.host.fs.stat(d);

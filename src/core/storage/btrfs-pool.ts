@@ -1,9 +1,10 @@
-// The btrfs storage pool: a loop-mounted btrfs file with images, instance volumes (copy-on-write snapshots) and their snapshots, limited by qgroups.
+// The btrfs storage pool: a fully allocated, loop-mounted (nosuid,nodev) btrfs file with images, instance volumes (copy-on-write snapshots) and their snapshots, limited by qgroups.
 import { dirname, join, resolve } from 'node:path';
 import { AppError } from '../../shared/errors.js';
 import type { Host } from '../host/host.js';
 import { Reverter } from '../reverter.js';
-import { findMount, parseFilesystemUsage, parseQgroupShow, parseSubvolumeList, type QgroupRow } from './parse.js';
+import { formatSize as formatBytes } from '../../shared/units.js';
+import { findMount, parseFileAllocation, parseFilesystemUsage, parseQgroupShow, parseStatfs, parseSubvolumeList, type QgroupRow } from './parse.js';
 
 /** What the pool reports about itself. */
 export interface PoolInfo {
@@ -11,7 +12,22 @@ export interface PoolInfo {
   path: string;
   sizeBytes: number | null;
   usedBytes: number | null;
+  /** ok; degraded (something to act on, see warnings); read-only (the file system stopped taking writes). */
+  state: 'ok' | 'degraded' | 'read-only' | 'unmounted';
+  /** What needs attention, in a user's words (thin provisioning, low space, read-only). */
+  warnings: string[];
 }
+
+/** The least a pool file may be: smaller pools are refused rather than created. */
+export const MIN_POOL_BYTES = 512 * 1024 ** 2;
+
+/** Space left free on the file system under the pool file (the state: database, logs, caches): 1 GiB or 5%, the larger. */
+export function poolHeadroom(fsTotalBytes: number): number {
+  return Math.max(1024 ** 3, Math.round(fsTotalBytes * 0.05));
+}
+
+/** Mount options of the pool: no set-uid programs and no device nodes through it, whatever a volume holds. */
+export const POOL_MOUNT_OPTIONS = ['noatime', 'nosuid', 'nodev'] as const;
 
 /** A read-only snapshot of an instance volume. */
 export interface VolumeSnapshot {
@@ -25,8 +41,10 @@ export interface BtrfsPoolOptions {
   poolDir: string;
   /** Sparse backing file, created on first ensure(). */
   poolImage: string;
-  /** Size of a newly created backing file. */
+  /** Size of a newly created backing file (less when the file system under it has less, see ensure()). */
   sizeBytes: number;
+  /** Where the pool is mounted a second time, with set-uid programs allowed (still nodev), for container root file systems. */
+  rootsDir: string;
 }
 
 // Names become path components under the pool: no separators, no leading dot (temporary volumes start with one).
@@ -46,7 +64,10 @@ function checkSize(sizeBytes: number | undefined, what: string): void {
 export class BtrfsPool {
   private readonly poolDir: string;
   private readonly poolImage: string;
-  private readonly sizeBytes: number;
+  private readonly rootsDir: string;
+  private readonly requestedBytes: number;
+  /** Warnings found by ensure() (a pool that could not be fully backed by disk). */
+  private readonly ensureWarnings: string[] = [];
   private ready: Promise<void> | undefined;
   // Referenced bytes of sealed (read-only, hence immutable) images, so launching does not fork to check a size.
   private readonly imageSizes = new Map<string, number>();
@@ -54,10 +75,14 @@ export class BtrfsPool {
   constructor(private readonly host: Host, opts: BtrfsPoolOptions) {
     this.poolDir = resolve(opts.poolDir);
     this.poolImage = resolve(opts.poolImage);
-    this.sizeBytes = opts.sizeBytes;
+    this.rootsDir = resolve(opts.rootsDir);
+    this.requestedBytes = opts.sizeBytes;
   }
 
-  /** Makes the pool usable: creates and formats the backing file if missing, mounts it, enables quotas; fast when already mounted. */
+  /**
+   * Makes the pool usable: creates the backing file (fully allocated, no larger than the disk under it allows) and
+   * formats it if missing, mounts it nosuid,nodev and again for container roots, enables quotas; fast when mounted.
+   */
   ensure(): Promise<void> {
     this.ready ??= this.doEnsure().catch((e: unknown) => {
       this.ready = undefined;
@@ -66,20 +91,34 @@ export class BtrfsPool {
     return this.ready;
   }
 
-  /** Unmounts the pool (the loop device detaches itself); for tests and teardown. */
+  /** Unmounts the pool and its container-roots mount (the loop device detaches itself); for tests and teardown. */
   async unmount(): Promise<void> {
     this.ready = undefined;
     this.imageSizes.clear();
-    if (!(await this.mounted())) return;
+    const info = await this.host.fs.readText('/proc/self/mountinfo');
+    if (findMount(info, this.rootsDir)?.fsType === 'btrfs') await this.run(['umount', this.rootsDir], `Failed to unmount ${this.rootsDir}`);
+    if (findMount(info, this.poolDir)?.fsType !== 'btrfs') return;
     await this.run(['umount', this.poolDir], `Failed to unmount the storage pool at ${this.poolDir}`);
   }
 
-  /** Size and usage of the pool; nulls when it is not mounted. */
+  /** The size of the pool file (what was created, or the existing file), in bytes; 0 before ensure(). */
+  async sizeBytes(): Promise<number> {
+    return (await this.host.fs.stat(this.poolImage))?.size ?? 0;
+  }
+
+  /** Size, usage and health of the pool: read-only file system, thin backing file, low space in the pool or under it. */
   async info(): Promise<PoolInfo> {
-    const base: PoolInfo = { driver: 'btrfs', path: this.poolDir, sizeBytes: null, usedBytes: null };
-    if (!(await this.mounted())) return base;
+    const mount = findMount(await this.host.fs.readText('/proc/self/mountinfo'), this.poolDir);
+    if (mount?.fsType !== 'btrfs') return { driver: 'btrfs', path: this.poolDir, sizeBytes: null, usedBytes: null, state: 'unmounted', warnings: ['the storage pool is not mounted'] };
     const res = await this.run(['btrfs', 'filesystem', 'usage', '-b', this.poolDir], 'Failed to read the storage pool usage');
-    return { ...base, ...parseFilesystemUsage(res.stdout) };
+    const usage = parseFilesystemUsage(res.stdout);
+    const warnings = [...this.ensureWarnings];
+    const readOnly = mount.superOptions.split(',').includes('ro') || mount.options.split(',').includes('ro');
+    if (readOnly) warnings.push('the storage pool file system is read-only (btrfs stopped after a write error); instances cannot write to their disks');
+    if (usage.sizeBytes && usage.usedBytes !== null && usage.usedBytes > usage.sizeBytes * 0.9) warnings.push(`the storage pool is ${Math.round((usage.usedBytes / usage.sizeBytes) * 100)}% full`);
+    const under = await this.statfs(dirname(this.poolImage)).catch(() => undefined);
+    if (under && under.availBytes < poolHeadroom(under.totalBytes) / 2) warnings.push(`the file system under the pool (${dirname(this.poolImage)}, which also holds the database) has only ${Math.round(under.availBytes / 1024 ** 2)} MiB free`);
+    return { driver: 'btrfs', path: this.poolDir, ...usage, state: readOnly ? 'read-only' : warnings.length ? 'degraded' : 'ok', warnings };
   }
 
   /** Path of an image volume: <pool>/images/<fp>. */
@@ -90,6 +129,11 @@ export class BtrfsPool {
   /** Path of an instance volume, which is the container's root file system: <pool>/instances/<name>. */
   instancePath(name: string): string {
     return join(this.poolDir, 'instances', checkComponent(name, 'instance name'));
+  }
+
+  /** The same volume through the container-roots mount (set-uid allowed), as a container's runtime mounts it. */
+  containerRootPath(name: string): string {
+    return join(this.rootsDir, 'instances', checkComponent(name, 'instance name'));
   }
 
   /** Path of one snapshot of an instance: <pool>/snapshots/<name>/<snap>. */
@@ -276,26 +320,86 @@ export class BtrfsPool {
   }
 
   private async doEnsure(): Promise<void> {
-    const mount = findMount(await this.host.fs.readText('/proc/self/mountinfo'), this.poolDir);
+    let mount = findMount(await this.host.fs.readText('/proc/self/mountinfo'), this.poolDir);
     if (mount) {
       await this.checkMount(mount.fsType, mount.source);
-      return;
+      // A pool mounted by an older hangard lacks nosuid,nodev: tightened in place, nothing is unmounted.
+      const opts = mount.options.split(',');
+      if (!opts.includes('nosuid') || !opts.includes('nodev')) await this.run(['mount', '-o', 'remount,nosuid,nodev', this.poolDir], `Failed to remount the storage pool at ${this.poolDir} nosuid,nodev`);
+    } else {
+      await this.host.fs.mkdir(dirname(this.poolImage), { recursive: true });
+      await this.host.fs.mkdir(this.poolDir, { recursive: true, mode: 0o700 });
+      await new Reverter().run(async (r) => {
+        if (!(await this.host.fs.stat(this.poolImage))) {
+          r.add('remove the pool image', () => this.host.fs.rm(this.poolImage, { force: true }));
+          await this.createBackingFile();
+          await this.run(['mkfs.btrfs', '-q', '-L', 'hangar', this.poolImage], `Failed to format the storage pool file ${this.poolImage}`);
+        } else {
+          await this.backExistingFile();
+        }
+        // noatime: atime updates would rewrite (and unshare) metadata of every file read in a snapshot.
+        await this.run(['mount', '-t', 'btrfs', '-o', `loop,${POOL_MOUNT_OPTIONS.join(',')}`, this.poolImage, this.poolDir], `Failed to mount the storage pool ${this.poolImage} at ${this.poolDir}`);
+        r.add('unmount the pool', () => this.host.exec(['umount', this.poolDir]));
+        await this.run(['btrfs', 'quota', 'enable', this.poolDir], 'Failed to enable quotas on the storage pool');
+      });
+      mount = findMount(await this.host.fs.readText('/proc/self/mountinfo'), this.poolDir)!;
     }
-    await this.host.fs.mkdir(dirname(this.poolImage), { recursive: true });
-    await this.host.fs.mkdir(this.poolDir, { recursive: true });
-    await new Reverter().run(async (r) => {
-      if (!(await this.host.fs.stat(this.poolImage))) {
-        r.add('remove the pool image', () => this.host.fs.rm(this.poolImage, { force: true }));
-        await this.run(['truncate', '-s', String(this.sizeBytes), this.poolImage], `Failed to create the storage pool file ${this.poolImage}`);
-        await this.run(['mkfs.btrfs', '-q', '-L', 'hangar', this.poolImage], `Failed to format the storage pool file ${this.poolImage}`);
-      }
-      // noatime: atime updates would rewrite (and unshare) metadata of every file read in a snapshot.
-      await this.run(['mount', '-t', 'btrfs', '-o', 'loop,noatime', this.poolImage, this.poolDir], `Failed to mount the storage pool ${this.poolImage} at ${this.poolDir}`);
-      r.add('unmount the pool', () => this.host.exec(['umount', this.poolDir]));
-      await this.run(['btrfs', 'quota', 'enable', this.poolDir], 'Failed to enable quotas on the storage pool');
-      for (const d of ['images', 'instances', 'snapshots']) await this.host.fs.mkdir(join(this.poolDir, d), { recursive: true });
-    });
+    // Nothing in the pool is for other users: its root and top directories are root-only.
+    await this.host.fs.chmod(this.poolDir, 0o700);
+    for (const d of ['images', 'instances', 'snapshots']) await this.host.fs.mkdir(join(this.poolDir, d), { recursive: true, mode: 0o700 });
+    for (const d of ['images', 'instances', 'snapshots']) await this.host.fs.chmod(join(this.poolDir, d), 0o700);
+    await this.ensureRootsMount(mount.source);
     await this.clearStaleQgroups();
+  }
+
+  // Containers need set-uid programs (su, sudo, passwd) in their own root, which a nosuid mount forbids for every bind
+  // mount of it: a second mount of the same file system, nodev but with suid, in a root-only directory, serves them.
+  private async ensureRootsMount(device: string): Promise<void> {
+    const existing = findMount(await this.host.fs.readText('/proc/self/mountinfo'), this.rootsDir);
+    if (existing?.fsType === 'btrfs' && existing.source === device) return;
+    if (existing) throw new AppError('INVALID_STATE', `${this.rootsDir} is mounted from ${existing.source}, not from the storage pool (${device})`);
+    await this.host.fs.mkdir(this.rootsDir, { recursive: true, mode: 0o700 });
+    await this.host.fs.chmod(this.rootsDir, 0o700);
+    await this.run(['mount', '-t', 'btrfs', '-o', 'noatime,nodev', device, this.rootsDir], `Failed to mount the storage pool at ${this.rootsDir} for container roots`);
+  }
+
+  private async statfs(dir: string): Promise<{ availBytes: number; totalBytes: number }> {
+    return parseStatfs((await this.run(['stat', '-f', '-c', '%a %b %S', dir], `Failed to read the free space of ${dir}`)).stdout);
+  }
+
+  // A new pool file is allocated in full, so the file system under it filling up can never fail a write inside the
+  // pool (btrfs would go read-only for good); it is made smaller, with a warning, when the disk cannot hold the size asked.
+  private async createBackingFile(): Promise<void> {
+    const dir = dirname(this.poolImage);
+    const fs = await this.statfs(dir);
+    const room = fs.availBytes - poolHeadroom(fs.totalBytes);
+    let size = this.requestedBytes;
+    if (size > room) {
+      if (room < MIN_POOL_BYTES) {
+        throw new AppError('INSUFFICIENT_RESOURCES', `Cannot create the storage pool in ${dir}: it has ${formatBytes(fs.availBytes)} free, and a pool needs ${formatBytes(MIN_POOL_BYTES)} plus ${formatBytes(poolHeadroom(fs.totalBytes))} left free for the database and logs (HANGAR_POOL_SIZE, HANGAR_DIR)`);
+      }
+      size = Math.floor(room / 1024 ** 2) * 1024 ** 2;
+      this.ensureWarnings.push(`the storage pool was made ${formatBytes(size)} instead of ${formatBytes(this.requestedBytes)}: that is what ${dir} can hold with headroom`);
+    }
+    const res = await this.host.exec(['fallocate', '-l', String(size), this.poolImage], { allowFailure: true });
+    if (res.code === 0) return;
+    if (!/not supported/i.test(res.stderr)) throw new AppError('HOST_FAILED', `Failed to allocate the storage pool file ${this.poolImage} (${formatBytes(size)})`, { cause: new Error(res.stderr.trim() || `exit code ${res.code}`) });
+    // A file system without fallocate (rare: some FUSE or network ones) gets a sparse file, and says so.
+    await this.run(['truncate', '-s', String(size), this.poolImage], `Failed to create the storage pool file ${this.poolImage}`);
+    this.ensureWarnings.push(`the storage pool file is sparse (${dirname(this.poolImage)} cannot preallocate): when that disk fills, the pool stops taking writes`);
+  }
+
+  // A pool file from before (sparse) gets its holes allocated now; where the disk cannot hold them, a warning stays.
+  private async backExistingFile(): Promise<void> {
+    const alloc = parseFileAllocation((await this.run(['stat', '-c', '%b %B %s', this.poolImage], `Failed to read ${this.poolImage}`)).stdout);
+    if (alloc.allocatedBytes >= alloc.sizeBytes) return;
+    const fs = await this.statfs(dirname(this.poolImage));
+    const missing = alloc.sizeBytes - alloc.allocatedBytes;
+    if (missing <= fs.availBytes - poolHeadroom(fs.totalBytes)) {
+      const res = await this.host.exec(['fallocate', '-l', String(alloc.sizeBytes), this.poolImage], { allowFailure: true });
+      if (res.code === 0) return;
+    }
+    this.ensureWarnings.push(`${formatBytes(missing)} of the ${formatBytes(alloc.sizeBytes)} storage pool file are not backed by disk (${dirname(this.poolImage)} has ${formatBytes(fs.availBytes)} free): when that disk fills, the pool stops taking writes; free space there and restart hangard`);
   }
 
   private async checkMount(fsType: string, source: string): Promise<void> {

@@ -5,7 +5,10 @@ export interface MountEntry {
   mountPoint: string;
   fsType: string;
   source: string;
+  /** Per-mount options (rw, nosuid, nodev, ...). */
   options: string;
+  /** File system options; "ro" here means the file system itself went read-only (btrfs after an aborted transaction). */
+  superOptions: string;
 }
 
 /** One row of `btrfs qgroup show -re --raw`. */
@@ -44,7 +47,7 @@ export function parseMountInfo(text: string): MountEntry[] {
     const f = line.split(' ');
     const sep = f.indexOf('-', 6);
     if (f.length < 10 || sep < 0) continue;
-    out.push({ mountPoint: unescapeMountField(f[4]!), options: f[5]!, fsType: f[sep + 1]!, source: unescapeMountField(f[sep + 2]!) });
+    out.push({ mountPoint: unescapeMountField(f[4]!), options: f[5]!, fsType: f[sep + 1]!, source: unescapeMountField(f[sep + 2]!), superOptions: f[sep + 3] ?? '' });
   }
   return out;
 }
@@ -94,4 +97,19 @@ export function parseFilesystemUsage(text: string): { sizeBytes: number | null; 
   const size = /^\s*Device size:\s+(\d+)/m.exec(text);
   const used = /^\s*Used:\s+(\d+)/m.exec(text);
   return { sizeBytes: size ? Number(size[1]) : null, usedBytes: used ? Number(used[1]) : null };
+}
+
+/** Free and total bytes of a file system from `stat -f -c '%a %b %S' PATH` (available blocks, total blocks, block size). */
+export function parseStatfs(text: string): { availBytes: number; totalBytes: number } {
+  const m = /^(\d+) (\d+) (\d+)\s*$/.exec(text.trim());
+  if (!m) throw new Error(`unexpected stat -f output ${JSON.stringify(text.slice(0, 100))}`);
+  const bs = Number(m[3]);
+  return { availBytes: Number(m[1]) * bs, totalBytes: Number(m[2]) * bs };
+}
+
+/** Allocated and apparent bytes of a file from `stat -c '%b %B %s' PATH` (blocks, block unit, size). */
+export function parseFileAllocation(text: string): { allocatedBytes: number; sizeBytes: number } {
+  const m = /^(\d+) (\d+) (\d+)\s*$/.exec(text.trim());
+  if (!m) throw new Error(`unexpected stat output ${JSON.stringify(text.slice(0, 100))}`);
+  return { allocatedBytes: Number(m[1]) * Number(m[2]), sizeBytes: Number(m[3]) };
 }

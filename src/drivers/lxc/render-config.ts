@@ -117,8 +117,14 @@ function clean(value: string, what: string): string {
   return value;
 }
 
-// Devices a privileged container may use (as LXC's common.conf allows): mknod of any, null/zero/full/random/urandom, tty, ptmx, pts, fuse.
-const DEVICE_RULES = ['c *:* m', 'b *:* m', 'c 1:3 rwm', 'c 1:5 rwm', 'c 1:7 rwm', 'c 5:0 rwm', 'c 5:1 rwm', 'c 5:2 rwm', 'c 1:8 rwm', 'c 1:9 rwm', 'c 136:* rwm', 'c 10:229 rwm'];
+/** The devices every container may open: null, zero, full, random, urandom, tty, console, ptmx and the pts (everything else is denied). */
+export const DEVICE_RULES = ['c 1:3 rwm', 'c 1:5 rwm', 'c 1:7 rwm', 'c 1:8 rwm', 'c 1:9 rwm', 'c 5:0 rwm', 'c 5:1 rwm', 'c 5:2 rwm', 'c 136:* rwm'];
+
+/** Devices a container gets only when asked for, with the host node bound in: key, rule, node. */
+export const OPTIONAL_DEVICES = [
+  { key: 'security.devices.fuse', rule: 'c 10:229 rwm', node: '/dev/fuse' },
+  { key: 'security.devices.tun', rule: 'c 10:200 rwm', node: '/dev/net/tun' },
+] as const;
 
 /** Renders the LXC config file: one key per line, in a stable order. */
 export function renderLxcConfig(input: LxcRenderInput): string {
@@ -139,15 +145,28 @@ export function renderLxcConfig(input: LxcRenderInput): string {
   kv('lxc.seccomp.allow_nesting', 1);
   kv('lxc.mount.auto', privileged ? 'cgroup:mixed proc:mixed sys:mixed' : 'cgroup:mixed proc:mixed sys:rw');
   kv('lxc.mount.entry', '/sys/fs/fuse/connections sys/fs/fuse/connections none bind,optional 0 0');
+  // A devices allow-list for every container, privileged or not: a device node that reaches a root file system (an
+  // image, a bind mount) opens nothing beyond it. On a hybrid host lxc.cgroup2.* keys would be ignored.
+  const devKey = facts.cgroupLayout === 'v2' ? 'lxc.cgroup2.devices' : 'lxc.cgroup.devices';
+  kv(`${devKey}.deny`, 'a');
+  // Privileged containers may still create nodes (mknod), as LXC's common.conf allows; opening them is what is ruled.
+  if (privileged) for (const rule of ['c *:* m', 'b *:* m']) kv(`${devKey}.allow`, rule);
+  for (const rule of DEVICE_RULES) kv(`${devKey}.allow`, rule);
+  for (const d of OPTIONAL_DEVICES) {
+    if (record.config[d.key] !== 'true') continue;
+    kv(`${devKey}.allow`, d.rule);
+    kv('lxc.mount.entry', `${d.node} ${d.node.slice(1)} none bind,create=file,optional 0 0`);
+  }
   if (privileged) {
     kv('lxc.tty.dir', 'lxc');
     kv('lxc.cap.drop', 'mac_admin mac_override sys_time sys_module sys_rawio');
-    const devKey = facts.cgroupLayout === 'v2' ? 'lxc.cgroup2.devices' : 'lxc.cgroup.devices';
-    kv(`${devKey}.deny`, 'a');
-    for (const rule of DEVICE_RULES) kv(`${devKey}.allow`, rule);
   } else {
-    kv('lxc.idmap', `u 0 ${facts.idmap.uidStart} ${facts.idmap.count}`);
-    kv('lxc.idmap', `g 0 ${facts.idmap.gidStart} ${facts.idmap.count}`);
+    const map = record.idmap ?? facts.idmap;
+    kv('lxc.idmap', `u 0 ${map.uidStart} ${map.count}`);
+    kv('lxc.idmap', `g 0 ${map.gidStart} ${map.count}`);
+    // The tree is stored with the container's own ids (0-based); an idmapped mount shows it through this map, so
+    // no container needs a chown of its tree, and each can have its own map.
+    kv('lxc.rootfs.options', 'idmap=container');
   }
 
   const nic = record.nic;

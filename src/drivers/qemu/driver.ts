@@ -958,7 +958,7 @@ class QemuInstance implements InstanceHandle {
 /** Problems with a config for QEMU VMs: keys it cannot honour and values out of range. */
 function validateQemu(config: InstanceConfig, facts: HostFacts): string[] {
   const problems: string[] = [];
-  for (const key of ['limits.memory.swap', 'limits.processes', 'security.privileged']) {
+  for (const key of ['limits.memory.swap', 'limits.processes', 'security.privileged', 'security.idmap.isolated', 'security.devices.fuse', 'security.devices.tun']) {
     if (config[key] !== undefined) problems.push(`${key} is not supported by the qemu backend (a VM runs its own kernel)`);
   }
   for (const key of ['boot.initrd', 'boot.cmdline']) {

@@ -43,6 +43,10 @@ const cases: Record<string, LxcRenderInput> = {
   'privileged-hybrid-limits': { record: record({ ...limits, 'security.privileged': 'true' }), facts: hybrid, prefix: 'hgr', seccompProfile, lxcfsDir: null },
   'unprivileged-v2-limits': { record: record(limits), facts: v2, prefix: 'hgr', seccompProfile, lxcfsDir: '/var/lib/hangar/lxcfs' },
   'privileged-v2-nolimits': { record: record({ 'security.privileged': 'true' }), facts: v2, prefix: 'hgr', seccompProfile, lxcfsDir: null },
+  'unprivileged-v2-isolated-fuse-tun': {
+    record: { ...record({ 'security.devices.fuse': 'true', 'security.devices.tun': 'true' }), idmap: { uidStart: 1065536, gidStart: 1065536, count: 65536 } },
+    facts: v2, prefix: 'hgr', seccompProfile, lxcfsDir: null,
+  },
 };
 
 describe('renderLxcConfig goldens', () => {
@@ -58,6 +62,19 @@ describe('renderLxcConfig goldens', () => {
   it('never emits cgroup2 keys on a hybrid host, nor v1 keys on pure v2', () => {
     expect(renderLxcConfig(cases['unprivileged-hybrid-limits-lxcfs']!)).not.toMatch(/^lxc\.cgroup2\./m);
     expect(renderLxcConfig(cases['unprivileged-v2-limits']!)).not.toMatch(/^lxc\.cgroup\.(memory|cpu|pids)/m);
+  });
+
+  it('denies every device but the standard set to every container, privileged or not; fuse and tun only when asked', () => {
+    for (const [name, input] of Object.entries(cases)) {
+      const conf = renderLxcConfig(input);
+      const key = input.facts.cgroupLayout === 'v2' ? 'lxc.cgroup2.devices' : 'lxc.cgroup.devices';
+      expect(conf, name).toContain(`${key}.deny = a\n`);
+      const allowed = conf.split('\n').filter((l) => l.startsWith(`${key}.allow = `)).map((l) => l.slice(`${key}.allow = `.length));
+      expect(allowed.filter((r) => r.endsWith('rw') || r.endsWith('rwm')).every((r) => /^c (1:[35789]|5:[012]|136:\*|10:229|10:200) rwm$/.test(r)), name).toBe(true);
+      expect(allowed.some((r) => r.startsWith('b ') && r !== 'b *:* m'), name).toBe(false);
+      expect(allowed.includes('c 10:229 rwm'), name).toBe(input.record.config['security.devices.fuse'] === 'true');
+      expect(allowed.includes('c 10:200 rwm'), name).toBe(input.record.config['security.devices.tun'] === 'true');
+    }
   });
 
   it('refuses values that would inject config lines', () => {
