@@ -7,7 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalHost } from '../../src/core/host/local.js';
 import { importRootfsTarball } from '../../src/core/images/tar-import.js';
 import { isAppError } from '../../src/shared/errors.js';
-import { goodRootfsEntries, makeTar, type RawTarEntry } from '../fixtures/archives/make-tar.js';
+import { goodRootfsEntries, makeTar, sparseDesyncTar, type RawTarEntry } from '../fixtures/archives/make-tar.js';
+import { verifyRootfsTree } from '../../src/core/images/tar-import.js';
 
 const host = new LocalHost();
 const prefix = `t${Math.random().toString(36).slice(2, 6)}`;
@@ -49,6 +50,26 @@ afterAll(async () => {
 });
 
 describe('importRootfsTarball', () => {
+  it('decides by what is on disk: an archive on which the two tar parsers disagree cannot plant a device node', async () => {
+    const file = join(dir, `a${n++}.bin`);
+    await writeFile(file, sparseDesyncTar());
+    // The disagreement itself: GNU tar lists a block device that npm tar never reports as an entry.
+    expect(execFileSync('tar', ['-tvf', file], { encoding: 'utf8' })).toMatch(/^brw-rw-rw- .* 7,2 .* usr\/blk$/m);
+    await expectRejected(file, /Archive .* entry "usr\/sparse" has unsupported type SparseFile/);
+  });
+
+  it('checks the extracted tree itself: a device node or socket on disk is refused whatever the archive said', async () => {
+    const root = await freshDest();
+    await mkdir(join(root, 'usr'));
+    await writeFile(join(root, 'usr/ok'), 'x');
+    await expect(verifyRootfsTree(host, root, 'Tree')).resolves.toBeUndefined();
+    execFileSync('mknod', ['-m', '666', join(root, 'usr/blk'), 'b', '7', '2']);
+    await expect(verifyRootfsTree(host, root, 'Tree')).rejects.toThrow(/^Tree put a block device at \/usr\/blk in the root file system/);
+    execFileSync('rm', [join(root, 'usr/blk')]);
+    execFileSync('mknod', [join(root, 'usr/c'), 'c', '1', '3']);
+    await expect(verifyRootfsTree(host, root, 'Tree')).rejects.toThrow(/a character device at \/usr\/c/);
+  });
+
   for (const c of ['none', 'gzip', 'xz', 'zstd'] as const) {
     it(`imports a good ${c} rootfs, keeping owners, modes and links`, async () => {
       const file = await archive(goodRootfsEntries(), c);

@@ -13,7 +13,7 @@ import { buildBusyboxRootfs } from './busybox.js';
 import { buildDebianRootfs } from './debian.js';
 import { buildBusyboxVmImage } from './busybox-vm.js';
 import { buildDebianVmImage } from './debian-vm.js';
-import { importRootfsTarball } from './tar-import.js';
+import { importRootfsTarball, verifyRootfsTree } from './tar-import.js';
 import { convertVmDisk, inspectVmDisk, verifyVmDisk, VM_DISK_FILE } from './disk-import.js';
 
 /** Dependencies of the image service. */
@@ -146,6 +146,8 @@ export class ImageService {
       r.add('delete image volume', () => this.d.pool.deleteImageVolume(fingerprint));
       // Stored with the container's own ids (0-based): containers see their tree through an idmapped mount.
       const built = await fill(dir);
+      // Whatever made the tree (a builder, an archive), what is on disk is checked before it is sealed.
+      if (type === 'container') await verifyRootfsTree(this.d.host, dir, `Image "${alias}"`);
       await this.d.pool.sealImageVolume(fingerprint);
       // Flush the new tree now, so the first launch's snapshot does not pay for writing it out.
       await this.d.host.exec(['sync', '-f', dir]);

@@ -1,4 +1,4 @@
-// Rootfs tarball import: detects compression from magic bytes, validates every entry with npm tar's Parser, then extracts with system tar.
+// Rootfs tarball import: detects compression from magic bytes, validates every entry with npm tar's Parser, extracts with system tar, then checks what is on disk.
 import { once } from 'node:events';
 import type { Readable } from 'node:stream';
 import { Parser } from 'tar';
@@ -187,7 +187,42 @@ export async function importRootfsTarball(host: Host, file: string, destDir: str
     await emptyDir(host, destDir);
     throw new AppError('HOST_FAILED', `Failed to extract archive ${file} into ${destDir}`, { cause: e });
   }
+  // The check above read the archive with one parser and GNU tar extracted it with another: where the two disagree
+  // (old-GNU sparse extension blocks, say), only what is now on disk tells the truth, and that is what decides.
+  try {
+    await verifyRootfsTree(host, destDir, `Archive ${file}`);
+  } catch (e) {
+    await emptyDir(host, destDir);
+    throw e;
+  }
   return { entries };
+}
+
+/**
+ * Checks an extracted or built root file system as it is on disk: no device nodes or sockets anywhere (the container
+ * runtime makes /dev itself), and no file hard-linked to anything outside the tree. Throws INVALID_ARCHIVE naming what.
+ */
+export async function verifyRootfsTree(host: Host, root: string, subject: string): Promise<void> {
+  const special = await host.exec(['find', root, '-xdev', '(', '-type', 'b', '-o', '-type', 'c', '-o', '-type', 's', ')', '-printf', '%y %P\\0'], { timeoutMs: 600_000 });
+  const first = special.stdout.split('\0').find(Boolean);
+  if (first) {
+    const [type, ...rest] = first.split(' ');
+    const what = type === 'b' ? 'a block device' : type === 'c' ? 'a character device' : 'a socket';
+    throw new AppError('INVALID_ARCHIVE', `${subject} put ${what} at /${rest.join(' ')} in the root file system; images must not contain device nodes (the container manager provides /dev)`);
+  }
+  // Every name of a multiply linked file must be inside the tree: more links than names here means one points outside.
+  const links = await host.exec(['find', root, '-xdev', '-type', 'f', '-links', '+1', '-printf', '%i %n %P\\0'], { timeoutMs: 600_000 });
+  const seen = new Map<string, { want: number; names: string[] }>();
+  for (const line of links.stdout.split('\0')) {
+    const m = /^(\d+) (\d+) (.*)$/s.exec(line);
+    if (!m) continue;
+    const e = seen.get(m[1]!) ?? { want: Number(m[2]), names: [] };
+    e.names.push(m[3]!);
+    seen.set(m[1]!, e);
+  }
+  for (const e of seen.values()) {
+    if (e.names.length < e.want) throw new AppError('INVALID_ARCHIVE', `${subject} left /${e.names[0]} hard-linked to a file outside the root file system`);
+  }
 }
 
 function changed(a: HostStat, b: HostStat | undefined): boolean {
@@ -254,6 +289,11 @@ export async function validateTarStream(stream: AsyncIterable<Buffer>, label: st
       }
     }
     entry.resume();
+  });
+  // npm tar hands entries of types it does not handle (old-GNU sparse 'S', volume headers, ...) to this event instead of
+  // 'entry': GNU tar would extract them, so they are refused like every unknown type.
+  parser.on('ignoredEntry', (entry: { path: string; type: string }) => {
+    failure ??= new AppError('INVALID_ARCHIVE', `Archive entry ${JSON.stringify(entry.path)} has unsupported type ${entry.type}`);
   });
   parser.on('error', (e: Error) => {
     const empty = /Unrecognized archive format/.test(e.message);
