@@ -114,7 +114,7 @@ async function main(settings: Settings): Promise<void> {
     const net = network.info();
     return {
       hostname: facts.hostname, kernel: facts.kernel, os: facts.os, cpus: facts.cpus, memoryBytes: facts.memoryBytes, cgroupLayout: facts.cgroupLayout,
-      storage: { driver: poolInfo.driver, path: poolInfo.path, sizeBytes: poolInfo.sizeBytes, usedBytes: poolInfo.usedBytes },
+      storage: { driver: poolInfo.driver, path: poolInfo.path, sizeBytes: poolInfo.sizeBytes, usedBytes: poolInfo.usedBytes, state: poolInfo.state, warnings: poolInfo.warnings },
       network: { bridge: net.bridge, subnet: net.subnet, gateway: net.gateway },
       drivers: probes.map(({ d, p }) => ({ name: d.name, type: d.type, available: p.available, version: p.version, reason: p.reason })),
       cpuVirtFlags: facts.cpuVirtFlags,
@@ -123,6 +123,21 @@ async function main(settings: Settings): Promise<void> {
       runsIn,
     };
   };
+
+  // The pool's health, reported at start and whenever it changes (a read-only or nearly full pool is an event).
+  let poolState = '';
+  const watchPool = async () => {
+    const h = await pool.health().catch(() => undefined);
+    if (!h) return;
+    const now = `${h.state}\n${h.warnings.join('\n')}`;
+    // At start only trouble is news; later every change is.
+    if (now === poolState || (poolState === '' && h.state === 'ok')) { poolState = now; return; }
+    poolState = now;
+    if (h.warnings.length) log(`storage pool ${h.state}: ${h.warnings.join('; ')}`);
+    events.emit({ type: 'pool-state-changed', message: h.warnings.length ? `Storage pool ${h.state}: ${h.warnings.join('; ')}` : 'Storage pool ok', data: { state: h.state, warnings: h.warnings } });
+  };
+  await watchPool();
+  setInterval(() => void watchPool(), 30_000).unref();
 
   await instances.reconcile();
   const server = buildServer({ version: VERSION, instances, images, ops, events, hostInfo, detect });

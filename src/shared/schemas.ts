@@ -208,7 +208,12 @@ export const HostInfoSchema = z.strictObject({
   cpus: z.number(),
   memoryBytes: z.number(),
   cgroupLayout: z.enum(['v1', 'v2', 'hybrid']),
-  storage: z.strictObject({ driver: z.string(), path: z.string(), sizeBytes: z.number().nullable(), usedBytes: z.number().nullable() }),
+  storage: z.strictObject({
+    driver: z.string(), path: z.string(), sizeBytes: z.number().nullable(), usedBytes: z.number().nullable(),
+    /** ok; degraded (see warnings); read-only (the pool stopped taking writes); unmounted. */
+    state: z.enum(['ok', 'degraded', 'read-only', 'unmounted']),
+    warnings: z.array(z.string()),
+  }),
   network: z.strictObject({ bridge: z.string(), subnet: z.string(), gateway: z.string() }),
   drivers: z.array(DriverInfoSchema),
   cpuVirtFlags: z.array(z.string()),

@@ -3,6 +3,10 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, closeSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { HangarClient } from '../../src/client/client.js';
+import { LocalHost } from '../../src/core/host/local.js';
+import { NetworkManager } from '../../src/core/network/manager.js';
+import { loadSettings } from '../../src/core/settings.js';
+import { BtrfsPool } from '../../src/core/storage/btrfs-pool.js';
 
 /** Repository root. */
 export const ROOT = resolve(import.meta.dirname, '../..');
@@ -144,3 +148,33 @@ export async function sharedDaemon(): Promise<TestDaemon> {
 export function setSharedDaemon(d: TestDaemon): void {
   shared = d;
 }
+
+/**
+ * Deletes a test daemon's instances, stops it, then removes what it set up on the host: network (bridge, nft table,
+ * dnsmasq), lxcfs and the pool with its container-roots mount. Safe to call when the daemon is already gone.
+ */
+export async function teardownDaemon(env: Record<string, string>): Promise<void> {
+  const client = new HangarClient({ socketPath: env.HANGAR_SOCKET! });
+  let pid: number | undefined;
+  try {
+    pid = (await client.serverInfo()).pid;
+    for (const i of await client.listInstances()) {
+      await client.waitOperation(await client.deleteInstance(i.name, { force: true })).catch(() => undefined);
+    }
+  } catch { /* daemon not running */ }
+  client.close();
+  if (pid) {
+    try { process.kill(pid, 'SIGTERM'); } catch { /* gone */ }
+    for (let i = 0; i < 100; i++) {
+      try { process.kill(pid, 0); } catch { break; }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  const settings = loadSettings(env);
+  const host = new LocalHost();
+  await new NetworkManager(host, { bridge: settings.bridge, subnet: settings.subnet, nftTable: settings.nftTable, dnsmasqDir: settings.dnsmasqDir, ifPrefix: settings.prefix }).teardown().catch(() => undefined);
+  // lxcfs of the test daemon: unmounting its FUSE mount makes it exit.
+  spawnSync('umount', ['-l', settings.lxcfsDir]);
+  await new BtrfsPool(host, { poolDir: settings.poolDir, poolImage: settings.poolImage, sizeBytes: settings.poolSizeBytes, rootsDir: settings.rootsDir }).unmount().catch(() => undefined);
+}
+

@@ -2,6 +2,7 @@
 import Database from 'better-sqlite3';
 import type { InstanceConfig } from '../../shared/config.js';
 import type { InstanceType } from '../../shared/schemas.js';
+import { AppError } from '../../shared/errors.js';
 
 /** Desired state recorded for an instance (what it should be doing). */
 export type ExpectedState = 'stopped' | 'running' | 'frozen';
@@ -121,7 +122,7 @@ function toImage(r: RawImage): ImageRow {
 export class StateDb {
   private readonly db: Database.Database;
 
-  constructor(file: string) {
+  constructor(private readonly file: string) {
     this.db = new Database(file);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('foreign_keys = ON');
@@ -155,9 +156,9 @@ export class StateDb {
 
   /** Inserts a new instance row. */
   insertInstance(row: InstanceRow): void {
-    this.db.prepare(`INSERT INTO instances (name, type, driver, image, image_fingerprint, config, pending_config, ipv4, mac, expected_state, init_pid, init_start_time, cpuset, idmap_block, created_at)
+    this.write(() => this.db.prepare(`INSERT INTO instances (name, type, driver, image, image_fingerprint, config, pending_config, ipv4, mac, expected_state, init_pid, init_start_time, cpuset, idmap_block, created_at)
       VALUES (@name, @type, @driver, @image, @imageFingerprint, @config, @pendingConfig, @ipv4, @mac, @expectedState, @initPid, @initStartTime, @cpuset, @idmapBlock, @createdAt)`)
-      .run({ ...row, config: JSON.stringify(row.config), pendingConfig: JSON.stringify(row.pendingConfig) });
+      .run({ ...row, config: JSON.stringify(row.config), pendingConfig: JSON.stringify(row.pendingConfig) }));
   }
 
   /** Updates the given fields of an instance. */
@@ -175,12 +176,12 @@ export class StateDb {
       params[k] = k === 'config' || k === 'pendingConfig' ? JSON.stringify(v) : v;
     }
     if (sets.length === 0) return;
-    this.db.prepare(`UPDATE instances SET ${sets.join(', ')} WHERE name = @name`).run(params);
+    this.write(() => this.db.prepare(`UPDATE instances SET ${sets.join(', ')} WHERE name = @name`).run(params));
   }
 
   /** Deletes an instance row (and its snapshot rows). */
   deleteInstance(name: string): void {
-    this.db.prepare('DELETE FROM instances WHERE name = ?').run(name);
+    this.write(() => this.db.prepare('DELETE FROM instances WHERE name = ?').run(name));
   }
 
   /** Snapshots of an instance, oldest first. */
@@ -191,12 +192,12 @@ export class StateDb {
 
   /** Records a snapshot. */
   insertSnapshot(row: SnapshotRow): void {
-    this.db.prepare('INSERT INTO snapshots (instance, name, created_at, stateful) VALUES (?, ?, ?, ?)').run(row.instance, row.name, row.createdAt, row.stateful ? 1 : 0);
+    this.write(() => this.db.prepare('INSERT INTO snapshots (instance, name, created_at, stateful) VALUES (?, ?, ?, ?)').run(row.instance, row.name, row.createdAt, row.stateful ? 1 : 0));
   }
 
   /** Forgets a snapshot. */
   deleteSnapshot(instance: string, name: string): void {
-    this.db.prepare('DELETE FROM snapshots WHERE instance = ? AND name = ?').run(instance, name);
+    this.write(() => this.db.prepare('DELETE FROM snapshots WHERE instance = ? AND name = ?').run(instance, name));
   }
 
   /** All images. */
@@ -212,17 +213,30 @@ export class StateDb {
 
   /** Records an image. */
   insertImage(row: ImageRow): void {
-    this.db.prepare('INSERT INTO images (alias, type, fingerprint, description, size_bytes, created_at, source, props) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
-      .run(row.alias, row.type, row.fingerprint, row.description, row.sizeBytes, row.createdAt, row.source, JSON.stringify(row.props));
+    this.write(() => this.db.prepare('INSERT INTO images (alias, type, fingerprint, description, size_bytes, created_at, source, props) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+      .run(row.alias, row.type, row.fingerprint, row.description, row.sizeBytes, row.createdAt, row.source, JSON.stringify(row.props)));
   }
 
   /** Forgets an image. */
   deleteImage(alias: string, type: InstanceType): void {
-    this.db.prepare('DELETE FROM images WHERE alias = ? AND type = ?').run(alias, type);
+    this.write(() => this.db.prepare('DELETE FROM images WHERE alias = ? AND type = ?').run(alias, type));
   }
 
   /** Runs fn in a transaction. */
   transaction<T>(fn: () => T): T {
-    return this.db.transaction(fn)();
+    return this.write(() => this.db.transaction(fn)());
+  }
+
+  // A full disk is the user's to fix, and must say so: SQLite's "database or disk is full" becomes a clear error.
+  private write<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (e) {
+      const code = (e as { code?: string }).code ?? '';
+      if (code === 'SQLITE_FULL' || /^SQLITE_IOERR/.test(code)) {
+        throw new AppError('INSUFFICIENT_RESOURCES', `The state database ${this.file} cannot be written: its file system is full (free space there; nothing was changed)`, { cause: e });
+      }
+      throw e;
+    }
   }
 }

@@ -106,19 +106,27 @@ export class BtrfsPool {
     return (await this.host.fs.stat(this.poolImage))?.size ?? 0;
   }
 
-  /** Size, usage and health of the pool: read-only file system, thin backing file, low space in the pool or under it. */
+  /** Size, usage and health of the pool (see health()), plus a warning when it is 90% full. */
   async info(): Promise<PoolInfo> {
-    const mount = findMount(await this.host.fs.readText('/proc/self/mountinfo'), this.poolDir);
-    if (mount?.fsType !== 'btrfs') return { driver: 'btrfs', path: this.poolDir, sizeBytes: null, usedBytes: null, state: 'unmounted', warnings: ['the storage pool is not mounted'] };
+    const health = await this.health();
+    if (health.state === 'unmounted') return { driver: 'btrfs', path: this.poolDir, sizeBytes: null, usedBytes: null, ...health };
     const res = await this.run(['btrfs', 'filesystem', 'usage', '-b', this.poolDir], 'Failed to read the storage pool usage');
     const usage = parseFilesystemUsage(res.stdout);
+    const warnings = [...health.warnings];
+    if (usage.sizeBytes && usage.usedBytes !== null && usage.usedBytes > usage.sizeBytes * 0.9) warnings.push(`the storage pool is ${Math.round((usage.usedBytes / usage.sizeBytes) * 100)}% full`);
+    return { driver: 'btrfs', path: this.poolDir, ...usage, state: health.state === 'ok' && warnings.length ? 'degraded' : health.state, warnings };
+  }
+
+  /** Whether the pool takes writes, and what needs attention: read-only file system, a thin backing file, a nearly full disk under it (one fork). */
+  async health(): Promise<Pick<PoolInfo, 'state' | 'warnings'>> {
+    const mount = findMount(await this.host.fs.readText('/proc/self/mountinfo'), this.poolDir);
+    if (mount?.fsType !== 'btrfs') return { state: 'unmounted', warnings: ['the storage pool is not mounted'] };
     const warnings = [...this.ensureWarnings];
     const readOnly = mount.superOptions.split(',').includes('ro') || mount.options.split(',').includes('ro');
     if (readOnly) warnings.push('the storage pool file system is read-only (btrfs stopped after a write error); instances cannot write to their disks');
-    if (usage.sizeBytes && usage.usedBytes !== null && usage.usedBytes > usage.sizeBytes * 0.9) warnings.push(`the storage pool is ${Math.round((usage.usedBytes / usage.sizeBytes) * 100)}% full`);
     const under = await this.statfs(dirname(this.poolImage)).catch(() => undefined);
     if (under && under.availBytes < poolHeadroom(under.totalBytes) / 2) warnings.push(`the file system under the pool (${dirname(this.poolImage)}, which also holds the database) has only ${Math.round(under.availBytes / 1024 ** 2)} MiB free`);
-    return { driver: 'btrfs', path: this.poolDir, ...usage, state: readOnly ? 'read-only' : warnings.length ? 'degraded' : 'ok', warnings };
+    return { state: readOnly ? 'read-only' : warnings.length ? 'degraded' : 'ok', warnings };
   }
 
   /** Path of an image volume: <pool>/images/<fp>. */
