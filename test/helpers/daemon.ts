@@ -32,12 +32,14 @@ export interface TestDaemon {
 }
 
 /** Starts hangard with env and waits until its API answers and the busybox image exists. */
-export async function startDaemon(env: Record<string, string> = TEST_ENV, timeoutMs = 300_000): Promise<TestDaemon> {
+export async function startDaemon(env: Record<string, string> = TEST_ENV, timeoutMs = 300_000, opts: { umask?: string } = {}): Promise<TestDaemon> {
   mkdirSync(env.HANGAR_DIR!, { recursive: true });
   const logFile = join(env.HANGAR_DIR!, 'hangard-test.log');
   const fd = openSync(logFile, 'a');
   // Own session: a test killing the daemon never signals the test runner's group, and vice versa.
-  const child = spawn(process.execPath, [join(ROOT, 'dist/hangard.mjs')], { env: { ...process.env, ...env }, detached: true, stdio: ['ignore', fd, fd] });
+  // With a umask, through sh (which sets it and execs hangard, so the pid stays the daemon's).
+  const argv = opts.umask === undefined ? [process.execPath, join(ROOT, 'dist/hangard.mjs')] : ['/bin/sh', '-c', `umask ${opts.umask} && exec "$0" "$1"`, process.execPath, join(ROOT, 'dist/hangard.mjs')];
+  const child = spawn(argv[0]!, argv.slice(1), { env: { ...process.env, ...env }, detached: true, stdio: ['ignore', fd, fd] });
   closeSync(fd);
   child.unref();
   const client = new HangarClient({ socketPath: env.HANGAR_SOCKET! });
