@@ -80,7 +80,7 @@ export function freeIdStart(text: string, count: number, from: number = ISOLATED
     moved = false;
     for (const u of used) {
       if (start < u.end && u.start < start + count) {
-        start = Math.ceil(u.end / IDS_PER_CONTAINER) * IDS_PER_CONTAINER;
+        start = u.end;
         moved = true;
       }
     }

@@ -1,6 +1,6 @@
 // Unit tests of the storage pool parsers, on output captured from this machine's kernel and btrfs-progs 6.2.
 import { describe, expect, it } from 'vitest';
-import { findMount, parseFilesystemUsage, parseMountInfo, parseQgroupShow, parseSubvolumeList } from './parse.js';
+import { findMount, parseFileAllocation, parseFilesystemUsage, parseMountInfo, parseQgroupShow, parseStatfs, parseSubvolumeList } from './parse.js';
 
 const MOUNTINFO = [
   '22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw,discard',
@@ -15,6 +15,17 @@ describe('mountinfo', () => {
     expect(m).toHaveLength(3);
     expect(m[0]).toMatchObject({ mountPoint: '/', fsType: 'ext4', source: '/dev/vda' });
     expect(m[1]).toMatchObject({ mountPoint: '/tmp/hgr-exp1/pool', fsType: 'btrfs', source: '/dev/loop0' });
+  });
+
+  it('keeps per-mount and file system options apart (a btrfs that went read-only shows "ro" in the latter)', () => {
+    const ro = findMount('50 27 0:41 / /p rw,nosuid,nodev,noatime - btrfs /dev/loop3 ro,discard=async,space_cache=v2\n', '/p');
+    expect(ro).toMatchObject({ options: 'rw,nosuid,nodev,noatime', superOptions: 'ro,discard=async,space_cache=v2' });
+  });
+
+  it('reads free space and a file\'s allocation from stat', () => {
+    expect(parseStatfs('1000 5000 4096\n')).toEqual({ availBytes: 4096000, totalBytes: 20480000 });
+    expect(parseFileAllocation('8 512 4096\n')).toEqual({ allocatedBytes: 4096, sizeBytes: 4096 });
+    expect(() => parseStatfs('garbage')).toThrow(/unexpected/);
   });
 
   it('decodes octal escapes and finds exact mount points only', () => {
