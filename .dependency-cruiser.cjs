@@ -1,4 +1,4 @@
-// Layering rules, checked by `npm test`: cli → client → shared; api → core → drivers → core/host; nothing imports daemon.
+// Layering rules, checked by `npm test`: cli → client → shared; api → core → drivers → host → shared; nothing imports daemon.
 module.exports = {
   forbidden: [
     { name: 'no-daemon-imports', severity: 'error', from: { pathNot: '^src/daemon/' }, to: { path: '^src/daemon/' } },
@@ -8,8 +8,10 @@ module.exports = {
     { name: 'client-only-shared', severity: 'error', from: { path: '^src/client/' }, to: { path: '^src/(api|core|drivers|daemon|cli)/' } },
     { name: 'api-not-drivers-directly', severity: 'error', from: { path: '^src/api/' }, to: { path: '^src/(drivers|cli|client)/' } },
     { name: 'core-not-upwards', severity: 'error', from: { path: '^src/core/' }, to: { path: '^src/(api|cli|client)/' } },
-    { name: 'drivers-not-upwards', severity: 'error', comment: 'drivers use only core/host and core/reverter (and shared); never the db, services or api',
-      from: { path: '^src/drivers/' }, to: { path: '^src/(api|cli|client)/|^src/core/(?!host/|reverter\.ts$)' } },
+    { name: 'drivers-not-upwards', severity: 'error', comment: 'drivers use only src/host (and shared); never core (db, services), the api or clients',
+      from: { path: '^src/drivers/' }, to: { path: '^src/(api|cli|client|core)/' } },
+    { name: 'host-is-the-bottom', severity: 'error', comment: 'src/host (Host, its implementations, host facts, the reverter) imports nothing above it but shared',
+      from: { path: '^src/host/' }, to: { path: '^src/(?!host/|shared/)' } },
     { name: 'drivers-no-direct-machine-access', severity: 'error', comment: 'drivers touch the machine only through Host',
       from: { path: '^src/drivers/' }, to: { dependencyTypes: ['core'], path: '^(node:)?(child_process|fs|fs/promises|net)$' } },
     { name: 'no-circular', severity: 'error', from: {}, to: { circular: true } },

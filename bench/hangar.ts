@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { HangarClient } from '../src/client/client.js';
 import { buildBusyboxRootfs } from '../src/core/images/busybox.js';
-import { LocalHost } from '../src/core/host/local.js';
+import { LocalHost } from '../src/host/local.js';
 import { loadSettings } from '../src/core/settings.js';
 import { parseQgroupShow } from '../src/core/storage/parse.js';
 import { BenchDaemon, type BenchDaemonOptions } from './bench-daemon.js';

@@ -2,7 +2,7 @@
 import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { LocalHost } from '../src/core/host/local.js';
+import { LocalHost } from '../src/host/local.js';
 import { buildBusyboxVmImage, VM_CMDLINE } from '../src/core/images/busybox-vm.js';
 import { fetchDebianKernel } from '../src/core/images/debian-kernel.js';
 import { loadSettings } from '../src/core/settings.js';

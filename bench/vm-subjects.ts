@@ -4,7 +4,7 @@ import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, rea
 import { createConnection } from 'node:net';
 import { dirname, join } from 'node:path';
 import { HangarClient } from '../src/client/client.js';
-import { LocalHost } from '../src/core/host/local.js';
+import { LocalHost } from '../src/host/local.js';
 import { QmpClient } from '../src/drivers/qemu/qmp/client.js';
 import { BenchDaemon, type BenchDaemonOptions } from './bench-daemon.js';
 import { msSince, pidAlive, run, sleep, until, waitPidExit } from './util.js';

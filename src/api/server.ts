@@ -10,7 +10,7 @@ import type { InstanceService } from '../core/instances.js';
 import type { ImageService } from '../core/images/service.js';
 import type { OperationManager } from '../core/operations.js';
 import type { EventBus } from '../core/events.js';
-import type { HostProcess } from '../core/host/host.js';
+import type { HostProcess } from '../host/host.js';
 import { encodeExecFrame, ExecFrame } from '../shared/exec-frames.js';
 import { httpStatusFor } from './http-status.js';
 import { buildOpenApi } from './openapi.js';

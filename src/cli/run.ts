@@ -95,9 +95,10 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
       .option('--cpus <n>', 'CPU count (limits.cpu)')
       .option('--disk <size>', 'root disk size (limits.disk)')
       .option('--ip <address>', 'static IPv4 address')
-      .option('--vm', 'create a virtual machine')
+      .option('--vm', 'create a virtual machine (the default VM driver)')
+      .option('--driver <name>', 'the backend (lxc, qemu, ...; host info lists them): default, the first enabled one of the type')
       .action(
-        act(async (img: string, inst: string, o: { config: string[]; memory?: string; cpus?: string; disk?: string; ip?: string; vm?: boolean }) =>
+        act(async (img: string, inst: string, o: { config: string[]; memory?: string; cpus?: string; disk?: string; ip?: string; vm?: boolean; driver?: string }) =>
           (await import('./commands/instances.js')).launchCommand(ctx, img, inst, o, start),
         ),
       );

@@ -40,6 +40,7 @@ export function fakeInstance(name: string, over: Partial<Instance> = {}): Instan
     pid: 4242,
     createdAt: '2024-01-01T00:00:00Z',
     technology: { kernel: 'shared', memory: 'burstable', isolation: 'namespaces+cgroups' },
+    features: { freeze: true, snapshots: false, statefulStop: false, console: true, execTty: true, liveCopy: true, graphicalConsole: false, monitor: false },
     ...over,
   };
 }

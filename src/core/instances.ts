@@ -3,12 +3,12 @@ import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { AppError, isAppError } from '../shared/errors.js';
 import { assertName } from '../shared/names.js';
-import { resourcesOf, validateConfig, type InstanceConfig } from '../shared/config.js';
+import { keyAllowed, resourcesOf, unsupportedKeys, validateConfig, type InstanceConfig } from '../shared/config.js';
 import type { ConfigChangeResult, CreateInstanceRequest, Instance, InstanceState, Snapshot } from '../shared/schemas.js';
-import type { BackendEvent, Driver, DriverContext, ExecSpec, InstanceHandle, InstanceRecord, ObservedState } from '../drivers/driver.js';
-import type { DriverRegistry } from '../drivers/registry.js';
-import type { HostProcess, Host } from './host/host.js';
-import { IDS_PER_CONTAINER, type HostSnapshot } from './host/facts.js';
+import type { BackendEvent, ExecSpec, HostDriver, InstanceHandle, InstanceRecord, ObservedState } from '../drivers/driver.js';
+import type { DriverSet } from '../drivers/registry.js';
+import type { HostProcess, Host } from '../host/host.js';
+import { IDS_PER_CONTAINER, type HostSnapshot } from '../host/facts.js';
 import type { StateDb, InstanceRow, ExpectedState } from './db/database.js';
 import type { EventBus } from './events.js';
 import type { LockManager } from './locks.js';
@@ -16,8 +16,7 @@ import type { ImageService } from './images/service.js';
 import type { BtrfsPool } from './storage/btrfs-pool.js';
 import type { NetworkManager } from './network/manager.js';
 import { allocateAddress, checkAddress, macFor } from './network/ipam.js';
-import { Reverter } from './reverter.js';
-import { shiftIds } from './images/shift.js';
+import { Reverter } from '../host/reverter.js';
 import { formatSize } from '../shared/units.js';
 
 /** Dependencies of the instance service. */
@@ -26,15 +25,13 @@ export interface InstanceServiceDeps {
   db: StateDb;
   events: EventBus;
   locks: LockManager;
-  registry: DriverRegistry;
+  drivers: DriverSet;
   images: ImageService;
   pool: BtrfsPool;
   network: NetworkManager;
   facts: HostSnapshot;
   /** Root of per-instance directories (console logs, driver files). */
   instancesDir: string;
-  lxcPath: string;
-  lxcfsDir: string | null;
   prefix: string;
   poolSizeBytes: number;
   memoryReserveBytes: number;
@@ -44,7 +41,7 @@ export interface InstanceServiceDeps {
 export interface CreatePlan {
   name: string;
   image: string;
-  driver: Driver;
+  driver: HostDriver;
   config: InstanceConfig;
   ipv4?: string;
   start: boolean;
@@ -84,11 +81,13 @@ export class InstanceService {
   validateCreate(req: CreateInstanceRequest): CreatePlan {
     const name = assertName(req.name, 'instance');
     if (this.d.db.getInstance(name)) throw new AppError('ALREADY_EXISTS', `Instance "${name}" already exists`);
-    const type = req.type ?? 'container';
+    const chosen = req.driver !== undefined ? this.d.drivers.get(req.driver) : undefined;
+    if (chosen && req.type !== undefined && chosen.driver.type !== req.type) throw new AppError('INVALID_ARGUMENT', `Driver "${req.driver}" runs ${chosen.driver.type}s, not ${req.type}s`);
+    const type = req.type ?? chosen?.driver.type ?? 'container';
     // A missing built-in image (busybox, debian) is built by the launch itself, as its first step.
     const buildImage = (req.image === 'busybox' || req.image === 'debian') && !this.d.images.has(req.image, type) ? { kind: req.image, vm: type === 'vm' } as const : undefined;
     const image = buildImage ? { alias: req.image } : this.d.images.get(req.image, type);
-    const driver = this.d.registry.forType(type);
+    const driver = chosen ?? this.d.drivers.forType(type);
     const config = this.validateFor(driver, name, req.config ?? {});
     if (req.ipv4 !== undefined) checkAddress(this.d.network.subnet, req.ipv4, this.takenAddresses());
     return { name, image: image.alias, driver, config, ...(req.ipv4 !== undefined ? { ipv4: req.ipv4 } : {}), start: req.start ?? false, ...(buildImage ? { buildImage } : {}) };
@@ -98,11 +97,11 @@ export class InstanceService {
   async create(plan: CreatePlan, progress: (m: string) => void = () => undefined): Promise<Instance> {
     return this.d.locks.withLock([lockKey(plan.name), `image/${plan.image}`], async () => {
       if (this.d.db.getInstance(plan.name)) throw new AppError('ALREADY_EXISTS', `Instance "${plan.name}" already exists`);
-      if (plan.buildImage && !this.d.images.has(plan.image, plan.driver.type)) {
+      if (plan.buildImage && !this.d.images.has(plan.image, plan.driver.driver.type)) {
         progress(`Building the ${plan.buildImage.kind}${plan.buildImage.vm ? ' VM' : ''} image first`);
         await this.d.images.build(plan.buildImage.kind, { vm: plan.buildImage.vm }, progress);
       }
-      const image = this.d.images.get(plan.image, plan.driver.type);
+      const image = this.d.images.get(plan.image, plan.driver.driver.type);
       const taken = this.takenAddresses();
       if (plan.ipv4) checkAddress(this.d.network.subnet, plan.ipv4, taken);
       const ipv4 = plan.ipv4 ?? allocateAddress(this.d.network.subnet, plan.name, taken);
@@ -110,20 +109,20 @@ export class InstanceService {
       const r = new Reverter();
       try {
         const row: InstanceRow = {
-          name: plan.name, type: plan.driver.type, driver: plan.driver.name, image: image.alias, imageFingerprint: image.fingerprint,
+          name: plan.name, type: plan.driver.driver.type, driver: plan.driver.driver.name, image: image.alias, imageFingerprint: image.fingerprint,
           config: plan.config, pendingConfig: {}, ipv4, mac, expectedState: 'stopped', initPid: null, initStartTime: null, cpuset: null,
-          idmapBlock: this.idmapBlockFor(plan.driver.type, plan.config, null), createdAt: new Date().toISOString(),
+          idmapBlock: this.idmapBlockFor(plan.driver, plan.config, null), createdAt: new Date().toISOString(),
         };
         this.d.db.insertInstance(row);
         r.add('delete database row', () => this.d.db.deleteInstance(plan.name));
         progress('Creating root volume');
         // A container's disk limit is a quota on its volume; a VM's is the virtual size of its qcow2 (set by the driver).
-        await this.d.pool.createInstanceVolume(plan.name, image.fingerprint, plan.driver.type === 'container' ? resourcesOf(plan.config).diskBytes : undefined);
+        await this.d.pool.createInstanceVolume(plan.name, image.fingerprint, plan.driver.driver.storage === 'tree' ? resourcesOf(plan.config).diskBytes : undefined);
         r.add('delete root volume', () => this.d.pool.deleteInstanceVolume(plan.name));
         await this.d.host.fs.mkdir(this.instanceDir(plan.name), { recursive: true });
         r.add('remove instance directory', () => this.d.host.fs.rm(this.instanceDir(plan.name), { recursive: true, force: true }));
-        if (row.type === 'container') await this.personalise(row);
         const handle = this.handle(row);
+        await handle.initRoot?.();
         await handle.create();
         r.add('delete backend files', () => handle.delete());
         await this.syncLeases();
@@ -177,7 +176,8 @@ export class InstanceService {
     return this.d.locks.withLock([lockKey(src), lockKey(dst)], async () => {
       const from = this.row(src);
       if (this.d.db.getInstance(dst)) throw new AppError('ALREADY_EXISTS', `Instance "${dst}" already exists`);
-      if (from.type === 'vm' && (await this.handle(from).state()).state !== 'stopped') throw new AppError('INVALID_STATE', `Cannot copy VM "${src}" while it runs: stop it first`);
+      const driver = this.d.drivers.get(from.driver);
+      if (!driver.driver.features.liveCopy && (await this.handle(from).state()).state !== 'stopped') throw new AppError('INVALID_STATE', `Cannot copy ${from.type === 'vm' ? 'VM' : 'instance'} "${src}" while it runs: stop it first (the ${from.driver} backend copies stopped instances only)`);
       const taken = this.takenAddresses();
       if (ipv4) checkAddress(this.d.network.subnet, ipv4, taken);
       const row: InstanceRow = {
@@ -186,17 +186,17 @@ export class InstanceService {
         config: { ...from.config, ...from.pendingConfig }, idmapBlock: null,
       };
       // A copy is another container: its own id map, never its source's.
-      row.idmapBlock = this.idmapBlockFor(row.type, row.config, null);
+      row.idmapBlock = this.idmapBlockFor(driver, row.config, null);
       const r = new Reverter();
       try {
         this.d.db.insertInstance(row);
         r.add('delete database row', () => this.d.db.deleteInstance(dst));
-        await this.d.pool.copyInstance(src, dst, row.type === 'container' ? resourcesOf(row.config).diskBytes : undefined);
+        await this.d.pool.copyInstance(src, dst, driver.driver.storage === 'tree' ? resourcesOf(row.config).diskBytes : undefined);
         r.add('delete root volume', () => this.d.pool.deleteInstanceVolume(dst));
         await this.d.host.fs.mkdir(this.instanceDir(dst), { recursive: true });
         r.add('remove instance directory', () => this.d.host.fs.rm(this.instanceDir(dst), { recursive: true, force: true }));
-        if (row.type === 'container') await this.personalise(row);
         const handle = this.handle(row);
+        await handle.initRoot?.();
         await handle.create();
         r.add('delete backend files', () => handle.delete());
         await this.syncLeases();
@@ -263,7 +263,7 @@ export class InstanceService {
   async patchConfig(name: string, set: InstanceConfig, unset: string[]): Promise<ConfigChangeResult> {
     return this.d.locks.withLock(lockKey(name), async () => {
       const row = this.row(name);
-      const driver = this.d.registry.get(row.driver);
+      const driver = this.d.drivers.get(row.driver);
       const current = { ...row.config, ...row.pendingConfig };
       const next: InstanceConfig = { ...current, ...set };
       for (const k of unset) delete next[k];
@@ -280,7 +280,7 @@ export class InstanceService {
         this.d.events.emit({ type: 'instance-config-changed', instance: name, data: { live: [], pending: changed } });
         return { live: [], pending: changed };
       }
-      if (row.type === 'container' && resourcesOf(validated).diskBytes !== resourcesOf(row.config).diskBytes) {
+      if (driver.driver.storage === 'tree' && resourcesOf(validated).diskBytes !== resourcesOf(row.config).diskBytes) {
         await this.d.pool.setInstanceSize(name, resourcesOf(validated).diskBytes);
       }
       if (st.state === 'running' || st.state === 'frozen') {
@@ -293,7 +293,7 @@ export class InstanceService {
           liveHandle = this.handle({ ...row, cpuset });
         }
         const result = await liveHandle.applyConfig(validated, row.config).catch((e) => { throw wrap(e, `Failed to apply config to instance "${name}"`); });
-        const diskLive = row.type === 'container' && changed.includes('limits.disk') ? ['limits.disk'] : [];
+        const diskLive = driver.driver.storage === 'tree' && changed.includes('limits.disk') ? ['limits.disk'] : [];
         const live = [...new Set([...result.live, ...diskLive])].filter((k) => changed.includes(k));
         const pending = changed.filter((k) => !live.includes(k));
         const applied: InstanceConfig = { ...row.config };
@@ -402,7 +402,7 @@ export class InstanceService {
   /** Runs a command in a running instance. */
   async exec(name: string, spec: ExecSpec): Promise<HostProcess> {
     const row = this.row(name);
-    const driver = this.d.registry.get(row.driver);
+    const driver = this.d.drivers.get(row.driver).driver;
     if (spec.tty && !driver.features.execTty) throw new AppError('UNSUPPORTED', `Instance "${name}" (${driver.name}) does not support a terminal for exec`);
     const handle = this.handle(row);
     const st = await handle.state();
@@ -484,24 +484,11 @@ export class InstanceService {
   // ---- internals ----
 
   /**
-   * Container trees are stored with the container's own ids (0-based): unprivileged ones see them through an idmapped
-   * mount. A tree from an older Hangar, stored shifted to the shared map, is shifted back here, once, before it starts.
-   */
-  private async ensureOwnership(row: InstanceRow): Promise<void> {
-    if (row.type !== 'container') return;
-    const root = this.d.pool.instancePath(row.name);
-    const current = (await this.d.host.fs.stat(root))?.uid;
-    if (current === undefined) throw new AppError('NOT_FOUND', `Root volume of instance "${row.name}" is missing`);
-    if (current === 0) return;
-    await shiftIds(this.d.host, root, -current, { base: current, limit: this.d.facts.idmap.count });
-  }
-
-  /**
    * The isolated id map block of an unprivileged container (security.idmap.isolated, default true): its current one, or
    * the lowest no other instance holds; null for VMs, privileged containers and shared maps.
    */
-  private idmapBlockFor(type: InstanceRow['type'], config: InstanceConfig, current: number | null): number | null {
-    if (type !== 'container' || config['security.privileged'] === 'true' || config['security.idmap.isolated'] === 'false') return null;
+  private idmapBlockFor(driver: HostDriver, config: InstanceConfig, current: number | null): number | null {
+    if (driver.idmap?.(config) !== 'isolated') return null;
     if (current !== null) return current;
     const range = this.d.facts.idmapIsolated;
     if (!range) throw new AppError('INSUFFICIENT_RESOURCES', 'This host has no subordinate id range for isolated id maps (see /etc/subuid); set security.idmap.isolated=false to share one map');
@@ -523,13 +510,12 @@ export class InstanceService {
     this.admit(name, row.config);
     const cpuset = this.chooseCpuset(name, resourcesOf(row.config).cpuCount) ?? null;
     // A container switched to (or from) an isolated map gets (or gives back) its block now.
-    const idmapBlock = this.idmapBlockFor(row.type, row.config, row.idmapBlock);
+    const idmapBlock = this.idmapBlockFor(this.d.drivers.get(row.driver), row.config, row.idmapBlock);
     this.d.db.updateInstance(name, { cpuset, idmapBlock });
     row = this.row(name);
     this.d.events.emit({ type: 'instance-starting', instance: name });
     const handle = this.handle(row);
     try {
-      await this.ensureOwnership(row);
       await handle.create();
       await handle.start();
     } catch (err) {
@@ -542,7 +528,7 @@ export class InstanceService {
 
   private async stopLocked(name: string, opts: { force?: boolean; timeout?: number; stateful?: boolean }): Promise<void> {
     const row = this.row(name);
-    if (opts.stateful && !this.d.registry.get(row.driver).features.statefulStop) {
+    if (opts.stateful && !this.d.drivers.get(row.driver).driver.features.statefulStop) {
       throw new AppError('UNSUPPORTED', `Instance "${name}" (${row.driver}) cannot be stopped statefully`);
     }
     const handle = this.handle(row);
@@ -575,7 +561,7 @@ export class InstanceService {
     }
   }
 
-  private validateFor(driver: Driver, name: string, config: InstanceConfig): InstanceConfig {
+  private validateFor(driver: HostDriver, name: string, config: InstanceConfig): InstanceConfig {
     const validated = validateConfig(config);
     const r = resourcesOf(validated);
     const facts = this.d.facts;
@@ -583,8 +569,13 @@ export class InstanceService {
     if (r.memoryGuarantee !== undefined && r.memoryGuarantee > facts.memoryBytes - this.d.memoryReserveBytes) throw new AppError('INVALID_SIZE', `limits.memory.guarantee ${validated['limits.memory.guarantee']} of instance "${name}" is larger than this host can guarantee`);
     if (r.cpuCount !== undefined && r.cpuCount > facts.cpus) throw new AppError('INVALID_CONFIG', `limits.cpu ${r.cpuCount} of instance "${name}" is more than this host's ${facts.cpus} CPUs`);
     if (r.diskBytes !== undefined && r.diskBytes > this.d.poolSizeBytes) throw new AppError('INVALID_SIZE', `limits.disk ${validated['limits.disk']} of instance "${name}" is larger than the storage pool (${formatSize(this.d.poolSizeBytes)})`);
-    const problems = driver.validate(validated, facts);
-    if (problems.length > 0) throw new AppError('UNSUPPORTED', `Invalid config for instance "${name}" on the ${driver.name} backend: ${problems.join('; ')}`, { details: { problems } });
+    // A key this backend does not declare is refused, naming the backends that do honour it.
+    const problems = unsupportedKeys(validated, driver.driver.keys).map((k) => {
+      const others = this.d.drivers.all().filter((d) => keyAllowed(k, d.driver.keys)).map((d) => d.driver.name);
+      return `${k} is not supported by the ${driver.driver.name} backend${others.length ? ` (it is a key of: ${others.join(', ')})` : ''}`;
+    });
+    problems.push(...driver.validate(validated));
+    if (problems.length > 0) throw new AppError('UNSUPPORTED', `Invalid config for instance "${name}" on the ${driver.driver.name} backend: ${problems.join('; ')}`, { details: { problems } });
     return validated;
   }
 
@@ -620,7 +611,7 @@ export class InstanceService {
     return {
       name: row.name, type: row.type, driver: row.driver, image: row.image, config: row.config,
       // A container's runtime mounts its root through the pool's second mount, which allows set-uid programs.
-      rootPath: row.type === 'container' ? this.d.pool.containerRootPath(row.name) : this.d.pool.instancePath(row.name), instanceDir: this.instanceDir(row.name),
+      rootPath: this.d.drivers.get(row.driver).driver.storage === 'tree' ? this.d.pool.containerRootPath(row.name) : this.d.pool.instancePath(row.name), instanceDir: this.instanceDir(row.name),
       ...(idmap ? { idmap } : {}),
       nic: { bridge: this.d.network.info().bridge, hostIfName: this.d.network.hostIfName(row.name), mac: row.mac, ipv4: row.ipv4, prefixLength: subnet.prefixLength, gateway: subnet.gateway },
       imageProps: image?.props ?? {},
@@ -630,15 +621,11 @@ export class InstanceService {
   }
 
   private handle(row: InstanceRow): InstanceHandle {
-    return this.d.registry.get(row.driver).load(this.record(row), this.context());
+    return this.d.drivers.get(row.driver).load(this.record(row));
   }
 
-  private context(): DriverContext {
-    return { host: this.d.host, facts: this.d.facts, prefix: this.d.prefix, lxcPath: this.d.lxcPath, lxcfsDir: this.d.lxcfsDir, onBackendEvent: this.onBackendEvent };
-  }
-
-  /** Backend observations become events at once; a guest that powered itself off is recorded as stopped. */
-  private readonly onBackendEvent = (instance: string, event: BackendEvent): void => {
+  /** Backend observations become events at once; a guest that powered itself off is recorded as stopped (the drivers' sink). */
+  readonly onBackendEvent = (instance: string, event: BackendEvent): void => {
     this.d.events.emit({ type: event.type, instance, ...(event.message ? { message: event.message } : {}), ...(event.data ? { data: event.data } : {}) });
     if (event.type === 'instance-shutdown' && event.data?.guest === true) void this.afterGuestShutdown(instance).catch(() => undefined);
     if (event.action === 'restart') void this.restartForBackend(instance, event.type);
@@ -695,42 +682,8 @@ export class InstanceService {
     await this.d.network.setLeases(leases);
   }
 
-  /** Writes the instance's identity into its root: hostname, hosts, resolver, and an empty machine-id so it gets its own. */
-  private async personalise(row: InstanceRow): Promise<void> {
-    const root = this.d.pool.instancePath(row.name);
-    // Files get the owner of the root directory: ensureOwnership() shifts the whole tree at start when needed.
-    const owner = (await this.d.host.fs.stat(root))?.uid ?? 0;
-    const gw = this.d.network.subnet.gateway;
-    const files: [string, string][] = [
-      ['etc/hostname', `${row.name}\n`],
-      ['etc/hosts', `127.0.0.1 localhost\n127.0.1.1 ${row.name}\n::1 localhost ip6-localhost ip6-loopback\n`],
-      ['etc/resolv.conf', `nameserver ${gw}\n`],
-    ];
-    if ((await this.d.host.fs.stat(join(root, 'etc/machine-id')))?.isFile) files.push(['etc/machine-id', '']);
-    for (const [rel, content] of files) {
-      const dir = join(root, rel, '..');
-      const dst = join(root, rel);
-      // Never follow a symlink from an image's tree out of the root.
-      const dirStat = await this.d.host.fs.stat(dir);
-      if (!dirStat?.isDirectory) continue;
-      const st = await this.d.host.fs.stat(dst);
-      if (st?.isSymbolicLink) continue;
-      await this.d.host.fs.writeAtomic(dst, content, 0o644);
-      await this.d.host.fs.chown(dst, owner, owner);
-    }
-  }
-
-  /** What the backend implies on this host: for VMs, which accelerator the instance gets and why. */
-  private technologyOf(driver: Driver, row: InstanceRow): Instance['technology'] {
-    const accel = this.d.facts.qemu?.accel;
-    if (driver.type !== 'vm' || !accel) return driver.technology;
-    const c = accel.choose(row.config['boot.accel'] as 'auto' | 'kvm' | 'tcg' | undefined);
-    const isolation = c === null ? `decided at start: ${accel.verdict().reason}` : 'refused' in c ? `none: ${c.refused}` : c.accel === 'kvm' ? 'hardware virtualization (KVM)' : `software emulation (TCG): ${c.reason}`;
-    return { ...driver.technology, isolation };
-  }
-
   private async toWire(row: InstanceRow, withUsage: boolean): Promise<Instance> {
-    const driver = this.d.registry.get(row.driver);
+    const driver = this.d.drivers.get(row.driver);
     const handle = this.handle(row);
     let state: InstanceState = 'unknown';
     let pid: number | null = null;
@@ -746,7 +699,7 @@ export class InstanceService {
     }
     const out: Instance = {
       name: row.name, type: row.type, driver: row.driver, state, image: row.image, ipv4: row.ipv4, mac: row.mac,
-      config: row.config, pendingConfig: row.pendingConfig, pid, createdAt: row.createdAt, technology: this.technologyOf(driver, row),
+      config: row.config, pendingConfig: row.pendingConfig, pid, createdAt: row.createdAt, technology: driver.technology(row.config), features: driver.driver.features,
       ...(error ? { error } : {}),
     };
     if (withUsage) {

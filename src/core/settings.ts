@@ -44,8 +44,6 @@ export interface Settings {
   mirror: string;
   /** Memory held back from admission control for the host itself, in bytes (HANGAR_RESERVE, default 1GiB). */
   memoryReserveBytes: number;
-  /** VM accelerator default (HANGAR_ACCEL): auto (KVM where test guests run under it, else TCG), kvm or tcg. */
-  accel: 'auto' | 'kvm' | 'tcg';
 }
 
 /** Reads settings from an environment map (process.env in the daemon). */
@@ -59,10 +57,6 @@ export function loadSettings(env: Record<string, string | undefined>): Settings 
   }
   const subnet = env.HANGAR_SUBNET ?? '10.123.0.0/24';
   const poolSize = Number(env.HANGAR_POOL_SIZE ?? 20 * 1024 ** 3);
-  const accel = env.HANGAR_ACCEL ?? 'auto';
-  if (accel !== 'auto' && accel !== 'kvm' && accel !== 'tcg') {
-    throw new AppError('INVALID_CONFIG', `Invalid HANGAR_ACCEL ${JSON.stringify(accel)}: expected auto, kvm or tcg`);
-  }
   return {
     dir,
     socket,
@@ -84,6 +78,5 @@ export function loadSettings(env: Record<string, string | undefined>): Settings 
     logDir: join(dir, 'logs'),
     mirror: env.HANGAR_MIRROR ?? 'http://deb.debian.org/debian',
     memoryReserveBytes: Number(env.HANGAR_RESERVE ?? 1024 ** 3),
-    accel,
   };
 }

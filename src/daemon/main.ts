@@ -4,22 +4,20 @@ import { connect } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadSettings, type Settings } from '../core/settings.js';
-import { LocalHost } from '../core/host/local.js';
-import { ensureIdMap, readHostFacts } from '../core/host/facts.js';
+import { LocalHost } from '../host/local.js';
+import { ensureIdMap, readHostFacts } from '../host/facts.js';
 import { StateDb } from '../core/db/database.js';
 import { EventBus } from '../core/events.js';
 import { LockManager } from '../core/locks.js';
 import { OperationManager } from '../core/operations.js';
 import { BtrfsPool } from '../core/storage/btrfs-pool.js';
 import { NetworkManager } from '../core/network/manager.js';
-import { ensureLxcfs } from '../core/lxcfs.js';
 import { ImageService } from '../core/images/service.js';
 import { InstanceService } from '../core/instances.js';
 import { detectVirt } from '../core/detect/detect.js';
 import { readCpuidSignature } from '../core/detect/cpuid.js';
-import { defaultRegistry } from '../drivers/registry.js';
-import { findUefiFirmware, probeQemu } from '../drivers/qemu/probe.js';
-import { QemuAccel } from '../drivers/qemu/accel-check.js';
+import { DriverSet, selectDrivers } from '../drivers/registry.js';
+import type { BackendEvent } from '../drivers/driver.js';
 import { prepareAccelGuest } from '../core/images/accel-guest.js';
 import { buildServer } from '../api/server.js';
 import { causeChain } from '../shared/errors.js';
@@ -69,16 +67,13 @@ async function main(settings: Settings): Promise<void> {
   const host = new LocalHost();
   const idmap = await ensureIdMap(host);
   const facts = await readHostFacts(host, idmap);
-  const qemu = await probeQemu(host);
-  if (qemu.available) {
-    // Cached per host boot, kernel and QEMU build: only the first start after one of them changed runs the test guests.
-    const accel = await QemuAccel.open(host, {
-      binary: qemu.binary, qemuBuild: qemu.build ?? qemu.version ?? 'unknown', mode: settings.accel, cacheFile: join(settings.cacheDir, 'accel.json'),
-      linuxGuest: () => prepareAccelGuest(host, settings.cacheDir), log,
-    });
-    facts.qemu = { version: qemu.version, accel, uefi: await findUefiFirmware(host) };
-    log(`qemu ${qemu.version}: ${accel.info().reason}`);
-  }
+  // Each driver opens on the host: it probes, keeps its own facts (QEMU's accelerator, LXC's lxcfs) and reports them.
+  let backendSink: ((instance: string, event: BackendEvent) => void) | undefined;
+  const drivers = await DriverSet.open(selectDrivers(process.env.HANGAR_DRIVERS), () => ({
+    host, facts, prefix: settings.prefix, dataDir: settings.dir, cacheDir: settings.cacheDir, runDir: settings.runDir, settings: process.env,
+    services: { linuxTestGuest: () => prepareAccelGuest(host, settings.cacheDir) }, log,
+    onBackendEvent: (instance, event) => backendSink?.(instance, event),
+  }));
   const db = new StateDb(settings.dbFile);
   const events = new EventBus();
   events.subscribe((e) => { if (e.type === 'instance-drift') log(`drift: ${e.message ?? e.instance}`); });
@@ -88,15 +83,14 @@ async function main(settings: Settings): Promise<void> {
   const network = new NetworkManager(host, { bridge: settings.bridge, subnet: settings.subnet, nftTable: settings.nftTable, dnsmasqDir: settings.dnsmasqDir, ifPrefix: settings.prefix });
   log(`network: bridge ${settings.bridge} ${settings.subnet}`);
   await network.ensure();
-  const lxcfsDir = await ensureLxcfs(host, settings.lxcfsDir, settings.runDir);
-  const registry = defaultRegistry();
   const locks = new LockManager();
   const ops = new OperationManager(events);
   const images = new ImageService({ host, db, events, pool, mirror: settings.mirror, cacheDir: settings.cacheDir });
   const instances = new InstanceService({
-    host, db, events, locks, registry, images, pool, network, facts, instancesDir: join(settings.dir, 'instances'), lxcPath: settings.lxcPath,
-    lxcfsDir, prefix: settings.prefix, poolSizeBytes: await pool.sizeBytes(), memoryReserveBytes: settings.memoryReserveBytes,
+    host, db, events, locks, drivers, images, pool, network, facts, instancesDir: join(settings.dir, 'instances'),
+    prefix: settings.prefix, poolSizeBytes: await pool.sizeBytes(), memoryReserveBytes: settings.memoryReserveBytes,
   });
+  backendSink = instances.onBackendEvent;
 
   const probePath = join(dirname(fileURLToPath(import.meta.url)), 'native', 'hangar-cpuid');
   const liveCpuid = () => readCpuidSignature(host, probePath).catch(() => undefined);
@@ -106,20 +100,22 @@ async function main(settings: Settings): Promise<void> {
     return detectVirt(host, { root, ...(sig !== undefined ? { cpuid: sig } : {}) });
   };
   const hostInfo = async (): Promise<HostInfo> => {
-    const [poolInfo, probes, runsIn] = await Promise.all([
-      pool.info(),
-      Promise.all(registry.all().map(async (d) => ({ d, p: await d.probe(host) }))),
-      detect('/', undefined),
-    ]);
+    const [poolInfo, runsIn] = await Promise.all([pool.info(), detect('/', undefined)]);
+    const accel = drivers.all().map((d) => d.accelerator?.()).find((a) => a !== undefined);
     const net = network.info();
     return {
       hostname: facts.hostname, kernel: facts.kernel, os: facts.os, cpus: facts.cpus, memoryBytes: facts.memoryBytes, cgroupLayout: facts.cgroupLayout,
       storage: { driver: poolInfo.driver, path: poolInfo.path, sizeBytes: poolInfo.sizeBytes, usedBytes: poolInfo.usedBytes, state: poolInfo.state, warnings: poolInfo.warnings },
       network: { bridge: net.bridge, subnet: net.subnet, gateway: net.gateway },
-      drivers: probes.map(({ d, p }) => ({ name: d.name, type: d.type, available: p.available, version: p.version, reason: p.reason })),
+      drivers: drivers.all().map((d) => {
+        const a = d.accelerator?.();
+        return {
+          name: d.driver.name, type: d.driver.type, available: d.probe.available, version: d.probe.version, reason: d.probe.reason,
+          default: drivers.isDefault(d), features: d.driver.features, details: d.details(), ...(a ? { accelerator: a } : {}),
+        };
+      }),
       cpuVirtFlags: facts.cpuVirtFlags,
-      kvm: facts.qemu ? { present: facts.kvm.present, usable: facts.qemu.accel.verdict().usable === true, reason: facts.qemu.accel.verdict().reason } : facts.kvm,
-      ...(facts.qemu ? { accelerator: facts.qemu.accel.info() } : {}),
+      kvm: accel ? { present: facts.kvm.present, usable: accel.kvmUsable === true, reason: accel.reason } : facts.kvm,
       runsIn,
     };
   };
@@ -152,8 +148,8 @@ async function main(settings: Settings): Promise<void> {
   chmodSync(settings.socket, 0o600);
   log(`API listening on ${settings.socket} (pid ${process.pid})`);
 
-  // The Linux boot check (when the ROM probe left KVM's verdict open) runs in the background; VM starts wait for it.
-  void facts.qemu?.accel.confirm().catch((e: unknown) => log(`accelerator check failed: ${e instanceof Error ? e.message : String(e)}`));
+  // Drivers' work for after start-up (QEMU's Linux accelerator check) runs in the background; what needs it waits for it.
+  for (const d of drivers.all()) void d.background?.().catch((e: unknown) => log(`${d.driver.name}: background work failed: ${e instanceof Error ? e.message : String(e)}`));
   if (!db.getImage('busybox', 'container')) {
     log('building the busybox image (local, no network)...');
     await images.build('busybox', {}, (m) => log(`  ${m}`));

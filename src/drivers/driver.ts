@@ -1,57 +1,81 @@
-// The driver contract every backend (lxc, qemu, xen, openvz, fake) implements.
+// The driver contract every backend (lxc, qemu, xen, openvz, fake) implements: a description, opened once per host.
 import type { Duplex } from 'node:stream';
-import type { Host, HostProcess } from '../core/host/host.js';
+import type { Host, HostProcess } from '../host/host.js';
 import type { InstanceConfig } from '../shared/config.js';
-import type { AcceleratorInfo, InstanceState, InstanceType, Technology, Usage } from '../shared/schemas.js';
-import type { Accel, AccelChoice, AccelMode } from './qemu/accel.js';
+import type { HostFacts } from '../host/facts.js';
+import type { AcceleratorInfo, DriverFeatures, InstanceState, InstanceType, Technology, Usage } from '../shared/schemas.js';
 
-/** Optional capabilities; callers check these instead of catching "not implemented". */
-export interface DriverFeatures {
-  freeze: boolean;
-  snapshots: boolean;
-  statefulStop: boolean;
-  console: boolean;
-  execTty: boolean;
-}
+/** Optional capabilities (on the wire, so clients can grey out what a backend cannot do). */
+export type { DriverFeatures } from '../shared/schemas.js';
 
-/** What probe() reports; never throws for "not installed". */
+/** What probing a driver on a host found; never throws for "not installed". */
 export interface DriverProbe {
   available: boolean;
   version: string | null;
   reason: string | null;
 }
 
-/** Facts about the host a driver needs to validate and render. */
-export interface HostFacts {
-  cgroupLayout: 'v1' | 'v2' | 'hybrid';
-  cpus: number;
-  memoryBytes: number;
-  /** The shared id map of unprivileged containers (security.idmap.isolated=false): host ids that container id 0 maps to. */
-  idmap: { uidStart: number; gidStart: number; count: number };
-  /** Where isolated id maps come from: block k is uidStart + k * 65536; null or absent when the host has no such range. */
-  idmapIsolated?: { uidStart: number; gidStart: number; blocks: number } | null;
-  /** QEMU on this host: its version, the accelerator state (KVM where guests really run under it, else TCG) and OVMF. */
-  qemu?: { version: string | null; accel: VmAccelerator; /** OVMF (UEFI) files; null or absent when not installed. */ uefi?: { code: string; vars: string } | null };
-  /** Swap is accounted per cgroup (v1: memory.memsw.* files exist; v2: memory.swap.max exists); undefined means unknown, treated as no. */
-  swapAccounting?: boolean;
+export type { HostFacts } from '../host/facts.js';
+
+/** What the daemon provides to drivers that need it (drivers cannot reach core themselves). */
+export interface DriverServices {
+  /** A Linux kernel and an initramfs whose init prints `marker` and powers off: a test guest (QEMU's accelerator check). */
+  linuxTestGuest?: () => Promise<{ kernel: string; initrd: string; cmdline: string; marker: string }>;
 }
 
-/** The accelerator state of a host's VMs: the KVM verdict from real test guests, and the choice per VM. */
-export interface VmAccelerator {
-  /** The daemon's default (HANGAR_ACCEL). */
-  readonly mode: AccelMode;
-  /** usable: true/false, or null while the Linux boot check is pending; with the reason in a user's words. */
-  verdict(): { usable: boolean | null; reason: string };
-  /** What host info shows. */
-  info(): AcceleratorInfo;
-  /** The choice for a VM asking for `requested` (undefined: the daemon's mode) as it stands; null while pending. */
-  choose(requested: AccelMode | undefined): AccelChoice | null;
-  /** The choice for a VM about to start (waits for a pending check); throws UNSUPPORTED when refused. */
-  forStart(requested: AccelMode | undefined, instance: string): Promise<{ accel: Accel; reason: string }>;
-  /** Runs a pending check. */
-  confirm(): Promise<void>;
-  /** Records that a VM faulted under KVM before its guest did anything. */
-  markBroken(fault: { instance: string; reason: string; at: string }): Promise<void>;
+/** Where and how a driver runs on one host. */
+export interface DriverEnv {
+  host: Host;
+  facts: HostFacts;
+  /** Prefix for host-level names, e.g. "hgr". */
+  prefix: string;
+  /** The daemon's state directory on that host; a driver keeps its own files in a directory named after it there. */
+  dataDir: string;
+  cacheDir: string;
+  runDir: string;
+  /** The daemon's environment: HANGAR_* settings a driver reads for itself (QEMU: HANGAR_ACCEL). */
+  settings: Readonly<Record<string, string | undefined>>;
+  services: DriverServices;
+  /** Receives what a backend observes by itself (a guest powering off, a fault), as it happens. */
+  onBackendEvent?: (instance: string, event: BackendEvent) => void;
+  log: (msg: string) => void;
+}
+
+/** A backend as registered: what it is, which config keys it honours, and how it opens on a host. */
+export interface Driver {
+  readonly name: string;
+  readonly type: InstanceType;
+  readonly features: DriverFeatures;
+  /** What running an instance on this backend implies (before any host facts). */
+  readonly technology: Technology;
+  /** Config keys it honours besides user.*: exact keys or "prefix.*"; every other key is refused for it. */
+  readonly keys: readonly string[];
+  /**
+   * How the instance's root volume is used: a file tree (the pool limits it with a quota and snapshots it; container
+   * runtimes mount it through the set-uid-capable roots mount) or disk images the driver sizes and snapshots itself.
+   */
+  readonly storage: 'tree' | 'image';
+  /** Opens it on a host: probes, and keeps what it learns there (its facts). Never throws for "not installed". */
+  open(env: DriverEnv): Promise<HostDriver>;
+}
+
+/** A driver opened on one host: its facts, and the instances it runs there. */
+export interface HostDriver {
+  readonly driver: Driver;
+  readonly probe: DriverProbe;
+  /** What host info shows about it on this host, label → value (QEMU: the accelerator, OVMF). */
+  details(): Record<string, string>;
+  /** Which accelerator VMs get here and why (VM drivers). */
+  accelerator?(): AcceleratorInfo;
+  /** What running an instance with this config implies here (QEMU: KVM or software emulation). */
+  technology(config: InstanceConfig): Technology;
+  /** Pure check of a config for this backend on this host: the problems (values out of range, host limits). */
+  validate(config: InstanceConfig): string[];
+  /** Whether an instance with this config runs in an id map of its own (isolated), the host's shared one, or none. */
+  idmap?(config: InstanceConfig): 'isolated' | 'shared' | 'none';
+  load(record: InstanceRecord): InstanceHandle;
+  /** Work for after the daemon is up (QEMU: the Linux accelerator check). */
+  background?(): Promise<void>;
 }
 
 /** Network attachment of an instance. */
@@ -85,20 +109,6 @@ export interface InstanceRecord {
   imagePath?: string | undefined;
   /** An unprivileged container's own id map (isolated); undefined: the host's shared map (facts.idmap). */
   idmap?: { uidStart: number; gidStart: number; count: number } | undefined;
-}
-
-/** Paths and names that are the same for every instance of one daemon. */
-export interface DriverContext {
-  host: Host;
-  facts: HostFacts;
-  /** Prefix for host-level names, e.g. "hgr". */
-  prefix: string;
-  /** lxc-* -P path. */
-  lxcPath: string;
-  /** lxcfs mount point, or null when lxcfs is not running. */
-  lxcfsDir: string | null;
-  /** Receives what a backend observes by itself (e.g. QMP SHUTDOWN when a guest powers off), as it happens. */
-  onBackendEvent?: (instance: string, event: BackendEvent) => void;
 }
 
 /** Something a backend saw happen to an instance without being asked (guest power-off, panic, pause...). */
@@ -148,6 +158,8 @@ export interface ConfigApplyResult {
 export interface InstanceHandle {
   /** Writes or rewrites the backend's own files (config); idempotent; the root volume already exists. */
   create(): Promise<void>;
+  /** Once, for a root volume just made (a launch or a copy): gives the tree its identity (hostname, machine-id). */
+  initRoot?(): Promise<void>;
   start(): Promise<void>;
   stop(opts: StopOptions): Promise<void>;
   freeze(): Promise<void>;
@@ -177,17 +189,4 @@ export interface InstanceHandle {
     restore(name: string, opts: { stateful: boolean }): Promise<void>;
     delete(name: string): Promise<void>;
   };
-}
-
-/** A backend. */
-export interface Driver {
-  readonly name: string;
-  readonly type: InstanceType;
-  readonly features: DriverFeatures;
-  /** What running an instance on this backend implies. */
-  readonly technology: Technology;
-  probe(host: Host): Promise<DriverProbe>;
-  /** Pure check of a config for this backend: returns problems (keys it cannot honour, values out of range). */
-  validate(config: InstanceConfig, facts: HostFacts): string[];
-  load(record: InstanceRecord, ctx: DriverContext): InstanceHandle;
 }

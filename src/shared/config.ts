@@ -92,6 +92,19 @@ export const CONFIG_KEYS: Record<string, KeySpec> = {
   'boot.autostart': { description: 'start the instance when hangard starts', check: bool },
 };
 
+/** Keys every backend takes: they belong to the daemon, not to a technology. */
+export const DAEMON_KEYS: readonly string[] = ['boot.autostart'];
+
+/** True when key is in a backend's key list: an exact key, or "prefix.*" for the keys below prefix. */
+export function keyAllowed(key: string, keys: readonly string[]): boolean {
+  return keys.some((k) => (k.endsWith('.*') ? key.startsWith(k.slice(0, -1)) : k === key));
+}
+
+/** The keys of a config a backend with this key list does not honour (user.* and the daemon's keys are always fine). */
+export function unsupportedKeys(config: InstanceConfig, keys: readonly string[]): string[] {
+  return Object.keys(config).filter((k) => !isUserKey(k) && !DAEMON_KEYS.includes(k) && !keyAllowed(k, keys)).sort();
+}
+
 /** True for keys users may set freely (user.*). */
 function isUserKey(key: string): boolean {
   return /^user\.[a-z0-9][a-z0-9._-]*$/.test(key);

@@ -35,6 +35,21 @@ export const UsageSchema = z.strictObject({
   txBytes: z.number().optional(),
 });
 
+/** What a backend can do; callers check these instead of catching "not implemented". */
+export const DriverFeaturesSchema = z.strictObject({
+  freeze: z.boolean(),
+  snapshots: z.boolean(),
+  statefulStop: z.boolean(),
+  console: z.boolean(),
+  execTty: z.boolean(),
+  /** Copy while the instance runs. */
+  liveCopy: z.boolean(),
+  /** A graphical console (VNC). */
+  graphicalConsole: z.boolean(),
+  /** A backend monitor (QMP). */
+  monitor: z.boolean(),
+});
+
 /** An instance as the API returns it. */
 export const InstanceSchema = z.strictObject({
   name: NameSchema,
@@ -49,6 +64,8 @@ export const InstanceSchema = z.strictObject({
   pid: z.number().nullable(),
   createdAt: z.string(),
   technology: TechnologySchema,
+  /** What its backend can do. */
+  features: DriverFeaturesSchema,
   usage: UsageSchema.optional(),
   /** What the backend reports about this instance (`info` only), e.g. a VM's machine type, boot path and firmware. */
   details: z.record(z.string(), z.string()).optional(),
@@ -61,6 +78,8 @@ export const CreateInstanceRequestSchema = z.strictObject({
   name: z.string(),
   image: z.string(),
   type: InstanceTypeSchema.optional(),
+  /** The backend; default: the first driver of the type in HANGAR_DRIVERS. */
+  driver: z.string().optional(),
   config: ConfigSchema.optional(),
   ipv4: z.string().optional(),
   start: z.boolean().optional(),
@@ -175,14 +194,7 @@ export const ErrorResponseSchema = z.strictObject({
   error: z.strictObject({ code: z.enum(ErrorCodes), message: z.string(), causes: z.array(z.string()), details: z.record(z.string(), z.unknown()).optional() }),
 });
 
-/** A driver's availability on this host. */
-export const DriverInfoSchema = z.strictObject({
-  name: z.string(),
-  type: InstanceTypeSchema,
-  available: z.boolean(),
-  version: z.string().nullable(),
-  reason: z.string().nullable(),
-});
+
 
 /** One detected virtualization layer, named as virt-what names it. */
 export const VirtFactSchema = z.strictObject({ fact: z.string(), evidence: z.array(z.string()) });
@@ -198,6 +210,22 @@ export const AcceleratorInfoSchema = z.strictObject({
   kvmUsable: z.boolean().nullable(),
   checking: z.boolean(),
   checkedAt: z.string(),
+});
+
+/** A driver on this host: available or why not, what it can do, and its own facts. */
+export const DriverInfoSchema = z.strictObject({
+  name: z.string(),
+  type: InstanceTypeSchema,
+  available: z.boolean(),
+  version: z.string().nullable(),
+  reason: z.string().nullable(),
+  /** The default driver of its type. */
+  default: z.boolean(),
+  features: DriverFeaturesSchema,
+  /** Its facts on this host, label → value. */
+  details: z.record(z.string(), z.string()),
+  /** VM drivers: which accelerator VMs get here and why. */
+  accelerator: AcceleratorInfoSchema.optional(),
 });
 
 /** What `host info` returns. */
@@ -218,8 +246,6 @@ export const HostInfoSchema = z.strictObject({
   drivers: z.array(DriverInfoSchema),
   cpuVirtFlags: z.array(z.string()),
   kvm: z.strictObject({ present: z.boolean(), usable: z.boolean(), reason: z.string().nullable() }),
-  /** The VM accelerator (absent when QEMU is not installed). */
-  accelerator: AcceleratorInfoSchema.optional(),
   runsIn: z.array(VirtFactSchema),
 });
 
@@ -245,6 +271,7 @@ export type ImageImportRequest = z.infer<typeof ImageImportRequestSchema>;
 export type Operation = z.infer<typeof OperationSchema>;
 export type HangarEvent = z.infer<typeof EventSchema>;
 export type DriverInfo = z.infer<typeof DriverInfoSchema>;
+export type DriverFeatures = z.infer<typeof DriverFeaturesSchema>;
 export type VirtFact = z.infer<typeof VirtFactSchema>;
 export type HostInfo = z.infer<typeof HostInfoSchema>;
 export type AcceleratorInfo = z.infer<typeof AcceleratorInfoSchema>;

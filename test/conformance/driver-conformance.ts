@@ -1,6 +1,6 @@
 // Reusable vitest suite: the same lifecycle scenario against any driver, with declared skips named by reason.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { HostProcess } from '../../src/core/host/host.js';
+import type { HostProcess } from '../../src/host/host.js';
 import type { InstanceHandle, InstanceRecord } from '../../src/drivers/driver.js';
 
 /** Steps of the scenario, in order; skips are keyed by these names. */

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
-import { LocalHost } from '../../src/core/host/local.js';
+import { LocalHost } from '../../src/host/local.js';
 import { buildBusyboxRootfs } from '../../src/core/images/busybox.js';
 import { loadSettings } from '../../src/core/settings.js';
 import { BtrfsPool } from '../../src/core/storage/btrfs-pool.js';

@@ -531,17 +531,18 @@ describe('QEMU VMs', () => {
 });
 
 describe('the accelerator: chosen by running guest code, shown, chosen per VM; a faulted guest is an error', () => {
-  const hostAccel = () => (JSON.parse(cliOk(['host', 'info', '--format', 'json'])) as HostInfo);
+  const hostInfo = () => (JSON.parse(cliOk(['host', 'info', '--format', 'json'])) as HostInfo);
+  const accelOf = (h: HostInfo) => h.drivers.find((d) => d.name === 'qemu')!.accelerator!;
 
   it('host info and GET /1.0/host say kvm or tcg and why, in agreement with the KVM verdict', () => {
-    const h = hostAccel();
-    const a = h.accelerator!;
+    const h = hostInfo();
+    const a = accelOf(h);
     expect(a.checking).toBe(false);
     expect(a.default).toBe(a.kvmUsable ? 'kvm' : 'tcg');
     expect(h.kvm.usable).toBe(a.kvmUsable);
     if (!a.kvmUsable) expect(a.reason).toMatch(/^\/dev\/kvm (does not exist|is present but (guests fail under it|QEMU cannot run a guest with it)).*; using software emulation \(TCG\)$/);
     else expect(a.reason).toMatch(/^hardware virtualization \(KVM\): KVM runs guests here/);
-    expect(cliOk(['host', 'info'])).toMatch(new RegExp(`VM accelerator: +${a.default} — `));
+    expect(cliOk(['host', 'info'])).toMatch(new RegExp(`VM accelerator \\(qemu\\): +${a.default} — `));
   });
 
   it('boot.accel=tcg runs a VM with software emulation whatever KVM does; boot.accel=kvm runs under KVM or is refused before anything exists', async () => {
@@ -558,7 +559,7 @@ describe('the accelerator: chosen by running guest code, shown, chosen per VM; a
 
     const k = `${P}kvm`;
     const r = cli(['launch', 'busybox', k, '--vm', '-c', 'boot.accel=kvm']);
-    if (hostAccel().accelerator!.kvmUsable) {
+    if (accelOf(hostInfo()).kvmUsable) {
       expect(r.code, r.stderr).toBe(0);
       expect((JSON.parse(cliOk(['info', k, '--format', 'json'])) as Instance).details?.accelerator).toMatch(/^kvm /);
       cliOk(['delete', k, '--force']);

@@ -3,7 +3,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, closeSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { HangarClient } from '../../src/client/client.js';
-import { LocalHost } from '../../src/core/host/local.js';
+import { LocalHost } from '../../src/host/local.js';
 import { NetworkManager } from '../../src/core/network/manager.js';
 import { loadSettings } from '../../src/core/settings.js';
 import { BtrfsPool } from '../../src/core/storage/btrfs-pool.js';

@@ -1,6 +1,6 @@
 // A bridge on a free 10.2xx.y.0/24 that a driver-level integration test owns, made and removed through the Host.
 import { randomBytes } from 'node:crypto';
-import type { Host } from '../../src/core/host/host.js';
+import type { Host } from '../../src/host/host.js';
 
 /** Picks a 10.2xx.y.0/24 subnet no interface on this host uses (answers "10.2xx.y"). */
 export async function freeSubnet(host: Host): Promise<string> {

@@ -2,7 +2,7 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { posix } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { LocalHost } from '../../src/core/host/local.js';
+import { LocalHost } from '../../src/host/local.js';
 import { prepareAccelGuest } from '../../src/core/images/accel-guest.js';
 import { parseLdd } from '../../src/core/images/busybox-vm.js';
 import { BUSYBOX_STATIC } from '../../src/core/images/busybox.js';

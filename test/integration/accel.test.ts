@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LocalHost } from '../../src/core/host/local.js';
+import { LocalHost } from '../../src/host/local.js';
 import { prepareAccelGuest } from '../../src/core/images/accel-guest.js';
 import { linuxCheckArgv, parseLinuxRun, parseRomRun, probeRom, romProbeArgv } from '../../src/drivers/qemu/accel.js';
 import { QemuAccel } from '../../src/drivers/qemu/accel-check.js';

@@ -4,7 +4,7 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LocalHost } from '../../src/core/host/local.js';
+import { LocalHost } from '../../src/host/local.js';
 import { buildSeedIso, renderNoCloudSeed } from '../../src/drivers/qemu/cloud-init.js';
 
 const host = new LocalHost();

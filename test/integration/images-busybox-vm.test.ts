@@ -4,7 +4,7 @@ import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LocalHost } from '../../src/core/host/local.js';
+import { LocalHost } from '../../src/host/local.js';
 import { buildBusyboxVmImage, VM_POWERDOWN_MARKER, VM_READY_MARKER } from '../../src/core/images/busybox-vm.js';
 import { JsonLineClient, waitFor } from '../helpers/vm-channels.js';
 

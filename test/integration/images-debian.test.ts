@@ -4,9 +4,9 @@ import { mkdtemp, readFile, readlink, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LocalHost } from '../../src/core/host/local.js';
+import { LocalHost } from '../../src/host/local.js';
 import { buildDebianRootfs } from '../../src/core/images/debian.js';
-import { shiftIds } from '../../src/core/images/shift.js';
+import { shiftIds } from '../../src/drivers/lxc/shift.js';
 import { importRootfsTarball } from '../../src/core/images/tar-import.js';
 
 const CACHE = '/var/lib/hangar-test-cache/debootstrap';

@@ -4,7 +4,7 @@ import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, truncate, write
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LocalHost } from '../../src/core/host/local.js';
+import { LocalHost } from '../../src/host/local.js';
 import { importRootfsTarball } from '../../src/core/images/tar-import.js';
 import { isAppError } from '../../src/shared/errors.js';
 import { goodRootfsEntries, makeTar, sparseDesyncTar, type RawTarEntry } from '../fixtures/archives/make-tar.js';

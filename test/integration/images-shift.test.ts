@@ -4,8 +4,8 @@ import { chmod, chown, lchown, link, lstat, mkdir, mkdtemp, rm, symlink, writeFi
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { LocalHost } from '../../src/core/host/local.js';
-import { shiftIds } from '../../src/core/images/shift.js';
+import { LocalHost } from '../../src/host/local.js';
+import { shiftIds } from '../../src/drivers/lxc/shift.js';
 import { isAppError } from '../../src/shared/errors.js';
 
 const host = new LocalHost();

@@ -4,10 +4,12 @@ import { cpus, totalmem } from 'node:os';
 import { posix } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LocalHost } from '../../src/core/host/local.js';
+import { LocalHost } from '../../src/host/local.js';
 import { buildBusyboxRootfs } from '../../src/core/images/busybox.js';
-import type { DriverContext, InstanceHandle, InstanceRecord } from '../../src/drivers/driver.js';
-import { cgroupMounts, detectLxcCgroupFacts, lxcDriver } from '../../src/drivers/lxc/driver.js';
+import type { HostDriver, InstanceHandle, InstanceRecord } from '../../src/drivers/driver.js';
+import type { HostFacts } from '../../src/host/facts.js';
+import { driverEnv } from '../helpers/driver-env.js';
+import { cgroupMounts, detectLxcCgroupFacts, lxcOnHost } from '../../src/drivers/lxc/driver.js';
 import { parseFlatKeyed } from '../../src/drivers/lxc/parse.js';
 import { isAppError } from '../../src/shared/errors.js';
 import { collect, runDriverConformance } from '../conformance/driver-conformance.js';
@@ -19,7 +21,8 @@ const ID_COUNT = 65536;
 const prefix = `t${randomBytes(3).toString('hex').slice(0, 4).replace(/^[0-9]/, 'x')}`;
 const bridge = `${prefix}br`;
 let base = '';
-let ctx: DriverContext;
+let ctx: { facts: HostFacts; lxcPath: string };
+let lxc: HostDriver;
 let subnet = '';
 let nicIndex = 0;
 const created: string[] = [];
@@ -44,13 +47,8 @@ async function setupEnv(): Promise<void> {
   await host.fs.chmod(base, 0o711);
   subnet = await addTestBridge(host, bridge);
   const cg = await detectLxcCgroupFacts(host);
-  ctx = {
-    host,
-    facts: { ...cg, cpus: cpus().length, memoryBytes: totalmem(), idmap: { uidStart: ID_START, gidStart: ID_START, count: ID_COUNT } },
-    prefix,
-    lxcPath: posix.join(base, 'lxc'),
-    lxcfsDir: null,
-  };
+  ctx = { facts: { ...cg, cpus: cpus().length, memoryBytes: totalmem(), idmap: { uidStart: ID_START, gidStart: ID_START, count: ID_COUNT } }, lxcPath: posix.join(base, 'lxc') };
+  lxc = lxcOnHost({ env: driverEnv(host, { facts: ctx.facts, prefix, dataDir: base }), lxcPath: ctx.lxcPath, lxcfsDir: null });
   await host.fs.mkdir(ctx.lxcPath, { recursive: true });
 }
 
@@ -119,7 +117,7 @@ runDriverConformance({
   setup: async () => ({
     async makeHandle(short) {
       const record = await makeRecord(short, { 'limits.memory': '128MiB', 'limits.processes': '200' });
-      return { handle: lxcDriver.load(record, ctx), record };
+      return { handle: lxc.load(record), record };
     },
     cleanup: async () => undefined,
   }),
@@ -130,7 +128,7 @@ runDriverConformance({
 describe('lxc driver on this host', () => {
   it('runs unprivileged with the configured address', async () => {
     const record = await makeRecord('net');
-    const h = lxcDriver.load(record, ctx);
+    const h = lxc.load(record);
     await h.create();
     await h.start();
     try {
@@ -148,7 +146,7 @@ describe('lxc driver on this host', () => {
   });
 
   it('enforces limits.memory: a 40 MiB hog survives, a 100 MiB one is OOM-killed', async () => {
-    const h = lxcDriver.load(await makeRecord('mem', { 'limits.memory': '64MiB' }), ctx);
+    const h = lxc.load(await makeRecord('mem', { 'limits.memory': '64MiB' }));
     const name = `${prefix}-mem`;
     await h.create();
     await h.start();
@@ -179,7 +177,7 @@ describe('lxc driver on this host', () => {
   });
 
   it('caps CPU time at limits.cpu.cap and applies limit changes live', async () => {
-    const h = lxcDriver.load(await makeRecord('cpu', { 'limits.cpu.cap': '50%' }), ctx);
+    const h = lxc.load(await makeRecord('cpu', { 'limits.cpu.cap': '50%' }));
     const name = `${prefix}-cpu`;
     const quota = async () => (ctx.facts.cgroupLayout === 'v2' ? (await cgroupFile(name, 'cpu', 'cpu.max'))?.split(' ')[0] : (await cgroupFile(name, 'cpu', 'cpu.cfs_quota_us'))?.trim());
     await h.create();
@@ -217,7 +215,7 @@ describe('lxc driver on this host', () => {
   });
 
   it('exec honours cwd and env without a shell string, and the console attaches and is logged', async () => {
-    const h = lxcDriver.load(await makeRecord('tty'), ctx);
+    const h = lxc.load(await makeRecord('tty'));
     await h.create();
     await h.start();
     try {
@@ -249,7 +247,7 @@ describe('lxc driver on this host', () => {
 
   it('reports TIMEOUT when the container ignores its halt signal, and force stop still works', async () => {
     // SIGWINCH has no handler in busybox init, and PID 1 of a namespace ignores unhandled signals.
-    const h = lxcDriver.load(await makeRecord('hang', {}, { haltSignal: 'SIGWINCH' }), ctx);
+    const h = lxc.load(await makeRecord('hang', {}, { haltSignal: 'SIGWINCH' }));
     await h.create();
     await h.start();
     try {
@@ -267,7 +265,7 @@ describe('lxc driver on this host', () => {
 
   it('fails start clearly when init does not exist, leaving no process and no cgroup', async () => {
     const record = await makeRecord('bad', {}, { init: '/sbin/no-such-init' });
-    const h = lxcDriver.load(record, ctx);
+    const h = lxc.load(record);
     await h.create();
     try {
       const err = await h.start().catch((e: unknown) => e);

@@ -4,7 +4,7 @@ import { mkdtempSync, chmodSync, rmSync, writeFileSync, readFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LocalHost } from '../../src/core/host/local.js';
+import { LocalHost } from '../../src/host/local.js';
 import { allocateAddress, macFor, parseSubnet, subnetsOverlap } from '../../src/core/network/ipam.js';
 import { NetworkManager } from '../../src/core/network/manager.js';
 

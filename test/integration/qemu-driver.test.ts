@@ -4,12 +4,13 @@ import { cpus, totalmem } from 'node:os';
 import { posix } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll } from 'vitest';
-import { LocalHost } from '../../src/core/host/local.js';
+import { LocalHost } from '../../src/host/local.js';
 import { buildBusyboxVmImage } from '../../src/core/images/busybox-vm.js';
-import type { DriverContext, InstanceHandle, InstanceRecord } from '../../src/drivers/driver.js';
+import type { HostDriver, InstanceHandle, InstanceRecord } from '../../src/drivers/driver.js';
+import { driverEnv } from '../helpers/driver-env.js';
 import { cgroupMounts, detectLxcCgroupFacts } from '../../src/drivers/lxc/driver.js';
-import { qemuDriver } from '../../src/drivers/qemu/driver.js';
-import { probeQemu } from '../../src/drivers/qemu/probe.js';
+import { qemuOnHost } from '../../src/drivers/qemu/driver.js';
+import { findUefiFirmware, probeQemu } from '../../src/drivers/qemu/probe.js';
 import { QemuAccel } from '../../src/drivers/qemu/accel-check.js';
 import { prepareAccelGuest } from '../../src/core/images/accel-guest.js';
 import { runDriverConformance } from '../conformance/driver-conformance.js';
@@ -22,7 +23,7 @@ const bridge = `${prefix}br`;
 let base = '';
 let imageDir = '';
 let imageProps: Record<string, string> = {};
-let ctx: DriverContext;
+let qemu: HostDriver;
 let subnet = '';
 let nicIndex = 0;
 const handles: InstanceHandle[] = [];
@@ -40,19 +41,8 @@ async function setupEnv(): Promise<void> {
   console.log(`busybox VM image built in ${Date.now() - t0} ms`);
   subnet = await addTestBridge(host, bridge);
   const cg = await detectLxcCgroupFacts(host);
-  ctx = {
-    host,
-    facts: {
-      ...cg,
-      cpus: cpus().length,
-      memoryBytes: totalmem(),
-      idmap: { uidStart: 100000, gidStart: 100000, count: 65536 },
-      qemu: { version: probe.version, accel },
-    },
-    prefix,
-    lxcPath: posix.join(base, 'lxc'),
-    lxcfsDir: null,
-  };
+  const env = driverEnv(host, { facts: { ...cg, cpus: cpus().length, memoryBytes: totalmem(), idmap: { uidStart: 100000, gidStart: 100000, count: 65536 } }, prefix, dataDir: base });
+  qemu = qemuOnHost({ env, probe: { available: true, version: probe.version, reason: null }, version: probe.version, accel, uefi: await findUefiFirmware(host) });
 }
 
 /** PIDs of QEMU processes running one of this test's VMs (named guest=<prefix>-...). */
@@ -81,7 +71,7 @@ async function teardownEnv(): Promise<void> {
     const taps = [...links.matchAll(/^\d+:\s+([^:@\s]+)/gm)].map((m) => m[1]!).filter((n) => n.startsWith(prefix) && n !== bridge);
     for (const tap of taps) await host.exec(['ip', 'link', 'del', 'dev', tap], { allowFailure: true });
     await host.exec(['ip', 'link', 'del', bridge], { allowFailure: true });
-    if (ctx) {
+    if (qemu) {
       // The driver puts each VM's cgroup in <controller root>/<prefix>.vm/<name>.
       const mounts = await cgroupMounts(host);
       for (const root of new Set([...Object.values(mounts.v1), ...(mounts.v2 ? [mounts.v2] : [])])) {
@@ -124,10 +114,10 @@ runDriverConformance({
   setup: async () => ({
     async makeHandle(short) {
       const record = makeRecord(short, { 'limits.memory': '256MiB' });
-      const problems = qemuDriver.validate(record.config, ctx.facts);
+      const problems = qemu.validate(record.config);
       if (problems.length) throw new Error(`invalid test config: ${problems.join('; ')}`);
       await host.fs.mkdir(record.rootPath, { recursive: true });
-      const handle = qemuDriver.load(record, ctx);
+      const handle = qemu.load(record);
       handles.push(handle);
       return { handle, record };
     },

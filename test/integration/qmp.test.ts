@@ -3,8 +3,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { HostProcess } from '../../src/core/host/host.js';
-import { LocalHost } from '../../src/core/host/local.js';
+import type { HostProcess } from '../../src/host/host.js';
+import { LocalHost } from '../../src/host/local.js';
 import { AppError } from '../../src/shared/errors.js';
 import { QmpClient, eventTimeMs, type QmpEvent } from '../../src/drivers/qemu/qmp/client.js';
 

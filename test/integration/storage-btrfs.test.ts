@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BtrfsPool } from '../../src/core/storage/btrfs-pool.js';
-import { LocalHost } from '../../src/core/host/local.js';
+import { LocalHost } from '../../src/host/local.js';
 import { findMount, parseQgroupShow } from '../../src/core/storage/parse.js';
 import { isAppError, type ErrorCode } from '../../src/shared/errors.js';
 

@@ -26,13 +26,13 @@ export function hostInfoText(h: HostInfo): string {
     ['Network', `bridge ${h.network.bridge}, subnet ${h.network.subnet}, gateway ${h.network.gateway}`],
     ['CPU virt flags', h.cpuVirtFlags.length ? h.cpuVirtFlags.join(' ') : '(none)'],
     ['KVM', h.kvm.usable ? `usable${h.kvm.reason ? `: ${h.kvm.reason}` : ''}` : h.kvm.present ? `present, not usable${h.kvm.reason ? `: ${h.kvm.reason}` : ''}` : `absent${h.kvm.reason ? `: ${h.kvm.reason}` : ''}`],
-    ...(h.accelerator ? [['VM accelerator', acceleratorText(h.accelerator)] as [string, string]] : []),
+    ...h.drivers.filter((d) => d.accelerator).map((d): [string, string] => [`VM accelerator (${d.name})`, acceleratorText(d.accelerator!)]),
     ['Runs in', h.runsIn.length ? h.runsIn.map((f) => f.fact).join(', ') : 'bare metal (nothing detected)'],
   ]);
   out += 'Drivers:\n';
   out += renderTable(
-    ['NAME', 'TYPE', 'AVAILABLE', 'VERSION', 'REASON'],
-    h.drivers.map((d) => [d.name, d.type, d.available ? 'yes' : 'no', d.version ?? '', d.reason ?? '']),
+    ['NAME', 'TYPE', 'DEFAULT', 'AVAILABLE', 'VERSION', 'REASON'],
+    h.drivers.map((d) => [d.name, d.type, d.default ? 'yes' : '', d.available ? 'yes' : 'no', d.version ?? '', d.reason ?? '']),
   )
     .split('\n')
     .map((l) => (l ? `  ${l}` : l))

@@ -15,6 +15,8 @@ export interface LaunchOptions {
   disk?: string;
   ip?: string;
   vm?: boolean;
+  /** The backend (lxc, qemu, ...). */
+  driver?: string;
 }
 
 /** Throws INVALID_ADDRESS unless ip is a dotted-quad IPv4 address. */
@@ -44,6 +46,7 @@ export async function launchCommand(ctx: Ctx, image: string, name: string, opts:
     name,
     image,
     ...(opts.vm ? { type: 'vm' as const } : {}),
+    ...(opts.driver !== undefined ? { driver: opts.driver } : {}),
     ...(Object.keys(config).length ? { config } : {}),
     ...(opts.ip !== undefined ? { ipv4: opts.ip } : {}),
     start,

@@ -1,6 +1,6 @@
 // CPUID hypervisor signature: runs the native probe (native/cpuid.c) and maps signatures to virt-what facts.
 import { AppError } from '../../shared/errors.js';
-import type { Host } from '../host/host.js';
+import type { Host } from '../../host/host.js';
 
 /** Hypervisor families a CPUID signature (leaf 0x40000000) names, keyed by the signature without padding. */
 const SIGNATURES: ReadonlyMap<string, string> = new Map([

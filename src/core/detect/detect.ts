@@ -1,6 +1,6 @@
 // Virtualization detection: every layer a machine or root tree runs inside, named as virt-what names them, with evidence.
 import type { VirtFact } from '../../shared/schemas.js';
-import type { Host } from '../host/host.js';
+import type { Host } from '../../host/host.js';
 import { containerFacts } from './containers.js';
 import { hypervisorFacts, systemzFacts, umlFacts, wslFacts } from './hypervisor.js';
 import { readSnapshot } from './snapshot.js';

@@ -1,7 +1,7 @@
 // Reads every file virtualization detection looks at, under a root directory, into one plain snapshot.
 import { posix } from 'node:path';
 import { AppError } from '../../shared/errors.js';
-import type { Host } from '../host/host.js';
+import type { Host } from '../../host/host.js';
 
 /** A file's contents, or why there are none. */
 export type FileRead = { kind: 'absent' } | { kind: 'unreadable'; code: string } | { kind: 'ok'; text: string };

@@ -1,7 +1,7 @@
 // The Linux test guest of the accelerator check: the Debian cloud kernel of Hangar's VM images and a busybox initramfs that prints a marker and powers off.
 import { posix } from 'node:path';
 import { AppError } from '../../shared/errors.js';
-import type { Host } from '../host/host.js';
+import type { Host } from '../../host/host.js';
 import { BUSYBOX_STATIC } from './busybox.js';
 import { packCpio } from './cpio.js';
 import { fetchDebianKernel } from './debian-kernel.js';

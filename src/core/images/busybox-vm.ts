@@ -1,7 +1,7 @@
 // Builds the busybox VM image offline: Debian's cloud kernel (ELF vmlinux), a busybox initramfs with qemu-ga and acpid, and a small ext4 qcow2 data disk.
 import { posix } from 'node:path';
 import { AppError } from '../../shared/errors.js';
-import type { Host } from '../host/host.js';
+import type { Host } from '../../host/host.js';
 import { BUSYBOX_STATIC } from './busybox.js';
 import { fetchDebPackage, fetchDebianKernel, resolveKernelModules, type DebianKernelFlavour } from './debian-kernel.js';
 

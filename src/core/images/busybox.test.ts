@@ -3,7 +3,7 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LocalHost } from '../host/local.js';
+import { LocalHost } from '../../host/local.js';
 import { buildBusyboxRootfs } from './busybox.js';
 
 const host = new LocalHost();

@@ -1,7 +1,7 @@
 // Builds a busybox container root file system offline from the host's busybox-static binary.
 import { posix } from 'node:path';
 import { AppError } from '../../shared/errors.js';
-import type { Host } from '../host/host.js';
+import type { Host } from '../../host/host.js';
 
 /** Where the busybox-static package installs its binary. */
 export const BUSYBOX_STATIC = '/bin/busybox';

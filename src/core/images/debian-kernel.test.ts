@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LocalHost } from '../host/local.js';
+import { LocalHost } from '../../host/local.js';
 import {
   bzImagePayload, extractVmlinux, fetchDebPackage, hasPvhNote, moduleName, parseAptVersion, parseKernelConfig, parseMetaDepends,
   parseModinfo, payloadCandidates, resolveKernelModules, safeVersion,

@@ -1,7 +1,7 @@
 // Fetches a Debian kernel package (apt-get download + dpkg-deb -x, never installed), extracts its ELF vmlinux and resolves modules.
 import { posix } from 'node:path';
 import { AppError } from '../../shared/errors.js';
-import type { Host } from '../host/host.js';
+import type { Host } from '../../host/host.js';
 
 /** Kernel flavours Debian ships for amd64: `cloud-amd64` (virtio-only, ELF vmlinux boots fastest) and the generic `amd64`. */
 export type DebianKernelFlavour = 'cloud-amd64' | 'amd64';

@@ -2,7 +2,7 @@
 import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
 import { AppError } from '../../shared/errors.js';
-import type { Host } from '../host/host.js';
+import type { Host } from '../../host/host.js';
 import { cleanBuildLeftovers, renderSourcesList, runDebootstrap, unmountUnder, validateDebianOptions, writeInRoot } from './debian.js';
 import { renderMbr, SECTOR } from './disk-layout.js';
 

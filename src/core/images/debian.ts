@@ -2,8 +2,8 @@
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { AppError } from '../../shared/errors.js';
-import type { Host } from '../host/host.js';
-import { mountPointsUnder } from './shift.js';
+import type { Host } from '../../host/host.js';
+import { mountPointsUnder } from '../../host/mounts.js';
 
 /** Options for buildDebianRootfs. */
 export interface DebianBuildOptions {

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isAppError } from '../../shared/errors.js';
-import { LocalHost } from '../host/local.js';
+import { LocalHost } from '../../host/local.js';
 import {
   checkCheckResult, checkDiskInfo, checkRawDisk, convertVmDisk, inspectVmDisk, parseOdBytes, parseQemuImgInfo, qemuSource, verifyVmDisk, VM_DISK_FILE,
   type QemuImgInfo,

@@ -1,7 +1,7 @@
 // VM disk import: detects qcow2 or raw with qemu-img (never from the name), refuses external references, corruption and non-disks, then converts to a standalone qcow2.
 import { posix } from 'node:path';
 import { AppError } from '../../shared/errors.js';
-import type { Host, HostStat } from '../host/host.js';
+import type { Host, HostStat } from '../../host/host.js';
 
 /** Disk formats `image import --vm` accepts. */
 export type DiskFormat = 'qcow2' | 'raw';

@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import type { Readable } from 'node:stream';
 import { Parser } from 'tar';
 import { AppError } from '../../shared/errors.js';
-import type { Host, HostStat } from '../host/host.js';
+import type { Host, HostStat } from '../../host/host.js';
 
 /** Compression formats an imported tarball may use. */
 export type Compression = 'gzip' | 'xz' | 'zstd' | 'none';

@@ -1,6 +1,6 @@
 // Unit tests for NetworkManager against a scripted fake Host (no machine access).
 import { describe, expect, it } from 'vitest';
-import type { ExecOptions, ExecResult, Host, HostFs, HostStat } from '../host/host.js';
+import type { ExecOptions, ExecResult, Host, HostFs, HostStat } from '../../host/host.js';
 import { AppError, isAppError } from '../../shared/errors.js';
 import { NetworkManager, type NetworkOptions } from './manager.js';
 

@@ -1,8 +1,8 @@
 // NetworkManager: the daemon's managed bridge with its subnet, NAT (nftables) and DHCP/DNS (a dnsmasq it starts and adopts).
 import { posix } from 'node:path';
-import type { Host } from '../host/host.js';
+import type { Host } from '../../host/host.js';
 import { AppError } from '../../shared/errors.js';
-import { Reverter } from '../reverter.js';
+import { Reverter } from '../../host/reverter.js';
 import { checkAddress, ipToInt, isValidMac, parseSubnet, shortHash, type Subnet } from './ipam.js';
 
 /** Names and paths of one managed network (from Settings). */

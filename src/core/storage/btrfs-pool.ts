@@ -1,8 +1,8 @@
 // The btrfs storage pool: a fully allocated, loop-mounted (nosuid,nodev) btrfs file with images, instance volumes (copy-on-write snapshots) and their snapshots, limited by qgroups.
 import { dirname, join, resolve } from 'node:path';
 import { AppError } from '../../shared/errors.js';
-import type { Host } from '../host/host.js';
-import { Reverter } from '../reverter.js';
+import type { Host } from '../../host/host.js';
+import { Reverter } from '../../host/reverter.js';
 import { formatSize as formatBytes } from '../../shared/units.js';
 import { findMount, parseFileAllocation, parseFilesystemUsage, parseQgroupShow, parseStatfs, parseSubvolumeList, type QgroupRow } from './parse.js';
 

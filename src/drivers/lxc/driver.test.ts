@@ -1,26 +1,30 @@
 // Unit tests of the LXC driver's pure parts: validation and the cgroup mapping of the resource model.
 import { describe, expect, it } from 'vitest';
-import type { HostFacts } from '../driver.js';
-import { lxcDriver } from './driver.js';
+import type { HostFacts } from '../../host/facts.js';
+import { ScriptedHost } from '../../host/scripted.js';
+import { driverEnv, TEST_FACTS } from '../../../test/helpers/driver-env.js';
+import { lxcOnHost } from './driver.js';
 import { cgroupDefault, cgroupSettings } from './render-config.js';
 
-const facts: HostFacts = { cgroupLayout: 'hybrid', cpus: 2, memoryBytes: 8 * 1024 ** 3, idmap: { uidStart: 100000, gidStart: 100000, count: 65536 }, swapAccounting: true };
+const facts: HostFacts = TEST_FACTS;
+/** The LXC driver's validation on a host with these facts. */
+const validate = (config: Record<string, string>, f: HostFacts) => lxcOnHost({ env: driverEnv(new ScriptedHost(), { facts: f }), lxcPath: '/var/lib/hangar-unit/lxc', lxcfsDir: null }).validate(config);
 
-describe('lxcDriver.validate', () => {
+describe('LXC validation', () => {
   it('accepts the resource model on a host that supports it', () => {
-    expect(lxcDriver.validate({ 'limits.memory': '1GiB', 'limits.memory.swap': '0', 'limits.cpu': '2', 'limits.cpu.cap': '150%', 'limits.disk': '5GiB' }, facts)).toEqual([]);
+    expect(validate({ 'limits.memory': '1GiB', 'limits.memory.swap': '0', 'limits.cpu': '2', 'limits.cpu.cap': '150%', 'limits.disk': '5GiB' }, facts)).toEqual([]);
   });
   it('refuses swap without swap accounting, naming the backend and the reason', () => {
-    const p = lxcDriver.validate({ 'limits.memory': '1GiB', 'limits.memory.swap': '1GiB' }, { ...facts, swapAccounting: false });
+    const p = validate({ 'limits.memory': '1GiB', 'limits.memory.swap': '1GiB' }, { ...facts, swapAccounting: false });
     expect(p).toHaveLength(1);
     expect(p[0]).toMatch(/limits\.memory\.swap.*lxc backend.*memsw/);
   });
   it('refuses swap without a memory limit on v1, and values beyond the host', () => {
-    expect(lxcDriver.validate({ 'limits.memory.swap': '1GiB' }, facts)[0]).toMatch(/needs limits\.memory/);
-    expect(lxcDriver.validate({ 'limits.memory.swap': '1GiB' }, { ...facts, cgroupLayout: 'v2' })).toEqual([]);
-    expect(lxcDriver.validate({ 'limits.cpu': '3' }, facts)[0]).toMatch(/exceeds the 2 CPUs/);
-    expect(lxcDriver.validate({ 'limits.cpu.cap': '300%' }, facts)[0]).toMatch(/exceeds/);
-    expect(lxcDriver.validate({ 'limits.memory': '16GiB' }, facts)[0]).toMatch(/exceeds the memory/);
+    expect(validate({ 'limits.memory.swap': '1GiB' }, facts)[0]).toMatch(/needs limits\.memory/);
+    expect(validate({ 'limits.memory.swap': '1GiB' }, { ...facts, cgroupLayout: 'v2' })).toEqual([]);
+    expect(validate({ 'limits.cpu': '3' }, facts)[0]).toMatch(/exceeds the 2 CPUs/);
+    expect(validate({ 'limits.cpu.cap': '300%' }, facts)[0]).toMatch(/exceeds/);
+    expect(validate({ 'limits.memory': '16GiB' }, facts)[0]).toMatch(/exceeds the memory/);
   });
 });
 

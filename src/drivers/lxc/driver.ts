@@ -4,11 +4,14 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { resourcesOf, type InstanceConfig } from '../../shared/config.js';
 import { AppError } from '../../shared/errors.js';
 import type { Usage } from '../../shared/schemas.js';
-import type { Host, HostProcess } from '../../core/host/host.js';
-import { Reverter } from '../../core/reverter.js';
+import type { Host, HostProcess } from '../../host/host.js';
+import { Reverter } from '../../host/reverter.js';
+import type { HostFacts } from '../../host/facts.js';
 import type {
-  ConfigApplyResult, Driver, DriverContext, ExecSpec, HostFacts, InstanceHandle, InstanceRecord, ObservedState, StopOptions,
+  ConfigApplyResult, Driver, DriverEnv, ExecSpec, HostDriver, InstanceHandle, InstanceRecord, ObservedState, StopOptions,
 } from '../driver.js';
+import { ensureLxcfs } from './lxcfs.js';
+import { shiftIds } from './shift.js';
 import { hostFitProblems } from '../host-fit.js';
 import {
   lxcAttachArgv, lxcConsoleArgv, lxcFreeze, lxcInfo, lxcStart, lxcStop, lxcUnfreeze, lxcVersion, type LxcTarget,
@@ -71,14 +74,23 @@ function settingDir(mounts: CgroupMounts, controller: string, rel: { v1: Record<
   return mount && path !== undefined ? posix.join(mount, path) : null;
 }
 
+/** What the LXC driver keeps per host: the daemon's environment there, its lxc path and the lxcfs mount (null without lxcfs). */
+export interface LxcHost {
+  env: DriverEnv;
+  lxcPath: string;
+  lxcfsDir: string | null;
+}
+
 class LxcInstance implements InstanceHandle {
   private record: InstanceRecord;
   private readonly target: LxcTarget;
+  private readonly ctx: { host: Host; facts: HostFacts; prefix: string; lxcPath: string; lxcfsDir: string | null };
 
-  constructor(record: InstanceRecord, private readonly ctx: DriverContext) {
-    if (!posix.isAbsolute(ctx.lxcPath)) throw new AppError('INVALID_CONFIG', `Invalid LXC path ${JSON.stringify(ctx.lxcPath)}: must be absolute`);
+  constructor(record: InstanceRecord, lxc: LxcHost) {
+    if (!posix.isAbsolute(lxc.lxcPath)) throw new AppError('INVALID_CONFIG', `Invalid LXC path ${JSON.stringify(lxc.lxcPath)}: must be absolute`);
     this.record = record;
-    this.target = { lxcPath: ctx.lxcPath, name: record.name };
+    this.ctx = { host: lxc.env.host, facts: lxc.env.facts, prefix: lxc.env.prefix, lxcPath: lxc.lxcPath, lxcfsDir: lxc.lxcfsDir };
+    this.target = { lxcPath: lxc.lxcPath, name: record.name };
   }
 
   private get host(): Host { return this.ctx.host; }
@@ -100,9 +112,45 @@ class LxcInstance implements InstanceHandle {
     await this.host.fs.writeAtomic(this.configPath, text, 0o644);
   }
 
-  /** Writes (or rewrites, e.g. before a start with changed limits) the container's config. */
+  /** Writes (or rewrites, e.g. before a start with changed limits) the container's config; shifts a legacy tree back. */
   async create(): Promise<void> {
+    await this.ensureOwnership();
     await this.writeConfig();
+  }
+
+  /**
+   * Trees are stored with the container's own ids (0-based): unprivileged containers see them through an idmapped
+   * mount. A tree from an older Hangar, stored shifted to the shared map, is shifted back here, once.
+   */
+  private async ensureOwnership(): Promise<void> {
+    const current = (await this.host.fs.stat(this.record.rootPath))?.uid;
+    if (current === undefined) throw new AppError('NOT_FOUND', `Root file system of instance "${this.record.name}" is missing`);
+    if (current === 0) return;
+    await shiftIds(this.host, this.record.rootPath, -current, { base: current, limit: this.ctx.facts.idmap.count });
+  }
+
+  /** Writes the instance's identity into its new root: hostname, hosts, resolver, and an empty machine-id so it gets its own. */
+  async initRoot(): Promise<void> {
+    const root = this.record.rootPath;
+    // Files get the owner of the root directory: a tree stored by an older Hangar (shifted) is shifted back as a whole.
+    const owner = (await this.host.fs.stat(root))?.uid ?? 0;
+    const gw = this.record.nic.gateway;
+    const files: [string, string][] = [
+      ['etc/hostname', `${this.record.name}\n`],
+      ['etc/hosts', `127.0.0.1 localhost\n127.0.1.1 ${this.record.name}\n::1 localhost ip6-localhost ip6-loopback\n`],
+      ['etc/resolv.conf', `nameserver ${gw}\n`],
+    ];
+    if ((await this.host.fs.stat(posix.join(root, 'etc/machine-id')))?.isFile) files.push(['etc/machine-id', '']);
+    for (const [rel, content] of files) {
+      const dst = posix.join(root, rel);
+      // Never follow a symlink from an image's tree out of the root.
+      const dirStat = await this.host.fs.stat(posix.dirname(dst));
+      if (!dirStat?.isDirectory) continue;
+      const st = await this.host.fs.stat(dst);
+      if (st?.isSymbolicLink) continue;
+      await this.host.fs.writeAtomic(dst, content, 0o644);
+      await this.host.fs.chown(dst, owner, owner);
+    }
   }
 
   // init.pid caches the container's init pid (learnt from lxc-info once per start); monitor.pid is lxc-start's own.
@@ -416,7 +464,7 @@ class LxcInstance implements InstanceHandle {
   }
 }
 
-/** Problems with a config on this host for LXC: keys it cannot honour and values out of range. */
+/** Problems with a config on this host for LXC: values out of range and what the host cannot do. */
 function validateLxc(config: InstanceConfig, facts: HostFacts): string[] {
   const problems: string[] = [];
   let r: ReturnType<typeof resourcesOf>;
@@ -434,29 +482,42 @@ function validateLxc(config: InstanceConfig, facts: HostFacts): string[] {
       problems.push('limits.memory.swap needs limits.memory on the lxc backend with cgroup v1 (memory.memsw.limit_in_bytes limits memory plus swap)');
     }
   }
-  if (Object.keys(config).some((k) => k.startsWith('devices.'))) problems.push('extra devices (devices.*) are not supported by the lxc backend yet');
-  if (Object.keys(config).some((k) => k.startsWith('cloud-init.'))) problems.push('cloud-init.* keys are not supported by the lxc backend (they configure VMs that run cloud-init)');
-  const vmBoot = ['boot.accel', 'boot.firmware', 'boot.kernel', 'boot.initrd', 'boot.cmdline'].filter((k) => config[k] !== undefined);
-  if (vmBoot.length) problems.push(`${vmBoot.join(', ')} ${vmBoot.length > 1 ? 'are' : 'is'} not supported by the lxc backend (VM boot settings; a container shares the host kernel)`);
-  for (const key of ['limits.disk.read', 'limits.disk.write']) {
-    if (config[key] !== undefined) problems.push(`${key} is not supported by the lxc backend (disk throttling applies to VMs)`);
-  }
   problems.push(...hostFitProblems(config, r, facts, { name: 'lxc', minMemoryBytes: LXC_MIN_MEMORY, why: 'LXC sets the container up inside its memory limit' }));
   return problems;
+}
+
+const LXC_TECHNOLOGY = { kernel: 'shared', memory: 'burstable', isolation: 'namespaces + cgroups' } as const;
+
+/** The LXC driver on one host, from what was found there (tests build the LxcHost directly). */
+export function lxcOnHost(lxc: LxcHost, probe: HostDriver['probe'] = { available: true, version: null, reason: null }): HostDriver {
+  const env = lxc.env;
+  return {
+    driver: lxcDriver,
+    probe,
+    details: () => ({ 'lxc path': lxc.lxcPath, lxcfs: lxc.lxcfsDir ?? 'not running (free shows host memory)', cgroups: env.facts.cgroupLayout }),
+    technology: () => LXC_TECHNOLOGY,
+    validate: (config) => validateLxc(config, env.facts),
+    idmap: (config) => (config['security.privileged'] === 'true' ? 'none' : config['security.idmap.isolated'] === 'false' ? 'shared' : 'isolated'),
+    load: (record) => new LxcInstance(record, lxc),
+  };
 }
 
 /** The LXC backend. */
 export const lxcDriver: Driver = {
   name: 'lxc',
   type: 'container',
-  features: { freeze: true, snapshots: false, statefulStop: false, console: true, execTty: true },
-  technology: { kernel: 'shared', memory: 'burstable', isolation: 'namespaces + cgroups' },
-  async probe(host) {
-    const v = await lxcVersion(host);
-    return { available: v.version !== null, version: v.version, reason: v.reason };
-  },
-  validate: validateLxc,
-  load(record, ctx) {
-    return new LxcInstance(record, ctx);
+  features: { freeze: true, snapshots: false, statefulStop: false, console: true, execTty: true, liveCopy: true, graphicalConsole: false, monitor: false },
+  technology: LXC_TECHNOLOGY,
+  keys: [
+    'limits.memory', 'limits.memory.guarantee', 'limits.memory.swap', 'limits.cpu', 'limits.cpu.weight', 'limits.cpu.cap', 'limits.processes', 'limits.disk',
+    'security.privileged', 'security.idmap.isolated', 'security.devices.fuse', 'security.devices.tun',
+  ],
+  storage: 'tree',
+  async open(env) {
+    const v = await lxcVersion(env.host);
+    const lxc: LxcHost = { env, lxcPath: posix.join(env.dataDir, 'lxc'), lxcfsDir: null };
+    if (v.version !== null) lxc.lxcfsDir = await ensureLxcfs(env.host, posix.join(env.dataDir, 'lxcfs'), env.runDir);
+    return lxcOnHost(lxc, { available: v.version !== null, version: v.version, reason: v.reason });
   },
 };
+

@@ -1,6 +1,6 @@
 // Thin typed wrappers over the lxc-* command-line tools; argv builders are pure, runners go through Host.
 import { AppError } from '../../shared/errors.js';
-import type { ExecResult, Host } from '../../core/host/host.js';
+import type { ExecResult, Host } from '../../host/host.js';
 import { parseLxcInfo, type LxcInfo } from './parse.js';
 
 /** A container as the lxc-* tools address it: -P lxcPath -n name. */

@@ -1,5 +1,5 @@
 // Parsers for lxc-info output, /proc/PID/stat, /proc/PID/cgroup, /proc/self/mounts and cgroup counter files.
-import { procStatField } from '../../core/host/procfs.js';
+import { procStatField } from '../../host/procfs.js';
 import type { InstanceState } from '../../shared/schemas.js';
 
 /** State and init pid as lxc-info reports them. */

@@ -1,6 +1,6 @@
 // Unit tests of QemuAccel against a scripted host: what it runs, what it caches and when it measures again.
 import { describe, expect, it } from 'vitest';
-import { ScriptedHost } from '../../core/host/scripted.js';
+import { ScriptedHost } from '../../host/scripted.js';
 import { isAppError } from '../../shared/errors.js';
 import { probeChecksum, PROBE_EXIT_CODE } from './accel.js';
 import { QemuAccel, type AccelCheckOptions } from './accel-check.js';

@@ -1,13 +1,30 @@
 // Runs the accelerator test guests on a host and keeps their evidence, cached per host boot, kernel release and QEMU build.
 import { posix } from 'node:path';
 import { AppError } from '../../shared/errors.js';
-import type { Host } from '../../core/host/host.js';
+import type { Host } from '../../host/host.js';
 import type { AcceleratorInfo } from '../../shared/schemas.js';
-import type { VmAccelerator } from '../driver.js';
 import {
   chooseAccel, judgeKvm, linuxCheckArgv, parseLinuxRun, parseRomRun, probeRom, romProbeArgv,
   type Accel, type AccelChoice, type AccelEvidence, type AccelMode, type GuestRun, type KvmVerdict, type LinuxTestGuest,
 } from './accel.js';
+
+/** The accelerator state of a host's VMs: the KVM verdict from real test guests, and the choice per VM. */
+export interface VmAccelerator {
+  /** The daemon's default (HANGAR_ACCEL). */
+  readonly mode: AccelMode;
+  /** usable: true/false, or null while the Linux boot check is pending; with the reason in a user's words. */
+  verdict(): KvmVerdict;
+  /** What host info shows. */
+  info(): AcceleratorInfo;
+  /** The choice for a VM asking for `requested` (undefined: the daemon's mode) as it stands; null while pending. */
+  choose(requested: AccelMode | undefined): AccelChoice | null;
+  /** The choice for a VM about to start (waits for a pending check); throws UNSUPPORTED when refused. */
+  forStart(requested: AccelMode | undefined, instance: string): Promise<{ accel: Accel; reason: string }>;
+  /** Runs a pending check. */
+  confirm(): Promise<void>;
+  /** Records that a VM faulted under KVM before its guest did anything. */
+  markBroken(fault: { instance: string; reason: string; at: string }): Promise<void>;
+}
 
 /** The KVM device node. */
 export const KVM_DEVICE = '/dev/kvm';

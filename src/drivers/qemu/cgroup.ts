@@ -1,7 +1,7 @@
 // The cgroup of a QEMU process: limits.cpu.weight and limits.cpu.cap applied to the whole VM (v1 cpu controller or v2 cpu.*).
 import { posix } from 'node:path';
 import { resourcesOf, type InstanceConfig } from '../../shared/config.js';
-import type { Host } from '../../core/host/host.js';
+import type { Host } from '../../host/host.js';
 
 const PERIOD_US = 100_000;
 

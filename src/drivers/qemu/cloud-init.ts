@@ -1,6 +1,6 @@
 // cloud-init NoCloud seed for VMs: a pure renderer of meta-data, user-data and network-config (v2), and the cidata ISO built with genisoimage.
 import { posix } from 'node:path';
-import type { Host } from '../../core/host/host.js';
+import type { Host } from '../../host/host.js';
 import { AppError } from '../../shared/errors.js';
 
 /** What renderNoCloudSeed needs to know about an instance. */

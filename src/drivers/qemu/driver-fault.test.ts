@@ -5,10 +5,11 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { LocalHost } from '../../core/host/local.js';
-import type { BackendEvent, DriverContext, InstanceRecord } from '../driver.js';
+import { LocalHost } from '../../host/local.js';
+import type { BackendEvent, HostDriver, InstanceRecord } from '../driver.js';
+import { driverEnv } from '../../../test/helpers/driver-env.js';
 import { FixedAccelerator } from './accel-check.js';
-import { qemuDriver } from './driver.js';
+import { qemuOnHost } from './driver.js';
 import { FakeQmpPeer } from './qmp/fake-peer.js';
 
 const KVM_DUMP = 'KVM internal error. Suberror: 1\nextra data[0]: 0x0000000000000001\nemulation failure\nRAX=ffff888003c40040 RBX=0000000000000000\nCode=24 5b <f0> 48 0f c7\n';
@@ -37,11 +38,9 @@ function record(): InstanceRecord {
   };
 }
 
-function ctx(): DriverContext {
-  return {
-    host: new LocalHost(), prefix: 'hgu', lxcPath: join(dir, 'lxc'), lxcfsDir: null, onBackendEvent: (_i, e) => events.push(e),
-    facts: { cgroupLayout: 'hybrid', cpus: 2, memoryBytes: 8 * 1024 ** 3, idmap: { uidStart: 100000, gidStart: 100000, count: 65536 }, qemu: { version: '7.2.22', accel } },
-  };
+function ctx(): HostDriver {
+  const env = driverEnv(new LocalHost(), { onBackendEvent: (_i, e) => events.push(e) });
+  return qemuOnHost({ env, probe: { available: true, version: '7.2.22', reason: null }, version: '7.2.22', accel, uefi: null });
 }
 
 /** Writes what the driver's start records, as if this VM had been started under accel with the console log at its current size. */
@@ -90,7 +89,7 @@ afterEach(async () => {
 describe('QEMU driver: a guest fault', () => {
   it('is state error with QEMU\'s message, not frozen; one instance-error event; a KVM fault before the guest ran marks KVM broken and asks for a restart', async () => {
     started('kvm');
-    const vm = qemuDriver.load(record(), ctx());
+    const vm = ctx().load(record());
     expect((await vm.state()).state).toBe('running');
     fault('internal-error', KVM_DUMP);
     await until('the instance-error event', () => events.some((e) => e.type === 'instance-error'));
@@ -103,7 +102,7 @@ describe('QEMU driver: a guest fault', () => {
     expect(fallback).toMatchObject({ action: 'restart', data: { from: 'kvm', to: 'tcg' } });
     expect(fallback?.message).toMatch(/faulted under KVM before its guest started .*restarts with software emulation/);
     // A second handle (another request, or a restarted hangard) sees the same fault and time, and no new event.
-    const again = await qemuDriver.load(record(), ctx()).state();
+    const again = await ctx().load(record()).state();
     expect(again.error).toEqual(st.error);
     expect(events.filter((e) => e.type === 'instance-error')).toHaveLength(1);
     expect((await vm.details!()).fault).toMatch(/^KVM internal error\. Suberror: 1, emulation failure \(since /);
@@ -111,7 +110,7 @@ describe('QEMU driver: a guest fault', () => {
 
   it('leaves a VM whose guest already ran in error for the user: no fallback, KVM not marked', async () => {
     started('kvm');
-    const vm = qemuDriver.load(record(), ctx());
+    const vm = ctx().load(record());
     await vm.state();
     appendFileSync(join(dir, 'console.log'), 'HANGAR-READY vm\n');
     fault('internal-error', KVM_DUMP);
@@ -123,7 +122,7 @@ describe('QEMU driver: a guest fault', () => {
 
   it('marks KVM broken but does not restart a VM that asked for kvm itself', async () => {
     started('kvm', 'kvm');
-    const vm = qemuDriver.load(record(), ctx());
+    const vm = ctx().load(record());
     await vm.state();
     fault('internal-error', KVM_DUMP);
     await until('KVM marked broken', () => accel.broken.length === 1);
@@ -132,7 +131,7 @@ describe('QEMU driver: a guest fault', () => {
 
   it('names a disk error from its BLOCK_IO_ERROR, and keeps a user pause as frozen', async () => {
     started('tcg');
-    const vm = qemuDriver.load(record(), ctx());
+    const vm = ctx().load(record());
     await vm.state();
     status = { status: 'paused', running: false };
     peer.emitEvent('STOP');
@@ -149,7 +148,7 @@ describe('QEMU driver: a guest fault', () => {
 
   it('reads a panic held paused from the console log', async () => {
     started('tcg');
-    const vm = qemuDriver.load(record(), ctx());
+    const vm = ctx().load(record());
     await vm.state();
     appendFileSync(join(dir, 'console.log'), '[   12.345678] Kernel panic - not syncing: sysrq triggered crash\n');
     fault('guest-panicked');
@@ -161,7 +160,7 @@ describe('QEMU driver: a guest fault', () => {
     started('tcg');
     // An agent socket that accepts and never answers: the exec would wait 30 s for it.
     await listen(join(dir, 'qga.sock'), () => undefined);
-    const vm = qemuDriver.load(record(), ctx());
+    const vm = ctx().load(record());
     await vm.state();
     const p = vm.exec({ command: ['true'] });
     p.stdin!.end();
@@ -185,7 +184,7 @@ describe('QEMU driver: a guest fault', () => {
     started('kvm');
     writeFileSync(join(dir, 'qemu.log'), KVM_DUMP);
     status = { status: 'internal-error', running: false };
-    const st = await qemuDriver.load(record(), ctx()).state();
+    const st = await ctx().load(record()).state();
     expect(st).toMatchObject({ state: 'error', error: { reason: 'KVM internal error. Suberror: 1, emulation failure' } });
     expect(events.map((e) => e.type)).toEqual(['instance-error', 'instance-accel-fallback']);
   });

@@ -1,11 +1,16 @@
 // Unit tests of the QEMU driver's pure parts: validation, and how a VM boots (direct kernel boot vs its image).
 import { describe, expect, it } from 'vitest';
 import { validateConfig } from '../../shared/config.js';
-import type { HostFacts, InstanceRecord } from '../driver.js';
-import { bootOf, firmwareOf, qemuDriver } from './driver.js';
+import { unsupportedKeys } from '../../shared/config.js';
+import { ScriptedHost } from '../../host/scripted.js';
+import { driverEnv } from '../../../test/helpers/driver-env.js';
+import type { InstanceRecord } from '../driver.js';
+import { bootOf, firmwareOf, qemuDriver, qemuOnHost } from './driver.js';
 import { FixedAccelerator } from './accel-check.js';
 
-const facts: HostFacts = { cgroupLayout: 'hybrid', cpus: 2, memoryBytes: 8 * 1024 ** 3, idmap: { uidStart: 100000, gidStart: 100000, count: 65536 }, qemu: { version: '7.2.22', accel: new FixedAccelerator({ usable: false, reason: 'test' }) } };
+const onHost = (uefi: { code: string; vars: string } | null = null) => qemuOnHost({
+  env: driverEnv(new ScriptedHost()), probe: { available: true, version: '7.2.22', reason: null }, version: '7.2.22', accel: new FixedAccelerator({ usable: false, reason: 'test' }), uefi,
+});
 
 const record = (config: Record<string, string>, imageProps: Record<string, string>): InstanceRecord => ({
   name: 'vm1', type: 'vm', driver: 'qemu', image: 'img', config, rootPath: '/p/vm1', instanceDir: '/i/vm1', imagePath: '/img',
@@ -14,15 +19,16 @@ const record = (config: Record<string, string>, imageProps: Record<string, strin
 });
 
 describe('qemuDriver.validate', () => {
-  it('refuses container-only keys naming the backend, and boot.initrd/cmdline without boot.kernel', () => {
-    expect(qemuDriver.validate({ 'limits.processes': '10' }, facts)[0]).toMatch(/limits\.processes.*qemu backend/);
-    expect(qemuDriver.validate({ 'boot.initrd': '/i' }, facts)[0]).toMatch(/boot\.initrd needs boot\.kernel/);
-    expect(qemuDriver.validate({ 'boot.kernel': '/k', 'boot.initrd': '/i', 'boot.cmdline': 'quiet' }, facts)).toEqual([]);
+  it('declares no container-only key, and refuses boot.initrd/cmdline without boot.kernel', () => {
+    expect(unsupportedKeys({ 'limits.processes': '10', 'limits.memory.swap': '0', 'security.privileged': 'true', 'devices.d1.size': '1GiB', 'user.x': '1', 'boot.autostart': 'true' }, qemuDriver.keys))
+      .toEqual(['limits.memory.swap', 'limits.processes', 'security.privileged']);
+    expect(onHost().validate({ 'boot.initrd': '/i' })[0]).toMatch(/boot\.initrd needs boot\.kernel/);
+    expect(onHost().validate({ 'boot.kernel': '/k', 'boot.initrd': '/i', 'boot.cmdline': 'quiet' })).toEqual([]);
   });
   it('boot.firmware=uefi needs OVMF on the host and a disk boot', () => {
-    expect(qemuDriver.validate({ 'boot.firmware': 'uefi' }, { ...facts, qemu: { ...facts.qemu!, uefi: { code: '/c', vars: '/v' } } })).toEqual([]);
-    expect(qemuDriver.validate({ 'boot.firmware': 'uefi' }, facts)[0]).toMatch(/OVMF.*not installed.*ovmf package/);
-    expect(qemuDriver.validate({ 'boot.firmware': 'uefi', 'boot.kernel': '/k' }, { ...facts, qemu: { ...facts.qemu!, uefi: { code: '/c', vars: '/v' } } })[0]).toMatch(/applies to booting from the disk/);
+    expect(onHost({ code: '/c', vars: '/v' }).validate({ 'boot.firmware': 'uefi' })).toEqual([]);
+    expect(onHost().validate({ 'boot.firmware': 'uefi' })[0]).toMatch(/OVMF.*not installed.*ovmf package/);
+    expect(onHost({ code: '/c', vars: '/v' }).validate({ 'boot.firmware': 'uefi', 'boot.kernel': '/k' })[0]).toMatch(/applies to booting from the disk/);
     expect(() => validateConfig({ 'boot.firmware': 'efi' })).toThrow(/bios or uefi/);
   });
   it('boot paths must be absolute, without ".." or control characters', () => {

@@ -4,14 +4,17 @@ import { PassThrough, type Duplex } from 'node:stream';
 import { AppError, isAppError } from '../../shared/errors.js';
 import { devicesOf, resourcesOf, type DiskDevice, type InstanceConfig } from '../../shared/config.js';
 import type { Usage } from '../../shared/schemas.js';
-import type { Host, HostProcess } from '../../core/host/host.js';
-import { procStatField } from '../../core/host/procfs.js';
-import { Reverter } from '../../core/reverter.js';
-import type { ConfigApplyResult, Driver, DriverContext, ExecSpec, HostFacts, InstanceHandle, InstanceRecord, ObservedState, StopOptions, VmAccelerator } from '../driver.js';
+import type { Host, HostProcess } from '../../host/host.js';
+import { procStatField } from '../../host/procfs.js';
+import { Reverter } from '../../host/reverter.js';
+import type { HostFacts } from '../../host/facts.js';
+import type { ConfigApplyResult, Driver, DriverEnv, DriverProbe, ExecSpec, HostDriver, InstanceHandle, InstanceRecord, ObservedState, StopOptions } from '../driver.js';
+import { QemuAccel, type VmAccelerator } from './accel-check.js';
+import { ACCEL_MODES } from './accel.js';
 import { hostFitProblems } from '../host-fit.js';
 import { QmpClient } from './qmp/client.js';
 import { QgaClient, withCwd } from './qga.js';
-import { probeQemu } from './probe.js';
+import { findUefiFirmware, probeQemu } from './probe.js';
 import { buildSeedIso, renderNoCloudSeed } from './cloud-init.js';
 import { cpuControllerRoot, placeVm, removeVmCgroup, vmCgroupDir, vmCpuCgroupWrites, writeLimits } from './cgroup.js';
 import type { Accel, AccelMode } from './accel.js';
@@ -208,14 +211,24 @@ export function bootOf(record: InstanceRecord, uefiCode?: string | null): QemuBo
   return { kind: 'disk' };
 }
 
+/** What the QEMU driver keeps per host: the daemon's environment there, QEMU's version, the accelerator state and OVMF. */
+export interface QemuHost {
+  env: DriverEnv;
+  probe: DriverProbe;
+  version: string | null;
+  /** Null when QEMU is not available on the host. */
+  accel: VmAccelerator | null;
+  uefi: { code: string; vars: string } | null;
+}
+
 class QemuInstance implements InstanceHandle {
   private readonly paths: ReturnType<typeof qemuPaths>;
 
-  constructor(private readonly record: InstanceRecord, private readonly ctx: DriverContext) {
+  constructor(private readonly record: InstanceRecord, private readonly q: QemuHost) {
     this.paths = qemuPaths(record.instanceDir);
   }
 
-  private get host(): Host { return this.ctx.host; }
+  private get host(): Host { return this.q.env.host; }
   private get rootDisk(): string { return posix.join(this.record.rootPath, ROOT_DISK); }
   private get tap(): string { return this.record.nic.hostIfName; }
   /** The qcow2 file of the extra disk devices.<name>, in the instance volume. */
@@ -238,7 +251,7 @@ class QemuInstance implements InstanceHandle {
   consoleLogPath(): string { return this.paths.consoleLog; }
 
   private mon(): Promise<Monitor> {
-    const notify = this.ctx.onBackendEvent;
+    const notify = this.q.env.onBackendEvent;
     const name = this.record.name;
     return monitor(this.host, this.paths.qmp, {
       ...(notify ? { event: (type: string, data: Record<string, unknown>) => notify(name, { type, data }) } : {}),
@@ -277,8 +290,8 @@ class QemuInstance implements InstanceHandle {
     const st = await this.state();
     if (st.state === 'running' || st.state === 'frozen') return;
     if (st.state === 'error') throw new AppError('INVALID_STATE', `Failed to start instance "${name}": it is in error (${st.error?.reason ?? 'faulted'}); stop it first`);
-    const facts = this.ctx.facts.qemu;
-    if (!facts) throw new AppError('UNSUPPORTED', `Failed to start instance "${name}": QEMU is not available on this host`);
+    const facts = this.q;
+    if (!facts.accel) throw new AppError('UNSUPPORTED', `Failed to start instance "${name}": QEMU is not available on this host`);
     // No implicit create(): a deleted instance must not come back from its image.
     if (!(await this.host.fs.stat(this.rootDisk))) throw new AppError('NOT_FOUND', `Failed to start instance "${name}": its root disk ${this.rootDisk} does not exist (create it first)`);
     const resume = (await this.host.fs.stat(this.stateFile)) !== undefined;
@@ -371,11 +384,11 @@ class QemuInstance implements InstanceHandle {
     if (known && known.pid === pid) return { reason: known.reason, since: known.since };
     const fault: VmFault = { reason: await this.faultReason(m), since: new Date().toISOString() };
     await this.host.fs.writeAtomic(this.faultFile, `${JSON.stringify({ ...fault, pid, runState: m.status })}\n`);
-    const notify = this.ctx.onBackendEvent;
+    const notify = this.q.env.onBackendEvent;
     const name = this.record.name;
     notify?.(name, { type: 'instance-error', message: `Instance "${name}" faulted: ${fault.reason}`, data: { reason: fault.reason, runState: m.status, since: fault.since } });
     const run = await this.readJson<RunRecord>(this.runFile);
-    const accel = this.ctx.facts.qemu?.accel;
+    const accel = this.q.accel;
     if (accel && run?.choice.accel === 'kvm' && m.status === 'internal-error' && /KVM internal error/i.test(fault.reason) && !(await this.guestRan(m, run))) {
       await accel.markBroken({ instance: name, reason: fault.reason, at: fault.since });
       if (run.choice.requested === 'auto') {
@@ -522,7 +535,7 @@ class QemuInstance implements InstanceHandle {
       const cpuKeys = keys.filter((k) => k === 'limits.cpu.weight' || k === 'limits.cpu.cap');
       const dir = cpuKeys.length ? await this.cgroupDir() : null;
       if (dir && (await this.host.fs.stat(dir))) {
-        await writeLimits(this.host, dir, vmCpuCgroupWrites(next, this.ctx.facts.cgroupLayout));
+        await writeLimits(this.host, dir, vmCpuCgroupWrites(next, this.q.env.facts.cgroupLayout));
         live.push(...cpuKeys);
       }
       if (keys.some((k) => k.startsWith('devices.'))) live.push(...(await this.applyDevices(prev, next)));
@@ -635,7 +648,7 @@ class QemuInstance implements InstanceHandle {
   /** Machine type, accelerator, boot path and firmware, hot-plug ports in use, and (running) the guest RAM the balloon leaves. */
   async details(): Promise<Record<string, string>> {
     const out: Record<string, string> = {};
-    const facts = this.ctx.facts.qemu;
+    const facts = this.q;
     const pinned = (await this.host.fs.readTextIfExists(this.machineFile))?.trim();
     out.machine = pinned ?? `${qemuMachineType(facts?.version ?? null, machineFamilyOf(this.record.imageProps))} (pinned at first start)`;
     const st = await this.state();
@@ -644,7 +657,7 @@ class QemuInstance implements InstanceHandle {
     if (run) {
       out.accelerator = `${run.choice.accel} (${run.choice.requested === 'auto' ? '' : `asked for ${run.choice.requested}; `}${run.choice.reason})`;
       if (run.fallback) out['accelerator fallback'] = `restarted with software emulation after a KVM fault at ${run.fallback.at}: ${run.fallback.reason}`;
-    } else if (facts) {
+    } else if (facts.accel) {
       const c = facts.accel.choose(this.record.config['boot.accel'] as AccelMode | undefined);
       out.accelerator = c === null ? `decided at start (${facts.accel.verdict().reason})` : 'accel' in c ? `${c.accel} at the next start (${c.reason})` : `none: ${c.refused}`;
     }
@@ -938,13 +951,13 @@ class QemuInstance implements InstanceHandle {
 
   /** The VM's cpu cgroup (weight and cap apply to every QEMU thread), or null when the controller is not mounted. */
   private async cgroupDir(): Promise<string | null> {
-    const root = await cpuControllerRoot(this.host, this.ctx.facts.cgroupLayout);
-    return root ? vmCgroupDir(root, this.ctx.prefix, this.record.name) : null;
+    const root = await cpuControllerRoot(this.host, this.q.env.facts.cgroupLayout);
+    return root ? vmCgroupDir(root, this.q.env.prefix, this.record.name) : null;
   }
 
   private async placeInCgroup(pid: number): Promise<void> {
     const dir = await this.cgroupDir();
-    if (dir) await placeVm(this.host, this.ctx.facts.cgroupLayout, dir, this.record.config, pid);
+    if (dir) await placeVm(this.host, this.q.env.facts.cgroupLayout, dir, this.record.config, pid);
   }
 
   /** Removes what a running VM holds on the host: its tap and (once QEMU is gone) its cgroup. */
@@ -955,22 +968,19 @@ class QemuInstance implements InstanceHandle {
   }
 }
 
-/** Problems with a config for QEMU VMs: keys it cannot honour and values out of range. */
-function validateQemu(config: InstanceConfig, facts: HostFacts): string[] {
+/** Problems with a config for QEMU VMs on this host: values out of range, and what this host's QEMU cannot do. */
+function validateQemu(config: InstanceConfig, q: QemuHost, facts: HostFacts): string[] {
   const problems: string[] = [];
-  for (const key of ['limits.memory.swap', 'limits.processes', 'security.privileged', 'security.idmap.isolated', 'security.devices.fuse', 'security.devices.tun']) {
-    if (config[key] !== undefined) problems.push(`${key} is not supported by the qemu backend (a VM runs its own kernel)`);
-  }
   for (const key of ['boot.initrd', 'boot.cmdline']) {
     if (config[key] !== undefined && config['boot.kernel'] === undefined) problems.push(`${key} needs boot.kernel (it applies to a directly booted kernel)`);
   }
   if (devicesOf(config).length > HOTPLUG_PORTS) problems.push(`a VM has at most ${HOTPLUG_PORTS} extra disks (devices.*)`);
   // Refused before anything is created; while the host's check still runs, the start decides (and undoes the launch).
-  const accel = facts.qemu?.accel.choose(config['boot.accel'] as AccelMode | undefined);
+  const accel = q.accel?.choose(config['boot.accel'] as AccelMode | undefined);
   if (accel && 'refused' in accel) problems.push(accel.refused);
   if (config['boot.firmware'] === 'uefi') {
     if (config['boot.kernel'] !== undefined) problems.push('boot.firmware=uefi applies to booting from the disk; boot.kernel boots its kernel directly, without firmware');
-    if (facts.qemu && !facts.qemu.uefi) problems.push('boot.firmware=uefi needs UEFI firmware (OVMF), which is not installed on this host (install the ovmf package)');
+    if (q.accel && !q.uefi) problems.push('boot.firmware=uefi needs UEFI firmware (OVMF), which is not installed on this host (install the ovmf package)');
   }
   let r: ReturnType<typeof resourcesOf>;
   try {
@@ -982,18 +992,65 @@ function validateQemu(config: InstanceConfig, facts: HostFacts): string[] {
   return problems;
 }
 
+const QEMU_TECHNOLOGY = { kernel: 'own', memory: 'dedicated', isolation: 'hardware virtualization (KVM) or software emulation (TCG)' } as const;
+
+/** HANGAR_ACCEL of the daemon's environment: auto (default), kvm or tcg. */
+export function accelModeOf(settings: Readonly<Record<string, string | undefined>>): AccelMode {
+  const v = settings.HANGAR_ACCEL ?? 'auto';
+  if (!(ACCEL_MODES as readonly string[]).includes(v)) throw new AppError('INVALID_CONFIG', `Invalid HANGAR_ACCEL ${JSON.stringify(v)}: expected auto, kvm or tcg`);
+  return v as AccelMode;
+}
+
+/** The QEMU driver on one host, from what was probed there (tests build the QemuHost directly). */
+export function qemuOnHost(q: QemuHost): HostDriver {
+  const env = q.env;
+  return {
+    driver: qemuDriver,
+    probe: q.probe,
+    details: () => ({
+      ...(q.accel ? { accelerator: `${q.accel.info().default ?? 'checking'} (${q.accel.info().reason})` } : {}),
+      uefi: q.uefi ? `OVMF (${q.uefi.code})` : 'not installed (install the ovmf package)',
+    }),
+    ...(q.accel ? { accelerator: () => q.accel!.info() } : {}),
+    technology: (config) => {
+      if (!q.accel) return QEMU_TECHNOLOGY;
+      const c = q.accel.choose(config['boot.accel'] as AccelMode | undefined);
+      const isolation = c === null ? `decided at start: ${q.accel.verdict().reason}` : 'refused' in c ? `none: ${c.refused}` : c.accel === 'kvm' ? 'hardware virtualization (KVM)' : `software emulation (TCG): ${c.reason}`;
+      return { ...QEMU_TECHNOLOGY, isolation };
+    },
+    validate: (config) => validateQemu(config, q, env.facts),
+    idmap: () => 'none',
+    load: (record) => new QemuInstance(record, q),
+    // The Linux boot check (when the ROM probe left KVM's verdict open) runs after start-up; VM starts wait for it.
+    background: async () => { await q.accel?.confirm(); },
+  };
+}
+
 /** The QEMU/KVM backend. */
 export const qemuDriver: Driver = {
   name: 'qemu',
   type: 'vm',
-  features: { freeze: true, snapshots: true, statefulStop: true, console: true, execTty: false },
-  technology: { kernel: 'own', memory: 'dedicated', isolation: 'hardware virtualization (KVM) or software emulation (TCG)' },
-  async probe(host) {
-    const p = await probeQemu(host);
-    return { available: p.available, version: p.version, reason: p.reason };
-  },
-  validate: validateQemu,
-  load(record, ctx) {
-    return new QemuInstance(record, ctx);
+  features: { freeze: true, snapshots: true, statefulStop: true, console: true, execTty: false, liveCopy: false, graphicalConsole: true, monitor: true },
+  technology: QEMU_TECHNOLOGY,
+  keys: [
+    'limits.memory', 'limits.memory.guarantee', 'limits.cpu', 'limits.cpu.weight', 'limits.cpu.cap', 'limits.disk', 'limits.disk.read', 'limits.disk.write',
+    'devices.*', 'cloud-init.user-data', 'cloud-init.ssh-keys', 'boot.firmware', 'boot.accel', 'boot.kernel', 'boot.initrd', 'boot.cmdline',
+  ],
+  storage: 'image',
+  async open(env) {
+    const mode = accelModeOf(env.settings);
+    const p = await probeQemu(env.host);
+    const q: QemuHost = { env, probe: { available: p.available, version: p.version, reason: p.reason }, version: p.version, accel: null, uefi: null };
+    if (p.available) {
+      // Cached per host boot, kernel and QEMU build: only the first start after one of them changed runs the test guests.
+      q.accel = await QemuAccel.open(env.host, {
+        binary: p.binary, qemuBuild: p.build ?? p.version ?? 'unknown', mode, cacheFile: posix.join(env.cacheDir, 'accel.json'),
+        ...(env.services.linuxTestGuest ? { linuxGuest: env.services.linuxTestGuest } : {}), log: env.log,
+      });
+      q.uefi = await findUefiFirmware(env.host);
+      env.log(`qemu ${p.version}: ${q.accel.info().reason}`);
+    }
+    return qemuOnHost(q);
   },
 };
+

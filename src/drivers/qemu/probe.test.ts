@@ -1,8 +1,8 @@
 // Unit tests of the QEMU probes (version and build, UEFI firmware) against scripted hosts, plus the real host's firmware.
 import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { LocalHost } from '../../core/host/local.js';
-import { ScriptedHost } from '../../core/host/scripted.js';
+import { LocalHost } from '../../host/local.js';
+import { ScriptedHost } from '../../host/scripted.js';
 import { findUefiFirmware, probeQemu } from './probe.js';
 
 const VERSION = 'QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)\n';

@@ -1,6 +1,6 @@
 // Probes for the QEMU backend: is qemu-system-x86_64 installed (which version and build), and which UEFI firmware is there.
 import { causeChain } from '../../shared/errors.js';
-import type { Host } from '../../core/host/host.js';
+import type { Host } from '../../host/host.js';
 import type { DriverProbe } from '../driver.js';
 import { parseQemuVersionText, qemuMessage } from './parse.js';
 import { QEMU_BINARY } from './render-argv.js';

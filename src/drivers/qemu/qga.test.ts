@@ -4,7 +4,7 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { LocalHost } from '../../core/host/local.js';
+import { LocalHost } from '../../host/local.js';
 import { AppError } from '../../shared/errors.js';
 import { FakeQgaAgent, type FakeQgaExec, type FakeQgaRequest } from './fake-qga.js';
 import { QgaClient, isQgaDisconnect, withCwd } from './qga.js';

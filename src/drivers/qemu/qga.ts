@@ -2,7 +2,7 @@
 import { randomInt } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { AppError } from '../../shared/errors.js';
-import type { Host } from '../../core/host/host.js';
+import type { Host } from '../../host/host.js';
 
 /** Options of QgaClient.connect. */
 export interface QgaConnectOptions {

@@ -4,7 +4,7 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { LocalHost } from '../../../core/host/local.js';
+import { LocalHost } from '../../../host/local.js';
 import { AppError, isAppError } from '../../../shared/errors.js';
 import { QmpClient, eventTimeMs, isQmpDisconnect, type QmpEvent } from './client.js';
 import { FakeQmpPeer, type FakeQmpRequest } from './fake-peer.js';

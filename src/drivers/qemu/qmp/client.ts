@@ -2,7 +2,7 @@
 import type { Duplex } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 import { AppError } from '../../../shared/errors.js';
-import type { Host } from '../../../core/host/host.js';
+import type { Host } from '../../../host/host.js';
 import type {
   QmpBalloonInfo, QmpBlockIoThrottle, QmpErrorBody, QmpEvent, QmpGreeting, QmpJobInfo, QmpKvmInfo,
   QmpMigrationInfo, QmpStatusInfo,

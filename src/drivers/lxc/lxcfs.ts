@@ -1,6 +1,7 @@
 // lxcfs management: one lxcfs per daemon at settings.lxcfsDir, started detached and adopted on restart.
 import { join } from 'node:path';
-import type { Host } from './host/host.js';
+import type { Host } from '../../host/host.js';
+import { parseMountInfo } from '../../host/mounts.js';
 
 /** Starts (or adopts) lxcfs; returns the mount point, or null when lxcfs is unavailable. */
 export async function ensureLxcfs(host: Host, dir: string, runDir: string): Promise<string | null> {
@@ -25,9 +26,5 @@ export async function ensureLxcfs(host: Host, dir: string, runDir: string): Prom
 
 /** True when a fuse.lxcfs file system is mounted at dir. */
 export function isLxcfsMounted(mountinfo: string, dir: string): boolean {
-  return mountinfo.split('\n').some((line) => {
-    const sep = line.indexOf(' - ');
-    if (sep < 0) return false;
-    return line.slice(0, sep).split(' ')[4] === dir && line.slice(sep + 3).startsWith('fuse.lxcfs');
-  });
+  return parseMountInfo(mountinfo).some((m) => m.mountPoint === dir && m.fsType === 'fuse.lxcfs');
 }

@@ -1,7 +1,19 @@
 // Host facts read from /proc and /sys through Host.fs: cgroup layout, CPUs, memory, subordinate id maps, KVM, CPU flags.
-import { AppError } from '../../shared/errors.js';
-import type { HostFacts } from '../../drivers/driver.js';
+import { AppError } from '../shared/errors.js';
 import type { Host } from './host.js';
+
+/** Facts about a host that drivers validate and render with. */
+export interface HostFacts {
+  cgroupLayout: CgroupLayout;
+  cpus: number;
+  memoryBytes: number;
+  /** The shared id map of unprivileged containers (security.idmap.isolated=false): host ids that container id 0 maps to. */
+  idmap: { uidStart: number; gidStart: number; count: number };
+  /** Where isolated id maps come from: block k is uidStart + k * 65536; null or absent when the host has no such range. */
+  idmapIsolated?: { uidStart: number; gidStart: number; blocks: number } | null;
+  /** Swap is accounted per cgroup (v1: memory.memsw.* files exist; v2: memory.swap.max exists); undefined means unknown, treated as no. */
+  swapAccounting?: boolean;
+}
 
 /** Which cgroup hierarchies are mounted. */
 export type CgroupLayout = 'v1' | 'v2' | 'hybrid';

@@ -1,6 +1,6 @@
 // ScriptedHost: a Host for unit tests; files live in memory, commands are answered by a script, nothing touches the machine.
 import { PassThrough } from 'node:stream';
-import { AppError } from '../../shared/errors.js';
+import { AppError } from '../shared/errors.js';
 import type { ExecOptions, ExecResult, Host, HostFs, HostProcess, HostStat } from './host.js';
 
 /** Answers one command: a partial result (code 0 and empty output by default), or an Error to throw as a spawn failure. */

@@ -1,6 +1,7 @@
 // Id shifting for unprivileged containers: adds an offset to the owner and group of every entry of a tree, keeping setuid/setgid bits and file capabilities.
 import { AppError } from '../../shared/errors.js';
-import type { Host, HostStat } from '../host/host.js';
+import type { Host, HostStat } from '../../host/host.js';
+import { mountPointsUnder } from '../../host/mounts.js';
 
 /** Options for shiftIds. */
 export interface ShiftOptions {
@@ -15,20 +16,6 @@ export interface ShiftOptions {
 interface Entry {
   path: string;
   st: HostStat;
-}
-
-/** Mount points strictly below dir, from /proc/self/mountinfo (octal escapes decoded). */
-export async function mountPointsUnder(host: Host, dir: string): Promise<string[]> {
-  const info = (await host.fs.readTextIfExists('/proc/self/mountinfo')) ?? '';
-  const root = dir.replace(/\/+$/, '');
-  const out: string[] = [];
-  for (const line of info.split('\n')) {
-    const field = line.split(' ')[4];
-    if (!field) continue;
-    const mp = field.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-    if (mp.startsWith(root + '/')) out.push(mp);
-  }
-  return out;
 }
 
 /** Runs fn over items with at most `limit` calls in flight; rejects with the first error. */

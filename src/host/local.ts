@@ -6,7 +6,7 @@ import { dirname, basename, join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { PassThrough } from 'node:stream';
 import { createRequire } from 'node:module';
-import { AppError } from '../../shared/errors.js';
+import { AppError } from '../shared/errors.js';
 import type { ExecOptions, ExecResult, Host, HostFs, HostProcess, HostStat, SpawnOptions } from './host.js';
 
 const MAX_OUTPUT = 64 * 1024 * 1024;
