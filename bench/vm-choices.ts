@@ -106,7 +106,7 @@ function pickCacheDir(flag: string | null): string {
 /** The argv Hangar's QEMU driver renders for a busybox VM with the variant's image properties (and -cpu). */
 function renderVariant(v: Variant, imageDir: string, imageProps: Record<string, string>, tplDir: string, facts: QemuHostFacts): string[] {
   const record: InstanceRecord = {
-    name: TPL_NAME,
+    name: TPL_NAME, host: 'local',
     type: 'vm',
     driver: 'qemu',
     image: 'busybox',

@@ -111,7 +111,7 @@ export class InstanceService {
         const row: InstanceRow = {
           name: plan.name, type: plan.driver.driver.type, driver: plan.driver.driver.name, image: image.alias, imageFingerprint: image.fingerprint,
           config: plan.config, pendingConfig: {}, ipv4, mac, expectedState: 'stopped', initPid: null, initStartTime: null, cpuset: null,
-          idmapBlock: this.idmapBlockFor(plan.driver, plan.config, null), createdAt: new Date().toISOString(),
+          idmapBlock: this.idmapBlockFor(plan.driver, plan.config, null), host: this.d.host.name, createdAt: new Date().toISOString(),
         };
         this.d.db.insertInstance(row);
         r.add('delete database row', () => this.d.db.deleteInstance(plan.name));
@@ -609,7 +609,7 @@ export class InstanceService {
     const iso = this.d.facts.idmapIsolated;
     const idmap = row.idmapBlock !== null && iso ? { uidStart: iso.uidStart + row.idmapBlock * IDS_PER_CONTAINER, gidStart: iso.gidStart + row.idmapBlock * IDS_PER_CONTAINER, count: IDS_PER_CONTAINER } : undefined;
     return {
-      name: row.name, type: row.type, driver: row.driver, image: row.image, config: row.config,
+      name: row.name, host: row.host, type: row.type, driver: row.driver, image: row.image, config: row.config,
       // A container's runtime mounts its root through the pool's second mount, which allows set-uid programs.
       rootPath: this.d.drivers.get(row.driver).driver.storage === 'tree' ? this.d.pool.containerRootPath(row.name) : this.d.pool.instancePath(row.name), instanceDir: this.instanceDir(row.name),
       ...(idmap ? { idmap } : {}),

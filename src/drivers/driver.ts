@@ -91,6 +91,8 @@ export interface NicSpec {
 /** Everything a driver knows about one instance. */
 export interface InstanceRecord {
   name: string;
+  /** The host it runs on ("local": the daemon's own machine). */
+  host: string;
   type: InstanceType;
   driver: string;
   image: string;

@@ -13,6 +13,7 @@ export interface ExecResult {
 export interface ExecOptions {
   /** Data written to the command's stdin, then closed. */
   input?: string | Buffer;
+  /** Added to the host's base environment (PATH, HOME, LANG); nothing is inherited from hangard's own environment. */
   env?: Record<string, string>;
   cwd?: string;
   timeoutMs?: number;
@@ -34,7 +35,8 @@ export interface SpawnOptions {
 
 /** A process started with Host.spawn. */
 export interface HostProcess {
-  readonly pid: number;
+  /** Its pid on the host once known (over SSH that takes a round trip); -1 when it has none (a guest-agent exec). */
+  readonly pid: Promise<number>;
   readonly stdin: Writable | null;
   readonly stdout: Readable | null;
   readonly stderr: Readable | null;
@@ -74,6 +76,8 @@ export interface HostFs {
   /** lstat; undefined when the path does not exist. */
   stat(path: string): Promise<HostStat | undefined>;
   readdir(path: string): Promise<string[]>;
+  /** Several small files in one go (one round trip on a remote host): each one's text, or undefined where it does not exist. */
+  readMany(paths: readonly string[]): Promise<(string | undefined)[]>;
   symlink(target: string, path: string): Promise<void>;
   readlink(path: string): Promise<string>;
   chown(path: string, uid: number, gid: number): Promise<void>;
@@ -91,6 +95,6 @@ export interface Host {
   /** Opens a unix-socket connection on the host. */
   connectUnix(path: string): Promise<Duplex>;
   /** Sends a signal to a process; false when it does not exist. */
-  kill(pid: number, signal?: NodeJS.Signals | 0): boolean;
+  kill(pid: number, signal?: NodeJS.Signals | 0): Promise<boolean>;
   readonly fs: HostFs;
 }

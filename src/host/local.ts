@@ -59,16 +59,36 @@ class LocalFs implements HostFs {
     }
   }
   async readdir(path: string) { return fs.readdirSync(path); }
+  async readMany(paths: readonly string[]) { return Promise.all(paths.map((p) => this.readTextIfExists(p).catch(() => undefined))); }
   async symlink(target: string, path: string) { fs.symlinkSync(target, path); }
   async readlink(path: string) { return fs.readlinkSync(path); }
   async chown(path: string, uid: number, gid: number) { fs.lchownSync(path, uid, gid); }
   async chmod(path: string, mode: number) { fs.chmodSync(path, mode); }
 }
 
+/** What every command gets as its environment: nothing else of hangard's own environment leaks into what it runs. */
+export const BASE_ENV: Readonly<Record<string, string>> = { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/root', LANG: 'C.UTF-8' };
+
+/** Variables passed on from hangard's environment when set: proxies, which downloads (apt-get, debootstrap) need. */
+export const PASSED_ENV = ['http_proxy', 'https_proxy', 'no_proxy', 'HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY'] as const;
+
+/** The base environment of a host's commands: BASE_ENV plus the PASSED_ENV variables set in `from`. */
+export function baseEnvFrom(from: Readonly<Record<string, string | undefined>>): Record<string, string> {
+  const env: Record<string, string> = { ...BASE_ENV };
+  for (const k of PASSED_ENV) if (from[k] !== undefined) env[k] = from[k]!;
+  return env;
+}
+
 /** The local machine. */
 export class LocalHost implements Host {
   readonly name = 'local';
   readonly fs: HostFs = new LocalFs();
+  private readonly env: Record<string, string>;
+
+  /** env: the base environment of every command (default: BASE_ENV plus the proxies of this process). */
+  constructor(opts: { env?: Record<string, string> } = {}) {
+    this.env = opts.env ?? baseEnvFrom(process.env);
+  }
 
   exec(argv: readonly string[], opts: ExecOptions = {}): Promise<ExecResult> {
     return new Promise((resolve, reject) => {
@@ -76,7 +96,7 @@ export class LocalHost implements Host {
       if (!cmd) { reject(new AppError('INVALID_ARGUMENT', 'Empty command')); return; }
       const child = cpSpawn(cmd, args, {
         cwd: opts.cwd,
-        env: opts.env ? { ...process.env, ...opts.env } : process.env,
+        env: { ...this.env, ...opts.env },
         stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
         timeout: opts.timeoutMs,
       });
@@ -105,7 +125,7 @@ export class LocalHost implements Host {
   spawn(argv: readonly string[], opts: SpawnOptions = {}): HostProcess {
     const [cmd, ...args] = argv;
     if (!cmd) throw new AppError('INVALID_ARGUMENT', 'Empty command');
-    const env = opts.env ? { ...process.env, ...opts.env } : process.env;
+    const env: Record<string, string> = { ...this.env, ...opts.env };
     if (opts.pty) return spawnPty(cmd, args, env, opts);
     if (opts.detached) {
       const fd = opts.logFile ? fs.openSync(opts.logFile, 'a') : 'ignore';
@@ -116,7 +136,7 @@ export class LocalHost implements Host {
         child.on('exit', (code, signal) => res({ code, signal }));
         child.on('error', () => res({ code: -1, signal: null }));
       });
-      return { pid: child.pid ?? -1, stdin: null, stdout: null, stderr: null, wait: () => exited, kill: (s) => { child.kill(s); } };
+      return { pid: Promise.resolve(child.pid ?? -1), stdin: null, stdout: null, stderr: null, wait: () => exited, kill: (s) => { child.kill(s); } };
     }
     const child = cpSpawn(cmd, args, { cwd: opts.cwd, env, stdio: ['pipe', 'pipe', 'pipe'] });
     const exited = new Promise<{ code: number | null; signal: string | null }>((res) => {
@@ -124,7 +144,7 @@ export class LocalHost implements Host {
       child.on('error', () => res({ code: 127, signal: null }));
     });
     child.stdin.on('error', () => undefined);
-    return { pid: child.pid ?? -1, stdin: child.stdin, stdout: child.stdout, stderr: child.stderr, wait: () => exited, kill: (s) => { child.kill(s); } };
+    return { pid: Promise.resolve(child.pid ?? -1), stdin: child.stdin, stdout: child.stdout, stderr: child.stderr, wait: () => exited, kill: (s) => { child.kill(s); } };
   }
 
   connectUnix(path: string): Promise<Duplex> {
@@ -135,7 +155,7 @@ export class LocalHost implements Host {
     });
   }
 
-  kill(pid: number, signal: NodeJS.Signals | 0 = 'SIGTERM'): boolean {
+  async kill(pid: number, signal: NodeJS.Signals | 0 = 'SIGTERM'): Promise<boolean> {
     try { process.kill(pid, signal); return true; } catch { return false; }
   }
 }
@@ -143,10 +163,10 @@ export class LocalHost implements Host {
 type PtyModule = typeof import('node-pty');
 let ptyModule: PtyModule | undefined;
 
-function spawnPty(cmd: string, args: string[], env: NodeJS.ProcessEnv, opts: SpawnOptions): HostProcess {
+function spawnPty(cmd: string, args: string[], env: Record<string, string>, opts: SpawnOptions): HostProcess {
   // node-pty is native and only needed for terminals, so it is loaded on first use.
   ptyModule ??= createRequire(import.meta.url)('node-pty') as PtyModule;
-  const term = ptyModule.spawn(cmd, args, { cols: opts.pty!.cols, rows: opts.pty!.rows, cwd: opts.cwd, env: env as Record<string, string>, name: 'xterm-256color' });
+  const term = ptyModule.spawn(cmd, args, { cols: opts.pty!.cols, rows: opts.pty!.rows, cwd: opts.cwd, env: { TERM: 'xterm-256color', ...env }, name: 'xterm-256color' });
   const stdout = new PassThrough();
   const stdin = new PassThrough();
   term.onData((d) => stdout.write(d));
@@ -154,5 +174,5 @@ function spawnPty(cmd: string, args: string[], env: NodeJS.ProcessEnv, opts: Spa
   const exited = new Promise<{ code: number | null; signal: string | null }>((res) => {
     term.onExit(({ exitCode, signal }) => { stdout.end(); res({ code: exitCode, signal: signal ? String(signal) : null }); });
   });
-  return { pid: term.pid, stdin, stdout, stderr: null, wait: () => exited, kill: (s) => term.kill(s), resize: (c, r) => term.resize(c, r) };
+  return { pid: Promise.resolve(term.pid), stdin, stdout, stderr: null, wait: () => exited, kill: (s) => term.kill(s), resize: (c, r) => term.resize(c, r) };
 }

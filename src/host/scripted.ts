@@ -61,16 +61,22 @@ export class ScriptedHost implements Host {
     this.calls.push({ argv: [...argv], opts: {} });
     const out = new PassThrough();
     out.end();
-    return { pid: -1, stdin: null, stdout: out, stderr: null, wait: async () => ({ code: 0, signal: null }), kill: () => undefined };
+    return { pid: Promise.resolve(-1), stdin: null, stdout: out, stderr: null, wait: async () => ({ code: 0, signal: null }), kill: () => undefined };
   }
 
   async connectUnix(path: string): Promise<never> {
     throw new AppError('HOST_FAILED', `No unix socket ${path} on scripted host ${this.name}`);
   }
 
-  kill(pid: number, signal: NodeJS.Signals | 0 = 'SIGTERM'): boolean {
+  /** Records the signal; a process in `alive` that gets SIGTERM or SIGKILL is gone after it (its /proc entries too). */
+  async kill(pid: number, signal: NodeJS.Signals | 0 = 'SIGTERM'): Promise<boolean> {
     this.signals.push([pid, signal]);
-    return this.alive.has(pid);
+    const was = this.alive.has(pid);
+    if (signal === 'SIGTERM' || signal === 'SIGKILL') {
+      this.alive.delete(pid);
+      for (const k of [...this.nodes.keys()]) if (k.startsWith(`/proc/${pid}/`)) this.nodes.delete(k);
+    }
+    return was;
   }
 
   private must(path: string): Node {
@@ -106,6 +112,7 @@ export class ScriptedHost implements Host {
       const type = mode & 0o170000;
       return { size: n?.data?.length ?? 0, mode, uid: 0, gid: 0, isDirectory: type === S_IFDIR, isFile: type === S_IFREG, isSymbolicLink: type === S_IFLNK, mtimeMs: 0 };
     },
+    readMany: async (paths) => paths.map((p) => this.nodes.get(p)?.data?.toString('utf8')),
     readdir: async (p) => {
       const prefix = p.endsWith('/') ? p : `${p}/`;
       const names = new Set<string>();
@@ -115,6 +122,11 @@ export class ScriptedHost implements Host {
     symlink: async (target, p) => { this.nodes.set(p, { mode: S_IFLNK | 0o777, target }); },
     readlink: async (p) => this.must(p).target ?? '',
     chown: async () => undefined,
-    chmod: async (p, mode) => { const n = this.must(p); n.mode = (n.mode & 0o170000) | mode; },
+    chmod: async (p, mode) => {
+      // A directory implied by its contents becomes a node of its own, with that mode.
+      if (!this.nodes.has(p) && this.isDir(p)) this.nodes.set(p, { mode: S_IFDIR });
+      const n = this.must(p);
+      n.mode = (n.mode & 0o170000) | mode;
+    },
   };
 }

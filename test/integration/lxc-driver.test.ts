@@ -79,7 +79,7 @@ async function makeRecord(short: string, config: Record<string, string> = {}, im
   const n = ++nicIndex;
   created.push(name);
   return {
-    name,
+    name, host: 'local',
     type: 'container',
     driver: 'lxc',
     image: 'busybox',

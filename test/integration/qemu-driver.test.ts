@@ -93,7 +93,7 @@ function makeRecord(short: string, config: Record<string, string> = {}): Instanc
   const name = `${prefix}-${short}`;
   const n = ++nicIndex;
   return {
-    name,
+    name, host: 'local',
     type: 'vm',
     driver: 'qemu',
     image: 'busybox-vm',

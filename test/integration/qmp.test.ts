@@ -30,7 +30,7 @@ beforeAll(() => {
 afterAll(async () => {
   for (const c of clients) await c.close();
   // Only the QEMU this file spawned, by its own handle.
-  if (qemu && host.kill(qemu.pid, 0)) {
+  if (qemu && (await host.kill(await qemu.pid, 0))) {
     qemu.kill('SIGKILL');
     await exited;
   }

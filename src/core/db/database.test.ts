@@ -48,7 +48,7 @@ describe('StateDb', () => {
     const db = new StateDb(tmpDb());
     const row: InstanceRow = {
       name: 'web1', type: 'container', driver: 'lxc', image: 'busybox', imageFingerprint: 'fp1', config: { 'limits.memory': '64MiB' }, pendingConfig: {},
-      ipv4: '10.0.0.2', mac: '0a:00:00:00:00:01', expectedState: 'stopped', initPid: null, initStartTime: null, cpuset: null, idmapBlock: null, createdAt: 't',
+      ipv4: '10.0.0.2', mac: '0a:00:00:00:00:01', expectedState: 'stopped', initPid: null, initStartTime: null, cpuset: null, idmapBlock: null, host: 'local', createdAt: 't',
     };
     db.insertInstance(row);
     db.updateInstance('web1', { expectedState: 'running', initPid: 42, cpuset: '1' });

@@ -25,6 +25,8 @@ export interface InstanceRow {
   cpuset: string | null;
   /** Unprivileged containers with an isolated id map: which 65536-id block of the host's range is theirs (1, 2, ...). */
   idmapBlock: number | null;
+  /** The host it lives on ("local" for the daemon's own machine). */
+  host: string;
   createdAt: string;
 }
 
@@ -99,11 +101,12 @@ const MIGRATIONS: string[] = [
    DROP TABLE images;
    ALTER TABLE images_v2 RENAME TO images;`,
   `ALTER TABLE instances ADD COLUMN idmap_block INTEGER;`,
+  `ALTER TABLE instances ADD COLUMN host TEXT NOT NULL DEFAULT 'local';`,
 ];
 
 interface RawInstance {
   name: string; type: string; driver: string; image: string; image_fingerprint: string; config: string; pending_config: string;
-  ipv4: string; mac: string; expected_state: string; init_pid: number | null; init_start_time: number | null; cpuset: string | null; idmap_block: number | null; created_at: string;
+  ipv4: string; mac: string; expected_state: string; init_pid: number | null; init_start_time: number | null; cpuset: string | null; idmap_block: number | null; host: string; created_at: string;
 }
 interface RawImage { alias: string; type: string; fingerprint: string; description: string; size_bytes: number; created_at: string; source: string; props: string }
 
@@ -111,7 +114,7 @@ function toInstance(r: RawInstance): InstanceRow {
   return {
     name: r.name, type: r.type as InstanceType, driver: r.driver, image: r.image, imageFingerprint: r.image_fingerprint,
     config: JSON.parse(r.config) as InstanceConfig, pendingConfig: JSON.parse(r.pending_config) as InstanceConfig,
-    ipv4: r.ipv4, mac: r.mac, expectedState: r.expected_state as ExpectedState, initPid: r.init_pid, initStartTime: r.init_start_time, cpuset: r.cpuset, idmapBlock: r.idmap_block, createdAt: r.created_at,
+    ipv4: r.ipv4, mac: r.mac, expectedState: r.expected_state as ExpectedState, initPid: r.init_pid, initStartTime: r.init_start_time, cpuset: r.cpuset, idmapBlock: r.idmap_block, host: r.host, createdAt: r.created_at,
   };
 }
 function toImage(r: RawImage): ImageRow {
@@ -156,8 +159,8 @@ export class StateDb {
 
   /** Inserts a new instance row. */
   insertInstance(row: InstanceRow): void {
-    this.write(() => this.db.prepare(`INSERT INTO instances (name, type, driver, image, image_fingerprint, config, pending_config, ipv4, mac, expected_state, init_pid, init_start_time, cpuset, idmap_block, created_at)
-      VALUES (@name, @type, @driver, @image, @imageFingerprint, @config, @pendingConfig, @ipv4, @mac, @expectedState, @initPid, @initStartTime, @cpuset, @idmapBlock, @createdAt)`)
+    this.write(() => this.db.prepare(`INSERT INTO instances (name, type, driver, image, image_fingerprint, config, pending_config, ipv4, mac, expected_state, init_pid, init_start_time, cpuset, idmap_block, host, created_at)
+      VALUES (@name, @type, @driver, @image, @imageFingerprint, @config, @pendingConfig, @ipv4, @mac, @expectedState, @initPid, @initStartTime, @cpuset, @idmapBlock, @host, @createdAt)`)
       .run({ ...row, config: JSON.stringify(row.config), pendingConfig: JSON.stringify(row.pendingConfig) }));
   }
 
@@ -165,7 +168,7 @@ export class StateDb {
   updateInstance(name: string, patch: Partial<Omit<InstanceRow, 'name'>>): void {
     const cols: Record<string, string> = {
       type: 'type', driver: 'driver', image: 'image', imageFingerprint: 'image_fingerprint', config: 'config', pendingConfig: 'pending_config',
-      ipv4: 'ipv4', mac: 'mac', expectedState: 'expected_state', initPid: 'init_pid', initStartTime: 'init_start_time', cpuset: 'cpuset', idmapBlock: 'idmap_block', createdAt: 'created_at',
+      ipv4: 'ipv4', mac: 'mac', expectedState: 'expected_state', initPid: 'init_pid', initStartTime: 'init_start_time', cpuset: 'cpuset', idmapBlock: 'idmap_block', host: 'host', createdAt: 'created_at',
     };
     const sets: string[] = [];
     const params: Record<string, unknown> = { name };

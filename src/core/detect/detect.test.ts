@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { isAppError } from '../../shared/errors.js';
-import type { Host, ExecResult } from '../../host/host.js';
+import type { ExecResult } from '../../host/host.js';
+import { ScriptedHost } from '../../host/scripted.js';
 import { LocalHost } from '../../host/local.js';
 import { cpuidFamily, readCpuidSignature } from './cpuid.js';
 import { analyzeSnapshot, analyzeVirt, detectVirt } from './detect.js';
@@ -241,22 +242,13 @@ describe('detectVirt on fixture trees', () => {
 });
 
 describe('cpuid', () => {
-  function fakeHost(res: Partial<ExecResult>): { host: Host; calls: (readonly string[])[] } {
-    const calls: (readonly string[])[] = [];
-    const h = {
-      exec: async (argv: readonly string[]) => {
-        calls.push(argv);
-        return { code: 0, signal: null, stdout: '', stderr: '', ...res };
-      },
-    } as unknown as Host;
-    return { host: h, calls };
-  }
+  const fakeHost = (res: Partial<ExecResult>): { host: ScriptedHost } => ({ host: new ScriptedHost(() => res) });
 
   it('keeps trailing spaces of the signature and maps it', async () => {
-    const { host: h, calls } = fakeHost({ stdout: 'bhyve bhyve \n' });
+    const { host: h } = fakeHost({ stdout: 'bhyve bhyve \n' });
     const sig = await readCpuidSignature(h, '/opt/hangar-cpuid');
     expect(sig).toBe('bhyve bhyve ');
-    expect(calls).toEqual([['/opt/hangar-cpuid']]);
+    expect(h.commands('/opt/hangar-cpuid')).toEqual([['/opt/hangar-cpuid']]);
     expect(cpuidFamily(sig!)).toBe('bhyve');
   });
 

@@ -1,66 +1,8 @@
-// Unit tests for NetworkManager against a scripted fake Host (no machine access).
+// Unit tests for NetworkManager against the scripted Host (no machine access).
 import { describe, expect, it } from 'vitest';
-import type { ExecOptions, ExecResult, Host, HostFs, HostStat } from '../../host/host.js';
+import { ScriptedHost } from '../../host/scripted.js';
 import { AppError, isAppError } from '../../shared/errors.js';
 import { NetworkManager, type NetworkOptions } from './manager.js';
-
-type Handler = (argv: readonly string[], opts: ExecOptions) => Partial<ExecResult> | undefined;
-
-// Minimal in-memory Host: files in a map, every directory searchable, commands answered by a handler.
-class FakeHost implements Host {
-  readonly name = 'fake';
-  readonly calls: string[][] = [];
-  readonly inputs: string[] = [];
-  readonly files = new Map<string, string>();
-  readonly signals: [number, string | number][] = [];
-  alive = new Set<number>();
-  constructor(private handler: Handler) {}
-  async exec(argv: readonly string[], opts: ExecOptions = {}): Promise<ExecResult> {
-    this.calls.push([...argv]);
-    if (opts.input !== undefined) this.inputs.push(String(opts.input));
-    const r = { code: 0, signal: null, stdout: '', stderr: '', ...(this.handler(argv, opts) ?? {}) };
-    if (r.code !== 0 && !opts.allowFailure) throw new AppError('HOST_FAILED', `Command failed: ${argv.join(' ')}`, { cause: new Error(r.stderr) });
-    return r;
-  }
-  spawn(): never {
-    throw new Error('not used');
-  }
-  connectUnix(): never {
-    throw new Error('not used');
-  }
-  kill(pid: number, signal: NodeJS.Signals | 0 = 'SIGTERM'): boolean {
-    this.signals.push([pid, signal]);
-    if (signal === 'SIGTERM' || signal === 'SIGKILL') this.files.delete(`/proc/${pid}/cmdline`);
-    return this.alive.has(pid);
-  }
-  readonly fs: HostFs = {
-    readFile: async (p) => Buffer.from(this.must(p)),
-    readText: async (p) => this.must(p),
-    readTextIfExists: async (p) => this.files.get(p),
-    writeAtomic: async (p, d) => void this.files.set(p, String(d)),
-    appendFile: async (p, d) => void this.files.set(p, (this.files.get(p) ?? '') + String(d)),
-    mkdir: async () => undefined,
-    rm: async (p) => void this.files.delete(p),
-    rmdir: async (p) => void this.files.delete(p),
-    rename: async (a, b) => void this.files.set(b, this.must(a)),
-    stat: async (p): Promise<HostStat | undefined> => {
-      const isFile = this.files.has(p);
-      const isDirectory = !isFile && (p === '/' || [...this.files.keys()].some((k) => k.startsWith(`${p}/`)) || p.startsWith('/var'));
-      if (!isFile && !isDirectory) return undefined;
-      return { size: 0, mode: isDirectory ? 0o40755 : 0o100644, uid: 0, gid: 0, isDirectory, isFile, isSymbolicLink: false, mtimeMs: 0 };
-    },
-    readdir: async (p) => [...new Set([...this.files.keys()].filter((k) => k.startsWith(`${p}/`)).map((k) => k.slice(p.length + 1).split('/')[0]!))],
-    symlink: async () => undefined,
-    readlink: async () => '',
-    chown: async () => undefined,
-    chmod: async () => undefined,
-  };
-  private must(p: string): string {
-    const v = this.files.get(p);
-    if (v === undefined) throw new Error(`ENOENT ${p}`);
-    return v;
-  }
-}
 
 const opts: NetworkOptions = { bridge: 'hgrbr0', subnet: '10.123.0.0/24', nftTable: 'hgr_nat', dnsmasqDir: '/var/lib/hangar/dnsmasq' };
 const upLink = JSON.stringify([
@@ -77,19 +19,19 @@ async function codeOf(p: Promise<unknown>): Promise<string | undefined> {
 }
 
 // A host where the network is already fully up and dnsmasq (pid 4242) runs with the expected argv.
-function upHost(): { host: FakeHost; mgr: NetworkManager } {
-  const host = new FakeHost((argv) => (argv[0] === 'ip' && argv.includes('show') ? { stdout: upLink } : undefined));
+function upHost(): { host: ScriptedHost; mgr: NetworkManager } {
+  const host = new ScriptedHost((argv) => (argv[0] === 'ip' && argv.includes('show') ? { stdout: upLink } : undefined));
   const mgr = new NetworkManager(host, opts);
-  host.files.set('/proc/sys/net/ipv4/ip_forward', '1\n');
-  host.files.set('/var/lib/hangar/dnsmasq/dnsmasq.pid', '4242\n');
-  host.files.set('/proc/4242/cmdline', `${mgr.dnsmasqArgv().join('\0')}\0`);
+  host.put('/proc/sys/net/ipv4/ip_forward', '1\n');
+  host.put('/var/lib/hangar/dnsmasq/dnsmasq.pid', '4242\n');
+  host.put('/proc/4242/cmdline', `${mgr.dnsmasqArgv().join('\0')}\0`);
   host.alive.add(4242);
   return { host, mgr };
 }
 
 describe('NetworkManager (fake host)', () => {
   it('rejects bad options', () => {
-    const host = new FakeHost(() => undefined);
+    const host = new ScriptedHost(() => undefined);
     expect(() => new NetworkManager(host, { ...opts, bridge: 'a-very-long-bridge-name' })).toThrow(/bridge/);
     expect(() => new NetworkManager(host, { ...opts, subnet: '10.123.0.0/31' })).toThrow(AppError);
     expect(() => new NetworkManager(host, { ...opts, nftTable: 'bad table' })).toThrow(/nftables/);
@@ -97,19 +39,19 @@ describe('NetworkManager (fake host)', () => {
   });
 
   it('derives host interface names from the bridge prefix', () => {
-    const mgr = new NetworkManager(new FakeHost(() => undefined), opts);
+    const mgr = new NetworkManager(new ScriptedHost(() => undefined), opts);
     const a = mgr.hostIfName('web1');
     expect(a).toMatch(/^hgr[0-9a-f]{8}$/);
     expect(a.length).toBeLessThanOrEqual(15);
     expect(mgr.hostIfName('web1')).toBe(a);
     expect(mgr.hostIfName('web2')).not.toBe(a);
-    const custom = new NetworkManager(new FakeHost(() => undefined), { ...opts, ifPrefix: 'abcdefg' });
+    const custom = new NetworkManager(new ScriptedHost(() => undefined), { ...opts, ifPrefix: 'abcdefg' });
     expect(custom.hostIfName('x')).toHaveLength(15);
-    expect(() => new NetworkManager(new FakeHost(() => undefined), { ...opts, ifPrefix: 'abcdefgh' })).toThrow(/prefix/);
+    expect(() => new NetworkManager(new ScriptedHost(() => undefined), { ...opts, ifPrefix: 'abcdefgh' })).toThrow(/prefix/);
   });
 
   it('builds a dnsmasq command line bound to the bridge only', () => {
-    const argv = new NetworkManager(new FakeHost(() => undefined), { ...opts, domain: 'hangar' }).dnsmasqArgv();
+    const argv = new NetworkManager(new ScriptedHost(() => undefined), { ...opts, domain: 'hangar' }).dnsmasqArgv();
     expect(argv[0]).toBe('dnsmasq');
     expect(argv).toEqual(expect.arrayContaining([
       '--conf-file=', '--bind-interfaces', '--interface=hgrbr0', '--except-interface=lo', '--listen-address=10.123.0.1',
@@ -121,28 +63,28 @@ describe('NetworkManager (fake host)', () => {
   it('ensure() on a network that is up runs two commands and adopts dnsmasq', async () => {
     const { host, mgr } = upHost();
     await mgr.ensure();
-    expect(host.calls.map((c) => c.slice(0, 2).join(' '))).toEqual(['ip -j', 'nft -f']);
-    expect(host.inputs[0]).toContain('masquerade');
-    expect(host.inputs[0]).toContain('ip saddr 10.123.0.0/24');
+    expect(host.calls.map(({ argv: c }) => c.slice(0, 2).join(' '))).toEqual(['ip -j', 'nft -f']);
+    expect(String(host.calls.find((c) => c.opts.input !== undefined)?.opts.input)).toContain('masquerade');
+    expect(String(host.calls.find((c) => c.opts.input !== undefined)?.opts.input)).toContain('ip saddr 10.123.0.0/24');
     expect(host.signals).toEqual([]);
     expect(await mgr.dnsmasqPid()).toBe(4242);
   });
 
   it('ensure() enables forwarding when it is off', async () => {
     const { host, mgr } = upHost();
-    host.files.set('/proc/sys/net/ipv4/ip_forward', '0\n');
+    host.put('/proc/sys/net/ipv4/ip_forward', '0\n');
     await mgr.ensure();
-    expect(host.files.get('/proc/sys/net/ipv4/ip_forward')).toContain('1');
+    expect(host.text('/proc/sys/net/ipv4/ip_forward')).toContain('1');
   });
 
   it('refuses an interface of that name that is not a bridge', async () => {
-    const host = new FakeHost((argv) => (argv[0] === 'ip' ? { stdout: JSON.stringify([{ ifname: 'hgrbr0', flags: ['UP'], linkinfo: { info_kind: 'veth' } }]) } : undefined));
-    host.files.set('/proc/sys/net/ipv4/ip_forward', '1\n');
+    const host = new ScriptedHost((argv) => (argv[0] === 'ip' ? { stdout: JSON.stringify([{ ifname: 'hgrbr0', flags: ['UP'], linkinfo: { info_kind: 'veth' } }]) } : undefined));
+    host.put('/proc/sys/net/ipv4/ip_forward', '1\n');
     expect(await codeOf(new NetworkManager(host, opts).ensure())).toBe('CONFLICT');
   });
 
   it('refuses a subnet that overlaps another interface, before creating anything', async () => {
-    const host = new FakeHost((argv) => {
+    const host = new ScriptedHost((argv) => {
       if (argv.includes('dev')) return { code: 1, stderr: 'Device "hgrbr0" does not exist.' };
       if (argv.join(' ') === 'ip -j -4 addr show') return { stdout: JSON.stringify([{ ifname: 'eth0', addr_info: [{ family: 'inet', local: '10.123.0.77', prefixlen: 16 }] }]) };
       return undefined;
@@ -150,12 +92,12 @@ describe('NetworkManager (fake host)', () => {
     const err = await new NetworkManager(host, opts).ensure().catch((e: unknown) => e);
     expect(isAppError(err, 'CONFLICT')).toBe(true);
     expect(String((err as Error).message)).toContain('eth0');
-    expect(host.calls.some((c) => c.includes('add'))).toBe(false);
+    expect(host.calls.some(({ argv: c }) => c.includes('add'))).toBe(false);
   });
 
   it('undoes a fresh setup when dnsmasq fails to start', async () => {
     let created = false;
-    const host = new FakeHost((argv) => {
+    const host = new ScriptedHost((argv) => {
       const cmd = argv.join(' ');
       if (cmd.startsWith('ip -j -d addr show')) {
         return created ? { stdout: JSON.stringify([{ ifname: 'hgrbr0', flags: [], linkinfo: { info_kind: 'bridge' }, addr_info: [] }]) } : { code: 1, stderr: 'Device "hgrbr0" does not exist.' };
@@ -165,27 +107,27 @@ describe('NetworkManager (fake host)', () => {
       if (argv[0] === 'dnsmasq') return { code: 2, stderr: 'dnsmasq: failed to create listening socket: Address already in use' };
       return undefined;
     });
-    host.files.set('/proc/sys/net/ipv4/ip_forward', '1\n');
+    host.put('/proc/sys/net/ipv4/ip_forward', '1\n');
     const err = await new NetworkManager(host, opts).ensure().catch((e: unknown) => e);
     expect(isAppError(err, 'HOST_FAILED')).toBe(true);
     expect((err as Error).message).toContain('dnsmasq');
-    const cmds = host.calls.map((c) => c.join(' '));
+    const cmds = host.calls.map(({ argv: c }) => c.join(' '));
     expect(cmds).toContain('nft delete table inet hgr_nat');
     expect(cmds).toContain('ip link del dev hgrbr0');
     expect(cmds.indexOf('nft delete table inet hgr_nat')).toBeLessThan(cmds.indexOf('ip link del dev hgrbr0'));
   });
 
   it('moves a bridge left with an address of an earlier subnet setting', async () => {
-    const host = new FakeHost((argv) => {
+    const host = new ScriptedHost((argv) => {
       if (argv.join(' ').startsWith('ip -j -d addr show')) {
         return { stdout: JSON.stringify([{ ifname: 'hgrbr0', flags: ['UP'], linkinfo: { info_kind: 'bridge' }, addr_info: [{ family: 'inet', local: '10.99.0.1', prefixlen: 24 }] }]) };
       }
       if (argv.join(' ') === 'ip -j -4 addr show') return { stdout: '[]' };
       return undefined;
     });
-    host.files.set('/proc/sys/net/ipv4/ip_forward', '1\n');
+    host.put('/proc/sys/net/ipv4/ip_forward', '1\n');
     await new NetworkManager(host, opts).ensure().catch(() => undefined);
-    const cmds = host.calls.map((c) => c.join(' '));
+    const cmds = host.calls.map(({ argv: c }) => c.join(' '));
     expect(cmds).toContain('ip addr del 10.99.0.1/24 dev hgrbr0');
     expect(cmds).toContain('ip addr add 10.123.0.1/24 broadcast 10.123.0.255 dev hgrbr0');
     expect(cmds.indexOf('ip addr del 10.99.0.1/24 dev hgrbr0')).toBeLessThan(cmds.indexOf('ip addr add 10.123.0.1/24 broadcast 10.123.0.255 dev hgrbr0'));
@@ -193,15 +135,15 @@ describe('NetworkManager (fake host)', () => {
 
   it('replaces its dnsmasq when the command line differs', async () => {
     const { host, mgr } = upHost();
-    host.files.set('/proc/4242/cmdline', 'dnsmasq\0--interface=hgrbr0\0--dhcp-range=10.99.0.0,static\0');
+    host.put('/proc/4242/cmdline', 'dnsmasq\0--interface=hgrbr0\0--dhcp-range=10.99.0.0,static\0');
     await mgr.ensure().catch(() => undefined);
     expect(host.signals[0]).toEqual([4242, 'SIGTERM']);
-    expect(host.calls.some((c) => c[0] === 'dnsmasq')).toBe(true);
+    expect(host.calls.some(({ argv: c }) => c[0] === 'dnsmasq')).toBe(true);
   });
 
   it('does not adopt or signal a pid that is not our dnsmasq', async () => {
     const { host, mgr } = upHost();
-    host.files.set('/proc/4242/cmdline', ['sleep', '100', ''].join('\0'));
+    host.put('/proc/4242/cmdline', ['sleep', '100', ''].join('\0'));
     expect(await mgr.dnsmasqPid()).toBeNull();
     await mgr.teardown();
     expect(host.signals).toEqual([]);
@@ -213,7 +155,7 @@ describe('NetworkManager (fake host)', () => {
       { name: 'web2', mac: '0A:00:00:00:00:02', ipv4: '10.123.0.20' },
       { name: 'web1', mac: '0a:00:00:00:00:01', ipv4: '10.123.0.10' },
     ]);
-    expect(host.files.get('/var/lib/hangar/dnsmasq/hosts')).toBe('0a:00:00:00:00:01,10.123.0.10,web1\n0a:00:00:00:00:02,10.123.0.20,web2\n');
+    expect(host.text('/var/lib/hangar/dnsmasq/hosts')).toBe('0a:00:00:00:00:01,10.123.0.10,web1\n0a:00:00:00:00:02,10.123.0.20,web2\n');
     expect(host.signals).toEqual([[4242, 'SIGHUP']]);
     await mgr.setLeases([
       { name: 'web1', mac: '0a:00:00:00:00:01', ipv4: '10.123.0.10' },
@@ -231,16 +173,16 @@ describe('NetworkManager (fake host)', () => {
     expect(await codeOf(mgr.setLeases([l('a b', '0a:00:00:00:00:01', '10.123.0.5')]))).toBe('INVALID_NAME');
     expect(await codeOf(mgr.setLeases([l('a', '0a:00:00:00:00:01', '10.123.0.5'), l('b', '0a:00:00:00:00:02', '10.123.0.5')]))).toBe('CONFLICT');
     expect(await codeOf(mgr.setLeases([l('a', '0a:00:00:00:00:01', '10.123.0.5'), l('b', '0A:00:00:00:00:01', '10.123.0.6')]))).toBe('CONFLICT');
-    expect(host.files.has('/var/lib/hangar/dnsmasq/hosts')).toBe(false);
+    expect((host.text('/var/lib/hangar/dnsmasq/hosts') !== undefined)).toBe(false);
   });
 
   it('teardown() stops our dnsmasq, deletes table and bridge', async () => {
     const { host, mgr } = upHost();
     await mgr.teardown();
     expect(host.signals[0]).toEqual([4242, 'SIGTERM']);
-    const cmds = host.calls.map((c) => c.join(' '));
+    const cmds = host.calls.map(({ argv: c }) => c.join(' '));
     expect(cmds).toContain('nft delete table inet hgr_nat');
     expect(cmds).toContain('ip link del dev hgrbr0');
-    expect(host.files.has('/var/lib/hangar/dnsmasq/dnsmasq.pid')).toBe(false);
+    expect((host.text('/var/lib/hangar/dnsmasq/dnsmasq.pid') !== undefined)).toBe(false);
   });
 });

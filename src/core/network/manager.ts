@@ -115,7 +115,7 @@ export class NetworkManager {
       if (current === content) return;
       await this.host.fs.writeAtomic(this.hostsFile, content, 0o644);
       const pid = await this.dnsmasqPid();
-      if (pid !== null) this.host.kill(pid, 'SIGHUP');
+      if (pid !== null) await this.host.kill(pid, 'SIGHUP');
     });
   }
 
@@ -344,7 +344,7 @@ export class NetworkManager {
       return argv !== null && this.isOurDnsmasq(argv);
     };
     for (const [signal, tries] of [['SIGTERM', 100], ['SIGKILL', 40]] as const) {
-      this.host.kill(pid, signal);
+      await this.host.kill(pid, signal);
       for (let i = 0; i < tries; i++) {
         if (!(await matches())) return;
         await sleep(50);

@@ -24,7 +24,7 @@ function fakeProcess(output: string, code: number, stdinEcho: boolean): HostProc
     stderr.end();
     resolveExit({ code, signal: null });
   });
-  return { pid: nextPid++, stdin, stdout, stderr, wait: () => exited, kill: () => { stdin.end(); } };
+  return { pid: Promise.resolve(nextPid++), stdin, stdout, stderr, wait: () => exited, kill: () => { stdin.end(); } };
 }
 
 function loadFake(record: InstanceRecord): InstanceHandle {

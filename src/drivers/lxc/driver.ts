@@ -173,14 +173,12 @@ class LxcInstance implements InstanceHandle {
     const pidText = await this.host.fs.readTextIfExists(this.pidFile);
     const pid = pidText === undefined ? NaN : Number(pidText.trim());
     if (Number.isInteger(pid) && pid > 0) {
-      const [cg, stat] = await Promise.all([
-        this.host.fs.readTextIfExists(`/proc/${pid}/cgroup`).catch(() => undefined),
-        this.host.fs.readTextIfExists(`/proc/${pid}/stat`).catch(() => undefined),
-      ]);
+      // One batched read (one round trip on a remote host): the init's cgroup and stat, and both freezers.
+      const freezers = await this.freezerFiles();
+      const [cg, stat, ...freeze] = await this.host.fs.readMany([`/proc/${pid}/cgroup`, `/proc/${pid}/stat`, ...freezers.map((f) => f.path)]);
       const inCgroup = cg !== undefined && cg.split('\n').some((l) => l.endsWith(`:/${dirs.container}`) || l.includes(`:/${dirs.container}/`));
       if (inCgroup && stat !== undefined) {
-        const frozen = await this.frozen();
-        if (frozen === undefined) return undefined;
+        const frozen = freezers.some((f, i) => freeze[i] !== undefined && f.frozen(freeze[i]!));
         return { state: frozen ? 'frozen' : 'running', pid, startTime: parseProcStatStartTime(stat) };
       }
     }
@@ -192,21 +190,14 @@ class LxcInstance implements InstanceHandle {
     return { state: 'stopped', pid: null, startTime: null };
   }
 
-  /** True/false from the freezer (v1 freezer.state or v2 cgroup.freeze); undefined when it cannot be read. */
-  private async frozen(): Promise<boolean | undefined> {
+  /** The freezer files of the container (v1 freezer.state, v2 cgroup.freeze) and how each says "frozen". */
+  private async freezerFiles(): Promise<{ path: string; frozen: (text: string) => boolean }[]> {
     const mounts = await cgroupMounts(this.host);
     const dir = cgroupDirs(this.ctx.prefix, this.record.name).container;
-    if (mounts.v1.freezer) {
-      const st = await this.host.fs.readTextIfExists(posix.join(mounts.v1.freezer, dir, 'freezer.state'));
-      if (st !== undefined) {
-        if (st.trim() !== 'THAWED') return true;
-      }
-    }
-    if (mounts.v2) {
-      const f = await this.host.fs.readTextIfExists(posix.join(mounts.v2, dir, 'cgroup.freeze'));
-      if (f !== undefined && f.trim() === '1') return true;
-    }
-    return false;
+    const out: { path: string; frozen: (text: string) => boolean }[] = [];
+    if (mounts.v1.freezer) out.push({ path: posix.join(mounts.v1.freezer, dir, 'freezer.state'), frozen: (t) => t.trim() !== 'THAWED' });
+    if (mounts.v2) out.push({ path: posix.join(mounts.v2, dir, 'cgroup.freeze'), frozen: (t) => t.trim() === '1' });
+    return out;
   }
 
   private async slowState(): Promise<ObservedState> {

@@ -33,7 +33,7 @@ const listen = (path: string, onConn: (c: Socket) => void) => new Promise<Server
 
 function record(): InstanceRecord {
   return {
-    name, type: 'vm', driver: 'qemu', image: 'busybox', config: {}, rootPath: join(dir, 'root'), instanceDir: dir,
+    name, host: 'local', type: 'vm', driver: 'qemu', image: 'busybox', config: {}, rootPath: join(dir, 'root'), instanceDir: dir,
     nic: { bridge: 'br0', hostIfName: 'tap0', mac: '02:00:00:00:00:01', ipv4: '10.1.0.5', prefixLength: 24, gateway: '10.1.0.1' }, imageProps: {},
   };
 }

@@ -13,7 +13,7 @@ const onHost = (uefi: { code: string; vars: string } | null = null) => qemuOnHos
 });
 
 const record = (config: Record<string, string>, imageProps: Record<string, string>): InstanceRecord => ({
-  name: 'vm1', type: 'vm', driver: 'qemu', image: 'img', config, rootPath: '/p/vm1', instanceDir: '/i/vm1', imagePath: '/img',
+  name: 'vm1', host: 'local', type: 'vm', driver: 'qemu', image: 'img', config, rootPath: '/p/vm1', instanceDir: '/i/vm1', imagePath: '/img',
   nic: { bridge: 'br0', hostIfName: 't0', mac: '02:00:00:00:00:01', ipv4: '10.1.0.5', prefixLength: 24, gateway: '10.1.0.1' },
   imageProps,
 });

@@ -596,7 +596,7 @@ class QemuInstance implements InstanceHandle {
       });
       kill = () => { stdin.end(); };
     });
-    return { pid: -1, stdin, stdout, stderr, wait: () => done, kill: () => kill?.() };
+    return { pid: Promise.resolve(-1), stdin, stdout, stderr, wait: () => done, kill: () => kill?.() };
   }
 
   /** qcow2 internal snapshots of the root disk, taken live over QMP or offline with qemu-img. */
@@ -696,7 +696,7 @@ class QemuInstance implements InstanceHandle {
       await new Promise<void>((r) => { sock.on('close', () => r()); sock.on('error', () => r()); });
       return { code: 0, signal: null };
     })();
-    return { pid: -1, stdin, stdout, stderr: null, wait: () => done.catch(() => ({ code: 1, signal: null })), kill: () => closeSock?.() };
+    return { pid: Promise.resolve(-1), stdin, stdout, stderr: null, wait: () => done.catch(() => ({ code: 1, signal: null })), kill: () => closeSock?.() };
   }
 
   async usage(): Promise<Usage> {
@@ -938,8 +938,8 @@ class QemuInstance implements InstanceHandle {
       const m = await Promise.race([this.mon(), sleep(1_000).then(() => undefined)]);
       await m?.qmp.quit({ timeoutMs: 1_000 });
     } catch { /* fall back to signals */ }
-    if (!(await this.waitExit(pid, QUIT_WAIT_MS))) this.host.kill(pid, 'SIGTERM');
-    if (!(await this.waitExit(pid, QUIT_WAIT_MS))) this.host.kill(pid, 'SIGKILL');
+    if (!(await this.waitExit(pid, QUIT_WAIT_MS))) await this.host.kill(pid, 'SIGTERM');
+    if (!(await this.waitExit(pid, QUIT_WAIT_MS))) await this.host.kill(pid, 'SIGKILL');
     await this.waitExit(pid, QUIT_WAIT_MS);
     this.forget();
   }

@@ -4,7 +4,7 @@ import type { InstanceRecord } from '../driver.js';
 import { HOTPLUG_PORTS, ioLimitsOf, parseIoLimit, qemuMachineType, qemuOptEscape, qemuPaths, renderQemuArgv, SANDBOX_DAEMONIZE, SANDBOX_FULL, type QemuRenderInput } from './render-argv.js';
 
 const record: InstanceRecord = {
-  name: 'vm1',
+  name: 'vm1', host: 'local',
   type: 'vm',
   driver: 'qemu',
   image: 'busybox',

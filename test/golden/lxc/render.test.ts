@@ -12,7 +12,7 @@ const hybrid: HostFacts = { cgroupLayout: 'hybrid', cpus: 2, memoryBytes: 24 * 1
 const v2: HostFacts = { ...hybrid, cgroupLayout: 'v2' };
 
 const record = (config: Record<string, string>): InstanceRecord => ({
-  name: 'web1',
+  name: 'web1', host: 'local',
   type: 'container',
   driver: 'lxc',
   image: 'busybox',

@@ -11,7 +11,7 @@ const tcg: QemuHostFacts = { version: '7.2.22', accel: 'tcg' };
 const kvm: QemuHostFacts = { version: '7.2.22', accel: 'kvm' };
 
 const record = (config: Record<string, string>, image = 'busybox'): InstanceRecord => ({
-  name: 'vm1',
+  name: 'vm1', host: 'local',
   type: 'vm',
   driver: 'qemu',
   image,
