@@ -1,5 +1,6 @@
 // Checks every backend shares: CPU count, CPU cap and memory that this host can never give, and the least memory a backend needs.
 import type { InstanceConfig, Resources } from '../shared/config.js';
+import { formatSize } from '../shared/units.js';
 import type { HostFacts } from './driver.js';
 
 /** Problems for limits larger than the host itself, or below what one instance of the backend needs (minMemoryBytes). */
@@ -10,6 +11,6 @@ export function hostFitProblems(config: InstanceConfig, r: Resources, facts: Hos
   }
   if (r.cpuCount !== undefined && r.cpuCount > facts.cpus) problems.push(`limits.cpu=${r.cpuCount} exceeds the ${facts.cpus} CPUs of this host`);
   if (r.cpuCapPct !== undefined && r.cpuCapPct > facts.cpus * 100) problems.push(`limits.cpu.cap=${config['limits.cpu.cap']} exceeds the ${facts.cpus} CPUs (${facts.cpus * 100}%) of this host`);
-  if (r.memoryMax !== undefined && r.memoryMax > facts.memoryBytes) problems.push(`limits.memory=${config['limits.memory']} exceeds the memory of this host (${facts.memoryBytes} bytes)`);
+  if (r.memoryMax !== undefined && r.memoryMax > facts.memoryBytes) problems.push(`limits.memory=${config['limits.memory']} is larger than this host's ${formatSize(facts.memoryBytes)} of RAM`);
   return problems;
 }

@@ -1,7 +1,7 @@
-// Unit tests of the host facts that decide id maps: subordinate id ranges, the shared and the isolated blocks, a free place for a new range.
+// Unit tests of the host facts: the cgroup layout and swap accounting, subordinate id ranges, the shared and the isolated blocks, a free place for a new range.
 import { describe, expect, it } from 'vitest';
 import { ScriptedHost } from './scripted.js';
-import { ensureIdMap, freeIdStart, parseSubIdRanges, planIdRanges } from './facts.js';
+import { ensureIdMap, freeIdStart, parseSubIdRanges, planIdRanges, readCgroupFacts } from './facts.js';
 
 describe('subordinate id ranges', () => {
   it('reads every range of a user', () => {
@@ -32,5 +32,21 @@ describe('ensureIdMap', () => {
     const again = await ensureIdMap(host);
     expect(again).toEqual(maps);
     expect(host.text('/etc/subuid')).toBe('root:100000:65536\nalice:1000000:65536\nroot:1065536:1000000000\n');
+  });
+});
+
+describe('readCgroupFacts', () => {
+  const v1Memory = '35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n';
+  const v2Root = '30 23 0:26 / /sys/fs/cgroup rw,relatime - cgroup2 cgroup2 rw,nsdelegate\n';
+  const unified = '41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n';
+  it.each([
+    ['v1 with memsw', { '/proc/self/mountinfo': v1Memory, '/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes': '-1' }, { cgroupLayout: 'v1', swapAccounting: true }],
+    ['v1 without memsw (no swapaccount=1)', { '/proc/self/mountinfo': v1Memory }, { cgroupLayout: 'v1', swapAccounting: false }],
+    ['hybrid with memsw', { '/proc/self/mountinfo': v1Memory + unified, '/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes': '-1' }, { cgroupLayout: 'hybrid', swapAccounting: true }],
+    ['v2 with the memory controller', { '/proc/self/mountinfo': v2Root, '/sys/fs/cgroup/cgroup.controllers': 'cpuset cpu io memory pids\n' }, { cgroupLayout: 'v2', swapAccounting: true }],
+    ['v2 delegated root with memory.swap.max', { '/proc/self/mountinfo': v2Root, '/sys/fs/cgroup/memory.swap.max': 'max\n' }, { cgroupLayout: 'v2', swapAccounting: true }],
+    ['v2 without the memory controller', { '/proc/self/mountinfo': v2Root, '/sys/fs/cgroup/cgroup.controllers': 'cpu pids\n' }, { cgroupLayout: 'v2', swapAccounting: false }],
+  ] as const)('%s', async (_, files, want) => {
+    expect(await readCgroupFacts(new ScriptedHost(() => undefined, { files }))).toEqual(want);
   });
 });

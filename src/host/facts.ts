@@ -1,6 +1,9 @@
 // Host facts read from /proc and /sys through Host.fs: cgroup layout, CPUs, memory, subordinate id maps, KVM, CPU flags.
+import { posix } from 'node:path';
 import { AppError } from '../shared/errors.js';
 import type { Host } from './host.js';
+import { cgroupLayoutOf, readCgroupMounts } from './mounts.js';
+import { procKbField } from './procfs.js';
 
 /** Facts about a host that drivers validate and render with. */
 export interface HostFacts {
@@ -18,27 +21,18 @@ export interface HostFacts {
 /** Which cgroup hierarchies are mounted. */
 export type CgroupLayout = 'v1' | 'v2' | 'hybrid';
 
-/** Reads the cgroup layout from mountinfo: cgroup2 at /sys/fs/cgroup is v2; v1 controllers plus a cgroup2 elsewhere is hybrid. */
-export function parseCgroupLayout(mountinfo: string): CgroupLayout {
-  let v1 = false;
-  let v2Root = false;
-  let v2Elsewhere = false;
-  for (const line of mountinfo.split('\n')) {
-    const sep = line.indexOf(' - ');
-    if (sep < 0) continue;
-    const fields = line.slice(0, sep).split(' ');
-    const fstype = line.slice(sep + 3).split(' ')[0];
-    const mountPoint = fields[4] ?? '';
-    if (fstype === 'cgroup2') {
-      if (mountPoint === '/sys/fs/cgroup') v2Root = true; else v2Elsewhere = true;
-    } else if (fstype === 'cgroup') {
-      v1 = true;
-    }
+/** The cgroup layout and swap accounting of a host (v1: memory.memsw.* files exist; v2: memory.swap.max or the memory controller), from its mounts. */
+export async function readCgroupFacts(host: Host): Promise<Pick<HostFacts, 'cgroupLayout'> & { swapAccounting: boolean }> {
+  const mounts = await readCgroupMounts(host);
+  const cgroupLayout = cgroupLayoutOf(mounts);
+  if (cgroupLayout !== 'v2') {
+    const mem = mounts.v1.memory;
+    return { cgroupLayout, swapAccounting: mem !== undefined && (await host.fs.stat(posix.join(mem, 'memory.memsw.limit_in_bytes'))) !== undefined };
   }
-  if (v2Root && !v1) return 'v2';
-  if (v1 && (v2Elsewhere || v2Root)) return 'hybrid';
-  if (v1) return 'v1';
-  return 'v2';
+  if (!mounts.v2) return { cgroupLayout, swapAccounting: false };
+  // The root cgroup has no memory.swap.max; a delegated (namespace) root does.
+  const [swapMax, controllers] = await host.fs.readMany([posix.join(mounts.v2, 'memory.swap.max'), posix.join(mounts.v2, 'cgroup.controllers')]);
+  return { cgroupLayout, swapAccounting: swapMax !== undefined || (controllers ?? '').split(/\s+/).includes('memory') };
 }
 
 /** Every subordinate id range of a user in /etc/subuid or /etc/subgid text, in file order. */
@@ -126,12 +120,6 @@ export async function ensureIdMap(host: Host): Promise<IdMaps> {
   };
 }
 
-/** Total memory from /proc/meminfo, in bytes. */
-export function parseMemTotal(meminfo: string): number {
-  const m = /^MemTotal:\s+(\d+)\s+kB/m.exec(meminfo);
-  return m ? Number(m[1]) * 1024 : 0;
-}
-
 /** Virtualisation-related CPU flags (vmx, svm, hypervisor) from /proc/cpuinfo. */
 export function parseCpuVirtFlags(cpuinfo: string): string[] {
   const m = /^flags\s*:\s*(.*)$/m.exec(cpuinfo);
@@ -164,8 +152,8 @@ export interface HostSnapshot extends HostFacts {
 
 /** Reads host facts (no forks). */
 export async function readHostFacts(host: Host, maps: IdMaps): Promise<HostSnapshot> {
-  const [mountinfo, meminfo, cpuinfo, online, kernel, osRelease, hostname] = await Promise.all([
-    host.fs.readText('/proc/self/mountinfo'),
+  const [cgroups, meminfo, cpuinfo, online, kernel, osRelease, hostname] = await Promise.all([
+    readCgroupFacts(host),
     host.fs.readText('/proc/meminfo'),
     host.fs.readTextIfExists('/proc/cpuinfo'),
     host.fs.readTextIfExists('/sys/devices/system/cpu/online'),
@@ -173,18 +161,14 @@ export async function readHostFacts(host: Host, maps: IdMaps): Promise<HostSnaps
     host.fs.readTextIfExists('/etc/os-release'),
     host.fs.readTextIfExists('/proc/sys/kernel/hostname'),
   ]);
-  const cgroupLayout = parseCgroupLayout(mountinfo);
   const cpuList = online ? parseCpuList(online) : [0];
   const kvmStat = await host.fs.stat('/dev/kvm');
   const kvmPresent = kvmStat !== undefined;
-  const memsw = cgroupLayout === 'v2'
-    ? (await host.fs.stat('/sys/fs/cgroup/memory.swap.max')) !== undefined || (await host.fs.readTextIfExists('/sys/fs/cgroup/cgroup.subtree_control'))?.includes('memory') === true
-    : (await host.fs.stat('/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes')) !== undefined;
   return {
-    cgroupLayout,
+    cgroupLayout: cgroups.cgroupLayout,
     cpus: cpuList.length,
     cpuList,
-    memoryBytes: parseMemTotal(meminfo),
+    memoryBytes: procKbField(meminfo, 'MemTotal') ?? 0,
     idmap: maps.shared,
     idmapIsolated: maps.isolated,
     kernel: (kernel ?? 'unknown').trim(),
@@ -192,6 +176,6 @@ export async function readHostFacts(host: Host, maps: IdMaps): Promise<HostSnaps
     hostname: (hostname ?? 'localhost').trim(),
     cpuVirtFlags: parseCpuVirtFlags(cpuinfo ?? ''),
     kvm: { present: kvmPresent, usable: kvmPresent, reason: kvmPresent ? null : '/dev/kvm does not exist (no hardware virtualisation exposed to this machine); QEMU would use TCG software emulation' },
-    swapAccounting: memsw,
+    swapAccounting: cgroups.swapAccounting,
   };
 }

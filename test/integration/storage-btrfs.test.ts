@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BtrfsPool } from '../../src/core/storage/btrfs-pool.js';
 import { LocalHost } from '../../src/host/local.js';
-import { findMount, parseQgroupShow } from '../../src/core/storage/parse.js';
+import { findMount } from '../../src/host/mounts.js';
+import { parseQgroupShow } from '../../src/core/storage/parse.js';
 import { isAppError, type ErrorCode } from '../../src/shared/errors.js';
 
 const host = new LocalHost();

@@ -1,5 +1,6 @@
 // OS-level layers (OpenVZ, Linux-VServer, LXC, Docker, Podman, systemd-nspawn, other OCI runtimes) from /proc and marker files.
 import type { VirtFact } from '../../shared/schemas.js';
+import { parseMountInfo } from '../../host/mounts.js';
 import type { FileRead, VirtSnapshot } from './snapshot.js';
 import { textOf } from './snapshot.js';
 
@@ -66,28 +67,6 @@ function cgroupSignals(path: string, read: FileRead): Signal[] {
   return out;
 }
 
-interface Mount {
-  root: string;
-  mountPoint: string;
-  fsType: string;
-  source: string;
-  superOptions: string;
-  line: string;
-}
-
-function parseMountinfo(text: string): Mount[] {
-  const out: Mount[] = [];
-  for (const line of text.split('\n')) {
-    const [left, right] = line.split(' - ');
-    if (!left || !right) continue;
-    const l = left.split(' ');
-    const r = right.split(' ');
-    if (l.length < 5 || r.length < 2) continue;
-    out.push({ root: l[3]!, mountPoint: l[4]!, fsType: r[0]!, source: r[1]!, superOptions: r[2] ?? '', line: line.trim() });
-  }
-  return out;
-}
-
 const RUNTIME_STORAGE: { fact: string; test: RegExp }[] = [
   { fact: 'docker', test: /\/docker\// },
   { fact: 'podman', test: /\/containers\/storage\/|\/libpod/ },
@@ -104,12 +83,12 @@ function mountSignals(path: string, read: FileRead): Signal[] {
     }
   };
   // Only the root mount and the per-container files count: a container host also lists its containers' mounts.
-  for (const m of parseMountinfo(textOf(read))) {
+  for (const m of parseMountInfo(textOf(read))) {
     const where = m.mountPoint === '/' ? `${m.root} ${m.source} ${m.superOptions}` : CONTAINER_FILES.has(m.mountPoint) ? m.root : undefined;
     if (where !== undefined) {
-      for (const rule of RUNTIME_STORAGE) if (rule.test.test(where)) add({ fact: rule.fact, evidence: `${path}: ${m.line}`, strong: true });
+      for (const rule of RUNTIME_STORAGE) if (rule.test.test(where)) add({ fact: rule.fact, evidence: `${path}: ${m.line.trim()}`, strong: true });
     }
-    if (m.mountPoint === '/run/.containerenv') add({ fact: 'podman', evidence: `${path}: ${m.line}`, strong: true });
+    if (m.mountPoint === '/run/.containerenv') add({ fact: 'podman', evidence: `${path}: ${m.line.trim()}`, strong: true });
     if (m.mountPoint === '/' && m.fsType === 'overlay') {
       for (const fact of ['docker', 'podman']) add({ fact, evidence: `${path}: overlay root`, strong: false });
     }

@@ -1,37 +1,12 @@
-// Unit tests of the storage pool parsers, on output captured from this machine's kernel and btrfs-progs 6.2.
+// Unit tests of the storage pool parsers, on output captured from this machine's stat and btrfs-progs 6.2 (the mount table is tested in src/host).
 import { describe, expect, it } from 'vitest';
-import { findMount, parseFileAllocation, parseFilesystemUsage, parseMountInfo, parseQgroupShow, parseStatfs, parseSubvolumeList } from './parse.js';
+import { parseFileAllocation, parseFilesystemUsage, parseQgroupShow, parseStatfs, parseSubvolumeList } from './parse.js';
 
-const MOUNTINFO = [
-  '22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw,discard',
-  '43 27 0:39 / /tmp/hgr-exp1/pool rw,relatime - btrfs /dev/loop0 rw,discard=async,space_cache=v2,subvolid=5,subvol=/',
-  '44 27 0:40 / /tmp/with\\040space rw - tmpfs tmpfs rw',
-  '',
-].join('\n');
-
-describe('mountinfo', () => {
-  it('parses mount point, type and source, with optional fields', () => {
-    const m = parseMountInfo(MOUNTINFO);
-    expect(m).toHaveLength(3);
-    expect(m[0]).toMatchObject({ mountPoint: '/', fsType: 'ext4', source: '/dev/vda' });
-    expect(m[1]).toMatchObject({ mountPoint: '/tmp/hgr-exp1/pool', fsType: 'btrfs', source: '/dev/loop0' });
-  });
-
-  it('keeps per-mount and file system options apart (a btrfs that went read-only shows "ro" in the latter)', () => {
-    const ro = findMount('50 27 0:41 / /p rw,nosuid,nodev,noatime - btrfs /dev/loop3 ro,discard=async,space_cache=v2\n', '/p');
-    expect(ro).toMatchObject({ options: 'rw,nosuid,nodev,noatime', superOptions: 'ro,discard=async,space_cache=v2' });
-  });
-
+describe('stat', () => {
   it('reads free space and a file\'s allocation from stat', () => {
     expect(parseStatfs('1000 5000 4096\n')).toEqual({ availBytes: 4096000, totalBytes: 20480000 });
     expect(parseFileAllocation('8 512 4096\n')).toEqual({ allocatedBytes: 4096, sizeBytes: 4096 });
     expect(() => parseStatfs('garbage')).toThrow(/unexpected/);
-  });
-
-  it('decodes octal escapes and finds exact mount points only', () => {
-    expect(findMount(MOUNTINFO, '/tmp/with space')?.fsType).toBe('tmpfs');
-    expect(findMount(MOUNTINFO, '/tmp/hgr-exp1')).toBeUndefined();
-    expect(findMount(MOUNTINFO, '/tmp/hgr-exp1/pool')?.source).toBe('/dev/loop0');
   });
 });
 

@@ -1,5 +1,4 @@
 // Pure parsers for the storage pool: the text output of btrfs-progs 6.2 (its JSON output aborts) and of stat.
-export { findMount, parseMountInfo, type MountEntry } from '../../host/mounts.js';
 
 /** One row of `btrfs qgroup show -re --raw`. */
 export interface QgroupRow {

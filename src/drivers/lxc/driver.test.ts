@@ -4,7 +4,8 @@ import type { HostFacts } from '../../host/facts.js';
 import { ScriptedHost } from '../../host/scripted.js';
 import { driverEnv, TEST_FACTS } from '../../../test/helpers/driver-env.js';
 import { lxcOnHost } from './driver.js';
-import { cgroupDefault, cgroupSettings } from './render-config.js';
+import { cgroupSettings } from './render-config.js';
+import { cgroupDefault } from '../common/cgroup-math.js';
 
 const facts: HostFacts = TEST_FACTS;
 /** The LXC driver's validation on a host with these facts. */
@@ -24,7 +25,7 @@ describe('LXC validation', () => {
     expect(validate({ 'limits.memory.swap': '1GiB' }, { ...facts, cgroupLayout: 'v2' })).toEqual([]);
     expect(validate({ 'limits.cpu': '3' }, facts)[0]).toMatch(/exceeds the 2 CPUs/);
     expect(validate({ 'limits.cpu.cap': '300%' }, facts)[0]).toMatch(/exceeds/);
-    expect(validate({ 'limits.memory': '16GiB' }, facts)[0]).toMatch(/exceeds the memory/);
+    expect(validate({ 'limits.memory': '16GiB' }, facts)[0]).toMatch(/limits\.memory=16GiB is larger than this host's 8GiB of RAM/);
   });
 });
 

@@ -6,7 +6,9 @@ import { AppError } from '../../shared/errors.js';
 import type { Usage } from '../../shared/schemas.js';
 import type { Host, HostProcess } from '../../host/host.js';
 import { Reverter } from '../../host/reverter.js';
-import type { HostFacts } from '../../host/facts.js';
+import { readCgroupFacts, type HostFacts } from '../../host/facts.js';
+import { readCgroupMounts, type CgroupMounts } from '../../host/mounts.js';
+import { procStartTime, readProcStartTime } from '../../host/procfs.js';
 import type {
   ConfigApplyResult, Driver, DriverEnv, ExecSpec, HostDriver, InstanceHandle, InstanceRecord, ObservedState, StopOptions,
 } from '../driver.js';
@@ -16,13 +18,9 @@ import { hostFitProblems } from '../host-fit.js';
 import {
   lxcAttachArgv, lxcConsoleArgv, lxcFreeze, lxcInfo, lxcStart, lxcStop, lxcUnfreeze, lxcVersion, type LxcTarget,
 } from './lxc-tools.js';
-import {
-  cgroupLayoutOf, lxcStateToInstanceState, parseCgroupMounts, parseCgroupNumber, parseFlatKeyed, parseProcCgroup,
-  parseProcStatStartTime, tailLines, type CgroupMounts,
-} from './parse.js';
-import {
-  cgroupDefault, cgroupDirs, cgroupSettings, firstCpus, INSTANCE_FILES, renderLxcConfig, type CgroupSetting,
-} from './render-config.js';
+import { lxcStateToInstanceState, parseCgroupNumber, parseFlatKeyed, parseProcCgroup, tailLines } from './parse.js';
+import { cgroupDirs, cgroupSettings, INSTANCE_FILES, renderLxcConfig } from './render-config.js';
+import { cgroupDefault, firstCpus, type CgroupSetting } from '../common/cgroup-math.js';
 import { renderSeccompProfile, SECCOMP_FILE } from './render-seccomp.js';
 
 /** The least limits.memory a container starts with: LXC runs its setup inside the limit. */
@@ -41,30 +39,11 @@ const RESTART_KEYS = new Set(['security.privileged']);
 /** Keys the driver does not handle (the storage pool does). */
 const NOT_OURS = new Set(['limits.disk']);
 
-const mountsCache = new WeakMap<Host, Promise<CgroupMounts>>();
+/** Cgroup mount points of a host (readCgroupMounts), by the name the integration tests import. */
+export const cgroupMounts = readCgroupMounts;
 
-/** Cgroup mount points of a host, read once from /proc/self/mounts. */
-export function cgroupMounts(host: Host): Promise<CgroupMounts> {
-  let p = mountsCache.get(host);
-  if (!p) {
-    p = host.fs.readText('/proc/self/mounts').then(parseCgroupMounts);
-    p.catch(() => mountsCache.delete(host));
-    mountsCache.set(host, p);
-  }
-  return p;
-}
-
-/** The cgroup facts the LXC driver needs (layout and swap accounting), for whoever builds HostFacts. */
-export async function detectLxcCgroupFacts(host: Host): Promise<{ cgroupLayout: HostFacts['cgroupLayout']; swapAccounting: boolean }> {
-  const mounts = await cgroupMounts(host);
-  const cgroupLayout = cgroupLayoutOf(mounts);
-  if (cgroupLayout !== 'v2') {
-    const mem = mounts.v1.memory;
-    return { cgroupLayout, swapAccounting: mem !== undefined && (await host.fs.stat(posix.join(mem, 'memory.memsw.limit_in_bytes'))) !== undefined };
-  }
-  const controllers = mounts.v2 ? await host.fs.readTextIfExists(posix.join(mounts.v2, 'cgroup.controllers')) : undefined;
-  return { cgroupLayout, swapAccounting: (controllers ?? '').split(/\s+/).includes('memory') };
-}
+/** The cgroup facts the LXC driver needs (readCgroupFacts: layout and swap accounting), for whoever builds HostFacts. */
+export const detectLxcCgroupFacts = readCgroupFacts;
 
 /** The cgroup directory of one setting's controller: v1 controller hierarchy, or the v2 hierarchy. */
 function settingDir(mounts: CgroupMounts, controller: string, rel: { v1: Record<string, string>; v2: string | null }): string | null {
@@ -179,11 +158,11 @@ class LxcInstance implements InstanceHandle {
       const inCgroup = cg !== undefined && cg.split('\n').some((l) => l.endsWith(`:/${dirs.container}`) || l.includes(`:/${dirs.container}/`));
       if (inCgroup && stat !== undefined) {
         const frozen = freezers.some((f, i) => freeze[i] !== undefined && f.frozen(freeze[i]!));
-        return { state: frozen ? 'frozen' : 'running', pid, startTime: parseProcStatStartTime(stat) };
+        return { state: frozen ? 'frozen' : 'running', pid, startTime: procStartTime(stat) };
       }
     }
     // No live init: stopped, unless the container's cgroup still exists (starting, stopping, or started without our pidfile).
-    const mounts = await cgroupMounts(this.host);
+    const mounts = await readCgroupMounts(this.host);
     const probe = mounts.v1.memory ?? mounts.v1.pids ?? mounts.v2;
     if (!probe) return undefined;
     if (await this.host.fs.stat(posix.join(probe, dirs.container))) return undefined;
@@ -192,7 +171,7 @@ class LxcInstance implements InstanceHandle {
 
   /** The freezer files of the container (v1 freezer.state, v2 cgroup.freeze) and how each says "frozen". */
   private async freezerFiles(): Promise<{ path: string; frozen: (text: string) => boolean }[]> {
-    const mounts = await cgroupMounts(this.host);
+    const mounts = await readCgroupMounts(this.host);
     const dir = cgroupDirs(this.ctx.prefix, this.record.name).container;
     const out: { path: string; frozen: (text: string) => boolean }[] = [];
     if (mounts.v1.freezer) out.push({ path: posix.join(mounts.v1.freezer, dir, 'freezer.state'), frozen: (t) => t.trim() !== 'THAWED' });
@@ -204,16 +183,16 @@ class LxcInstance implements InstanceHandle {
     const info = await lxcInfo(this.host, this.target);
     const state = lxcStateToInstanceState(info.state);
     const pid = state === 'stopped' ? null : info.pid;
-    const stat = pid === null ? undefined : await this.host.fs.readTextIfExists(`/proc/${pid}/stat`);
+    const startTime = pid === null ? null : await readProcStartTime(this.host, pid);
     if (pid !== null && (state === 'running' || state === 'frozen')) {
       await this.host.fs.writeAtomic(this.pidFile, `${pid}\n`).catch(() => undefined);
     }
-    return { state, pid, startTime: stat === undefined ? null : parseProcStatStartTime(stat) };
+    return { state, pid, startTime };
   }
 
   /** Expected cgroup paths of the container (and its monitor) in every mounted hierarchy. */
   private async cgroupLeftovers(): Promise<string[]> {
-    const mounts = await cgroupMounts(this.host);
+    const mounts = await readCgroupMounts(this.host);
     const dirs = cgroupDirs(this.ctx.prefix, this.record.name);
     const roots = [...new Set([...Object.values(mounts.v1), ...(mounts.v2 ? [mounts.v2] : [])])];
     const out: string[] = [];
@@ -363,7 +342,7 @@ class LxcInstance implements InstanceHandle {
   /** Writes changed limits into the running container's cgroup files; restores the old values if one write fails. */
   private async applyCgroups(next: InstanceConfig, prev: InstanceConfig, pid: number): Promise<void> {
     const name = this.record.name;
-    const mounts = await cgroupMounts(this.host);
+    const mounts = await readCgroupMounts(this.host);
     const procText = await this.host.fs.readTextIfExists(`/proc/${pid}/cgroup`);
     if (procText === undefined) throw new AppError('INVALID_STATE', `Failed to apply limits to instance "${name}": its init process (${pid}) is gone`);
     const rel = parseProcCgroup(procText);
@@ -427,7 +406,7 @@ class LxcInstance implements InstanceHandle {
 
   async usage(): Promise<Usage> {
     const fs = this.host.fs;
-    const mounts = await cgroupMounts(this.host);
+    const mounts = await readCgroupMounts(this.host);
     const dir = cgroupDirs(this.ctx.prefix, this.record.name).container;
     const num = async (root: string | null | undefined, file: string) => (root ? parseCgroupNumber(await fs.readTextIfExists(posix.join(root, dir, file))) : null);
     const out: Usage = {};

@@ -3,12 +3,10 @@ import { posix } from 'node:path';
 import { resourcesOf, type InstanceConfig } from '../../shared/config.js';
 import { AppError } from '../../shared/errors.js';
 import type { HostFacts, InstanceRecord } from '../driver.js';
+import { cgroupLimits, type CgroupSetting } from '../common/cgroup-math.js';
 
 /** Files shown to LXC from lxcfs so that tools inside see the container's own numbers. */
 export const LXCFS_PROC_FILES = ['meminfo', 'cpuinfo', 'stat', 'uptime', 'diskstats', 'swaps', 'loadavg'] as const;
-
-/** CFS period used for CPU caps, in microseconds. */
-export const CPU_PERIOD_US = 100_000;
 
 /** Everything renderLxcConfig needs. */
 export interface LxcRenderInput {
@@ -21,13 +19,6 @@ export interface LxcRenderInput {
   seccompProfile: string;
   /** CPUs for limits.cpu chosen by the caller, e.g. "0" or "0-1"; defaults to the first limits.cpu CPUs. */
   cpuset?: string;
-}
-
-/** One cgroup file value derived from the resource model; controller is the v1 controller ("" on pure v2). */
-export interface CgroupSetting {
-  controller: string;
-  file: string;
-  value: string;
 }
 
 /** File names of the instance's LXC files inside its instance directory. */
@@ -43,65 +34,9 @@ export function isPrivileged(config: InstanceConfig): boolean {
   return config['security.privileged'] === 'true';
 }
 
-/** cpuset string for the first n CPUs: "0", "0-1", ... */
-export function firstCpus(n: number): string {
-  return n <= 1 ? '0' : `0-${n - 1}`;
-}
-
-/** The cgroup settings for a config on this host: v1 files on v1 and hybrid hosts, v2 files on pure v2. */
+/** The cgroup settings of a config on this host (cgroupLimits): v1 files on v1 and hybrid hosts, v2 files on pure v2. */
 export function cgroupSettings(config: InstanceConfig, facts: HostFacts, cpuset?: string): CgroupSetting[] {
-  const r = resourcesOf(config);
-  const out: CgroupSetting[] = [];
-  const v1 = facts.cgroupLayout !== 'v2';
-  const set = (controller: string, file: string, value: number | string) => out.push({ controller: v1 ? controller : '', file, value: String(value) });
-  const quota = r.cpuCapPct === undefined ? undefined : Math.max(1000, Math.round((r.cpuCapPct / 100) * CPU_PERIOD_US));
-  if (v1) {
-    if (r.memoryMax !== undefined) set('memory', 'memory.limit_in_bytes', r.memoryMax);
-    if (r.memoryGuarantee !== undefined) set('memory', 'memory.soft_limit_in_bytes', r.memoryGuarantee);
-    // memsw counts memory plus swap; it must be written after (and be at least) limit_in_bytes.
-    if (r.memorySwap !== undefined && r.memoryMax !== undefined && facts.swapAccounting) set('memory', 'memory.memsw.limit_in_bytes', r.memoryMax + r.memorySwap);
-    if (r.cpuCount !== undefined) set('cpuset', 'cpuset.cpus', cpuset ?? firstCpus(r.cpuCount));
-    if (r.cpuWeight !== undefined) set('cpu', 'cpu.shares', Math.max(2, Math.round((r.cpuWeight * 1024) / 100)));
-    if (quota !== undefined) {
-      set('cpu', 'cpu.cfs_period_us', CPU_PERIOD_US);
-      set('cpu', 'cpu.cfs_quota_us', quota);
-    }
-    if (r.processes !== undefined) set('pids', 'pids.max', r.processes);
-  } else {
-    if (r.memoryMax !== undefined) set('', 'memory.max', r.memoryMax);
-    if (r.memoryGuarantee !== undefined) set('', 'memory.low', r.memoryGuarantee);
-    if (r.memorySwap !== undefined) set('', 'memory.swap.max', r.memorySwap);
-    if (r.cpuCount !== undefined) set('', 'cpuset.cpus', cpuset ?? firstCpus(r.cpuCount));
-    if (r.cpuWeight !== undefined) set('', 'cpu.weight', r.cpuWeight);
-    if (quota !== undefined) set('', 'cpu.max', `${quota} ${CPU_PERIOD_US}`);
-    if (r.processes !== undefined) set('', 'pids.max', r.processes);
-  }
-  return out;
-}
-
-/** The value that lifts a limit (kernel default) for every file cgroupSettings may write; allCpus is the parent's cpuset. */
-export function cgroupDefault(setting: Pick<CgroupSetting, 'file'>, allCpus: string): string {
-  switch (setting.file) {
-    case 'memory.limit_in_bytes':
-    case 'memory.soft_limit_in_bytes':
-    case 'memory.memsw.limit_in_bytes':
-    case 'cpu.cfs_quota_us':
-      return '-1';
-    case 'cpu.cfs_period_us':
-      return String(CPU_PERIOD_US);
-    case 'cpu.shares':
-      return '1024';
-    case 'cpuset.cpus':
-      return allCpus;
-    case 'memory.low':
-      return '0';
-    case 'cpu.weight':
-      return '100';
-    case 'cpu.max':
-      return `max ${CPU_PERIOD_US}`;
-    default:
-      return 'max';
-  }
+  return cgroupLimits(resourcesOf(config), facts.cgroupLayout, { swapAccounting: facts.swapAccounting, cpuset });
 }
 
 /** The broadcast address of addr's subnet (LXC otherwise leaves it 0.0.0.255-style wrong). */

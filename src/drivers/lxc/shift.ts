@@ -1,7 +1,7 @@
 // Id shifting for unprivileged containers: adds an offset to the owner and group of every entry of a tree, keeping setuid/setgid bits and file capabilities.
 import { AppError } from '../../shared/errors.js';
 import type { Host, HostStat } from '../../host/host.js';
-import { mountPointsUnder } from '../../host/mounts.js';
+import { mountPointsUnder, unescapeOctal } from '../../host/mounts.js';
 
 /** Options for shiftIds. */
 export interface ShiftOptions {
@@ -38,7 +38,7 @@ export function parseGetfattr(text: string): Map<string, string> {
   let current: string | undefined;
   for (const line of text.split('\n')) {
     if (line.startsWith('# file: ')) {
-      current = line.slice(8).replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+      current = unescapeOctal(line.slice(8));
     } else if (current !== undefined && line.startsWith('security.capability=0x')) {
       out.set(current, line.slice('security.capability='.length));
     }

@@ -1,43 +1,23 @@
 // The cgroup of a QEMU process: limits.cpu.weight and limits.cpu.cap applied to the whole VM (v1 cpu controller or v2 cpu.*).
 import { posix } from 'node:path';
 import { resourcesOf, type InstanceConfig } from '../../shared/config.js';
+import type { CgroupLayout } from '../../host/facts.js';
 import type { Host } from '../../host/host.js';
-
-const PERIOD_US = 100_000;
+import { readCgroupMounts } from '../../host/mounts.js';
+import { cpuCgroupFiles, usesV1, type CgroupSetting } from '../common/cgroup-math.js';
 
 /** One file of the VM's cgroup and the value it should hold. */
-export interface CgroupWrite {
-  file: string;
-  value: string;
-}
+export type CgroupWrite = Pick<CgroupSetting, 'file' | 'value'>;
 
 /** The cpu files for a config, for cgroup v1 (cpu.shares, cfs quota) or v2 (cpu.weight, cpu.max); unset keys get the kernel defaults. */
-export function vmCpuCgroupWrites(config: InstanceConfig, layout: 'v1' | 'v2' | 'hybrid'): CgroupWrite[] {
-  const r = resourcesOf(config);
-  const quota = r.cpuCapPct === undefined ? undefined : Math.max(1000, Math.round((r.cpuCapPct / 100) * PERIOD_US));
-  if (layout === 'v2') {
-    return [
-      { file: 'cpu.weight', value: String(r.cpuWeight ?? 100) },
-      { file: 'cpu.max', value: `${quota ?? 'max'} ${PERIOD_US}` },
-    ];
-  }
-  return [
-    { file: 'cpu.shares', value: String(Math.max(2, Math.round(((r.cpuWeight ?? 100) * 1024) / 100))) },
-    { file: 'cpu.cfs_period_us', value: String(PERIOD_US) },
-    { file: 'cpu.cfs_quota_us', value: String(quota ?? -1) },
-  ];
+export function vmCpuCgroupWrites(config: InstanceConfig, layout: CgroupLayout): CgroupWrite[] {
+  return cpuCgroupFiles(resourcesOf(config), layout).map(({ file, value }) => ({ file, value }));
 }
 
-/** Where the cpu controller is mounted (v1) or the unified root (v2), from /proc/self/mounts. */
-export async function cpuControllerRoot(host: Host, layout: 'v1' | 'v2' | 'hybrid'): Promise<string | null> {
-  const mounts = (await host.fs.readTextIfExists('/proc/self/mounts')) ?? '';
-  for (const line of mounts.split('\n')) {
-    const [, mountPoint, fsType, options] = line.split(' ');
-    if (!mountPoint || !options) continue;
-    if (layout === 'v2' && fsType === 'cgroup2') return mountPoint;
-    if (layout !== 'v2' && fsType === 'cgroup' && options.split(',').includes('cpu')) return mountPoint;
-  }
-  return null;
+/** Where the cpu controller is mounted (v1 and hybrid) or the unified root (v2), from the host's mount table. */
+export async function cpuControllerRoot(host: Host, layout: CgroupLayout): Promise<string | null> {
+  const mounts = await readCgroupMounts(host);
+  return (usesV1(layout) ? mounts.v1.cpu : mounts.v2) ?? null;
 }
 
 /** The VM's cgroup directory: <root>/<prefix>.vm/<name>. */
@@ -46,7 +26,7 @@ export function vmCgroupDir(root: string, prefix: string, name: string): string 
 }
 
 /** Creates the VM's cgroup, writes its cpu limits and moves the QEMU process (all its threads) into it. */
-export async function placeVm(host: Host, layout: 'v1' | 'v2' | 'hybrid', dir: string, config: InstanceConfig, pid: number): Promise<void> {
+export async function placeVm(host: Host, layout: CgroupLayout, dir: string, config: InstanceConfig, pid: number): Promise<void> {
   if (layout === 'v2') {
     // The cpu controller must be enabled for the children of every level above the VM's cgroup.
     const root = posix.dirname(posix.dirname(dir));
