@@ -2,6 +2,7 @@
 import { posix } from 'node:path';
 import { AppError } from '../../shared/errors.js';
 import type { Host } from '../../host/host.js';
+import * as qemuImg from '../../drivers/common/qemu-img.js';
 import { BUSYBOX_STATIC } from './busybox.js';
 import { fetchDebPackage, fetchDebianKernel, resolveKernelModules, type DebianKernelFlavour } from './debian-kernel.js';
 
@@ -302,7 +303,7 @@ export async function buildBusyboxVmImage(host: Host, destDir: string, opts: Bus
     const raw = posix.join(work, 'disk.raw');
     // Inode tables and journal are zeroed here, not lazily by the guest, so the qcow2 stays small after first boot.
     await host.exec(['mkfs.ext4', '-q', '-F', '-L', DATA_LABEL, '-E', 'lazy_itable_init=0,lazy_journal_init=0,root_owner=0:0', '-d', content, raw, `${diskMiB}M`], { timeoutMs: 300_000 });
-    await host.exec(['qemu-img', 'convert', '-q', '-f', 'raw', '-O', 'qcow2', raw, posix.join(work, 'disk.qcow2')], { timeoutMs: 300_000 });
+    await qemuImg.convert(host, { source: raw, from: 'raw', dest: posix.join(work, 'disk.qcow2'), to: 'qcow2' }, { timeoutMs: 300_000 });
 
     progress('Copying the kernel');
     await host.exec(['cp', '--sparse=always', kernel.vmlinux, posix.join(work, 'vmlinux')]);

@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
 import { AppError } from '../../shared/errors.js';
 import type { Host } from '../../host/host.js';
+import * as qemuImg from '../../drivers/common/qemu-img.js';
 import { cleanBuildLeftovers, renderSourcesList, runDebootstrap, unmountUnder, validateDebianOptions, writeInRoot } from './debian.js';
 import { renderMbr, SECTOR } from './disk-layout.js';
 
@@ -295,7 +296,7 @@ async function buildBootableDisk(host: Host, work: string, tree: string, diskSiz
     await host.exec(['dd', `if=${from}`, `of=${raw}`, 'bs=1M', `seek=${sector * SECTOR}`, 'oflag=seek_bytes', 'conv=notrunc,sparse', 'status=none'], { timeoutMs: 900_000 });
     await host.fs.rm(from, { force: true });
   }
-  await host.exec(['qemu-img', 'convert', '-q', '-f', 'raw', '-O', 'qcow2', raw, posix.join(work, 'disk.qcow2')], { timeoutMs: 900_000 });
+  await qemuImg.convert(host, { source: raw, from: 'raw', dest: posix.join(work, 'disk.qcow2'), to: 'qcow2' }, { timeoutMs: 900_000 });
   await host.fs.rm(raw, { force: true });
 }
 

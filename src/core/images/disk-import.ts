@@ -2,6 +2,7 @@
 import { posix } from 'node:path';
 import { AppError } from '../../shared/errors.js';
 import type { Host, HostStat } from '../../host/host.js';
+import * as qemuImg from '../../drivers/common/qemu-img.js';
 
 /** Disk formats `image import --vm` accepts. */
 export type DiskFormat = 'qcow2' | 'raw';
@@ -123,9 +124,10 @@ export async function inspectVmDisk(host: Host, file: string): Promise<DiskFacts
   if (!file.startsWith('/')) throw new AppError('INVALID_ARGUMENT', `${label}: path must be absolute`);
   const stat = await host.fs.stat(file);
   if (!stat?.isFile) throw new AppError('NOT_FOUND', `${label} does not exist or is not a regular file`);
-  const res = await host.exec(['qemu-img', 'info', '--output=json', file], { allowFailure: true, timeoutMs: INFO_TIMEOUT_MS });
-  if (res.code !== 0) throw invalid(`${label} is not a disk image qemu-img can read`, new Error(res.stderr.trim() || `exit code ${res.code}`));
-  const { format, virtualSize } = checkDiskInfo(parseQemuImgInfo(res.stdout, label), label);
+  const text = await qemuImg.infoText(host, file, { timeoutMs: INFO_TIMEOUT_MS }).catch((e: unknown) => {
+    throw qemuImg.isQemuImgFailure(e) ? invalid(`${label} is not a disk image qemu-img can read`, e.cause) : e;
+  });
+  const { format, virtualSize } = checkDiskInfo(parseQemuImgInfo(text, label), label);
   if (format === 'raw') {
     const od = await host.exec(['od', '-An', '-v', '-tx1', `-N${SECTOR_SIZE}`, '--', file], { timeoutMs: INFO_TIMEOUT_MS });
     checkRawDisk(stat.size, parseOdBytes(od.stdout), label);
@@ -138,7 +140,7 @@ export async function verifyVmDisk(host: Host, file: string): Promise<DiskFacts 
   const facts = await inspectVmDisk(host, file);
   if (facts.format === 'qcow2') {
     // No -r: the check opens the file read-only and never repairs the caller's file.
-    const res = await host.exec(['qemu-img', 'check', '--output=json', qemuSource(file, 'qcow2')], { allowFailure: true, timeoutMs: CHECK_TIMEOUT_MS });
+    const res = await qemuImg.check(host, qemuSource(file, 'qcow2'), { timeoutMs: CHECK_TIMEOUT_MS });
     checkCheckResult(res.code, res.stdout, res.stderr, `File ${file}`);
   }
   return facts;
@@ -151,23 +153,17 @@ export async function verifyVmDisk(host: Host, file: string): Promise<DiskFacts 
 export async function convertVmDisk(host: Host, file: string, destDir: string, facts: DiskFacts & { stat: HostStat }, onProgress: (msg: string) => void = () => undefined): Promise<string> {
   const dest = posix.join(destDir, VM_DISK_FILE);
   onProgress(`Converting ${facts.format} disk ${file} to qcow2`);
-  const proc = host.spawn(['qemu-img', 'convert', '-p', '-O', 'qcow2', qemuSource(file, facts.format), dest]);
-  proc.stdin?.end();
-  let err = '';
-  proc.stderr?.on('data', (c: Buffer) => { err += c.toString('utf8'); });
   let reported = 0;
-  proc.stdout?.on('data', (c: Buffer) => {
-    // -p prints "    (12.34/100%)\r"; report every 10 %.
-    for (const m of c.toString('utf8').matchAll(/\((\d+(?:\.\d+)?)\/100%\)/g)) {
-      const pct = Math.floor(Number(m[1]) / 10) * 10;
-      if (pct > reported) {
-        reported = pct;
-        onProgress(`Converting disk: ${pct}%`);
-      }
+  await qemuImg.convertWithProgress(host, { source: qemuSource(file, facts.format), dest, to: 'qcow2' }, (percent) => {
+    // Reported in steps of 10 %.
+    const pct = Math.floor(percent / 10) * 10;
+    if (pct > reported) {
+      reported = pct;
+      onProgress(`Converting disk: ${pct}%`);
     }
+  }).catch((e: unknown) => {
+    throw new AppError('HOST_FAILED', `Failed to convert disk image ${file}`, { cause: qemuImg.isQemuImgFailure(e) ? e.cause : e });
   });
-  const exit = await proc.wait();
-  if (exit.code !== 0) throw new AppError('HOST_FAILED', `Failed to convert disk image ${file}`, { cause: new Error(err.trim() || `exit ${exit.code ?? exit.signal}`) });
   const after = await host.fs.stat(file);
   if (!after || after.size !== facts.stat.size || after.mtimeMs !== facts.stat.mtimeMs) {
     throw new AppError('CONFLICT', `Disk image ${file} changed while it was being imported`);

@@ -5,7 +5,8 @@ import { unsupportedKeys } from '../../shared/config.js';
 import { ScriptedHost } from '../../host/scripted.js';
 import { driverEnv } from '../../../test/helpers/driver-env.js';
 import type { InstanceRecord } from '../driver.js';
-import { bootOf, firmwareOf, qemuDriver, qemuOnHost } from './driver.js';
+import { bootOf, firmwareOf } from './boot.js';
+import { qemuDriver, qemuOnHost } from './driver.js';
 import { FixedAccelerator } from './accel-check.js';
 
 const onHost = (uefi: { code: string; vars: string } | null = null) => qemuOnHost({

@@ -3,6 +3,7 @@ import { randomInt } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { AppError } from '../../shared/errors.js';
 import type { Host } from '../../host/host.js';
+import { JsonLines, openSocket } from './json-lines.js';
 
 /** Options of QgaClient.connect. */
 export interface QgaConnectOptions {
@@ -56,12 +57,11 @@ export interface QgaExecStatus {
   'err-truncated'?: boolean;
 }
 
-type Current =
-  | { kind: 'sync'; id: number; sawSentinel: boolean; resolve: () => void; reject: (e: unknown) => void }
-  | { kind: 'command'; command: string; resolve: (v: unknown) => void; reject: (e: unknown) => void };
+// What the one request in flight is; its answer waits in the transport under REPLY.
+type Current = { kind: 'sync'; id: number; sawSentinel: boolean } | { kind: 'command'; command: string };
 
 const SENTINEL = 0xff;
-const NEWLINE = 0x0a;
+const REPLY = 'reply';
 // Captured output is up to 16 MiB per stream, base64-encoded in one reply line.
 const MAX_LINE = 64 * 1024 * 1024;
 const SYNC_TRY_MS = 1000;
@@ -85,66 +85,38 @@ export function withCwd(argv: readonly string[], cwd: string): string[] {
 
 /** A connection to a guest agent; commands go one at a time because replies carry no usable id. */
 export class QgaClient {
-  private state: 'open' | 'closed' = 'open';
   private synced = false;
   private current: Current | undefined;
   private tail: Promise<void> = Promise.resolve();
-  // Bytes of the incomplete line; concatenated only once a newline arrives (replies can be tens of MiB).
-  private chunks: Buffer[] = [];
-  private chunkBytes = 0;
-  private lastSocketError: Error | undefined;
-  private closedByClient = false;
-  private readonly closedPromise: Promise<void>;
-  private resolveClosed!: () => void;
+  private readonly link: JsonLines;
   private readonly commandTimeoutMs: number;
   private readonly subject: string;
 
-  private constructor(private readonly sock: Duplex, readonly path: string, opts: QgaConnectOptions) {
+  private constructor(sock: Duplex, readonly path: string, opts: QgaConnectOptions) {
     this.commandTimeoutMs = opts.commandTimeoutMs ?? 30_000;
     this.subject = opts.name ?? path;
-    this.closedPromise = new Promise((r) => { this.resolveClosed = r; });
-    sock.on('data', (chunk: Buffer | string) => this.onData(typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk));
-    sock.on('error', (e: Error) => { this.lastSocketError = e; });
-    sock.on('end', () => { sock.destroy(); });
-    sock.on('close', () => this.onClose());
+    this.link = new JsonLines(sock, path, { protocol: 'guest agent', maxLineBytes: MAX_LINE, resetByte: SENTINEL }, {
+      message: (msg) => this.onMessage(msg),
+      reset: () => { if (this.current?.kind === 'sync') this.current.sawSentinel = true; },
+      closeError: (label) => this.disconnectError(label),
+      closed: () => { this.synced = false; this.current = undefined; },
+    });
   }
 
   /** Opens the agent's socket on host; the agent itself may not run yet (see waitReady). */
   static async connect(host: Host, path: string, opts: QgaConnectOptions = {}): Promise<QgaClient> {
-    const timeoutMs = opts.timeoutMs ?? 10_000;
-    let sock: Duplex;
-    try {
-      sock = await QgaClient.connectOnce(host, path, timeoutMs);
-    } catch (e) {
-      if (e instanceof AppError) throw e;
-      const code = (e as NodeJS.ErrnoException).code;
-      throw new AppError('BACKEND_FAILED', `Cannot connect to guest agent socket ${path}`, { cause: e, details: { socket: path, code } });
-    }
+    const sock = await openSocket(host, path, { protocol: 'guest agent', timeoutMs: opts.timeoutMs ?? 10_000 });
     return new QgaClient(sock, path, opts);
-  }
-
-  private static connectOnce(host: Host, path: string, timeoutMs: number): Promise<Duplex> {
-    return new Promise((resolve, reject) => {
-      let done = false;
-      const timer = setTimeout(() => {
-        done = true;
-        reject(new AppError('TIMEOUT', `Connecting to guest agent socket ${path} timed out after ${timeoutMs} ms`, { details: { socket: path } }));
-      }, timeoutMs);
-      host.connectUnix(path).then(
-        (s) => { if (done) { s.destroy(); return; } done = true; clearTimeout(timer); resolve(s); },
-        (e: unknown) => { if (done) return; done = true; clearTimeout(timer); reject(e); },
-      );
-    });
   }
 
   /** True until the connection ends. */
   get connected(): boolean {
-    return this.state !== 'closed';
+    return this.link.connected;
   }
 
   /** Resolves once the connection has ended (for any reason). */
   get closed(): Promise<void> {
-    return this.closedPromise;
+    return this.link.closed;
   }
 
   /** Retries guest-sync-delimited with short tries until the agent answers; TIMEOUT when it never does. */
@@ -219,36 +191,33 @@ export class QgaClient {
 
   /** Closes the connection; the current and queued commands reject. */
   close(): void {
-    if (this.state === 'closed') return;
-    this.closedByClient = true;
-    this.sock.destroy();
+    void this.link.close();
   }
 
   // Runs fn after every earlier command settled: replies carry no id, so only one request may be in flight.
   private enqueue<T>(command: string, fn: () => Promise<T>): Promise<T> {
     const run = this.tail.then(() => {
-      if (this.state === 'closed' || this.closedByClient) throw this.disconnectError(command);
+      if (!this.link.usable) throw this.disconnectError(command);
       return fn();
     });
     this.tail = run.then(() => undefined, () => undefined);
     return run;
   }
 
+  // Sends data as the one request in flight; a timeout forgets it, so a late answer finds nobody.
+  private ask<T>(cur: Current, data: Buffer, timeoutMs: number, timeoutError: () => AppError): Promise<T> {
+    this.current = cur;
+    return this.link.request<T>(REPLY, data, {
+      label: cur.kind === 'sync' ? 'guest-sync-delimited' : cur.command, timeoutMs,
+      timeoutError: () => { this.current = undefined; return timeoutError(); },
+    });
+  }
+
   // One guest-sync-delimited try: 0xFF first resets the agent's parser, the reply follows the agent's own 0xFF.
   private sync(timeoutMs: number): Promise<void> {
     const id = randomInt(1, 2 ** 47);
-    return new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.current = undefined;
-        reject(this.noAnswerError(timeoutMs));
-      }, timeoutMs);
-      this.current = {
-        kind: 'sync', id, sawSentinel: false,
-        resolve: () => { clearTimeout(timer); this.synced = true; resolve(); },
-        reject: (e) => { clearTimeout(timer); reject(e); },
-      };
-      this.write(Buffer.concat([Buffer.from([SENTINEL]), Buffer.from(`${JSON.stringify({ execute: 'guest-sync-delimited', arguments: { id } })}\n`)]));
-    });
+    const line = `${JSON.stringify({ execute: 'guest-sync-delimited', arguments: { id } })}\n`;
+    return this.ask<void>({ kind: 'sync', id, sawSentinel: false }, Buffer.concat([Buffer.from([SENTINEL]), Buffer.from(line)]), timeoutMs, () => this.noAnswerError(timeoutMs));
   }
 
   private send<T>(command: string, args: object | undefined, timeoutMs: number, noReply: boolean): Promise<T> {
@@ -256,91 +225,34 @@ export class QgaClient {
     if (noReply) {
       // Nothing comes back to tell a late error reply from silence: resync before the next command.
       this.synced = false;
-      this.write(Buffer.from(line));
+      this.link.send(line);
       return Promise.resolve(undefined as T);
     }
-    return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.current = undefined;
-        // A late reply would be taken for the next command's: resync first.
-        this.synced = false;
-        reject(new AppError('TIMEOUT', `Guest agent ${command} timed out after ${timeoutMs} ms on ${this.subject}`, { details: { socket: this.path, command } }));
-      }, timeoutMs);
-      this.current = {
-        kind: 'command', command,
-        resolve: (v) => { clearTimeout(timer); resolve(v as T); },
-        reject: (e) => { clearTimeout(timer); reject(e); },
-      };
-      this.write(Buffer.from(line));
+    return this.ask<T>({ kind: 'command', command }, Buffer.from(line), timeoutMs, () => {
+      // A late reply would be taken for the next command's: resync first.
+      this.synced = false;
+      return new AppError('TIMEOUT', `Guest agent ${command} timed out after ${timeoutMs} ms on ${this.subject}`, { details: { socket: this.path, command } });
     });
   }
 
-  private write(data: Buffer): void {
-    // The connection may have ended between queued steps: fail the request now instead of at its timeout.
-    if (this.state === 'closed') {
-      const cur = this.current;
-      this.current = undefined;
-      cur?.reject(this.disconnectError(cur.kind === 'sync' ? 'guest-sync-delimited' : cur.command));
-      return;
-    }
-    this.sock.write(data);
-  }
-
-  private onData(chunk: Buffer): void {
-    let ff: number;
-    while ((ff = chunk.indexOf(SENTINEL)) >= 0) {
-      // Everything before a sentinel is stale (earlier clients' replies, a partial line): drop it unparsed.
-      this.chunks = [];
-      this.chunkBytes = 0;
-      if (this.current?.kind === 'sync') this.current.sawSentinel = true;
-      chunk = chunk.subarray(ff + 1);
-    }
-    if (chunk.indexOf(NEWLINE) < 0) {
-      this.chunks.push(chunk);
-      this.chunkBytes += chunk.length;
-    } else {
-      let buf = this.chunks.length ? Buffer.concat([...this.chunks, chunk]) : chunk;
-      this.chunks = [];
-      this.chunkBytes = 0;
-      let nl: number;
-      while ((nl = buf.indexOf(NEWLINE)) >= 0) {
-        const line = buf.subarray(0, nl).toString('utf8').trim();
-        buf = buf.subarray(nl + 1);
-        if (line) this.onLine(line);
-      }
-      if (buf.length) { this.chunks.push(buf); this.chunkBytes = buf.length; }
-    }
-    if (this.chunkBytes > MAX_LINE) {
-      this.lastSocketError = new Error(`Guest agent message longer than ${MAX_LINE} bytes`);
-      this.sock.destroy();
-    }
-  }
-
-  private onLine(line: string): void {
+  private onMessage(msg: Record<string, unknown>): void {
     const cur = this.current;
     // Nothing asked (or the asker timed out): a stale or late reply.
     if (!cur) return;
-    if (cur.kind === 'sync' && !cur.sawSentinel) return;
-    let msg: Record<string, unknown>;
-    try {
-      msg = JSON.parse(line) as Record<string, unknown>;
-    } catch {
-      return;
-    }
-    if (msg === null || typeof msg !== 'object') return;
     if (cur.kind === 'sync') {
-      // Replies to earlier syncs (ours that timed out, or a previous client's) carry another id.
-      if (msg.return !== cur.id) return;
+      // Replies before the agent's sentinel, and to earlier syncs (ours that timed out, or a previous client's), are stale.
+      if (!cur.sawSentinel || msg.return !== cur.id) return;
       this.current = undefined;
-      cur.resolve();
+      this.synced = true;
+      this.link.take(REPLY)?.resolve(undefined);
     } else if ('return' in msg) {
       this.current = undefined;
-      cur.resolve(msg.return);
+      this.link.take(REPLY)?.resolve(msg.return);
     } else if ('error' in msg) {
       this.current = undefined;
       const err = (msg.error ?? {}) as { class?: string; desc?: string };
       const desc = err.desc ?? 'unknown error';
-      cur.reject(new AppError('BACKEND_FAILED', `Guest agent ${cur.command} failed: ${desc}`, {
+      this.link.take(REPLY)?.reject(new AppError('BACKEND_FAILED', `Guest agent ${cur.command} failed: ${desc}`, {
         details: { class: err.class ?? 'GenericError', desc, command: cur.command, socket: this.path },
       }));
     }
@@ -354,22 +266,6 @@ export class QgaClient {
   }
 
   private disconnectError(command: string): AppError {
-    const what = this.closedByClient
-      ? `guest agent connection to ${this.subject} was closed by the client`
-      : `guest agent connection to ${this.subject} lost (QEMU exited or closed the socket)`;
-    return new AppError('BACKEND_FAILED', `Guest agent ${command} failed: ${what}`, {
-      ...(this.lastSocketError ? { cause: this.lastSocketError } : {}),
-      details: { socket: this.path, disconnected: true, closedByClient: this.closedByClient, command },
-    });
-  }
-
-  private onClose(): void {
-    if (this.state === 'closed') return;
-    this.state = 'closed';
-    this.synced = false;
-    const cur = this.current;
-    this.current = undefined;
-    if (cur) cur.reject(this.disconnectError(cur.kind === 'sync' ? 'guest-sync-delimited' : cur.command));
-    this.resolveClosed();
+    return this.link.disconnectError(`Guest agent ${command} failed: ${this.link.endText(this.subject)}`, { command });
   }
 }

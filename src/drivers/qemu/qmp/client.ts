@@ -1,8 +1,8 @@
 // QmpClient: Hangar's own QEMU Machine Protocol client over a Host unix-socket connection (commands, events, jobs).
 import type { Duplex } from 'node:stream';
-import { StringDecoder } from 'node:string_decoder';
 import { AppError } from '../../../shared/errors.js';
 import type { Host } from '../../../host/host.js';
+import { JsonLines, openSocket } from '../json-lines.js';
 import type {
   QmpBalloonInfo, QmpBlockIoThrottle, QmpErrorBody, QmpEvent, QmpGreeting, QmpJobInfo, QmpKvmInfo,
   QmpMigrationInfo, QmpStatusInfo,
@@ -31,21 +31,14 @@ export type QmpEventListener = (ev: QmpEvent) => void;
 /** A listener for the end of the connection. */
 export type QmpDisconnectListener = (err: AppError) => void;
 
-interface Pending {
-  command: string;
-  resolve: (v: unknown) => void;
-  reject: (e: unknown) => void;
-  timer?: NodeJS.Timeout;
-}
-
 interface Waiter {
   promise: Promise<QmpEvent>;
   cancel(): void;
 }
 
-const RETRY_CODES = new Set(['ENOENT', 'ECONNREFUSED', 'EAGAIN']);
-const RETRY_INTERVAL_MS = 25;
 const MAX_LINE = 16 * 1024 * 1024;
+// The greeting waits under this key; commands wait under their numeric ids.
+const GREETING = 'greeting';
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
@@ -65,118 +58,62 @@ export function isQmpDisconnect(err: unknown): boolean {
 export class QmpClient {
   /** The QEMU version and capabilities from the greeting. */
   greeting: QmpGreeting | undefined;
-  private state: 'handshake' | 'ready' | 'closed' = 'handshake';
   private nextId = 1;
-  private readonly pending = new Map<number, Pending>();
   private readonly listeners = new Map<string, Set<QmpEventListener>>();
   private readonly disconnectListeners = new Set<QmpDisconnectListener>();
-  private readonly decoder = new StringDecoder('utf8');
-  private buf = '';
-  private lastSocketError: Error | undefined;
-  private closedByClient = false;
-  private greetingWaiter: { resolve: () => void; reject: (e: unknown) => void } | undefined;
-  private readonly closedPromise: Promise<void>;
-  private resolveClosed!: () => void;
+  private readonly link: JsonLines;
   private readonly commandTimeoutMs: number;
 
-  private constructor(private readonly sock: Duplex, readonly path: string, opts: QmpConnectOptions) {
+  private constructor(sock: Duplex, readonly path: string, opts: QmpConnectOptions) {
     this.commandTimeoutMs = opts.commandTimeoutMs ?? 30_000;
-    this.closedPromise = new Promise((r) => { this.resolveClosed = r; });
-    sock.on('data', (chunk: Buffer | string) => this.onData(chunk));
-    sock.on('error', (e: Error) => { this.lastSocketError = e; });
-    // Some Duplex implementations end without closing; a half-open QMP session is useless.
-    sock.on('end', () => { sock.destroy(); });
-    sock.on('close', () => this.onClose());
+    this.link = new JsonLines(sock, path, { protocol: 'QMP', maxLineBytes: MAX_LINE }, {
+      message: (msg) => this.onMessage(msg),
+      closeError: (label) => this.disconnectError(label),
+      closed: () => this.onClosed(),
+    });
   }
 
   /** Connects to QEMU's QMP socket at path on host, reads the greeting and negotiates capabilities. */
   static async connect(host: Host, path: string, opts: QmpConnectOptions = {}): Promise<QmpClient> {
     const timeoutMs = opts.timeoutMs ?? 10_000;
-    const started = Date.now();
-    const retryUntil = started + (opts.retryForMs ?? 0);
-    let sock: Duplex | undefined;
-    for (;;) {
-      try {
-        sock = await QmpClient.connectOnce(host, path, timeoutMs);
-        break;
-      } catch (e) {
-        const code = (e as NodeJS.ErrnoException).code;
-        if (code !== undefined && RETRY_CODES.has(code) && Date.now() + RETRY_INTERVAL_MS <= retryUntil) {
-          await sleep(RETRY_INTERVAL_MS);
-          continue;
-        }
-        if (e instanceof AppError) throw e;
-        throw new AppError('BACKEND_FAILED', `Cannot connect to QMP socket ${path}`, { cause: e, details: { socket: path, code } });
-      }
-    }
+    const sock = await openSocket(host, path, { protocol: 'QMP', timeoutMs, retryForMs: opts.retryForMs ?? 0 });
     const client = new QmpClient(sock, path, opts);
     try {
       await client.handshake(timeoutMs);
     } catch (e) {
-      client.sock.destroy();
+      void client.link.close();
       throw e;
     }
     return client;
   }
 
-  private static connectOnce(host: Host, path: string, timeoutMs: number): Promise<Duplex> {
-    return new Promise((resolve, reject) => {
-      let done = false;
-      const timer = setTimeout(() => {
-        done = true;
-        reject(new AppError('TIMEOUT', `Connecting to QMP socket ${path} timed out after ${timeoutMs} ms`, { details: { socket: path } }));
-      }, timeoutMs);
-      host.connectUnix(path).then(
-        (s) => { if (done) { s.destroy(); return; } done = true; clearTimeout(timer); resolve(s); },
-        (e: unknown) => { if (done) return; done = true; clearTimeout(timer); reject(e); },
-      );
-    });
-  }
-
   private async handshake(timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.greetingWaiter = undefined;
-        reject(new AppError('TIMEOUT', `No QMP greeting on ${this.path} within ${timeoutMs} ms (is another client connected?)`, { details: { socket: this.path } }));
-      }, timeoutMs);
-      this.greetingWaiter = {
-        resolve: () => { clearTimeout(timer); resolve(); },
-        reject: (e) => { clearTimeout(timer); reject(e); },
-      };
+    await this.link.request(GREETING, undefined, {
+      label: GREETING, timeoutMs,
+      timeoutError: () => new AppError('TIMEOUT', `No QMP greeting on ${this.path} within ${timeoutMs} ms (is another client connected?)`, { details: { socket: this.path } }),
     });
     await this.execute('qmp_capabilities', undefined, { timeoutMs: Math.max(1, deadline - Date.now()) });
-    this.state = 'ready';
   }
 
   /** True until the connection ends. */
   get connected(): boolean {
-    return this.state !== 'closed';
+    return this.link.connected;
   }
 
   /** Resolves once the connection has ended (for any reason). */
   get closed(): Promise<void> {
-    return this.closedPromise;
+    return this.link.closed;
   }
 
   /** Sends a command and resolves with its "return" value; QMP errors become BACKEND_FAILED, silence TIMEOUT. */
   execute<T = unknown>(command: string, args?: Record<string, unknown>, opts: QmpCommandOptions = {}): Promise<T> {
-    if (this.state === 'closed' || this.closedByClient) {
-      return Promise.reject(this.disconnectError(command));
-    }
     const id = this.nextId++;
     const timeoutMs = opts.timeoutMs ?? this.commandTimeoutMs;
-    return new Promise<T>((resolve, reject) => {
-      const p: Pending = { command, resolve: resolve as (v: unknown) => void, reject };
-      if (timeoutMs > 0) {
-        p.timer = setTimeout(() => {
-          this.pending.delete(id);
-          reject(new AppError('TIMEOUT', `QMP ${command} timed out after ${timeoutMs} ms on ${this.path}`, { details: { socket: this.path, command } }));
-        }, timeoutMs);
-      }
-      this.pending.set(id, p);
-      const msg = JSON.stringify(args === undefined ? { execute: command, id } : { execute: command, arguments: args, id });
-      this.sock.write(`${msg}\n`);
+    const msg = JSON.stringify(args === undefined ? { execute: command, id } : { execute: command, arguments: args, id });
+    return this.link.request<T>(id, `${msg}\n`, {
+      label: command, timeoutMs,
+      timeoutError: () => new AppError('TIMEOUT', `QMP ${command} timed out after ${timeoutMs} ms on ${this.path}`, { details: { socket: this.path, command } }),
     });
   }
 
@@ -231,7 +168,7 @@ export class QmpClient {
     const ms = timeoutMs ?? this.commandTimeoutMs;
     let cleanup = (): void => {};
     const promise = new Promise<QmpEvent>((resolve, reject) => {
-      if (this.state === 'closed') { reject(this.disconnectError(undefined, name)); return; }
+      if (!this.link.connected) { reject(this.disconnectError(undefined, name)); return; }
       const onEvent = (ev: QmpEvent): void => {
         let ok = true;
         try { ok = predicate ? predicate(ev) : true; } catch (e) { cleanup(); reject(e); return; }
@@ -259,40 +196,13 @@ export class QmpClient {
 
   /** Closes the connection; pending commands reject. QEMU then accepts the next client. */
   close(): Promise<void> {
-    if (this.state !== 'closed') {
-      this.closedByClient = true;
-      this.sock.destroy();
-    }
-    return this.closedPromise;
+    return this.link.close();
   }
 
-  private onData(chunk: Buffer | string): void {
-    this.buf += typeof chunk === 'string' ? chunk : this.decoder.write(chunk);
-    let nl: number;
-    while ((nl = this.buf.indexOf('\n')) >= 0) {
-      const line = this.buf.slice(0, nl).trim();
-      this.buf = this.buf.slice(nl + 1);
-      if (line) this.onLine(line);
-    }
-    if (this.buf.length > MAX_LINE) {
-      this.lastSocketError = new Error(`QMP message longer than ${MAX_LINE} bytes`);
-      this.sock.destroy();
-    }
-  }
-
-  private onLine(line: string): void {
-    let msg: Record<string, unknown>;
-    try {
-      msg = JSON.parse(line) as Record<string, unknown>;
-    } catch {
-      // QEMU only sends valid JSON; a garbled line cannot be matched to a command, so skip it.
-      return;
-    }
-    if (msg === null || typeof msg !== 'object') return;
+  private onMessage(msg: Record<string, unknown>): void {
     if ('QMP' in msg) {
       this.greeting = msg as unknown as QmpGreeting;
-      this.greetingWaiter?.resolve();
-      this.greetingWaiter = undefined;
+      this.link.take(GREETING)?.resolve(undefined);
     } else if (typeof msg.event === 'string') {
       this.dispatchEvent({
         event: msg.event,
@@ -302,15 +212,13 @@ export class QmpClient {
     } else if ('return' in msg || 'error' in msg) {
       const id = msg.id;
       if (typeof id !== 'number') return;
-      const p = this.pending.get(id);
+      const p = this.link.take(id);
       if (!p) return; // already timed out
-      this.pending.delete(id);
-      if (p.timer) clearTimeout(p.timer);
       if ('error' in msg) {
         const err = (msg.error ?? {}) as Partial<QmpErrorBody>;
         const desc = err.desc ?? 'unknown error';
-        p.reject(new AppError('BACKEND_FAILED', `QMP ${p.command} failed: ${desc}`, {
-          details: { class: err.class ?? 'GenericError', desc, command: p.command, socket: this.path },
+        p.reject(new AppError('BACKEND_FAILED', `QMP ${p.label} failed: ${desc}`, {
+          details: { class: err.class ?? 'GenericError', desc, command: p.label, socket: this.path },
         }));
       } else {
         p.resolve(msg.return);
@@ -330,33 +238,16 @@ export class QmpClient {
   }
 
   private disconnectError(command?: string, event?: string): AppError {
-    const what = this.closedByClient
-      ? `QMP connection to ${this.path} was closed by the client`
-      : `QMP connection to ${this.path} lost (QEMU exited or closed the socket)`;
+    const what = this.link.endText(this.path);
     const message = command ? `QMP ${command} failed: ${what}` : event ? `QMP event ${event} not received: ${what}` : what;
-    return new AppError('BACKEND_FAILED', message, {
-      ...(this.lastSocketError ? { cause: this.lastSocketError } : {}),
-      details: { socket: this.path, disconnected: true, closedByClient: this.closedByClient, ...(command ? { command } : {}) },
-    });
+    return this.link.disconnectError(message, command ? { command } : {});
   }
 
-  private onClose(): void {
-    if (this.state === 'closed') return;
-    this.state = 'closed';
-    if (this.greetingWaiter) {
-      this.greetingWaiter.reject(this.disconnectError('greeting'));
-      this.greetingWaiter = undefined;
-    }
-    for (const [id, p] of this.pending) {
-      this.pending.delete(id);
-      if (p.timer) clearTimeout(p.timer);
-      p.reject(this.disconnectError(p.command));
-    }
+  private onClosed(): void {
     const err = this.disconnectError();
     for (const fn of [...this.disconnectListeners]) {
       try { fn(err); } catch { /* listener's own problem */ }
     }
-    this.resolveClosed();
   }
 
   // Typed helpers for the commands the QEMU driver needs.

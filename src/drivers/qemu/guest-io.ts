@@ -1,0 +1,72 @@
+// Talking to a VM's guest: commands through its agent (guest-exec), its serial console and its graphical (VNC) console.
+import { PassThrough, type Duplex } from 'node:stream';
+import { AppError } from '../../shared/errors.js';
+import type { HostProcess } from '../../host/host.js';
+import type { ExecSpec } from '../driver.js';
+import { withCwd } from './qga.js';
+import { dropAgent, openAgent } from './sessions.js';
+import type { Vm } from './vm.js';
+
+const AGENT_READY_MS = 30_000;
+const GUEST_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/** Runs spec in the guest through its agent once stdin ends (the agent takes stdin whole); no terminal. */
+export function execInGuest(vm: Vm, spec: ExecSpec): HostProcess {
+  const name = vm.record.name;
+  if (spec.tty) throw new AppError('UNSUPPORTED', `Instance "${name}" is a VM: exec runs through the guest agent, which has no terminal (drop -t)`);
+  const stdin = new PassThrough();
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  const input: Buffer[] = [];
+  let kill: (() => void) | undefined;
+  const done = new Promise<{ code: number | null; signal: string | null }>((resolve) => {
+    stdin.on('data', (d: Buffer) => input.push(d));
+    stdin.on('end', () => {
+      void (async () => {
+        try {
+          const m = await vm.settledMon();
+          // A guest that faults (now or while we wait for its agent) ends the wait at once, with the reason.
+          const faulted = m.faulted.then((f): never => { throw new AppError('INVALID_STATE', `Cannot run a command in instance "${name}": it is in error (${f.reason})`); });
+          if (m.fault) await faulted;
+          const qga = await openAgent(vm.host, vm.files.qga);
+          await Promise.race([qga.waitReady(AGENT_READY_MS), faulted]);
+          m.agentSeen = true;
+          const argv = spec.cwd ? withCwd(spec.command, spec.cwd) : spec.command;
+          // The agent replaces the whole environment when one is given: keep a usable PATH.
+          const res = await Promise.race([qga.run(argv, { input: Buffer.concat(input), ...(spec.env ? { env: { PATH: GUEST_PATH, ...spec.env } } : {}) }), faulted]);
+          stdout.end(res.stdout);
+          stderr.end(res.stderr);
+          resolve({ code: res.code, signal: null });
+        } catch (err) {
+          dropAgent(vm.files.qga);
+          stdout.end();
+          stderr.end(`hangar: ${err instanceof Error ? err.message : String(err)}\n`);
+          resolve({ code: 126, signal: null });
+        }
+      })();
+    });
+    kill = () => { stdin.end(); };
+  });
+  return { pid: Promise.resolve(-1), stdin, stdout, stderr, wait: () => done, kill: () => kill?.() };
+}
+
+/** The serial console: a connection to QEMU's console socket (its output is also logged by QEMU). */
+export function attachSerialConsole(vm: Vm): HostProcess {
+  const stdin = new PassThrough();
+  const stdout = new PassThrough();
+  let closeSock: (() => void) | undefined;
+  const done = (async () => {
+    const sock = await vm.host.connectUnix(vm.files.console);
+    closeSock = () => sock.destroy();
+    stdin.pipe(sock);
+    sock.pipe(stdout);
+    await new Promise<void>((r) => { sock.on('close', () => r()); sock.on('error', () => r()); });
+    return { code: 0, signal: null };
+  })();
+  return { pid: Promise.resolve(-1), stdin, stdout, stderr: null, wait: () => done.catch(() => ({ code: 1, signal: null })), kill: () => closeSock?.() };
+}
+
+/** The graphical console: QEMU's VNC server on its unix socket (RFB bytes, for a websocket relay to noVNC). */
+export function openVncConsole(vm: Vm): Promise<Duplex> {
+  return vm.host.connectUnix(vm.files.vnc);
+}
