@@ -8,7 +8,7 @@ import type { StateDb, ImageRow } from '../db/database.js';
 import type { EventBus } from '../events.js';
 import type { Host } from '../../host/host.js';
 import { Reverter } from '../../host/reverter.js';
-import type { BtrfsPool } from '../storage/btrfs-pool.js';
+import type { StoragePool } from '../storage/pool.js';
 import { buildBusyboxRootfs } from './busybox.js';
 import { buildDebianRootfs } from './debian.js';
 import { buildBusyboxVmImage } from './busybox-vm.js';
@@ -21,7 +21,7 @@ export interface ImageServiceDeps {
   host: Host;
   db: StateDb;
   events: EventBus;
-  pool: BtrfsPool;
+  pool: StoragePool;
   mirror: string;
   cacheDir: string;
 }

@@ -4,6 +4,7 @@ import type { Host } from '../../host/host.js';
 import { AppError } from '../../shared/errors.js';
 import { Reverter } from '../../host/reverter.js';
 import { checkAddress, ipToInt, isValidMac, parseSubnet, shortHash, type Subnet } from './ipam.js';
+import type { Lease, Network, NetworkInfo } from './network.js';
 
 /** Names and paths of one managed network (from Settings). */
 export interface NetworkOptions {
@@ -17,12 +18,8 @@ export interface NetworkOptions {
   domain?: string;
 }
 
-/** A DHCP reservation: the instance name, its MAC and its address. */
-export interface Lease {
-  name: string;
-  mac: string;
-  ipv4: string;
-}
+/** A DHCP reservation (defined with the network contract). */
+export type { Lease } from './network.js';
 
 const IFNAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/;
 const NFT_NAME_RE = /^[A-Za-z][A-Za-z0-9_]{0,31}$/;
@@ -42,7 +39,7 @@ interface IpLink {
 }
 
 /** Manages one bridge, its nftables table and its dnsmasq through a Host. */
-export class NetworkManager {
+export class NetworkManager implements Network {
   /** The parsed subnet of the bridge. */
   readonly subnet: Subnet;
   private readonly ifPrefix: string;
@@ -74,7 +71,7 @@ export class NetworkManager {
   }
 
   /** Bridge name, subnet in CIDR form and gateway address. */
-  info(): { bridge: string; subnet: string; gateway: string } {
+  info(): NetworkInfo {
     return { bridge: this.opts.bridge, subnet: this.subnet.cidr, gateway: this.subnet.gateway };
   }
 

@@ -4,19 +4,12 @@ import { AppError } from '../../shared/errors.js';
 import type { Host } from '../../host/host.js';
 import { Reverter } from '../../host/reverter.js';
 import { formatSize as formatBytes } from '../../shared/units.js';
-import { findMount, parseFileAllocation, parseFilesystemUsage, parseQgroupShow, parseStatfs, parseSubvolumeList, type QgroupRow } from './parse.js';
+import { readMountAt } from '../../host/mounts.js';
+import { parseFileAllocation, parseFilesystemUsage, parseQgroupShow, parseStatfs, parseSubvolumeList, type QgroupRow } from './parse.js';
+import type { PoolInfo, StoragePool, VolumeUsage } from './pool.js';
 
-/** What the pool reports about itself. */
-export interface PoolInfo {
-  driver: 'btrfs';
-  path: string;
-  sizeBytes: number | null;
-  usedBytes: number | null;
-  /** ok; degraded (something to act on, see warnings); read-only (the file system stopped taking writes). */
-  state: 'ok' | 'degraded' | 'read-only' | 'unmounted';
-  /** What needs attention, in a user's words (thin provisioning, low space, read-only). */
-  warnings: string[];
-}
+/** What the pool reports about itself (defined with the pool contract). */
+export type { PoolInfo } from './pool.js';
 
 /** The least a pool file may be: smaller pools are refused rather than created. */
 export const MIN_POOL_BYTES = 512 * 1024 ** 2;
@@ -61,7 +54,7 @@ function checkSize(sizeBytes: number | undefined, what: string): void {
 }
 
 /** Storage pool on btrfs; every machine access goes through Host. */
-export class BtrfsPool {
+export class BtrfsPool implements StoragePool {
   private readonly poolDir: string;
   private readonly poolImage: string;
   private readonly rootsDir: string;
@@ -95,9 +88,8 @@ export class BtrfsPool {
   async unmount(): Promise<void> {
     this.ready = undefined;
     this.imageSizes.clear();
-    const info = await this.host.fs.readText('/proc/self/mountinfo');
-    if (findMount(info, this.rootsDir)?.fsType === 'btrfs') await this.run(['umount', this.rootsDir], `Failed to unmount ${this.rootsDir}`);
-    if (findMount(info, this.poolDir)?.fsType !== 'btrfs') return;
+    if ((await readMountAt(this.host, this.rootsDir))?.fsType === 'btrfs') await this.run(['umount', this.rootsDir], `Failed to unmount ${this.rootsDir}`);
+    if ((await readMountAt(this.host, this.poolDir))?.fsType !== 'btrfs') return;
     await this.run(['umount', this.poolDir], `Failed to unmount the storage pool at ${this.poolDir}`);
   }
 
@@ -119,7 +111,7 @@ export class BtrfsPool {
 
   /** Whether the pool takes writes, and what needs attention: read-only file system, a thin backing file, a nearly full disk under it (one fork). */
   async health(): Promise<Pick<PoolInfo, 'state' | 'warnings'>> {
-    const mount = findMount(await this.host.fs.readText('/proc/self/mountinfo'), this.poolDir);
+    const mount = await readMountAt(this.host, this.poolDir);
     if (mount?.fsType !== 'btrfs') return { state: 'unmounted', warnings: ['the storage pool is not mounted'] };
     const warnings = [...this.ensureWarnings];
     const readOnly = mount.superOptions.split(',').includes('ro') || mount.options.split(',').includes('ro');
@@ -209,7 +201,7 @@ export class BtrfsPool {
   }
 
   /** Space used by an instance volume: referenced (all it sees, counted by the limit) and exclusive (not shared with its image or snapshots). */
-  async instanceUsage(name: string): Promise<{ referencedBytes: number; exclusiveBytes: number; limitBytes: number | null }> {
+  async instanceUsage(name: string): Promise<VolumeUsage> {
     const path = this.instancePath(name);
     await this.ensure();
     await this.mustExist(path, `Volume of instance "${name}" not found`);
@@ -328,7 +320,7 @@ export class BtrfsPool {
   }
 
   private async doEnsure(): Promise<void> {
-    let mount = findMount(await this.host.fs.readText('/proc/self/mountinfo'), this.poolDir);
+    let mount = await readMountAt(this.host, this.poolDir);
     if (mount) {
       await this.checkMount(mount.fsType, mount.source);
       // A pool mounted by an older hangard lacks nosuid,nodev: tightened in place, nothing is unmounted.
@@ -350,7 +342,7 @@ export class BtrfsPool {
         r.add('unmount the pool', () => this.host.exec(['umount', this.poolDir]));
         await this.run(['btrfs', 'quota', 'enable', this.poolDir], 'Failed to enable quotas on the storage pool');
       });
-      mount = findMount(await this.host.fs.readText('/proc/self/mountinfo'), this.poolDir)!;
+      mount = (await readMountAt(this.host, this.poolDir))!;
     }
     // Nothing in the pool is for other users: its root and top directories are root-only.
     await this.host.fs.chmod(this.poolDir, 0o700);
@@ -363,7 +355,7 @@ export class BtrfsPool {
   // Containers need set-uid programs (su, sudo, passwd) in their own root, which a nosuid mount forbids for every bind
   // mount of it: a second mount of the same file system, nodev but with suid, in a root-only directory, serves them.
   private async ensureRootsMount(device: string): Promise<void> {
-    const existing = findMount(await this.host.fs.readText('/proc/self/mountinfo'), this.rootsDir);
+    const existing = await readMountAt(this.host, this.rootsDir);
     if (existing?.fsType === 'btrfs' && existing.source === device) return;
     if (existing) throw new AppError('INVALID_STATE', `${this.rootsDir} is mounted from ${existing.source}, not from the storage pool (${device})`);
     await this.host.fs.mkdir(this.rootsDir, { recursive: true, mode: 0o700 });
@@ -422,7 +414,7 @@ export class BtrfsPool {
   }
 
   private async mounted(): Promise<boolean> {
-    const mount = findMount(await this.host.fs.readText('/proc/self/mountinfo'), this.poolDir);
+    const mount = await readMountAt(this.host, this.poolDir);
     return mount?.fsType === 'btrfs';
   }
 

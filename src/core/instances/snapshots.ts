@@ -1,0 +1,84 @@
+// Instance snapshots: backend snapshots where the driver has them (qcow2, with RAM when stateful), else copy-on-write snapshots of the root volume in the pool; the caller holds the instance's lock.
+import { AppError } from '../../shared/errors.js';
+import type { Snapshot } from '../../shared/schemas.js';
+import { assertLegal } from './actions.js';
+import { DEFAULT_STOP_TIMEOUT_S, rowOf, wrap, type InstanceServiceDeps, type LockedLifecycle } from './context.js';
+import { handleOf } from './placement.js';
+
+/** Snapshots of an instance. */
+export function listSnapshots(d: InstanceServiceDeps, name: string): Snapshot[] {
+  rowOf(d, name);
+  return d.db.listSnapshots(name).map((s) => ({ name: s.name, createdAt: s.createdAt, stateful: s.stateful }));
+}
+
+/** Takes a snapshot: a backend one where the driver has them, else a pool snapshot of the root volume (frozen briefly when running). */
+export async function createSnapshot(d: InstanceServiceDeps, name: string, snap: string, opts: { stateful?: boolean }): Promise<void> {
+  const row = rowOf(d, name);
+  if (d.db.listSnapshots(name).some((s) => s.name === snap)) throw new AppError('ALREADY_EXISTS', `Snapshot "${snap}" of instance "${name}" already exists`);
+  const handle = handleOf(d, row);
+  const st = await handle.state();
+  assertLegal('snapshot-create', st, name);
+  const stateful = opts.stateful ?? false;
+  if (handle.snapshots) {
+    await handle.snapshots.create(snap, { stateful }).catch((e) => { throw wrap(e, `Failed to snapshot instance "${name}"`); });
+    d.db.insertSnapshot({ instance: name, name: snap, createdAt: new Date().toISOString(), stateful });
+    d.events.emit({ type: 'instance-snapshot-created', instance: name, data: { snapshot: snap, stateful } });
+    return;
+  }
+  if (stateful) throw new AppError('UNSUPPORTED', `Instance "${name}" (${row.driver}) has no stateful snapshots`);
+  // A consistent copy of a running tree: its processes are paused while the pool snapshots it.
+  const freeze = st.state === 'running';
+  if (freeze) await handle.freeze();
+  try {
+    await d.pool.createSnapshot(name, snap);
+  } catch (err) {
+    throw wrap(err, `Failed to snapshot instance "${name}"`);
+  } finally {
+    if (freeze) await handle.unfreeze();
+  }
+  d.db.insertSnapshot({ instance: name, name: snap, createdAt: new Date().toISOString(), stateful: false });
+  d.events.emit({ type: 'instance-snapshot-created', instance: name, data: { snapshot: snap } });
+}
+
+/** Restores a snapshot; a running instance is stopped, restored and started again (a stateful one resumes where the snapshot was taken). */
+export async function restoreSnapshot(d: InstanceServiceDeps, name: string, snap: string, lifecycle: LockedLifecycle): Promise<void> {
+  const row = rowOf(d, name);
+  const snapRow = d.db.listSnapshots(name).find((s) => s.name === snap);
+  if (!snapRow) throw new AppError('NOT_FOUND', `Snapshot "${snap}" of instance "${name}" not found`);
+  const handle = handleOf(d, row);
+  const st = await handle.state();
+  assertLegal('snapshot-restore', st, name);
+  const wasRunning = st.state === 'running' || st.state === 'frozen';
+  if (handle.snapshots) {
+    // A stateful snapshot restores RAM too: the instance ends up running where the snapshot was taken.
+    if (!snapRow.stateful && wasRunning) await lifecycle.stop(name, { timeout: DEFAULT_STOP_TIMEOUT_S });
+    await handle.snapshots.restore(snap, { stateful: snapRow.stateful }).catch((e) => { throw wrap(e, `Failed to restore snapshot "${snap}" of instance "${name}"`); });
+    if (snapRow.stateful) {
+      const now = await handle.state();
+      d.db.updateInstance(name, { expectedState: 'running', initPid: now.pid, initStartTime: now.startTime });
+    }
+    d.events.emit({ type: 'instance-snapshot-restored', instance: name, data: { snapshot: snap, stateful: snapRow.stateful } });
+    if (!snapRow.stateful && wasRunning) await lifecycle.start(name);
+    return;
+  }
+  if (wasRunning) await lifecycle.stop(name, { timeout: DEFAULT_STOP_TIMEOUT_S });
+  try {
+    await d.pool.restoreSnapshot(name, snap);
+  } catch (err) {
+    throw wrap(err, `Failed to restore snapshot "${snap}" of instance "${name}"`);
+  }
+  d.events.emit({ type: 'instance-snapshot-restored', instance: name, data: { snapshot: snap } });
+  if (wasRunning) await lifecycle.start(name);
+}
+
+/** Deletes a snapshot. */
+export async function deleteSnapshot(d: InstanceServiceDeps, name: string, snap: string): Promise<void> {
+  const row = rowOf(d, name);
+  if (!d.db.listSnapshots(name).some((s) => s.name === snap)) throw new AppError('NOT_FOUND', `Snapshot "${snap}" of instance "${name}" not found`);
+  const handle = handleOf(d, row);
+  assertLegal('snapshot-delete', await handle.state(), name);
+  if (handle.snapshots) await handle.snapshots.delete(snap);
+  else await d.pool.deleteSnapshot(name, snap);
+  d.db.deleteSnapshot(name, snap);
+  d.events.emit({ type: 'instance-snapshot-deleted', instance: name, data: { snapshot: snap } });
+}
