@@ -31,7 +31,7 @@ describe('drivers', () => {
     const name = `${P}f`;
     cliOk(['launch', 'busybox', name, '--driver', 'fake', '--memory', '64MiB']);
     const inst = findInstance(name) as Instance;
-    expect(inst).toMatchObject({ driver: 'fake', type: 'container', state: 'running', technology: { isolation: 'none (fake driver for tests)' }, features: { console: false } });
+    expect(inst).toMatchObject({ driver: 'fake', type: 'container', state: 'running', technology: { isolation: 'none (fake driver for tests)' }, features: { console: true } });
     expect(cliOk(['exec', name, '--', 'echo', 'from', 'the', 'fake'])).toBe('from the fake\n');
     cliOk(['stop', name]);
     expect(findInstance(name)?.state).toBe('stopped');

@@ -12,7 +12,8 @@ import { driverEnv } from '../helpers/driver-env.js';
 import { cgroupMounts, detectLxcCgroupFacts, lxcOnHost } from '../../src/drivers/lxc/driver.js';
 import { parseFlatKeyed } from '../../src/drivers/lxc/parse.js';
 import { isAppError } from '../../src/shared/errors.js';
-import { collect, runDriverConformance } from '../conformance/driver-conformance.js';
+import { lxcVersion } from '../../src/drivers/lxc/lxc-tools.js';
+import { collect, runDriverConformance, type ObservedLimits } from '../conformance/driver-conformance.js';
 import { addTestBridge } from '../helpers/test-bridge.js';
 
 const host = new LocalHost();
@@ -48,7 +49,8 @@ async function setupEnv(): Promise<void> {
   subnet = await addTestBridge(host, bridge);
   const cg = await detectLxcCgroupFacts(host);
   ctx = { facts: { ...cg, cpus: cpus().length, memoryBytes: totalmem(), idmap: { uidStart: ID_START, gidStart: ID_START, count: ID_COUNT } }, lxcPath: posix.join(base, 'lxc') };
-  lxc = lxcOnHost({ env: driverEnv(host, { facts: ctx.facts, prefix, dataDir: base }), lxcPath: ctx.lxcPath, lxcfsDir: null });
+  const v = await lxcVersion(host);
+  lxc = lxcOnHost({ env: driverEnv(host, { facts: ctx.facts, prefix, dataDir: base }), lxcPath: ctx.lxcPath, lxcfsDir: null }, { available: v.version !== null, version: v.version, reason: v.reason });
   await host.fs.mkdir(ctx.lxcPath, { recursive: true });
 }
 
@@ -97,6 +99,36 @@ async function cgroupFile(name: string, controller: string, file: string): Promi
   return root ? host.fs.readTextIfExists(posix.join(root, prefix, name, file)) : undefined;
 }
 
+/** The limits the kernel enforces on a container: its cgroup files (v1 controllers on a v1 or hybrid host, else cgroup2). */
+async function enforcedLimits(name: string): Promise<ObservedLimits> {
+  const v2 = ctx.facts.cgroupLayout === 'v2';
+  const read = async (controller: string, file: string) => (await cgroupFile(name, controller, file))?.trim();
+  const num = (t: string | undefined) => (t === undefined || t === 'max' ? null : Number(t));
+  // cgroup v1 says "no memory limit" with the largest page-aligned number.
+  const memory = num(await read('memory', v2 ? 'memory.max' : 'memory.limit_in_bytes'));
+  const [quota, period] = v2 ? ((await read('cpu', 'cpu.max')) ?? 'max').split(' ') : [await read('cpu', 'cpu.cfs_quota_us'), await read('cpu', 'cpu.cfs_period_us')];
+  const oom = parseFlatKeyed((await read('memory', v2 ? 'memory.events' : 'memory.oom_control')) ?? '').oom_kill;
+  return {
+    memoryBytes: memory !== null && memory < 2 ** 62 ? memory : null,
+    cpuCapPct: quota === undefined || quota === 'max' || quota === '-1' ? null : (Number(quota) / Number(period)) * 100,
+    processes: num(await read('pids', 'pids.max')),
+    ...(oom !== undefined ? { oomKills: oom } : {}),
+  };
+}
+
+/** What LXC keeps on the host for a container: its directory in the lxc path, its cgroups, its monitor process. */
+async function lxcArtifacts(name: string): Promise<string[]> {
+  const out: string[] = [];
+  const dir = posix.join(ctx.lxcPath, name);
+  if (await host.fs.stat(dir)) out.push(dir);
+  const mounts = await cgroupMounts(host);
+  for (const root of new Set([...Object.values(mounts.v1), ...(mounts.v2 ? [mounts.v2] : [])])) {
+    for (const cg of [posix.join(root, prefix, name), posix.join(root, `${prefix}.monitor`, name)]) if (await host.fs.stat(cg)) out.push(cg);
+  }
+  if (await monitorRunning(name)) out.push(`[lxc monitor] ${name}`);
+  return out;
+}
+
 async function monitorRunning(name: string): Promise<boolean> {
   const want = `[lxc monitor] ${ctx.lxcPath} ${name}`;
   for (const pid of await host.fs.readdir('/proc')) {
@@ -115,12 +147,20 @@ afterAll(teardownEnv);
 runDriverConformance({
   driverName: 'lxc',
   setup: async () => ({
-    async makeHandle(short) {
-      const record = await makeRecord(short, { 'limits.memory': '128MiB', 'limits.processes': '200' });
+    hostDriver: lxc,
+    host,
+    async makeHandle(short, config) {
+      const record = await makeRecord(short, config);
       return { handle: lxc.load(record), record };
     },
+    artifacts: (record) => lxcArtifacts(record.name),
+    observeLimits: (_handle, record) => enforcedLimits(record.name),
     cleanup: async () => undefined,
   }),
+  config: { 'limits.memory': '128MiB', 'limits.cpu': '1', 'limits.processes': '200' },
+  restartOnly: { 'security.privileged': 'true' },
+  // The busybox image runs getty on the console; root has no password there.
+  consoleLogin: 'root',
   skips: { snapshot: 'container snapshots are taken by the storage pool (btrfs), not by the LXC driver' },
   instanceName: 'conf',
 });

@@ -13,7 +13,7 @@ import { qemuOnHost } from '../../src/drivers/qemu/driver.js';
 import { findUefiFirmware, probeQemu } from '../../src/drivers/qemu/probe.js';
 import { QemuAccel } from '../../src/drivers/qemu/accel-check.js';
 import { prepareAccelGuest } from '../../src/core/images/accel-guest.js';
-import { runDriverConformance } from '../conformance/driver-conformance.js';
+import { collect, runDriverConformance, type ObservedLimits } from '../conformance/driver-conformance.js';
 import { addTestBridge } from '../helpers/test-bridge.js';
 
 const CACHE = '/var/lib/hangar-test-cache/vm';
@@ -24,6 +24,7 @@ let base = '';
 let imageDir = '';
 let imageProps: Record<string, string> = {};
 let qemu: HostDriver;
+let layout: 'v1' | 'v2' | 'hybrid' = 'hybrid';
 let subnet = '';
 let nicIndex = 0;
 const handles: InstanceHandle[] = [];
@@ -41,6 +42,7 @@ async function setupEnv(): Promise<void> {
   console.log(`busybox VM image built in ${Date.now() - t0} ms`);
   subnet = await addTestBridge(host, bridge);
   const cg = await detectLxcCgroupFacts(host);
+  layout = cg.cgroupLayout;
   const env = driverEnv(host, { facts: { ...cg, cpus: cpus().length, memoryBytes: totalmem(), idmap: { uidStart: 100000, gidStart: 100000, count: 65536 } }, prefix, dataDir: base });
   qemu = qemuOnHost({ env, probe: { available: true, version: probe.version, reason: null }, version: probe.version, accel, uefi: await findUefiFirmware(host) });
 }
@@ -88,6 +90,44 @@ async function teardownEnv(): Promise<void> {
   }
 }
 
+/** The VM's cgroup directory (the driver's layout: <cpu controller root>/<prefix>.vm/<name>), or undefined without one. */
+async function vmCgroup(name: string): Promise<string | undefined> {
+  const mounts = await cgroupMounts(host);
+  const root = layout === 'v2' ? mounts.v2 : mounts.v1.cpu;
+  return root ? posix.join(root, `${prefix}.vm`, name) : undefined;
+}
+
+/**
+ * The limits a VM runs under, read from the backend: the RAM the guest has (QEMU's balloon, which starts at -m), the
+ * cpu cgroup's cap, and the OOM kills the guest kernel counted.
+ */
+async function enforcedLimits(h: InstanceHandle, name: string): Promise<ObservedLimits> {
+  const balloon = (await h.monitor!('query-balloon')) as { actual: number };
+  const dir = await vmCgroup(name);
+  const read = async (file: string) => (dir ? (await host.fs.readTextIfExists(posix.join(dir, file)))?.trim() : undefined);
+  const [quota, period] = layout === 'v2' ? ((await read('cpu.max')) ?? 'max').split(' ') : [await read('cpu.cfs_quota_us'), await read('cpu.cfs_period_us')];
+  const vmstat = await collect(h.exec({ command: ['cat', '/proc/vmstat'] }));
+  const oom = /^oom_kill (\d+)$/m.exec(vmstat.stdout)?.[1];
+  return {
+    memoryBytes: balloon.actual,
+    cpuCapPct: quota === undefined || quota === 'max' || quota === '-1' ? null : (Number(quota) / Number(period)) * 100,
+    ...(oom !== undefined ? { oomKills: Number(oom) } : {}),
+  };
+}
+
+/** What the driver keeps on the host for a VM: its root disk, instance directory, tap, cgroup and QEMU process. */
+async function qemuArtifacts(record: InstanceRecord): Promise<string[]> {
+  const out: string[] = [];
+  for (const p of [posix.join(record.rootPath, 'root.qcow2'), record.instanceDir, `/sys/class/net/${record.nic.hostIfName}`, await vmCgroup(record.name)]) {
+    if (p && (await host.fs.stat(p))) out.push(p);
+  }
+  for (const pid of await strayQemus()) {
+    const cmd = await host.fs.readTextIfExists(`/proc/${pid}/cmdline`).catch(() => undefined);
+    if (cmd?.split('\0').some((a) => a === `guest=${record.name}` || a.startsWith(`guest=${record.name},`))) out.push(`qemu pid ${pid}`);
+  }
+  return out;
+}
+
 /** A busybox VM record: its root disk directory under the temp base, a tap on the test's bridge. */
 function makeRecord(short: string, config: Record<string, string> = {}): InstanceRecord {
   const name = `${prefix}-${short}`;
@@ -112,8 +152,10 @@ afterAll(teardownEnv, 120_000);
 runDriverConformance({
   driverName: 'qemu',
   setup: async () => ({
-    async makeHandle(short) {
-      const record = makeRecord(short, { 'limits.memory': '256MiB' });
+    hostDriver: qemu,
+    host,
+    async makeHandle(short, config) {
+      const record = makeRecord(short, config);
       const problems = qemu.validate(record.config);
       if (problems.length) throw new Error(`invalid test config: ${problems.join('; ')}`);
       await host.fs.mkdir(record.rootPath, { recursive: true });
@@ -121,8 +163,13 @@ runDriverConformance({
       handles.push(handle);
       return { handle, record };
     },
+    artifacts: qemuArtifacts,
+    observeLimits: (h, record) => enforcedLimits(h, record.name),
     cleanup: async () => undefined,
   }),
+  config: { 'limits.memory': '256MiB', 'limits.cpu': '1' },
+  // The vCPU count is QEMU's -smp: it changes with the next start.
+  restartOnly: { 'limits.cpu': '2' },
   instanceName: 'conf',
   stopTimeoutMs: 60_000,
   stepTimeoutMs: 300_000,
