@@ -9,6 +9,8 @@ export function httpStatusFor(code: ErrorCode): number {
       return 400;
     case 'NOT_FOUND':
       return 404;
+    case 'METHOD_NOT_ALLOWED':
+      return 405;
     case 'ALREADY_EXISTS': case 'CONFLICT': case 'IN_USE': case 'INVALID_STATE': case 'BUSY':
       return 409;
     case 'TIMEOUT':

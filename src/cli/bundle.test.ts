@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startFakeDaemon, type FakeDaemon } from '../client/fake-daemon.js';
+import { startFakeDaemon, type FakeDaemon } from '../../test/helpers/fake-daemon.js';
 
 let fake: FakeDaemon;
 let outdir: string;

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Readable, Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startFakeDaemon, type FakeDaemon } from '../client/fake-daemon.js';
+import { startFakeDaemon, type FakeDaemon } from '../../test/helpers/fake-daemon.js';
 import { detachFilter } from './commands/exec.js';
 import { renderUnit } from './commands/daemon.js';
 import { run } from './run.js';

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AppError, causeChain } from '../shared/errors.js';
 import type { HangarEvent } from '../shared/schemas.js';
 import { HangarClient } from './client.js';
-import { startFakeDaemon, type FakeDaemon } from './fake-daemon.js';
+import { startFakeDaemon, type FakeDaemon } from '../../test/helpers/fake-daemon.js';
 
 /** A writable collecting everything written to it. */
 function sink(): Writable & { text: () => string } {

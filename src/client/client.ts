@@ -2,6 +2,8 @@
 import { Agent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { AppError } from '../shared/errors.js';
 import { ExecFrame } from '../shared/exec-frames.js';
+import { ROUTES, routePath, type RouteId, type RouteParams } from '../shared/routes.js';
+import type { ResponseOf } from '../shared/route-schemas.js';
 import type {
   ConfigChangeResult,
   ConfigPatchRequest,
@@ -18,6 +20,7 @@ import type {
   MonitorRequest,
   MonitorResponse,
   Operation,
+  ServerInfo,
   Snapshot,
   StateChangeRequest,
   VirtFact,
@@ -30,17 +33,13 @@ export { appErrorFromBody, DEFAULT_SOCKET } from './wire-errors.js';
 /** Stream types used by events(), exec() and console(). */
 export type { EventStream, EventsOptions, StreamIo } from './streams.js';
 
-type Schemas = typeof import('../shared/schemas.js');
+type RouteSchemas = typeof import('../shared/route-schemas.js');
 
-/** Validates a value with a zod schema picked from the shared schemas. */
-type SchemaPick<T> = (s: Schemas) => { safeParse(v: unknown): { success: true; data: T } | { success: false; error: { issues: Array<{ path: PropertyKey[]; message: string }> } } };
+/** The part of a zod schema the client uses, so the client itself stays free of zod until it validates. */
+type Validator = { safeParse(v: unknown): { success: true; data: unknown } | { success: false; error: { issues: Array<{ path: PropertyKey[]; message: string }> } } };
 
 /** What GET /1.0 answers. */
-export interface ServerInfo {
-  apiVersion: string;
-  serverVersion: string;
-  pid: number;
-}
+export type { ServerInfo } from '../shared/schemas.js';
 
 /** Options of the client. */
 export interface ClientOptions {
@@ -72,7 +71,7 @@ export class HangarClient {
   readonly socketPath: string;
   private readonly agent: Agent;
   private readonly validate: boolean;
-  private schemas?: Promise<Schemas>;
+  private schemas?: Promise<RouteSchemas>;
 
   constructor(opts: ClientOptions = {}) {
     this.socketPath = opts.socketPath ?? process.env.HANGAR_SOCKET ?? DEFAULT_SOCKET;
@@ -137,144 +136,145 @@ export class HangarClient {
     });
   }
 
-  private async json<T>(method: string, path: string, body: unknown, pick: SchemaPick<T> | undefined): Promise<T> {
-    const res = await this.request(method, path, body);
-    return this.check(res.body, pick, `${method} ${path}`);
+  /** Calls one catalogue route: its method and path come from ROUTES, its answer is checked against its schema. */
+  private async call<K extends RouteId>(id: K, params: RouteParams<K>, opts: { query?: Record<string, string | number | boolean | undefined>; body?: unknown } = {}): Promise<ResponseOf<K>> {
+    const method = ROUTES[id].method;
+    const path = routePath(id, params, opts.query);
+    const res = await this.request(method, path, opts.body);
+    return this.check(res.body, id, `${method} ${path}`);
   }
 
-  private async check<T>(value: unknown, pick: SchemaPick<T> | undefined, what: string): Promise<T> {
-    if (!this.validate || !pick) return value as T;
-    this.schemas ??= import('../shared/schemas.js');
-    const parsed = pick(await this.schemas).safeParse(value);
-    if (parsed.success) return parsed.data;
+  private async check<K extends RouteId>(value: unknown, id: K, what: string): Promise<ResponseOf<K>> {
+    if (!this.validate) return value as ResponseOf<K>;
+    this.schemas ??= import('../shared/route-schemas.js');
+    const schema = ((await this.schemas).ROUTE_SCHEMAS[id] as { response?: Validator }).response;
+    if (!schema) return value as ResponseOf<K>;
+    const parsed = schema.safeParse(value);
+    if (parsed.success) return parsed.data as ResponseOf<K>;
     const issues = parsed.error.issues.slice(0, 5).map((i) => `${i.path.map(String).join('.') || '(root)'}: ${i.message}`);
     throw new AppError('INTERNAL', `Unexpected answer from hangard to ${what}`, { cause: new Error(issues.join('; ')) });
   }
 
   /** GET /1.0: API and server version. */
   serverInfo(): Promise<ServerInfo> {
-    return this.json<ServerInfo>('GET', '/1.0', undefined, undefined);
+    return this.call('serverInfo', {});
   }
 
   /** GET /1.0/host: host facts, drivers, storage and network. */
   hostInfo(): Promise<HostInfo> {
-    return this.json('GET', '/1.0/host', undefined, (s) => s.HostInfoSchema);
+    return this.call('hostInfo', {});
   }
 
   /** GET /1.0/host/detect: virtualization layers the host runs in (root and cpuid override the probes). */
   hostDetect(opts: { root?: string; cpuid?: string } = {}): Promise<VirtFact[]> {
-    const q = new URLSearchParams();
-    if (opts.root !== undefined) q.set('root', opts.root);
-    if (opts.cpuid !== undefined) q.set('cpuid', opts.cpuid);
-    const qs = q.toString();
-    return this.json('GET', `/1.0/host/detect${qs ? `?${qs}` : ''}`, undefined, (s) => s.VirtFactSchema.array());
+    return this.call('hostDetect', {}, { query: { root: opts.root, cpuid: opts.cpuid } });
   }
 
   /** GET /1.0/instances. */
   listInstances(): Promise<Instance[]> {
-    return this.json('GET', '/1.0/instances', undefined, (s) => s.InstanceSchema.array());
+    return this.call('listInstances', {});
   }
 
   /** GET /1.0/instances/{name}: the instance with usage counters. */
   getInstance(name: string): Promise<Instance> {
-    return this.json('GET', `/1.0/instances/${enc(name)}`, undefined, (s) => s.InstanceSchema);
+    return this.call('getInstance', { name });
   }
 
   /** POST /1.0/instances: starts creating (and with start: true, launching) an instance. */
   createInstance(req: CreateInstanceRequest): Promise<Operation> {
-    return this.operation('POST', '/1.0/instances', req);
+    return this.call('createInstance', {}, { body: req });
   }
 
   /** Creates and starts an instance, waits, and answers the instance. */
   async launch(req: Omit<CreateInstanceRequest, 'start'>, opts: WaitOptions = {}): Promise<Instance> {
     const result = await this.runOperation(() => this.createInstance({ ...req, start: true }), opts);
-    return this.check(result, (s) => s.InstanceSchema, 'launch');
+    return this.check(result, 'getInstance', 'launch');
   }
 
   /** PUT /1.0/instances/{name}/state: start, stop, restart, freeze or unfreeze. */
   changeState(name: string, req: StateChangeRequest): Promise<Operation> {
-    return this.operation('PUT', `/1.0/instances/${enc(name)}/state`, req);
+    return this.call('changeState', { name }, { body: req });
   }
 
   /** DELETE /1.0/instances/{name}; force stops a running instance first. */
   deleteInstance(name: string, opts: { force?: boolean } = {}): Promise<Operation> {
-    return this.operation('DELETE', `/1.0/instances/${enc(name)}${opts.force ? '?force=true' : ''}`);
+    return this.call('deleteInstance', { name }, { query: { force: opts.force ? 'true' : undefined } });
   }
 
   /** PATCH /1.0/instances/{name}/config: which keys applied live and which wait for a restart. */
   patchConfig(name: string, patch: ConfigPatchRequest): Promise<ConfigChangeResult> {
-    return this.json('PATCH', `/1.0/instances/${enc(name)}/config`, patch, (s) => s.ConfigChangeResultSchema);
+    return this.call('patchConfig', { name }, { body: patch });
   }
 
   /** POST /1.0/instances/{name}/copy. */
   copyInstance(name: string, req: CopyRequest): Promise<Operation> {
-    return this.operation('POST', `/1.0/instances/${enc(name)}/copy`, req);
+    return this.call('copyInstance', { name }, { body: req });
   }
 
   /** GET /1.0/instances/{name}/snapshots. */
   listSnapshots(name: string): Promise<Snapshot[]> {
-    return this.json('GET', `/1.0/instances/${enc(name)}/snapshots`, undefined, (s) => s.SnapshotSchema.array());
+    return this.call('listSnapshots', { name });
   }
 
   /** POST /1.0/instances/{name}/snapshots. */
   createSnapshot(name: string, snapshot: string, opts: { stateful?: boolean } = {}): Promise<Operation> {
-    return this.operation('POST', `/1.0/instances/${enc(name)}/snapshots`, { name: snapshot, ...(opts.stateful ? { stateful: true } : {}) });
+    return this.call('createSnapshot', { name }, { body: { name: snapshot, ...(opts.stateful ? { stateful: true } : {}) } });
   }
 
   /** POST /1.0/instances/{name}/snapshots/{snap}/restore. */
   restoreSnapshot(name: string, snapshot: string): Promise<Operation> {
-    return this.operation('POST', `/1.0/instances/${enc(name)}/snapshots/${enc(snapshot)}/restore`);
+    return this.call('restoreSnapshot', { name, snap: snapshot });
   }
 
   /** DELETE /1.0/instances/{name}/snapshots/{snap}. */
   deleteSnapshot(name: string, snapshot: string): Promise<Operation> {
-    return this.operation('DELETE', `/1.0/instances/${enc(name)}/snapshots/${enc(snapshot)}`);
+    return this.call('deleteSnapshot', { name, snap: snapshot });
   }
 
   /** POST /1.0/instances/{name}/monitor: one backend monitor (QMP) command and its result. */
   monitor(name: string, req: MonitorRequest): Promise<MonitorResponse> {
-    return this.json('POST', `/1.0/instances/${enc(name)}/monitor`, req, (s) => s.MonitorResponseSchema);
+    return this.call('monitor', { name }, { body: req });
   }
 
   /** GET /1.0/instances/{name}/console/log: the persistent console log as text. */
   async consoleLog(name: string): Promise<string> {
-    const res = await this.request('GET', `/1.0/instances/${enc(name)}/console/log`);
+    const res = await this.request(ROUTES.consoleLog.method, routePath('consoleLog', { name }));
     return typeof res.body === 'string' ? res.body : JSON.stringify(res.body);
   }
 
   /** GET /1.0/images. */
   listImages(): Promise<Image[]> {
-    return this.json('GET', '/1.0/images', undefined, (s) => s.ImageSchema.array());
+    return this.call('listImages', {});
   }
 
   /** POST /1.0/images: builds a built-in image (busybox, debian). */
   buildImage(req: ImageBuildRequest): Promise<Operation> {
-    return this.operation('POST', '/1.0/images', req);
+    return this.call('buildImage', {}, { body: req });
   }
 
   /** POST /1.0/images/import: imports a file on the daemon's host (a rootfs tarball; with vm: true a qcow2/raw disk). */
   importImage(req: ImageImportRequest): Promise<Operation> {
-    return this.operation('POST', '/1.0/images/import', { path: req.path, alias: req.alias, ...(req.vm ? { vm: true } : {}) });
+    return this.call('importImage', {}, { body: { path: req.path, alias: req.alias, ...(req.vm ? { vm: true } : {}) } });
   }
 
   /** DELETE /1.0/images/{alias} (the VM variant with vm: true). */
   deleteImage(alias: string, opts: { vm?: boolean } = {}): Promise<Operation> {
-    return this.operation('DELETE', `/1.0/images/${enc(alias)}${opts.vm ? '?type=vm' : ''}`);
+    return this.call('deleteImage', { alias }, { query: { type: opts.vm ? 'vm' : undefined } });
   }
 
   /** GET /1.0/operations. */
   listOperations(): Promise<Operation[]> {
-    return this.json('GET', '/1.0/operations', undefined, (s) => s.OperationSchema.array());
+    return this.call('listOperations', {});
   }
 
   /** GET /1.0/operations/{id}. */
   getOperation(id: string): Promise<Operation> {
-    return this.json('GET', `/1.0/operations/${enc(id)}`, undefined, (s) => s.OperationSchema);
+    return this.call('getOperation', { id });
   }
 
   /** GET /1.0/operations/{id}/wait: the operation once done, or still running when timeoutS passes. */
   waitForOperation(id: string, timeoutS: number): Promise<Operation> {
-    return this.json('GET', `/1.0/operations/${enc(id)}/wait?timeout=${Math.max(0, Math.ceil(timeoutS))}`, undefined, (s) => s.OperationSchema);
+    return this.call('waitOperation', { id }, { query: { timeout: Math.max(0, Math.ceil(timeoutS)) } });
   }
 
   /** Waits until op is done; answers its result, or throws its error as an AppError with the cause chain. */
@@ -331,7 +331,7 @@ export class HangarClient {
     if (!req.tty && !io.onSignal && !io.onResize && !io.signal && (io.stdin === undefined || typeof io.stdin === 'string' || Buffer.isBuffer(io.stdin))) {
       return this.execPost(name, req, io);
     }
-    const code = await runStreamSession(this.socketPath, `/1.0/instances/${enc(name)}/exec`, req, io);
+    const code = await runStreamSession(this.socketPath, routePath('execSession', { name }), req, io);
     if (code === null) throw noExitError(`exec in "${name}"`);
     return code;
   }
@@ -340,7 +340,7 @@ export class HangarClient {
     const body: ExecRunRequest = { command: req.command, ...(req.env ? { env: req.env } : {}), ...(req.cwd ? { cwd: req.cwd } : {}) };
     if (io.stdin !== undefined) body.stdin = Buffer.from(io.stdin as string | Buffer).toString('base64');
     const payload = Buffer.from(JSON.stringify(body));
-    const path = `/1.0/instances/${enc(name)}/exec`;
+    const path = routePath('execRun', { name });
     const attempt = (): Promise<number> => new Promise((resolve, reject) => {
       const req2 = httpRequest({ socketPath: this.socketPath, path, method: 'POST', agent: this.agent, headers: { 'content-type': 'application/json', 'content-length': payload.length } }, (res) => {
         const status = res.statusCode ?? 0;
@@ -384,15 +384,6 @@ export class HangarClient {
 
   /** Attaches to an instance's console until the daemon closes it or io.signal aborts (detach). */
   async console(name: string, size: ConsoleSize, io: StreamIo): Promise<void> {
-    await runStreamSession(this.socketPath, `/1.0/instances/${enc(name)}/console`, { cols: size.cols, rows: size.rows }, io);
+    await runStreamSession(this.socketPath, routePath('console', { name }), { cols: size.cols, rows: size.rows }, io);
   }
-
-  private async operation(method: string, path: string, body?: unknown): Promise<Operation> {
-    return this.json(method, path, body, (s) => s.OperationSchema);
-  }
-}
-
-/** Encodes one path segment. */
-function enc(segment: string): string {
-  return encodeURIComponent(segment);
 }

@@ -3,11 +3,11 @@ import type { IncomingMessage } from 'node:http';
 import type { Readable, Writable } from 'node:stream';
 import type { WebSocket as WsSocket, RawData } from 'ws';
 import { AppError } from '../shared/errors.js';
-import type { HangarEvent } from '../shared/schemas.js';
+import { StreamChannel } from '../shared/exec-frames.js';
+import { routePath } from '../shared/routes.js';
+import type { EventType, HangarEvent } from '../shared/schemas.js';
 import { appErrorFromBody, connectionError, errorBodyOf, errorFromResponse } from './wire-errors.js';
 
-/** Channel numbers of binary frames on the exec and console websockets. */
-export const Channel = { stdin: 0, stdout: 1, stderr: 2 } as const;
 
 /** Encodes one binary frame: channel byte then payload. */
 export function encodeFrame(channel: number, payload: Buffer | string): Buffer {
@@ -52,7 +52,7 @@ export async function openSocket(socketPath: string, path: string): Promise<WsSo
 /** Options of an events subscription. */
 export interface EventsOptions {
   /** Only these event types (all when omitted). */
-  types?: string[];
+  types?: EventType[];
   /** Called for every event. */
   onEvent: (event: HangarEvent) => void;
   /** Called when the stream fails after it was open. */
@@ -71,12 +71,12 @@ export interface EventStream {
 
 /** Subscribes to the daemon's events websocket. */
 export function subscribeEvents(socketPath: string, opts: EventsOptions): EventStream {
-  const query = opts.types && opts.types.length > 0 ? `?type=${opts.types.map(encodeURIComponent).join(',')}` : '';
+  const path = routePath('events', {}, { type: opts.types && opts.types.length > 0 ? opts.types.join(',') : undefined });
   let ws: WsSocket | undefined;
   let closing = false;
   let markClosed!: () => void;
   const closed = new Promise<void>((resolve) => (markClosed = resolve));
-  const ready = openSocket(socketPath, `/1.0/events${query}`).then(
+  const ready = openSocket(socketPath, path).then(
     (sock) => {
       ws = sock;
       sock.on('message', (data: RawData, isBinary: boolean) => {
@@ -150,7 +150,7 @@ export async function runStreamSession(socketPath: string, path: string, first: 
       const buf = rawToBuffer(data);
       if (isBinary) {
         if (buf.length === 0) return;
-        const target = buf[0] === Channel.stderr ? (io.stderr ?? io.stdout) : buf[0] === Channel.stdout ? io.stdout : undefined;
+        const target = buf[0] === StreamChannel.stderr ? (io.stderr ?? io.stdout) : buf[0] === StreamChannel.stdout ? io.stdout : undefined;
         if (!target) return;
         // Backpressure: stop reading the socket while the local writer is full.
         if (!target.write(buf.subarray(1))) {
@@ -210,13 +210,13 @@ function pumpStdin(ws: WsSocket, stdin: StreamIo['stdin'], cleanups: Array<() =>
   if (stdin === undefined) return eof();
   if (typeof stdin === 'string' || Buffer.isBuffer(stdin)) {
     const data = typeof stdin === 'string' ? Buffer.from(stdin) : stdin;
-    if (data.length > 0) ws.send(encodeFrame(Channel.stdin, data));
+    if (data.length > 0) ws.send(encodeFrame(StreamChannel.stdin, data));
     return eof();
   }
   const onData = (chunk: Buffer | string): void => {
     if (ws.readyState !== ws.OPEN) return;
     stdin.pause();
-    ws.send(encodeFrame(Channel.stdin, typeof chunk === 'string' ? Buffer.from(chunk) : chunk), () => {
+    ws.send(encodeFrame(StreamChannel.stdin, typeof chunk === 'string' ? Buffer.from(chunk) : chunk), () => {
       if (ws.readyState === ws.OPEN) stdin.resume();
     });
   };

@@ -13,7 +13,7 @@ import { OperationManager } from '../core/operations.js';
 import { BtrfsPool } from '../core/storage/btrfs-pool.js';
 import { NetworkManager } from '../core/network/manager.js';
 import { ImageService } from '../core/images/service.js';
-import { InstanceService } from '../core/instances.js';
+import { InstanceService } from '../core/instances/service.js';
 import { detectVirt } from '../core/detect/detect.js';
 import { readCpuidSignature } from '../core/detect/cpuid.js';
 import { DriverSet, selectDrivers } from '../drivers/registry.js';
@@ -136,12 +136,12 @@ async function main(settings: Settings): Promise<void> {
   setInterval(() => void watchPool(), 30_000).unref();
 
   await instances.reconcile();
-  const server = buildServer({ version: VERSION, instances, images, ops, events, hostInfo, detect });
+  const server = await buildServer({ version: VERSION, instances, images, ops, events, hostInfo, detect });
   if (existsSync(settings.socket)) unlinkSync(settings.socket);
   // The socket is born 0600 (bind() applies the umask): there is no moment in which another user could connect.
   const umask = process.umask(0o177);
   try {
-    await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(settings.socket, () => resolve()); });
+    await server.listen({ path: settings.socket });
   } finally {
     process.umask(umask);
   }
@@ -172,7 +172,7 @@ async function main(settings: Settings): Promise<void> {
 
   const shutdown = (sig: string) => {
     log(`${sig}: shutting down (instances keep running)`);
-    server.close();
+    void server.close();
     setTimeout(() => { db.close(); process.exit(0); }, 200).unref();
   };
   process.once('SIGINT', () => shutdown('SIGINT'));

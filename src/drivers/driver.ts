@@ -3,7 +3,7 @@ import type { Duplex } from 'node:stream';
 import type { Host, HostProcess } from '../host/host.js';
 import type { InstanceConfig } from '../shared/config.js';
 import type { HostFacts } from '../host/facts.js';
-import type { AcceleratorInfo, DriverFeatures, InstanceState, InstanceType, Technology, Usage } from '../shared/schemas.js';
+import type { AcceleratorInfo, DriverFeatures, EventType, InstanceState, InstanceType, Technology, Usage } from '../shared/schemas.js';
 
 /** Optional capabilities (on the wire, so clients can grey out what a backend cannot do). */
 export type { DriverFeatures } from '../shared/schemas.js';
@@ -115,8 +115,8 @@ export interface InstanceRecord {
 
 /** Something a backend saw happen to an instance without being asked (guest power-off, panic, pause...). */
 export interface BackendEvent {
-  /** Hangar event type, e.g. "instance-shutdown", "instance-panicked". */
-  type: string;
+  /** Hangar event type, e.g. "instance-shutdown", "instance-panicked" (the closed enum of src/shared). */
+  type: EventType;
   data?: Record<string, unknown>;
   /** One line for people (the event's message). */
   message?: string;

@@ -9,6 +9,7 @@ export const ErrorCodes = [
   'INVALID_CONFIG',
   'INVALID_ARCHIVE',
   'NOT_FOUND',
+  'METHOD_NOT_ALLOWED',
   'ALREADY_EXISTS',
   'CONFLICT',
   'BUSY',

@@ -179,9 +179,24 @@ export const OperationSchema = z.strictObject({
   result: z.unknown().optional(),
 });
 
+/** Every event type the daemon emits: lifecycle, snapshots, images, operations, the storage pool, and what VM monitors report. */
+export const EventTypeSchema = z.enum([
+  'instance-created', 'instance-deleted', 'instance-starting', 'instance-started', 'instance-stopping', 'instance-stopped',
+  'instance-restarted', 'instance-restart-failed', 'instance-frozen', 'instance-unfrozen', 'instance-config-changed',
+  'instance-drift', 'instance-error', 'instance-accel-fallback',
+  'instance-snapshot-created', 'instance-snapshot-deleted', 'instance-snapshot-restored',
+  'instance-shutdown', 'instance-reset', 'instance-paused', 'instance-resumed', 'instance-panicked', 'instance-balloon-changed',
+  'image-created', 'image-deleted',
+  'operation-created', 'operation-progress', 'operation-completed',
+  'pool-state-changed',
+]);
+
+/** What GET /1.0 answers. */
+export const ServerInfoSchema = z.strictObject({ apiVersion: z.string(), serverVersion: z.string(), pid: z.number().int() });
+
 /** An event on the websocket. */
 export const EventSchema = z.strictObject({
-  type: z.string(),
+  type: EventTypeSchema,
   time: z.string(),
   instance: z.string().optional(),
   operation: z.string().optional(),
@@ -193,8 +208,6 @@ export const EventSchema = z.strictObject({
 export const ErrorResponseSchema = z.strictObject({
   error: z.strictObject({ code: z.enum(ErrorCodes), message: z.string(), causes: z.array(z.string()), details: z.record(z.string(), z.unknown()).optional() }),
 });
-
-
 
 /** One detected virtualization layer, named as virt-what names it. */
 export const VirtFactSchema = z.strictObject({ fact: z.string(), evidence: z.array(z.string()) });
@@ -270,6 +283,8 @@ export type ImageBuildRequest = z.infer<typeof ImageBuildRequestSchema>;
 export type ImageImportRequest = z.infer<typeof ImageImportRequestSchema>;
 export type Operation = z.infer<typeof OperationSchema>;
 export type HangarEvent = z.infer<typeof EventSchema>;
+export type EventType = z.infer<typeof EventTypeSchema>;
+export type ServerInfo = z.infer<typeof ServerInfoSchema>;
 export type DriverInfo = z.infer<typeof DriverInfoSchema>;
 export type DriverFeatures = z.infer<typeof DriverFeaturesSchema>;
 export type VirtFact = z.infer<typeof VirtFactSchema>;

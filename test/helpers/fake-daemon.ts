@@ -1,0 +1,192 @@
+// Test helper: a fake hangard on a unix socket: the real route catalogue and framework (src/api/app.ts) with canned handlers and a request log.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { buildApp, type Handlers } from '../../src/api/app.js';
+import { eventsSession, streamSession } from '../../src/api/streams.js';
+import { appErrorFromBody } from '../../src/client/wire-errors.js';
+import { AppError } from '../../src/shared/errors.js';
+import { ROUTE_SCHEMAS } from '../../src/shared/route-schemas.js';
+import { ROUTES, type RouteId } from '../../src/shared/routes.js';
+import type { HangarEvent, Instance, Operation } from '../../src/shared/schemas.js';
+import type { HostProcess } from '../../src/host/host.js';
+
+/** One request the fake daemon saw. */
+export interface SeenRequest {
+  method: string;
+  path: string;
+  body: unknown;
+}
+
+/** A running fake daemon. */
+export interface FakeDaemon {
+  socketPath: string;
+  requests: SeenRequest[];
+  /** Pushes an event to every events subscriber whose type filter matches. */
+  emit(event: HangarEvent): void;
+  /** Resolves once n events subscribers are connected. */
+  subscribers(n: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** A valid instance for canned answers. */
+export function fakeInstance(name: string, over: Partial<Instance> = {}): Instance {
+  return {
+    name,
+    type: 'container',
+    driver: 'lxc',
+    state: 'running',
+    image: 'busybox',
+    ipv4: '10.99.0.2',
+    mac: '00:16:3e:00:00:01',
+    config: { 'limits.memory': '256MiB' },
+    pendingConfig: {},
+    pid: 4242,
+    createdAt: '2024-01-01T00:00:00Z',
+    technology: { kernel: 'shared', memory: 'burstable', isolation: 'namespaces+cgroups' },
+    features: { freeze: true, snapshots: false, statefulStop: false, console: true, execTty: true, liveCopy: true, graphicalConsole: false, monitor: false },
+    ...over,
+  };
+}
+
+/** A valid operation for canned answers. */
+export function fakeOperation(id: string, over: Partial<Operation> = {}): Operation {
+  return {
+    id,
+    description: `op ${id}`,
+    status: 'running',
+    resources: [],
+    progress: null,
+    createdAt: '2024-01-01T00:00:00Z',
+    updatedAt: '2024-01-01T00:00:00Z',
+    error: null,
+    ...over,
+  };
+}
+
+const notFound = () => appErrorFromBody({ code: 'NOT_FOUND', message: 'Instance "missing" not found', causes: ['no row in instances', 'lookup by name'] });
+const backendFailed = () => appErrorFromBody({ code: 'BACKEND_FAILED', message: 'Failed to exec in "web1"', causes: ['lxc-attach: no such container'] });
+
+/**
+ * A fake process: `cat` echoes its stdin after eof, writes "warn\n" to stderr and exits 3;
+ * `env` prints what it was asked to run (as JSON) and exits 0.
+ */
+function fakeProcess(req: { command: string[]; env?: Record<string, string>; cwd?: string }): HostProcess {
+  const stdin = new PassThrough();
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  let exited!: (r: { code: number | null; signal: string | null }) => void;
+  const exit = new Promise<{ code: number | null; signal: string | null }>((r) => { exited = r; });
+  const finish = (code: number) => { stdout.end(); stderr.end(); exited({ code, signal: null }); };
+  if (req.command[0] === 'env') {
+    stdout.write(`${JSON.stringify({ command: req.command, ...(req.env ? { env: req.env } : {}), ...(req.cwd ? { cwd: req.cwd } : {}) })}\n`);
+    stdin.resume();
+    setImmediate(() => finish(0));
+  } else {
+    const input: Buffer[] = [];
+    stdin.on('data', (d: Buffer) => input.push(d));
+    stdin.on('end', () => {
+      stdout.write(Buffer.concat(input));
+      stderr.write('warn\n');
+      finish(3);
+    });
+  }
+  return { pid: Promise.resolve(4243), stdin, stdout, stderr, wait: () => exit, kill: () => finish(137) };
+}
+
+/** Starts the fake daemon; its canned answers are what the client and CLI tests expect. */
+export async function startFakeDaemon(): Promise<FakeDaemon> {
+  const dir = mkdtempSync(join(tmpdir(), 'hangar-fake-'));
+  const socketPath = join(dir, 'hangar.sock');
+  const requests: SeenRequest[] = [];
+  const ops = new Map<string, Operation>();
+  const listeners = new Set<(e: HangarEvent) => void>();
+  let subWaiters: Array<() => void> = [];
+  let nextOp = 1;
+
+  const startOp = (final: Partial<Operation>): Operation => {
+    const id = `op-${nextOp++}`;
+    const op = fakeOperation(id);
+    ops.set(id, { ...op, ...final, status: final.status ?? 'success' });
+    return op;
+  };
+  const unexpected = (id: RouteId) => async (): Promise<never> => { throw new AppError('NOT_FOUND', `The fake daemon has no answer for ${ROUTES[id].method} ${ROUTES[id].path}`); };
+  const instanceOnly = (name: string) => { if (name !== 'web1') throw notFound(); };
+
+  const canned: Partial<Handlers> = {
+    serverInfo: async () => ({ apiVersion: '1.0', serverVersion: 'fake', pid: process.pid }),
+    listInstances: async () => [fakeInstance('web1'), fakeInstance('db1', { state: 'stopped', ipv4: null, image: 'debian, "bookworm"' })],
+    getInstance: async ({ params }) => {
+      if (params.name === 'web1') return fakeInstance('web1', { usage: { cpuTimeNs: 1_500_000_000, memoryBytes: 1048576, processes: 3 } });
+      // An answer that breaks the schema, for the client's validation.
+      if (params.name === 'bad-shape') return { name: 'bad-shape' } as Instance;
+      throw notFound();
+    },
+    createInstance: async ({ body }) => {
+      const id = `op-${nextOp}`;
+      // Progress goes out shortly after the 202, like a real daemon working in the background.
+      setTimeout(() => { for (const l of listeners) l({ type: 'operation-progress', time: new Date().toISOString(), operation: id, message: 'unpacking rootfs' }); }, 5);
+      return startOp({ result: fakeInstance(body.name) });
+    },
+    changeState: async ({ params }) => {
+      instanceOnly(params.name);
+      return startOp({ status: 'failure', error: { code: 'BACKEND_FAILED', message: 'Failed to start instance "web1"', causes: ['lxc-start exited with status 1', 'cgroup memory controller missing'] } });
+    },
+    patchConfig: async ({ params }) => { instanceOnly(params.name); return { live: ['limits.memory'], pending: ['limits.cpu'] }; },
+    waitOperation: async ({ params }) => {
+      const op = ops.get(params.id);
+      if (!op) throw new AppError('NOT_FOUND', 'Operation not found');
+      // Finish a little later than the progress event, as a real operation would.
+      await new Promise((r) => setTimeout(r, 30));
+      return op;
+    },
+    execRun: async ({ params, body }) => {
+      if (params.name === 'missing') throw notFound();
+      if (body.command[0] === 'explode') throw backendFailed();
+      return { proc: fakeProcess(body), ...(body.stdin === undefined ? {} : { stdin: Buffer.from(body.stdin, 'base64') }) };
+    },
+    execSession: {
+      check: async ({ params }) => { if (params.name === 'missing') throw notFound(); },
+      open: (ws) => streamSession(ws, ROUTE_SCHEMAS.execSession.frames.first, async (req) => {
+        if (req.command[0] === 'explode') throw backendFailed();
+        return fakeProcess(req);
+      }),
+    },
+    events: {
+      open: (ws, { query }) => {
+        eventsSession(ws, {
+          recent: () => [],
+          subscribe: (fn) => { listeners.add(fn); return () => listeners.delete(fn); },
+        }, { types: query.type, replay: query.replay });
+        const waiters = subWaiters;
+        subWaiters = [];
+        for (const w of waiters) w();
+      },
+    },
+  };
+  const handlers = Object.fromEntries((Object.keys(ROUTES) as RouteId[]).map((id) => [id, canned[id] ?? (ROUTES[id].kind === 'websocket' ? { open: (ws: { close(): void }) => ws.close() } : unexpected(id))])) as Handlers;
+
+  const app = await buildApp(handlers);
+  app.addHook('preValidation', async (req) => {
+    const upgrade = String(req.headers.upgrade ?? '').toLowerCase() === 'websocket';
+    requests.push({ method: upgrade ? 'WS' : req.method, path: req.url, body: upgrade ? undefined : req.body });
+  });
+  // Outside the catalogue: a daemon answering an error as plain text, for the client's error mapping.
+  app.get('/1.0/broken', async (_req, reply) => reply.code(500).type('text/plain').send('boom'));
+  await app.listen({ path: socketPath });
+
+  return {
+    socketPath,
+    requests,
+    emit: (event) => { for (const l of listeners) l(event); },
+    async subscribers(n) {
+      while (listeners.size < n) await new Promise<void>((resolve) => subWaiters.push(resolve));
+    },
+    async close() {
+      for (const c of app.websocketServer.clients) c.terminate();
+      await app.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
