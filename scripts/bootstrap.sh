@@ -11,7 +11,7 @@ fi
 
 # Debian packages: one dpkg-query for all of them keeps the no-op path cheap.
 pkgs=(lxc lxcfs btrfs-progs dnsmasq-base nftables debootstrap busybox-static uidmap iputils-ping xz-utils zstd iproute2 gcc binutils libc6-dev procps attr e2fsprogs util-linux tar gzip
-      qemu-system-x86 qemu-utils genisoimage cpio ovmf dosfstools mtools syslinux syslinux-common systemd-boot-efi)
+      qemu-system-x86 qemu-utils genisoimage cpio ovmf dosfstools mtools syslinux syslinux-common systemd-boot-efi openssh-server openssh-client)
 missing=()
 while read -r name status; do
   [[ $status == installed ]] || missing+=("$name")

@@ -15,6 +15,8 @@ export function httpStatusFor(code: ErrorCode): number {
       return 409;
     case 'TIMEOUT':
       return 504;
+    case 'HOST_UNREACHABLE':
+      return 503;
     default:
       return 500;
   }

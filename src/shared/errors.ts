@@ -20,6 +20,7 @@ export const ErrorCodes = [
   'TIMEOUT',
   'BACKEND_FAILED',
   'HOST_FAILED',
+  'HOST_UNREACHABLE',
   'INTERNAL',
 ] as const;
 
