@@ -9,10 +9,15 @@ import { httpStatusFor } from './http-status.js';
 
 /** What the table cannot say about a route: details a user needs. */
 const ROUTE_NOTES: Partial<Record<RouteId, string>> = {
-  hostInfo: '`storage.state` (`ok`, `degraded`, `read-only`, `unmounted`) and `storage.warnings` say what needs attention; per driver, `accelerator` says what VMs get (`default`: `kvm`, `tcg`, or null while the check runs), `kvmUsable` and `reason`',
+  hostInfo: '`host=NAME` a remote host (`HOST_UNREACHABLE` while it is down; `GET /1.0/hosts/{host}` says why); `storage.state` (`ok`, `degraded`, `read-only`, `unmounted`) and `storage.warnings` say what needs attention; per driver, `accelerator` says what VMs get (`default`: `kvm`, `tcg`, or null while the check runs), `kvmUsable` and `reason`',
   hostDetect: '`root` defaults to `/`; `cpuid` overrides the native CPUID probe',
-  listInstances: 'an instance in state `error` carries `error: { reason, since }` (e.g. QEMU\'s message after a guest fault)',
-  createInstance: '`start: true` launches; `driver` picks the backend (default: the first of its type in `HANGAR_DRIVERS`); the result is the `Instance`',
+  listInstances: 'an instance in state `error` carries `error: { reason, since }` (e.g. QEMU\'s message after a guest fault); every host\'s instances (`host=` one host\'s): those of a host that is down are `unknown`, with the host\'s reason in `error`, at once',
+  createInstance: '`start: true` launches; `driver` picks the backend (default: the first of its type in `HANGAR_DRIVERS`); `host` the host (default `local`); the result is the `Instance`',
+  addHost: '`url` is `ssh://USER@ADDRESS[:PORT]`; the key the host presents first is pinned (or must be `fingerprint`); the result is the `Host`',
+  trustHost: 'pins the key the host presents now, after connecting with it; until then the old key stays pinned; the result is the `Host`',
+  removeHost: 'what the host holds (its state directory, its copy of the network) stays there; the answer is the `Host` as it was',
+  importInstance: 'the domain\'s disks are kept where they are (no root volume is made); refused with `UNSUPPORTED` when the xen driver is not available on the host; the result is the `Instance`',
+  translateImport: 'pure: needs no Xen host; bad xl syntax is `INVALID_CONFIG` with `file:line:column`',
   getInstance: 'with `usage` and, where the backend reports them, `details` (a VM\'s machine type, accelerator, boot path, firmware, disk ports, guest RAM)',
   copyInstance: 'the result is the new `Instance`',
   execRun: 'no tty; the whole stdin base64 in `stdin`; the answer is frames `[channel][uint32 BE length][payload]`: 1 stdout, 2 stderr, 3 exit `{"code":n}` (last)',
@@ -53,6 +58,11 @@ const EVENT_NOTES: Record<S.EventType, string> = {
   'operation-progress': 'an operation reports progress (`message`)',
   'operation-completed': 'an operation ended (`data: { status }`)',
   'pool-state-changed': 'the storage pool became degraded or read-only, or recovered (`data: { state, warnings }`)',
+  'host-added': 'a remote host was added, its host key pinned (`data: { host, keyType, fingerprint }`)',
+  'host-removed': 'a remote host was removed (`data: { host }`)',
+  'host-trusted': 'a remote host\'s new host key was pinned (`data: { host, keyType, fingerprint, previous }`)',
+  'host-unreachable': 'a remote host went down or cannot be reached (`message`: why; `data: { host }`); its instances are listed as `unknown`',
+  'host-reachable': 'a remote host is back (`data: { host }`)',
 };
 
 /** Names of the shared schemas, so the table can say `CreateInstanceRequest` instead of a JSON schema. */

@@ -3,6 +3,8 @@ import type { FastifyInstance } from 'fastify';
 import type { HostInfo, Operation, VirtFact } from '../shared/schemas.js';
 import { ROUTE_SCHEMAS } from '../shared/route-schemas.js';
 import type { InstanceService } from '../core/instances/service.js';
+import type { HostService } from '../core/hosts/service.js';
+import type { ImportService } from '../core/imports/service.js';
 import type { ImageService } from '../core/images/service.js';
 import type { OperationManager } from '../core/operations.js';
 import type { EventBus } from '../core/events.js';
@@ -15,9 +17,12 @@ export interface ApiDeps {
   version: string;
   instances: InstanceService;
   images: ImageService;
+  hosts: HostService;
+  imports: ImportService;
   ops: OperationManager;
   events: EventBus;
-  hostInfo(): Promise<HostInfo>;
+  /** Facts, drivers, storage and network of a host (default the local one). */
+  hostInfo(host?: string): Promise<HostInfo>;
   detect(root: string, cpuid: string | null | undefined): Promise<VirtFact[]>;
 }
 
@@ -25,7 +30,7 @@ const VERBS = { start: 'Starting', stop: 'Stopping', restart: 'Restarting', free
 
 /** The handlers of every route, over the daemon's services. */
 export function apiHandlers(deps: ApiDeps): Handlers {
-  const { instances, images, ops } = deps;
+  const { instances, images, hosts, imports, ops } = deps;
   const op = (description: string, resources: string[], fn: (progress: (m: string) => void) => Promise<unknown>): Operation =>
     ops.start(description, resources, (ctx) => fn((m) => ctx.progress(m)));
   const res = (name: string) => `/1.0/instances/${name}`;
@@ -34,9 +39,25 @@ export function apiHandlers(deps: ApiDeps): Handlers {
   return {
     serverInfo: async () => ({ apiVersion: '1.0', serverVersion: deps.version, pid: process.pid }),
     openapi: async () => (openapi ??= buildOpenApi(deps.version)),
-    hostInfo: () => deps.hostInfo(),
+    hostInfo: ({ query }) => deps.hostInfo(query.host),
     hostDetect: ({ query }) => deps.detect(query.root ?? '/', query.cpuid),
-    listInstances: () => instances.list(),
+    listHosts: () => hosts.list(),
+    addHost: async ({ body }) => {
+      const plan = await hosts.validateAdd(body);
+      return op(`Adding host "${plan.name}"`, [`/1.0/hosts/${plan.name}`], (p) => hosts.add(plan, p));
+    },
+    getHost: ({ params }) => hosts.info(params.host),
+    removeHost: ({ params }) => hosts.remove(params.host),
+    trustHost: async ({ params, body }) => {
+      const plan = hosts.validateTrust(params.host, body);
+      return op(`Trusting the host key of host "${plan.name}"`, [`/1.0/hosts/${plan.name}`], (p) => hosts.trust(plan, p));
+    },
+    listInstances: ({ query }) => instances.list(query.host),
+    importInstance: async ({ body }) => {
+      const plan = imports.validate(body);
+      return op(`Importing instance "${plan.adopt.name}" on host ${plan.adopt.host}`, [res(plan.adopt.name)], (p) => imports.run(plan, p));
+    },
+    translateImport: async ({ body }) => imports.translate(body),
     createInstance: async ({ body }) => {
       const plan = instances.validateCreate(body);
       return op(`${plan.start ? 'Launching' : 'Creating'} instance "${plan.name}"`, [res(plan.name)], (p) => instances.create(plan, p));

@@ -1,5 +1,5 @@
 // In-process tests of the hangar CLI against the fake daemon: output formats, exit codes, error printing, local validation.
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Readable, Writable } from 'node:stream';
@@ -47,13 +47,13 @@ describe('hangar CLI', () => {
   it('list --format csv prints the columns with CSV quoting', async () => {
     const r = await cli(['list', '--format', 'csv']);
     expect(r.code).toBe(0);
-    expect(r.out).toBe('NAME,TYPE,DRIVER,STATE,IPV4,IMAGE\nweb1,container,lxc,RUNNING,10.99.0.2,busybox\ndb1,container,lxc,STOPPED,,"debian, ""bookworm"""\n');
+    expect(r.out).toBe('NAME,TYPE,DRIVER,STATE,IPV4,IMAGE,HOST\nweb1,container,lxc,RUNNING,10.99.0.2,busybox,local\ndb1,container,lxc,STOPPED,,"debian, ""bookworm""",local\ndom1,vm,xen,UNKNOWN,10.99.0.7,,dom0\n');
   });
 
   it('list --format json prints full instances', async () => {
     const r = await cli(['list', '--format', 'json']);
     const list = JSON.parse(r.out) as Array<{ name: string; technology: { kernel: string } }>;
-    expect(list.map((i) => i.name)).toEqual(['web1', 'db1']);
+    expect(list.map((i) => i.name)).toEqual(['web1', 'db1', 'dom1']);
     expect(list[0]!.technology.kernel).toBe('shared');
   });
 
@@ -119,6 +119,140 @@ describe('hangar CLI', () => {
     expect(ok.out).toContain('Launched c3');
     const post = fake.requests.filter((q) => q.method === 'POST' && q.path === '/1.0/instances').at(-1);
     expect(post?.body).toEqual({ name: 'c3', image: 'busybox', config: { 'user.role': 'web', 'limits.memory': '512MiB', 'limits.cpu': '2' }, ipv4: '10.99.0.9', start: true });
+  });
+
+  it('list shows a HOST column, --host filters, and an instance of a host that is down is UNKNOWN', async () => {
+    const r = await cli(['list']);
+    expect(r.code).toBe(0);
+    expect(r.out).toBe([
+      'NAME  TYPE       DRIVER  STATE    IPV4       IMAGE               HOST',
+      'web1  container  lxc     RUNNING  10.99.0.2  busybox             local',
+      'db1   container  lxc     STOPPED  -          debian, "bookworm"  local',
+      'dom1  vm         xen     UNKNOWN  10.99.0.7  -                   dom0',
+      '',
+    ].join('\n'));
+    const only = await cli(['list', '--host', 'dom0', '--format', 'csv']);
+    expect(only.out).toBe('NAME,TYPE,DRIVER,STATE,IPV4,IMAGE,HOST\ndom1,vm,xen,UNKNOWN,10.99.0.7,,dom0\n');
+    expect(fake.requests.at(-1)?.path).toBe('/1.0/instances?host=dom0');
+    const bad = await cli(['list', '--host', 'No_Such']);
+    expect(bad.code).toBe(1);
+    expect(bad.err).toContain('Invalid host name "No_Such"');
+    expect(await cli(['list', '--host', 'nope'])).toMatchObject({ code: 1, err: 'Error: Host "nope" not found\n' });
+  });
+
+  it('launch --host sends the host and says where it went', async () => {
+    const r = await cli(['launch', 'busybox', 'c4', '--host', 'spare']);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toBe('Launched c4 (10.99.0.2) on host spare\n');
+    expect(fake.requests.filter((q) => q.method === 'POST' && q.path === '/1.0/instances').at(-1)?.body).toEqual({ name: 'c4', image: 'busybox', host: 'spare', start: true });
+    expect((await cli(['create', 'busybox', 'c5', '--host', 'Bad Host'])).err).toContain('Invalid host name "Bad Host"');
+  });
+
+  it('host list: state, URL, instances, pinned key and why a host is down', async () => {
+    const r = await cli(['host', 'list']);
+    expect(r.code).toBe(0);
+    const key = 'ssh-ed25519 SHA256:AAAAC3NzaC1lZDI1NTE5AAAAIFakeFakeFakeFakeFake0';
+    expect(r.out).toBe([
+      'NAME   STATE  URL                         INSTANCES  HOST KEY                                                           REASON',
+      'local  UP     (local)                     2          -                                                                  -',
+      `dom0   DOWN   ssh://root@192.0.2.10:2222  1          ${key}  Host "dom0" is unreachable (root@192.0.2.10:2222): connect ECONNREFUSED 192.0.2.10:2222`,
+      `spare  UP     ssh://admin@192.0.2.11      0          ${key}  -`,
+      '',
+    ].join('\n'));
+    const json = JSON.parse((await cli(['host', 'list', '--format', 'json'])).out) as Array<{ name: string; state: string }>;
+    expect(json.map((h) => [h.name, h.state])).toEqual([['local', 'up'], ['dom0', 'down'], ['spare', 'up']]);
+    expect((await cli(['host', 'list', '--format', 'csv'])).out.split('\n')[0]).toBe('NAME,STATE,URL,INSTANCES,HOST KEY,REASON');
+  });
+
+  it('host add prints the pinned key and fingerprint; bad URLs and names are refused before anything is sent', async () => {
+    const before = fake.requests.length;
+    const cases: Array<[string[], string]> = [
+      [['host', 'add', 'new1', 'http://192.0.2.20'], 'only ssh:// URLs are supported'],
+      [['host', 'add', 'new1', 'ssh://192.0.2.20'], 'the user is missing'],
+      [['host', 'add', 'new1', 'ssh://root:secret@192.0.2.20'], 'a password does not belong in the URL'],
+      [['host', 'add', 'new1', 'ssh://root@192.0.2.20:0'], 'port "0" is not a number from 1 to 65535'],
+      [['host', 'add', 'new1', 'ssh://root@bad_host!'], 'is not a host name or IP address'],
+      [['host', 'add', 'new1', 'ssh://root@192.0.2.20/srv'], 'it has a path, a query or stray characters'],
+      [['host', 'add', 'local', 'ssh://root@192.0.2.20'], 'Invalid host name "local"'],
+      [['host', 'add', 'New1', 'ssh://root@192.0.2.20'], 'Invalid host name "New1"'],
+    ];
+    for (const [args, msg] of cases) {
+      const r = await cli(args);
+      expect(r.code, args.join(' ')).toBe(1);
+      expect(r.err, args.join(' ')).toContain(msg);
+    }
+    expect(fake.requests.length).toBe(before);
+    const ok = await cli(['host', 'add', 'new1', 'ssh://root@[2001:db8::5]:2200', '--identity', 'keys/id_ed25519'], { cwd: '/srv' });
+    expect(ok.code, ok.err).toBe(0);
+    expect(ok.out).toBe([
+      'Added host new1 (ssh://root@[2001:db8::5]:2200)',
+      'Host key: ssh-ed25519 SHA256:NewHostKeyNewHostKeyNewHostKeyNewHostKey123 (pinned: a different key is refused until "hangar host trust new1")',
+      'Drivers: lxc (5.0.2)',
+      '',
+    ].join('\n'));
+    expect(fake.requests.find((q) => q.method === 'POST' && q.path === '/1.0/hosts')?.body).toEqual({ name: 'new1', url: 'ssh://root@[2001:db8::5]:2200', identityFile: '/srv/keys/id_ed25519' });
+    expect(await cli(['host', 'add', 'dom0', 'ssh://root@192.0.2.10'])).toMatchObject({ code: 1, err: 'Error: Host "dom0" already exists\n' });
+  });
+
+  it('host info NAME: the record (state, key, why it is down) and, when up, the facts; remove and trust', async () => {
+    const down = await cli(['host', 'info', 'dom0']);
+    expect(down.code).toBe(0);
+    expect(down.out).toMatch(/^Host: +dom0$/m);
+    expect(down.out).toMatch(/^State: +down — Host "dom0" is unreachable \(root@192\.0\.2\.10:2222\): connect ECONNREFUSED 192\.0\.2\.10:2222 \(since 2024-01-02T00:00:00Z\)$/m);
+    expect(down.out).toMatch(/^Host key: +ssh-ed25519 SHA256:AAAAC3NzaC1lZDI1NTE5AAAAIFakeFakeFakeFakeFake0 \(pinned\)$/m);
+    expect(down.out).toContain('Drivers (as last opened there):');
+    expect(JSON.parse((await cli(['host', 'info', 'dom0', '--format', 'json'])).out)).toEqual({ host: expect.objectContaining({ name: 'dom0', state: 'down' }) });
+    const up = await cli(['host', 'info', '--host', 'spare']);
+    expect(up.out).toMatch(/^URL: +ssh:\/\/admin@192\.0\.2\.11$/m);
+    expect(up.out).toMatch(/^Hostname: +spare$/m);
+    expect(up.out).toMatch(/^ +lxc +container +yes +yes +5\.0\.2/m);
+    expect(JSON.parse((await cli(['host', 'info', 'spare', '--format', 'json'])).out)).toMatchObject({ hostname: 'spare', host: { name: 'spare', state: 'up' } });
+    expect(await cli(['host', 'info', 'nope'])).toMatchObject({ code: 1, err: 'Error: Host "nope" not found\n' });
+
+    expect(await cli(['host', 'remove', 'dom0'])).toMatchObject({ code: 1, err: 'Error: Host "dom0" cannot be removed: 1 instance lives there (dom1); delete them first\n' });
+    expect(await cli(['host', 'remove', 'spare'])).toMatchObject({ code: 0, out: 'Removed host spare\n' });
+    expect(await cli(['host', 'trust', 'dom0'])).toMatchObject({
+      code: 0, out: 'Host dom0: host key ssh-ed25519 SHA256:ReinstalledReinstalledReinstalledReinstall1 pinned (was ssh-ed25519 SHA256:AAAAC3NzaC1lZDI1NTE5AAAAIFakeFakeFakeFakeFake0)\n',
+    });
+    expect(fake.requests.find((q) => q.path === '/1.0/hosts/dom0/trust')?.body).toEqual({});
+    expect((await cli(['host', 'trust', 'nope'])).err).toBe('Error: Host "nope" not found\n');
+  });
+
+  it('import xen --dry-run prints the translation: keys, disks and NICs with what happens to each, every key not kept with why', async () => {
+    const file = join(import.meta.dirname, '../../test/fixtures/xen/xlexample.hvm');
+    const r = await cli(['import', 'xen', file, '--dry-run']);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toMatch(/^Instance: +example-hvm \(vm, driver xen, HVM guest\)$/m);
+    expect(r.out).toMatch(/^Hangar config:\n(?: {2}.*\n)* {2}limits\.cpu=2\n(?: {2}.*\n)* {2}limits\.memory=128MiB\n/m);
+    expect(r.out).toMatch(/^Disks:\n +# +TARGET +FORMAT +VDEV +ACCESS +USE +WHAT HAPPENS\n +0 +\/dev\/vg\/guest-volume +raw +xvda +rw +root +the root disk/m);
+    expect(r.out).toMatch(/^NICs:\n +# +SPEC +MAC +IPV4 +USE +WHAT HAPPENS\n +0 +'' +- +- +primary /m);
+    expect(r.out).toMatch(/^Not translated \(not kept\):\n +KEY +VALUE +REASON\n(?: .*\n)* +sdl +1 +Hangar sets up the consoles itself/m);
+    expect(fake.requests.at(-1)).toMatchObject({ method: 'POST', path: '/1.0/imports/translate', body: { kind: 'xen', source: file } });
+    const json = JSON.parse((await cli(['import', 'xen', file, '--dry-run', '--format', 'json', '--name', 'web9'])).out) as { name: string; untranslated: Array<{ key: string }> };
+    expect(json.name).toBe('web9');
+    expect(json.untranslated.map((u) => u.key)).toContain('sdl');
+    expect((await cli(['import', 'xen', file, '--dry-run', '--format', 'csv'])).code).not.toBe(0);
+  });
+
+  it('import xen: bad syntax with its position, a missing file, a host without Xen, and an adoption', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hangar-import-'));
+    try {
+      writeFileSync(join(dir, 'bad.cfg'), 'name = "x"\nmemory = = 3\n');
+      const bad = await cli(['import', 'xen', 'bad.cfg', '--dry-run'], { cwd: dir });
+      expect(bad.code).toBe(1);
+      expect(bad.err).toMatch(/^Error: bad\.cfg:2:\d+: /);
+      expect((await cli(['import', 'xen', 'none.cfg', '--dry-run'], { cwd: dir })).err).toMatch(/^Error: Cannot read none\.cfg\n  caused by: ENOENT/);
+      const fixture = join(import.meta.dirname, '../../test/fixtures/xen/xlexample.pvlinux');
+      const local = await cli(['import', 'xen', fixture]);
+      expect(local.code).toBe(1);
+      expect(local.err).toContain('the xen driver is not available on host local: it is not enabled there');
+      const ok = await cli(['import', 'xen', fixture, '--host', 'dom0']);
+      expect(ok.code, ok.err).toBe(0);
+      expect(ok.out).toContain(`Imported example-pvlinux (xen) on host dom0 from ${fixture}`);
+      expect(fake.requests.filter((q) => q.path === '/1.0/instances/import').at(-1)?.body).toMatchObject({ kind: 'xen', host: 'dom0', source: fixture });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('config set prints live and pending keys', async () => {

@@ -36,12 +36,38 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
     .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
   program.addHelpText('after', '\nThe daemon socket is $HANGAR_SOCKET (default /run/hangar/hangar.sock).\n');
 
-  const host = program.command('host').description('this host: facts and detected virtualization');
+  const host = program.command('host').description('hosts: this one and remote ones over SSH; their facts, drivers and detected virtualization');
+  host
+    .command('add')
+    .description('add a remote host over SSH; prints and pins its host key (a changed key is refused until "host trust")')
+    .argument('<name>', 'the name instances refer to it by')
+    .argument('<url>', 'ssh://USER@ADDRESS[:PORT]')
+    .option('--identity <file>', 'private key to log in with (default ~/.ssh/id_ed25519, id_ecdsa or id_rsa of the daemon\'s user)')
+    .option('--fingerprint <sha256>', 'refuse the host unless it presents this key (SHA256:... as ssh-keygen -l prints it)')
+    .action(act(async (name: string, url: string, o: { identity?: string; fingerprint?: string }) => (await import('./commands/host.js')).hostAddCommand(ctx, name, url, o)));
+  host
+    .command('list')
+    .description('list hosts: state (why not up), URL, instances, pinned key')
+    .addOption(formatOption())
+    .action(act(async (o: { format: Format }) => (await import('./commands/host.js')).hostListCommand(ctx, o.format)));
   host
     .command('info')
-    .description('show host facts, drivers, storage and network')
+    .description('show a host\'s facts, drivers, storage and network (default this one); for a named host also its state and pinned key')
+    .argument('[name]', 'a host from "host list" (default: this one)')
+    .option('--host <name>', 'the same as giving the name')
     .addOption(formatOption())
-    .action(act(async (o: { format: Format }) => (await import('./commands/host.js')).hostInfoCommand(ctx, o.format)));
+    .action(act(async (name: string | undefined, o: { host?: string; format: Format }) => (await import('./commands/host.js')).hostInfoCommand(ctx, name ?? o.host, o.format)));
+  host
+    .command('remove')
+    .description('forget a remote host (refused while instances live there)')
+    .argument('<name>')
+    .action(act(async (name: string) => (await import('./commands/host.js')).hostRemoveCommand(ctx, name)));
+  host
+    .command('trust')
+    .description('pin the host key a remote host presents now (after a reinstall changed it)')
+    .argument('<name>')
+    .option('--fingerprint <sha256>', 'pin it only if it is this key')
+    .action(act(async (name: string, o: { fingerprint?: string }) => (await import('./commands/host.js')).hostTrustCommand(ctx, name, o)));
   host
     .command('detect')
     .description('detect the virtualization layers this host runs in (like virt-what)')
@@ -97,8 +123,9 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
       .option('--ip <address>', 'static IPv4 address')
       .option('--vm', 'create a virtual machine (the default VM driver)')
       .option('--driver <name>', 'the backend (lxc, qemu, ...; host info lists them): default, the first enabled one of the type')
+      .option('--host <name>', 'the host to put it on (host list; default local)')
       .action(
-        act(async (img: string, inst: string, o: { config: string[]; memory?: string; cpus?: string; disk?: string; ip?: string; vm?: boolean; driver?: string }) =>
+        act(async (img: string, inst: string, o: { config: string[]; memory?: string; cpus?: string; disk?: string; ip?: string; vm?: boolean; driver?: string; host?: string }) =>
           (await import('./commands/instances.js')).launchCommand(ctx, img, inst, o, start),
         ),
       );
@@ -131,9 +158,10 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
     .action(act(async (name: string, o: { force?: boolean }) => (await import('./commands/instances.js')).deleteCommand(ctx, name, o)));
   program
     .command('list')
-    .description('list instances')
+    .description('list instances of every host (those of a host that is down as UNKNOWN)')
+    .option('--host <name>', 'only the instances of this host')
     .addOption(formatOption())
-    .action(act(async (o: { format: Format }) => (await import('./commands/instances.js')).listCommand(ctx, o.format)));
+    .action(act(async (o: { host?: string; format: Format }) => (await import('./commands/instances.js')).listCommand(ctx, o.format, o.host !== undefined ? { host: o.host } : {})));
   program
     .command('info')
     .description('show an instance: state, technology, config and usage')
@@ -244,6 +272,17 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
     .argument('<name>')
     .argument('<snapshot>')
     .action(act(async (name: string, snap: string) => (await import('./commands/config.js')).snapshotDeleteCommand(ctx, name, snap)));
+
+  const importCmd = program.command('import').description('adopt existing domains of other tools');
+  importCmd
+    .command('xen')
+    .description('adopt a Xen domain from its xl.cfg (read here): its settings become Hangar keys, what cannot be is listed')
+    .argument('<file>', 'the domain\'s xl.cfg')
+    .option('--host <name>', 'the Xen host (Dom0) the domain lives on (default local)')
+    .option('--name <name>', 'the instance name (default: from the domain\'s name)')
+    .option('--dry-run', 'only print the translation: disks, NICs, keys and what is not kept (needs no Xen host, changes nothing)')
+    .addOption(new Option('--format <format>', 'output format').choices(['table', 'json', 'yaml']).default('table'))
+    .action(act(async (file: string, o: { host?: string; name?: string; dryRun?: boolean; format: Format }) => (await import('./commands/import.js')).importXenCommand(ctx, file, o)));
 
   const operation = program.command('operation').description('long-running operations');
   operation

@@ -33,8 +33,18 @@ afterAll(async () => {
 describe('HangarClient requests', () => {
   it('lists instances and validates them', async () => {
     const list = await client.listInstances();
-    expect(list.map((i) => i.name)).toEqual(['web1', 'db1']);
+    expect(list.map((i) => i.name)).toEqual(['web1', 'db1', 'dom1']);
     expect(list[1]!.ipv4).toBeNull();
+    expect(list[2]).toMatchObject({ host: 'dom0', state: 'unknown' });
+    expect((await client.listInstances({ host: 'dom0' })).map((i) => i.name)).toEqual(['dom1']);
+    expect(fake.requests.at(-1)?.path).toBe('/1.0/instances?host=dom0');
+  });
+
+  it('lists and reads hosts, and a host that is down answers HOST_UNREACHABLE for its facts', async () => {
+    expect((await client.listHosts()).map((h) => `${h.name}:${h.state}`)).toEqual(['local:up', 'dom0:down', 'spare:up']);
+    expect(await client.getHost('dom0')).toMatchObject({ state: 'down', reason: expect.stringContaining('ECONNREFUSED') });
+    expect(await client.hostInfo('spare')).toMatchObject({ hostname: 'spare' });
+    expect(await client.hostInfo('dom0').catch((e: unknown) => e)).toMatchObject({ code: 'HOST_UNREACHABLE' });
   });
 
   it('maps a 404 error body to AppError NOT_FOUND with its causes as a cause chain', async () => {

@@ -5,6 +5,7 @@ import { ExecFrame } from '../shared/exec-frames.js';
 import { ROUTES, routePath, type RouteId, type RouteParams } from '../shared/routes.js';
 import type { ResponseOf } from '../shared/route-schemas.js';
 import type {
+  AddHostRequest,
   ConfigChangeResult,
   ConfigPatchRequest,
   CopyRequest,
@@ -13,9 +14,12 @@ import type {
   ExecRunRequest,
   HangarEvent,
   HostInfo,
+  HostRecord,
   Image,
   ImageBuildRequest,
   ImageImportRequest,
+  ImportInstanceRequest,
+  ImportTranslateRequest,
   Instance,
   MonitorRequest,
   MonitorResponse,
@@ -23,7 +27,9 @@ import type {
   ServerInfo,
   Snapshot,
   StateChangeRequest,
+  TrustHostRequest,
   VirtFact,
+  XenImportTranslation,
 } from '../shared/schemas.js';
 import { noExitError, runStreamSession, subscribeEvents, type EventStream, type EventsOptions, type StreamIo } from './streams.js';
 import { appErrorFromBody, connectionError, DEFAULT_SOCKET, errorFromResponse } from './wire-errors.js';
@@ -160,9 +166,44 @@ export class HangarClient {
     return this.call('serverInfo', {});
   }
 
-  /** GET /1.0/host: host facts, drivers, storage and network. */
-  hostInfo(): Promise<HostInfo> {
-    return this.call('hostInfo', {});
+  /** GET /1.0/host: facts, drivers, storage and network of a host (default the local one). */
+  hostInfo(host?: string): Promise<HostInfo> {
+    return this.call('hostInfo', {}, { query: { host } });
+  }
+
+  /** GET /1.0/hosts: the local host and every remote one, with state and pinned key. */
+  listHosts(): Promise<HostRecord[]> {
+    return this.call('listHosts', {});
+  }
+
+  /** GET /1.0/hosts/{host}: one host, also while it is down (then with why). */
+  getHost(host: string): Promise<HostRecord> {
+    return this.call('getHost', { host });
+  }
+
+  /** POST /1.0/hosts: starts adding a remote host (its key pinned at first contact); the operation's result is the Host. */
+  addHost(req: AddHostRequest): Promise<Operation> {
+    return this.call('addHost', {}, { body: req });
+  }
+
+  /** DELETE /1.0/hosts/{host}: forgets a remote host (refused while instances live there); answers the host as it was. */
+  removeHost(host: string): Promise<HostRecord> {
+    return this.call('removeHost', { host });
+  }
+
+  /** POST /1.0/hosts/{host}/trust: pins the key the host presents now (fingerprint: only if it is this one); the result is the Host. */
+  trustHost(host: string, req: TrustHostRequest = {}): Promise<Operation> {
+    return this.call('trustHost', { host }, { body: req });
+  }
+
+  /** POST /1.0/imports/translate: what Hangar makes of a foreign config (an xl.cfg's text), creating nothing. */
+  translateImport(req: ImportTranslateRequest): Promise<XenImportTranslation> {
+    return this.call('translateImport', {}, { body: req });
+  }
+
+  /** POST /1.0/instances/import: adopts a foreign domain as an instance on a host; the operation's result is the Instance. */
+  importInstance(req: ImportInstanceRequest): Promise<Operation> {
+    return this.call('importInstance', {}, { body: req });
   }
 
   /** GET /1.0/host/detect: virtualization layers the host runs in (root and cpuid override the probes). */
@@ -170,9 +211,9 @@ export class HangarClient {
     return this.call('hostDetect', {}, { query: { root: opts.root, cpuid: opts.cpuid } });
   }
 
-  /** GET /1.0/instances. */
-  listInstances(): Promise<Instance[]> {
-    return this.call('listInstances', {});
+  /** GET /1.0/instances (only those of one host with host). */
+  listInstances(opts: { host?: string } = {}): Promise<Instance[]> {
+    return this.call('listInstances', {}, { query: { host: opts.host } });
   }
 
   /** GET /1.0/instances/{name}: the instance with usage counters. */

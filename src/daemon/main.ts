@@ -1,6 +1,7 @@
-// hangard: the one place where settings, host, state, storage, network, drivers, services and the API are wired together.
+// hangard: the one place where settings, hosts, state, storage, network, drivers, services and the API are wired together.
 import { closeSync, existsSync, chmodSync, mkdirSync, openSync, unlinkSync } from 'node:fs';
 import { connect } from 'node:net';
+import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadSettings, type Settings } from '../core/settings.js';
@@ -14,6 +15,11 @@ import { BtrfsPool } from '../core/storage/btrfs-pool.js';
 import { NetworkManager } from '../core/network/manager.js';
 import { ImageService } from '../core/images/service.js';
 import { InstanceService } from '../core/instances/service.js';
+import { HostService } from '../core/hosts/service.js';
+import { sshConnector } from '../core/hosts/link.js';
+import { openRemoteContext } from '../core/hosts/remote-context.js';
+import type { HostContext } from '../core/hosts/context.js';
+import { ImportService } from '../core/imports/service.js';
 import { detectVirt } from '../core/detect/detect.js';
 import { readCpuidSignature } from '../core/detect/cpuid.js';
 import { DriverSet, selectDrivers } from '../drivers/registry.js';
@@ -21,7 +27,7 @@ import type { BackendEvent } from '../drivers/driver.js';
 import { prepareAccelGuest } from '../core/images/accel-guest.js';
 import { buildServer } from '../api/server.js';
 import { causeChain } from '../shared/errors.js';
-import type { HostInfo } from '../shared/schemas.js';
+import { LOCAL_HOST } from '../shared/hosts.js';
 
 const VERSION = '0.1.0';
 
@@ -69,10 +75,11 @@ async function main(settings: Settings): Promise<void> {
   const facts = await readHostFacts(host, idmap);
   // Each driver opens on the host: it probes, keeps its own facts (QEMU's accelerator, LXC's lxcfs) and reports them.
   let backendSink: ((instance: string, event: BackendEvent) => void) | undefined;
-  const drivers = await DriverSet.open(selectDrivers(process.env.HANGAR_DRIVERS), () => ({
+  const onBackendEvent = (instance: string, event: BackendEvent) => backendSink?.(instance, event);
+  const enabled = selectDrivers(process.env.HANGAR_DRIVERS);
+  const drivers = await DriverSet.open(enabled, () => ({
     host, facts, prefix: settings.prefix, dataDir: settings.dir, cacheDir: settings.cacheDir, runDir: settings.runDir, settings: process.env,
-    services: { linuxTestGuest: () => prepareAccelGuest(host, settings.cacheDir) }, log,
-    onBackendEvent: (instance, event) => backendSink?.(instance, event),
+    services: { linuxTestGuest: () => prepareAccelGuest(host, settings.cacheDir) }, log, onBackendEvent,
   }));
   const db = new StateDb(settings.dbFile);
   const events = new EventBus();
@@ -86,11 +93,10 @@ async function main(settings: Settings): Promise<void> {
   const locks = new LockManager();
   const ops = new OperationManager(events);
   const images = new ImageService({ host, db, events, pool, mirror: settings.mirror, cacheDir: settings.cacheDir });
-  const instances = new InstanceService({
-    host, db, events, locks, drivers, images, pool, network, facts, instancesDir: join(settings.dir, 'instances'),
-    prefix: settings.prefix, poolSizeBytes: await pool.sizeBytes(), memoryReserveBytes: settings.memoryReserveBytes,
-  });
-  backendSink = instances.onBackendEvent;
+  const local: HostContext = {
+    name: LOCAL_HOST, local: true, host, facts, drivers, pool, network, networkProblem: null,
+    instancesDir: join(settings.dir, 'instances'), poolSizeBytes: await pool.sizeBytes(),
+  };
 
   const probePath = join(dirname(fileURLToPath(import.meta.url)), 'native', 'hangar-cpuid');
   const liveCpuid = () => readCpuidSignature(host, probePath).catch(() => undefined);
@@ -99,26 +105,24 @@ async function main(settings: Settings): Promise<void> {
     const sig = cpuid !== undefined ? (cpuid === '' ? null : cpuid) : root === '/' || root.startsWith('/proc/') ? await liveCpuid() : undefined;
     return detectVirt(host, { root, ...(sig !== undefined ? { cpuid: sig } : {}) });
   };
-  const hostInfo = async (): Promise<HostInfo> => {
-    const [poolInfo, runsIn] = await Promise.all([pool.info(), detect('/', undefined)]);
-    const accel = drivers.all().map((d) => d.accelerator?.()).find((a) => a !== undefined);
-    const net = network.info();
-    return {
-      hostname: facts.hostname, kernel: facts.kernel, os: facts.os, cpus: facts.cpus, memoryBytes: facts.memoryBytes, cgroupLayout: facts.cgroupLayout,
-      storage: { driver: poolInfo.driver, path: poolInfo.path, sizeBytes: poolInfo.sizeBytes, usedBytes: poolInfo.usedBytes, state: poolInfo.state, warnings: poolInfo.warnings },
-      network: { bridge: net.bridge, subnet: net.subnet, gateway: net.gateway },
-      drivers: drivers.all().map((d) => {
-        const a = d.accelerator?.();
-        return {
-          name: d.driver.name, type: d.driver.type, available: d.probe.available, version: d.probe.version, reason: d.probe.reason,
-          default: drivers.isDefault(d), features: d.driver.features, details: d.details(), ...(a ? { accelerator: a } : {}),
-        };
-      }),
-      cpuVirtFlags: facts.cpuVirtFlags,
-      kvm: accel ? { present: facts.kvm.present, usable: accel.kvmUsable === true, reason: accel.reason } : facts.kvm,
-      runsIn,
-    };
-  };
+  // Remote hosts: reached over SSH, their state kept under the same HANGAR_DIR path there, the managed network replicated.
+  const hosts = new HostService({
+    db, events, locks, local, connector: sshConnector, log,
+    open: (link, row) => openRemoteContext(link, row.name, {
+      dir: settings.dir, runDir: settings.runDir, prefix: settings.prefix, drivers: enabled, settings: process.env, onBackendEvent, log,
+      network: { bridge: settings.bridge, subnet: settings.subnet, nftTable: settings.nftTable, ifPrefix: settings.prefix },
+    }),
+    // The CPUID probe is a binary of this machine: remote hosts are told from their files alone.
+    detect: (ctx) => (ctx.local ? detect('/', undefined) : detectVirt(ctx.host, { root: '/' })),
+    // The host's pool (copies of images) is the daemon's alone; its network is the same bridge as ours when it is this machine.
+    forget: (ctx) => ctx.host.fs.rm(join(settings.dir, 'hosts', ctx.name), { recursive: true, force: true }),
+    defaultIdentityFiles: ['id_ed25519', 'id_ecdsa', 'id_rsa'].map((f) => join(homedir(), '.ssh', f)),
+  });
+  const instances = new InstanceService({ db, events, locks, images, hosts, prefix: settings.prefix, memoryReserveBytes: settings.memoryReserveBytes, log });
+  const imports = new ImportService({ instances, hosts });
+  backendSink = instances.onBackendEvent;
+  // Each remote host, once up, is reconciled (drift as events) and, the first time, autostarted.
+  hosts.onHostUp(instances.hostUp);
 
   // The pool's health, reported at start and whenever it changes (a read-only or nearly full pool is an event).
   let poolState = '';
@@ -136,7 +140,7 @@ async function main(settings: Settings): Promise<void> {
   setInterval(() => void watchPool(), 30_000).unref();
 
   await instances.reconcile();
-  const server = await buildServer({ version: VERSION, instances, images, ops, events, hostInfo, detect });
+  const server = await buildServer({ version: VERSION, instances, images, hosts, imports, ops, events, hostInfo: (name) => hosts.hostInfo(name), detect });
   if (existsSync(settings.socket)) unlinkSync(settings.socket);
   // The socket is born 0600 (bind() applies the umask): there is no moment in which another user could connect.
   const umask = process.umask(0o177);
@@ -147,6 +151,8 @@ async function main(settings: Settings): Promise<void> {
   }
   chmodSync(settings.socket, 0o600);
   log(`API listening on ${settings.socket} (pid ${process.pid})`);
+  // Remote hosts connect in the background: one that is down leaves its instances unknown, not the daemon waiting.
+  hosts.start();
 
   // Drivers' work for after start-up (QEMU's Linux accelerator check) runs in the background; what needs it waits for it.
   for (const d of drivers.all()) void d.background?.().catch((e: unknown) => log(`${d.driver.name}: background work failed: ${e instanceof Error ? e.message : String(e)}`));
@@ -172,6 +178,7 @@ async function main(settings: Settings): Promise<void> {
 
   const shutdown = (sig: string) => {
     log(`${sig}: shutting down (instances keep running)`);
+    hosts.close();
     void server.close();
     setTimeout(() => { db.close(); process.exit(0); }, 200).unref();
   };

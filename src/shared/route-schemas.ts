@@ -17,6 +17,8 @@ export interface RouteSchema {
 const segment = (what: string) => z.string().min(1).refine((s) => !s.includes('\0'), `The ${what} in the request path contains a NUL byte`);
 const instanceParams = z.strictObject({ name: segment('name') });
 const snapshotParams = z.strictObject({ name: segment('name'), snap: segment('snap') });
+const hostParams = z.strictObject({ host: segment('host') });
+const hostQuery = z.strictObject({ host: segment('host').optional() });
 const flag = z.enum(['true', 'false']).transform((v) => v === 'true');
 
 /** Client → server control frames of the exec and console websockets (text, or binary on channel 255). */
@@ -51,13 +53,20 @@ const waitSeconds = z.string().regex(/^\d{1,9}(\.\d+)?$/, 'a number of seconds')
 export const ROUTE_SCHEMAS = {
   serverInfo: { response: S.ServerInfoSchema },
   openapi: { response: z.record(z.string(), z.unknown()) },
-  hostInfo: { response: S.HostInfoSchema },
+  hostInfo: { query: hostQuery, response: S.HostInfoSchema },
   hostDetect: {
     query: z.strictObject({ root: z.string().min(1).max(4096).refine((s) => !s.includes('\0'), 'root must not contain a NUL byte').optional(), cpuid: z.string().max(64).optional() }),
     response: z.array(S.VirtFactSchema),
   },
-  listInstances: { response: z.array(S.InstanceSchema) },
+  listHosts: { response: z.array(S.HostSchema) },
+  addHost: { body: S.AddHostRequestSchema, response: S.OperationSchema },
+  getHost: { params: hostParams, response: S.HostSchema },
+  removeHost: { params: hostParams, response: S.HostSchema },
+  trustHost: { params: hostParams, body: S.TrustHostRequestSchema, response: S.OperationSchema },
+  listInstances: { query: hostQuery, response: z.array(S.InstanceSchema) },
   createInstance: { body: S.CreateInstanceRequestSchema, response: S.OperationSchema },
+  importInstance: { body: S.ImportInstanceRequestSchema, response: S.OperationSchema },
+  translateImport: { body: S.ImportTranslateRequestSchema, response: S.XenImportSchema },
   getInstance: { params: instanceParams, response: S.InstanceSchema },
   deleteInstance: { params: instanceParams, query: z.strictObject({ force: flag.optional() }), response: S.OperationSchema },
   changeState: { params: instanceParams, body: S.StateChangeRequestSchema, response: S.OperationSchema },

@@ -21,12 +21,31 @@ const INSTANCE_STATE: readonly ErrorCode[] = ['NOT_FOUND', 'INVALID_STATE', 'BUS
 export const ROUTES = {
   serverInfo: { method: 'GET', path: '/1.0', kind: 'json', summary: 'Server information', errors: [] },
   openapi: { method: 'GET', path: '/1.0/openapi.json', kind: 'json', summary: 'This API as an OpenAPI 3.1 document', errors: [] },
-  hostInfo: { method: 'GET', path: '/1.0/host', kind: 'json', summary: 'Host facts, drivers, storage and network', errors: ['HOST_FAILED'] },
+  hostInfo: { method: 'GET', path: '/1.0/host', kind: 'json', summary: 'Host facts, drivers, storage and network (host= a remote host; default the local one)', errors: ['NOT_FOUND', 'HOST_FAILED', 'HOST_UNREACHABLE'] },
   hostDetect: { method: 'GET', path: '/1.0/host/detect', kind: 'json', summary: 'Virtualization layers this host (or a root tree) runs in', errors: ['NOT_FOUND', 'HOST_FAILED'] },
-  listInstances: { method: 'GET', path: '/1.0/instances', kind: 'json', summary: 'List instances', errors: [] },
+  listHosts: { method: 'GET', path: '/1.0/hosts', kind: 'json', summary: 'List hosts: the local one and every remote one, with its state (why not up) and pinned key', errors: [] },
+  addHost: {
+    method: 'POST', path: '/1.0/hosts', kind: 'operation', summary: 'Add a remote host over SSH: its host key is pinned on first contact, then its drivers are opened there',
+    errors: ['INVALID_NAME', 'NOT_FOUND', 'ALREADY_EXISTS', 'CONFLICT', 'HOST_UNREACHABLE', 'HOST_FAILED'],
+  },
+  getHost: { method: 'GET', path: '/1.0/hosts/{host}', kind: 'json', summary: 'One host: state, pinned key, facts, storage, network and drivers', errors: ['NOT_FOUND'] },
+  removeHost: { method: 'DELETE', path: '/1.0/hosts/{host}', kind: 'json', summary: 'Forget a remote host (refused while instances live there)', errors: ['NOT_FOUND', 'IN_USE'] },
+  trustHost: {
+    method: 'POST', path: '/1.0/hosts/{host}/trust', kind: 'operation', summary: 'Pin the host key a remote host presents now (after a reinstall), then reconnect',
+    errors: ['NOT_FOUND', 'CONFLICT', 'HOST_UNREACHABLE', 'HOST_FAILED'],
+  },
+  listInstances: { method: 'GET', path: '/1.0/instances', kind: 'json', summary: 'List instances (host= only those of one host)', errors: ['NOT_FOUND'] },
   createInstance: {
     method: 'POST', path: '/1.0/instances', kind: 'operation', summary: 'Create (and with start=true, launch) an instance',
-    errors: ['INVALID_NAME', 'INVALID_CONFIG', 'INVALID_SIZE', 'INVALID_ADDRESS', 'NOT_FOUND', 'ALREADY_EXISTS', 'UNSUPPORTED', 'INSUFFICIENT_RESOURCES'],
+    errors: ['INVALID_NAME', 'INVALID_CONFIG', 'INVALID_SIZE', 'INVALID_ADDRESS', 'NOT_FOUND', 'ALREADY_EXISTS', 'UNSUPPORTED', 'INSUFFICIENT_RESOURCES', 'HOST_UNREACHABLE'],
+  },
+  importInstance: {
+    method: 'POST', path: '/1.0/instances/import', kind: 'operation', summary: 'Adopt an existing domain: translate its config (an xl.cfg) and create the instance on a host',
+    errors: ['INVALID_CONFIG', 'INVALID_NAME', 'INVALID_ADDRESS', 'NOT_FOUND', 'ALREADY_EXISTS', 'UNSUPPORTED', 'HOST_UNREACHABLE'],
+  },
+  translateImport: {
+    method: 'POST', path: '/1.0/imports/translate', kind: 'json', summary: 'Translate a foreign config (an xl.cfg) into Hangar terms without creating anything',
+    errors: ['INVALID_CONFIG', 'INVALID_NAME'],
   },
   getInstance: { method: 'GET', path: '/1.0/instances/{name}', kind: 'json', summary: 'One instance with usage', errors: ['NOT_FOUND'] },
   deleteInstance: { method: 'DELETE', path: '/1.0/instances/{name}', kind: 'operation', summary: 'Delete an instance (force=true stops it first)', errors: INSTANCE_STATE },

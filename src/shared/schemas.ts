@@ -53,6 +53,8 @@ export const DriverFeaturesSchema = z.strictObject({
 /** An instance as the API returns it. */
 export const InstanceSchema = z.strictObject({
   name: NameSchema,
+  /** The host it lives on: "local" (the daemon's machine) or a remote host's name. */
+  host: z.string(),
   type: InstanceTypeSchema,
   driver: z.string(),
   state: InstanceStateSchema,
@@ -69,7 +71,7 @@ export const InstanceSchema = z.strictObject({
   usage: UsageSchema.optional(),
   /** What the backend reports about this instance (`info` only), e.g. a VM's machine type, boot path and firmware. */
   details: z.record(z.string(), z.string()).optional(),
-  /** With state error: why (e.g. QEMU's message after a guest fault) and since when. */
+  /** With state error: why (e.g. QEMU's message after a guest fault) and since when; with state unknown: why its state cannot be known (its host is unreachable). */
   error: z.strictObject({ reason: z.string(), since: z.string() }).optional(),
 });
 
@@ -83,6 +85,8 @@ export const CreateInstanceRequestSchema = z.strictObject({
   config: ConfigSchema.optional(),
   ipv4: z.string().optional(),
   start: z.boolean().optional(),
+  /** The host to create it on (default "local"). */
+  host: z.string().optional(),
 });
 
 /** Body of PUT /1.0/instances/{name}/state. */
@@ -189,6 +193,7 @@ export const EventTypeSchema = z.enum([
   'image-created', 'image-deleted',
   'operation-created', 'operation-progress', 'operation-completed',
   'pool-state-changed',
+  'host-added', 'host-removed', 'host-trusted', 'host-unreachable', 'host-reachable',
 ]);
 
 /** What GET /1.0 answers. */
@@ -262,6 +267,136 @@ export const HostInfoSchema = z.strictObject({
   runsIn: z.array(VirtFactSchema),
 });
 
+/** Whether a host can be used: up, connecting (first contact, a reconnection or its drivers opening), or down (why in reason). */
+export const HostStateSchema = z.enum(['up', 'connecting', 'down']);
+
+/** A host instances run on: the daemon's own machine ("local") or a remote one reached over SSH, with its pinned key and state. */
+export const HostSchema = z.strictObject({
+  name: z.string(),
+  /** True for the daemon's own machine. */
+  local: z.boolean(),
+  /** ssh://USER@ADDRESS[:PORT]; null for the local host (so are address, port, user, identityFile, keyType, fingerprint and addedAt). */
+  url: z.string().nullable(),
+  address: z.string().nullable(),
+  port: z.number().int().nullable(),
+  user: z.string().nullable(),
+  /** The private key Hangar logs in with (a file on the daemon's machine). */
+  identityFile: z.string().nullable(),
+  /** The pinned host key: its type and SHA256 fingerprint, as ssh-keygen -l prints it. */
+  keyType: z.string().nullable(),
+  fingerprint: z.string().nullable(),
+  addedAt: z.string().nullable(),
+  state: HostStateSchema,
+  /** Why it is not up (connecting or down), else null. */
+  reason: z.string().nullable(),
+  /** Since when it is in this state. */
+  since: z.string(),
+  /** How many instances live there. */
+  instances: z.number().int(),
+  /** Its facts once reached: hostname, OS, kernel, CPUs, memory; null before the first contact. */
+  facts: z.strictObject({ hostname: z.string(), os: z.string(), kernel: z.string(), cpus: z.number(), memoryBytes: z.number() }).nullable(),
+  /** Where instance volumes live there; null before the first contact. */
+  storage: z.strictObject({ driver: z.string(), path: z.string() }).nullable(),
+  /** The network instances get there, or why there is none (launches there are then refused). */
+  network: z.strictObject({ bridge: z.string(), subnet: z.string(), gateway: z.string(), problem: z.string().nullable() }).nullable(),
+  /** Its drivers as opened there: available or why not, their facts (empty before the first contact). */
+  drivers: z.array(DriverInfoSchema),
+});
+
+/** Body of POST /1.0/hosts: a remote host to add; its key is pinned on first contact (or must be fingerprint when given). */
+export const AddHostRequestSchema = z.strictObject({
+  name: z.string(),
+  /** ssh://USER@ADDRESS[:PORT]. */
+  url: z.string(),
+  /** Private key to log in with, a file on the daemon's machine (default: root's ~/.ssh/id_ed25519, else id_rsa). */
+  identityFile: z.string().min(1).max(4096).optional(),
+  /** The host key fingerprint expected (SHA256:...): the host is refused when it presents another. */
+  fingerprint: z.string().optional(),
+});
+
+/** Body of POST /1.0/hosts/{host}/trust: pins the key the host presents now (only when it is fingerprint, if given). */
+export const TrustHostRequestSchema = z.strictObject({ fingerprint: z.string().optional() });
+
+/** A disk of an xl.cfg as xl reads its disk spec (canonical form). */
+export const XlDiskSpecSchema = z.strictObject({
+  target: z.string(),
+  format: z.string(),
+  vdev: z.string(),
+  access: z.enum(['ro', 'rw']),
+  devtype: z.enum(['disk', 'cdrom']),
+  backendtype: z.string().optional(),
+  backend: z.string().optional(),
+  script: z.string().optional(),
+  specification: z.enum(['xen', 'virtio']).optional(),
+  directIoSafe: z.literal(true).optional(),
+  discard: z.boolean().optional(),
+  trusted: z.boolean().optional(),
+  grantUsage: z.boolean().optional(),
+  colo: z.boolean().optional(),
+  coloHost: z.string().optional(),
+  coloPort: z.number().optional(),
+  coloExport: z.string().optional(),
+  activeDisk: z.string().optional(),
+  hiddenDisk: z.string().optional(),
+});
+
+/** A NIC of an xl.cfg as xl reads its vif spec (canonical form). */
+export const XlVifSpecSchema = z.strictObject({
+  mac: z.string().optional(),
+  ip: z.array(z.string()).optional(),
+  bridge: z.string().optional(),
+  type: z.enum(['ioemu', 'vif']).optional(),
+  model: z.string().optional(),
+  vifname: z.string().optional(),
+  script: z.string().optional(),
+  backend: z.string().optional(),
+  rate: z.strictObject({ bytesPerSecond: z.number(), intervalUs: z.number() }).optional(),
+  gatewaydev: z.string().optional(),
+  forwarddev: z.string().optional(),
+  mtu: z.number().optional(),
+  devid: z.number().optional(),
+  vlan: z.string().optional(),
+  accel: z.string().optional(),
+  trusted: z.boolean().optional(),
+  colo: z.record(z.string(), z.string()).optional(),
+});
+
+/** What Hangar makes of an existing Xen domain's xl.cfg: its keys, disks and NICs, and every setting it does not keep, with why. */
+export const XenImportSchema = z.strictObject({
+  name: z.string(),
+  type: z.literal('vm'),
+  driver: z.literal('xen'),
+  guestType: z.enum(['pv', 'pvh', 'hvm']),
+  uuid: z.string().optional(),
+  config: ConfigSchema,
+  disks: z.array(z.strictObject({ index: z.number().int(), spec: z.string(), disk: XlDiskSpecSchema, use: z.enum(['root', 'extra', 'ignored']), note: z.string() })),
+  nics: z.array(z.strictObject({
+    index: z.number().int(), spec: z.string(), vif: XlVifSpecSchema, use: z.enum(['primary', 'ignored']), mac: z.string().optional(), ipv4: z.string().optional(), note: z.string(),
+  })),
+  /** Settings that became Hangar keys or fields (to: which; empty when nothing is needed). */
+  translated: z.array(z.strictObject({ key: z.string(), value: z.string(), to: z.array(z.string()), note: z.string().optional() })),
+  /** Settings Hangar does not keep, each with the reason. */
+  untranslated: z.array(z.strictObject({ key: z.string(), value: z.string(), reason: z.string() })),
+});
+
+/** Body of POST /1.0/imports/translate: a foreign config file's text to translate (nothing is created). */
+export const ImportTranslateRequestSchema = z.strictObject({
+  /** What the text is: an xl.cfg of a Xen domain. */
+  kind: z.literal('xen'),
+  /** The file's content (the CLI reads the file where it runs). */
+  text: z.string().max(512 * 1024),
+  /** The file's name, for error positions ("web.cfg:3:7: ..."). */
+  source: z.string().min(1).max(4096).optional(),
+  /** The instance name to use instead of the one derived from the domain's name. */
+  name: z.string().optional(),
+});
+
+/** Body of POST /1.0/instances/import: translate a foreign config and create the instance from it on a host. */
+export const ImportInstanceRequestSchema = ImportTranslateRequestSchema.extend({
+  /** The host the domain lives on (default "local"); its xen driver must be enabled and available. */
+  host: z.string().optional(),
+});
+
 export type Format = z.infer<typeof FormatSchema>;
 export type InstanceType = z.infer<typeof InstanceTypeSchema>;
 export type InstanceState = z.infer<typeof InstanceStateSchema>;
@@ -290,3 +425,10 @@ export type DriverFeatures = z.infer<typeof DriverFeaturesSchema>;
 export type VirtFact = z.infer<typeof VirtFactSchema>;
 export type HostInfo = z.infer<typeof HostInfoSchema>;
 export type AcceleratorInfo = z.infer<typeof AcceleratorInfoSchema>;
+export type HostState = z.infer<typeof HostStateSchema>;
+export type HostRecord = z.infer<typeof HostSchema>;
+export type AddHostRequest = z.infer<typeof AddHostRequestSchema>;
+export type TrustHostRequest = z.infer<typeof TrustHostRequestSchema>;
+export type XenImportTranslation = z.infer<typeof XenImportSchema>;
+export type ImportTranslateRequest = z.infer<typeof ImportTranslateRequestSchema>;
+export type ImportInstanceRequest = z.infer<typeof ImportInstanceRequestSchema>;

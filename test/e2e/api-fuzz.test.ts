@@ -23,13 +23,14 @@ const TEMPLATES = [
   '/1.0/instances/{}/copy', '/1.0/instances/{}/snapshots', '/1.0/instances/{}/snapshots/{}/restore', '/1.0/instances/{}/snapshots/{}',
   '/1.0/instances/{}/exec', '/1.0/instances/{}/monitor', '/1.0/instances/{}/console', '/1.0/instances/{}/console/log', '/1.0/images',
   '/1.0/images/import', '/1.0/images/{}', '/1.0/operations', '/1.0/operations/{}', '/1.0/operations/{}/wait', '/1.0/events', '/{}', '/1.0/{}/{}', '',
+  '/1.0/hosts', '/1.0/hosts/{}', '/1.0/hosts/{}/trust', '/1.0/instances/import', '/1.0/imports/translate',
 ];
-const QUERIES = ['', '?force=true', '?timeout=abc', '?timeout=-1', '?timeout=1e999', '?type=vm', '?root=%ZZ', '?cpuid=%00', '?replay=true&type=%', '?a=1&a=2', '?%ZZ=1', `?root=/${'x'.repeat(2000)}`];
+const QUERIES = ['', '?host=local', '?host=%00', '?force=true', '?timeout=abc', '?timeout=-1', '?timeout=1e999', '?type=vm', '?root=%ZZ', '?cpuid=%00', '?replay=true&type=%', '?a=1&a=2', '?%ZZ=1', `?root=/${'x'.repeat(2000)}`];
 const path = () => pick(TEMPLATES).replace(/\{\}/g, segment) + (rnd() < 0.4 ? pick(QUERIES) : '');
 
 // Values that are wrong for every schema in some way: types, NUL bytes, prototype keys, sizes, deep nesting.
 const VALUES: unknown[] = [null, true, 0, -1, 1.5, 1e308, 'x', '', 'a\u0000b', '1', '1B', '100TiB', '-5MiB', [], [null], {}, { '\u0000': 1 }, 'é'.repeat(100), ['sh', 'a\u0000'], { constructor: 'x' }, 'auto'];
-const KEYS = ['name', 'image', 'type', 'config', 'ipv4', 'start', 'action', 'force', 'timeout', 'stateful', 'set', 'unset', 'command', 'env', 'cwd', 'tty', 'cols', 'rows', 'stdin', 'arguments', 'kind', 'alias', 'path', 'vm', 'release', 'constructor', '__proto__', 'toString', 'limits.memory', 'boot.accel', 'user.x'];
+const KEYS = ['name', 'image', 'type', 'config', 'ipv4', 'start', 'action', 'force', 'timeout', 'stateful', 'set', 'unset', 'command', 'env', 'cwd', 'tty', 'cols', 'rows', 'stdin', 'arguments', 'kind', 'alias', 'path', 'vm', 'release', 'constructor', '__proto__', 'toString', 'limits.memory', 'boot.accel', 'user.x', 'host', 'text', 'source', 'identityFile', 'fingerprint'];
 function value(depth = 0): unknown {
   const r = rnd();
   if (depth < 3 && r < 0.25) return Object.fromEntries(Array.from({ length: 1 + Math.floor(rnd() * 4) }, () => [pick(KEYS), value(depth + 1)]));

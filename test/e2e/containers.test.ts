@@ -206,9 +206,9 @@ describe('exec and list', () => {
     expect(i.pid).toBeGreaterThan(1);
 
     const csv = parseCsv(cliOk(['list', '--format', 'csv']));
-    expect(csv[0]).toEqual(['NAME', 'TYPE', 'DRIVER', 'STATE', 'IPV4', 'IMAGE']);
+    expect(csv[0]).toEqual(['NAME', 'TYPE', 'DRIVER', 'STATE', 'IPV4', 'IMAGE', 'HOST']);
     const row = csv.find((r) => r[0] === a);
-    expect(row).toEqual([a, 'container', 'lxc', 'RUNNING', i.ipv4, 'busybox']);
+    expect(row).toEqual([a, 'container', 'lxc', 'RUNNING', i.ipv4, 'busybox', 'local']);
 
     const yaml = parseYaml(cliOk(['list', '--format', 'yaml'])) as Instance[];
     const y = yaml.find((x) => x.name === a);

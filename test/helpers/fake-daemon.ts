@@ -9,8 +9,9 @@ import { appErrorFromBody } from '../../src/client/wire-errors.js';
 import { AppError } from '../../src/shared/errors.js';
 import { ROUTE_SCHEMAS } from '../../src/shared/route-schemas.js';
 import { ROUTES, type RouteId } from '../../src/shared/routes.js';
-import type { HangarEvent, Instance, Operation } from '../../src/shared/schemas.js';
+import type { HangarEvent, HostInfo, HostRecord, Instance, Operation } from '../../src/shared/schemas.js';
 import type { HostProcess } from '../../src/host/host.js';
+import { importXlConfigText } from '../../src/drivers/xen/import.js';
 
 /** One request the fake daemon saw. */
 export interface SeenRequest {
@@ -34,6 +35,7 @@ export interface FakeDaemon {
 export function fakeInstance(name: string, over: Partial<Instance> = {}): Instance {
   return {
     name,
+    host: 'local',
     type: 'container',
     driver: 'lxc',
     state: 'running',
@@ -47,6 +49,41 @@ export function fakeInstance(name: string, over: Partial<Instance> = {}): Instan
     technology: { kernel: 'shared', memory: 'burstable', isolation: 'namespaces+cgroups' },
     features: { freeze: true, snapshots: false, statefulStop: false, console: true, execTty: true, liveCopy: true, graphicalConsole: false, monitor: false },
     ...over,
+  };
+}
+
+/** A valid host record for canned answers: "local", or a remote host (up unless over says otherwise). */
+export function fakeHost(name: string, over: Partial<HostRecord> = {}): HostRecord {
+  const local = name === 'local';
+  return {
+    name, local,
+    url: local ? null : `ssh://root@192.0.2.10:2222`, address: local ? null : '192.0.2.10', port: local ? null : 2222, user: local ? null : 'root',
+    identityFile: local ? null : '/root/.ssh/id_ed25519', keyType: local ? null : 'ssh-ed25519',
+    fingerprint: local ? null : 'SHA256:AAAAC3NzaC1lZDI1NTE5AAAAIFakeFakeFakeFakeFake0', addedAt: local ? null : '2024-01-01T00:00:00Z',
+    state: 'up', reason: null, since: '2024-01-01T00:00:00Z', instances: 0,
+    facts: { hostname: name, os: 'Debian GNU/Linux 12 (bookworm)', kernel: '6.1.0', cpus: 4, memoryBytes: 8 * 1024 ** 3 },
+    storage: { driver: local ? 'btrfs' : 'dir', path: '/var/lib/hangar/pool' },
+    network: { bridge: 'hgrbr0', subnet: '10.99.0.0/24', gateway: '10.99.0.1', problem: null },
+    drivers: [{ name: 'lxc', type: 'container', available: true, version: '5.0.2', reason: null, default: true, features: fakeInstance('x').features, details: {} }],
+    ...over,
+  };
+}
+
+/** The canned hosts: local, dom0 (down, with dom1 on it) and spare (up, empty). */
+const HOSTS = (): HostRecord[] => [
+  fakeHost('local', { instances: 2 }),
+  fakeHost('dom0', { state: 'down', reason: 'Host "dom0" is unreachable (root@192.0.2.10:2222): connect ECONNREFUSED 192.0.2.10:2222', since: '2024-01-02T00:00:00Z', instances: 1 }),
+  fakeHost('spare', { url: 'ssh://admin@192.0.2.11', address: '192.0.2.11', port: 22, user: 'admin' }),
+];
+
+/** Host info for canned answers. */
+function fakeHostInfo(name: string): HostInfo {
+  const h = fakeHost(name);
+  return {
+    hostname: name, kernel: '6.1.0', os: 'Debian GNU/Linux 12 (bookworm)', cpus: 4, memoryBytes: 8 * 1024 ** 3, cgroupLayout: 'v2',
+    storage: { driver: h.storage!.driver, path: h.storage!.path, sizeBytes: null, usedBytes: null, state: 'ok', warnings: [] },
+    network: { bridge: 'hgrbr0', subnet: '10.99.0.0/24', gateway: '10.99.0.1' }, drivers: h.drivers, cpuVirtFlags: [],
+    kvm: { present: false, usable: false, reason: 'fake' }, runsIn: [],
   };
 }
 
@@ -116,7 +153,46 @@ export async function startFakeDaemon(): Promise<FakeDaemon> {
 
   const canned: Partial<Handlers> = {
     serverInfo: async () => ({ apiVersion: '1.0', serverVersion: 'fake', pid: process.pid }),
-    listInstances: async () => [fakeInstance('web1'), fakeInstance('db1', { state: 'stopped', ipv4: null, image: 'debian, "bookworm"' })],
+    listInstances: async ({ query }) => {
+      const all = [
+        fakeInstance('web1'), fakeInstance('db1', { state: 'stopped', ipv4: null, image: 'debian, "bookworm"' }),
+        fakeInstance('dom1', { host: 'dom0', driver: 'xen', type: 'vm', image: '', state: 'unknown', pid: null, ipv4: '10.99.0.7', error: { reason: HOSTS()[1]!.reason!, since: '2024-01-02T00:00:00Z' } }),
+      ];
+      if (query.host !== undefined && !HOSTS().some((h) => h.name === query.host)) throw new AppError('NOT_FOUND', `Host "${query.host}" not found`);
+      return all.filter((i) => query.host === undefined || i.host === query.host);
+    },
+    hostInfo: async ({ query }) => {
+      const h = HOSTS().find((x) => x.name === (query.host ?? 'local'));
+      if (!h) throw new AppError('NOT_FOUND', `Host "${query.host}" not found`);
+      if (h.state !== 'up') throw new AppError('HOST_UNREACHABLE', h.reason!);
+      return fakeHostInfo(h.name);
+    },
+    listHosts: async () => HOSTS(),
+    getHost: async ({ params }) => {
+      const h = HOSTS().find((x) => x.name === params.host);
+      if (!h) throw new AppError('NOT_FOUND', `Host "${params.host}" not found`);
+      return h;
+    },
+    addHost: async ({ body }) => {
+      if (HOSTS().some((h) => h.name === body.name)) throw new AppError('ALREADY_EXISTS', `Host "${body.name}" already exists`);
+      return startOp({ result: fakeHost(body.name, { url: body.url, identityFile: body.identityFile ?? '/root/.ssh/id_ed25519', fingerprint: 'SHA256:NewHostKeyNewHostKeyNewHostKeyNewHostKey123' }) });
+    },
+    removeHost: async ({ params }) => {
+      if (params.host === 'dom0') throw new AppError('IN_USE', 'Host "dom0" cannot be removed: 1 instance lives there (dom1); delete them first');
+      if (params.host !== 'spare') throw new AppError('NOT_FOUND', `Host "${params.host}" not found`);
+      return HOSTS()[2]!;
+    },
+    trustHost: async ({ params }) => {
+      if (params.host !== 'dom0') throw new AppError('NOT_FOUND', `Host "${params.host}" not found`);
+      return startOp({ result: fakeHost('dom0', { fingerprint: 'SHA256:ReinstalledReinstalledReinstalledReinstall1', instances: 1 }) });
+    },
+    translateImport: async ({ body }) => importXlConfigText(body.text, { ...(body.source ? { source: body.source } : {}), ...(body.name ? { name: body.name } : {}) }),
+    importInstance: async ({ body }) => {
+      const t = importXlConfigText(body.text, { ...(body.source ? { source: body.source } : {}), ...(body.name ? { name: body.name } : {}) });
+      const host = body.host ?? 'local';
+      if (host !== 'dom0') throw new AppError('UNSUPPORTED', `Cannot import domain "${t.name}" on host ${host}: the xen driver is not available on host ${host}: it is not enabled there (HANGAR_DRIVERS names lxc, qemu)`);
+      return startOp({ result: fakeInstance(t.name, { host, driver: 'xen', type: 'vm', image: '', state: 'stopped', pid: null, config: t.config }) });
+    },
     getInstance: async ({ params }) => {
       if (params.name === 'web1') return fakeInstance('web1', { usage: { cpuTimeNs: 1_500_000_000, memoryBytes: 1048576, processes: 3 } });
       // An answer that breaks the schema, for the client's validation.
@@ -127,7 +203,7 @@ export async function startFakeDaemon(): Promise<FakeDaemon> {
       const id = `op-${nextOp}`;
       // Progress goes out shortly after the 202, like a real daemon working in the background.
       setTimeout(() => { for (const l of listeners) l({ type: 'operation-progress', time: new Date().toISOString(), operation: id, message: 'unpacking rootfs' }); }, 5);
-      return startOp({ result: fakeInstance(body.name) });
+      return startOp({ result: fakeInstance(body.name, { host: body.host ?? 'local' }) });
     },
     changeState: async ({ params }) => {
       instanceOnly(params.name);

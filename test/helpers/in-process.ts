@@ -1,4 +1,4 @@
-// An in-process daemon for tests: the real services (SQLite state, instances, images, operations, events) over the fake driver, a directory pool and a fake network, in a temp dir; no root, no LXC, no QEMU.
+// An in-process daemon for tests: the real services (SQLite state, hosts, instances, images, imports, operations, events) over the fake driver, a directory pool and a fake network, in a temp dir; remote hosts are loopback links; no root, no LXC, no QEMU.
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,6 +9,9 @@ import { detectVirt } from '../../src/core/detect/detect.js';
 import { EventBus } from '../../src/core/events.js';
 import { ImageService } from '../../src/core/images/service.js';
 import { InstanceService } from '../../src/core/instances/service.js';
+import type { HostContext } from '../../src/core/hosts/context.js';
+import { HostService } from '../../src/core/hosts/service.js';
+import { ImportService } from '../../src/core/imports/service.js';
 import { LockManager } from '../../src/core/locks.js';
 import { FakeNetwork } from '../../src/core/network/fake-network.js';
 import { OperationManager } from '../../src/core/operations.js';
@@ -18,7 +21,8 @@ import { fakeWorld } from '../../src/drivers/fake/driver.js';
 import { DriverSet, selectDrivers } from '../../src/drivers/registry.js';
 import type { HostSnapshot } from '../../src/host/facts.js';
 import { LocalHost } from '../../src/host/local.js';
-import type { HostInfo } from '../../src/shared/schemas.js';
+import { LOCAL_HOST } from '../../src/shared/hosts.js';
+import { LoopbackConnector } from './loopback-hosts.js';
 
 /** Options of inProcessDaemon(). */
 export interface InProcessOptions {
@@ -34,6 +38,8 @@ export interface InProcessOptions {
   memoryReserveBytes?: number;
   /** Size the pool claims for limits.disk checks (default 8 GiB; a directory pool enforces nothing). */
   poolSizeBytes?: number;
+  /** HANGAR_DRIVERS of the local host (default "fake"). */
+  drivers?: string;
 }
 
 /** A running in-process daemon: the fields of the API's dependencies, what tests inspect, and cleanup(). */
@@ -44,6 +50,8 @@ export type InProcessDaemon = ApiDeps & {
   pool: DirectoryPool;
   network: FakeNetwork;
   drivers: DriverSet;
+  /** Makes the links of remote hosts: add pretend machines to connector.machines, take links down with connector.links. */
+  connector: LoopbackConnector;
   /** Waits for running operations, forgets its fake instances, closes the database and removes the temp directory. */
   cleanup(): Promise<void>;
 };
@@ -90,7 +98,7 @@ export async function inProcessDaemon(opts: InProcessOptions = {}): Promise<InPr
   try {
     for (const d of ['instances', 'cache', 'run', 'drivers']) await host.fs.mkdir(join(dir, d), { recursive: true, mode: 0o700 });
     let backendSink: ((instance: string, event: BackendEvent) => void) | undefined;
-    const drivers = await DriverSet.open(selectDrivers('fake'), () => ({
+    const drivers = await DriverSet.open(selectDrivers(opts.drivers ?? 'fake'), () => ({
       host, facts, prefix, dataDir: join(dir, 'drivers'), cacheDir: join(dir, 'cache'), runDir: join(dir, 'run'), settings: {},
       services: {}, log: () => undefined, onBackendEvent: (instance, event) => backendSink?.(instance, event),
     }));
@@ -103,35 +111,50 @@ export async function inProcessDaemon(opts: InProcessOptions = {}): Promise<InPr
     const ops = new OperationManager(events);
     const images = new ImageService({ host, db, events, pool, mirror: 'http://deb.debian.org/debian', cacheDir: join(dir, 'cache') });
     for (const alias of opts.images ?? ['busybox']) await seedImage(host, pool, db, alias);
-    const instances = new InstanceService({
-      host, db, events, locks, drivers, images, pool, network, facts, instancesDir: join(dir, 'instances'), prefix,
-      poolSizeBytes: opts.poolSizeBytes ?? 8 * GiB, memoryReserveBytes: opts.memoryReserveBytes ?? 256 * 1024 ** 2,
-    });
-    backendSink = instances.onBackendEvent;
-    await instances.reconcile();
-
-    const detect = (root: string, cpuid: string | null | undefined) => detectVirt(host, { root, ...(cpuid !== undefined ? { cpuid: cpuid === '' ? null : cpuid } : {}) });
-    const hostInfo = async (): Promise<HostInfo> => {
-      const [poolInfo, runsIn] = await Promise.all([pool.info(), detect('/', undefined)]);
-      return {
-        hostname: facts.hostname, kernel: facts.kernel, os: facts.os, cpus: facts.cpus, memoryBytes: facts.memoryBytes, cgroupLayout: facts.cgroupLayout,
-        storage: poolInfo, network: network.info(),
-        drivers: drivers.all().map((d) => ({
-          name: d.driver.name, type: d.driver.type, available: d.probe.available, version: d.probe.version, reason: d.probe.reason,
-          default: drivers.isDefault(d), features: d.driver.features, details: d.details(),
-        })),
-        cpuVirtFlags: facts.cpuVirtFlags, kvm: facts.kvm, runsIn,
-      };
+    const local: HostContext = {
+      name: LOCAL_HOST, local: true, host, facts, drivers, pool, network, networkProblem: null, instancesDir: join(dir, 'instances'),
+      poolSizeBytes: opts.poolSizeBytes ?? 8 * GiB,
     };
+    const connector = new LoopbackConnector();
+    const onBackendEvent = (instance: string, event: BackendEvent) => backendSink?.(instance, event);
+    const detect = (root: string, cpuid: string | null | undefined) => detectVirt(host, { root, ...(cpuid !== undefined ? { cpuid: cpuid === '' ? null : cpuid } : {}) });
+    const hosts = new HostService({
+      db, events, locks, local, connector, log: () => undefined,
+      // A pretend remote host keeps its state under <dir>/hosts/<name>, runs its machine's drivers, and has a network of its own on the same subnet.
+      open: async (link, row) => {
+        const base = join(dir, 'hosts', row.name);
+        for (const d of ['instances', 'cache', 'run', 'drivers']) await link.fs.mkdir(join(base, d), { recursive: true, mode: 0o700 });
+        const remoteDrivers = await DriverSet.open(selectDrivers(connector.machineOf(row)?.drivers ?? 'fake'), () => ({
+          host: link, facts, prefix, dataDir: join(base, 'drivers'), cacheDir: join(base, 'cache'), runDir: join(base, 'run'), settings: {},
+          services: {}, log: () => undefined, onBackendEvent,
+        }));
+        const remotePool = new DirectoryPool(link, { dir: join(base, 'pool') });
+        await remotePool.ensure();
+        const remoteNetwork = new FakeNetwork({ ...(opts.subnet ? { subnet: opts.subnet } : {}), ifPrefix: prefix });
+        return { name: row.name, local: false, host: link, facts, drivers: remoteDrivers, pool: remotePool, network: remoteNetwork, networkProblem: null, instancesDir: join(base, 'instances'), poolSizeBytes: null };
+      },
+      detect: (ctx) => detectVirt(ctx.host, { root: '/' }),
+      forget: (ctx) => ctx.host.fs.rm(join(dir, 'hosts', ctx.name), { recursive: true, force: true }),
+      defaultIdentityFiles: [join(dir, 'no-such-key')],
+    });
+    const instances = new InstanceService({ db, events, locks, images, hosts, prefix, memoryReserveBytes: opts.memoryReserveBytes ?? 256 * 1024 ** 2 });
+    const imports = new ImportService({ instances, hosts });
+    backendSink = instances.onBackendEvent;
+    hosts.onHostUp(instances.hostUp);
+    await instances.reconcile();
+    hosts.start();
+
+    const hostInfo = (name?: string) => hosts.hostInfo(name);
     const openDb = db;
     const cleanup = async (): Promise<void> => {
       await ops.drain();
+      hosts.close();
       // The fake driver's world is per process: instances of this daemon that were not deleted leave it here.
       for (const row of openDb.listInstances()) fakeWorld.delete(row.name);
       openDb.close();
       rmSync(dir, { recursive: true, force: true });
     };
-    return { version: VERSION, instances, images, ops, events, hostInfo, detect, dir, db: openDb, pool, network, drivers, cleanup };
+    return { version: VERSION, instances, images, hosts, imports, ops, events, hostInfo, detect, dir, db: openDb, pool, network, drivers, connector, cleanup };
   } catch (err) {
     db?.close();
     rmSync(dir, { recursive: true, force: true });

@@ -1,5 +1,5 @@
 // In-process API tests: every catalogue route through the real server (answers checked against their schemas) over the fake driver, without root.
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
@@ -11,8 +11,10 @@ import { buildServer } from '../../src/api/server.js';
 import { HangarClient } from '../../src/client/client.js';
 import { ROUTES, routePath, type RouteId, type RouteParams } from '../../src/shared/routes.js';
 import { ROUTE_SCHEMAS, type RouteSchema } from '../../src/shared/route-schemas.js';
-import { ErrorResponseSchema, type HangarEvent, type Operation } from '../../src/shared/schemas.js';
+import { ErrorResponseSchema, type HangarEvent, type HostRecord, type Instance, type Operation } from '../../src/shared/schemas.js';
+import { FakeXl } from '../../src/drivers/xen/fake-xl.js';
 import { inProcessDaemon, type InProcessDaemon } from '../helpers/in-process.js';
+import { testFingerprint } from '../helpers/loopback-hosts.js';
 
 let d: InProcessDaemon;
 let app: FastifyInstance;
@@ -49,6 +51,11 @@ async function refused<K extends RouteId>(id: K, params: RouteParams<K>, code: s
   const err = (r.body as { error: { code: string; message: string } }).error;
   expect(err.code, `${id}: ${err.message}`).toBe(code);
   return err.message;
+}
+
+/** Polls a host's record (up to 5 s) until pred holds. */
+async function hostUntil(name: string, pred: (h: HostRecord) => boolean): Promise<void> {
+  for (let i = 0; i < 50 && !pred((await call('getHost', { host: name })).body as HostRecord); i++) await new Promise((r) => setTimeout(r, 100));
 }
 
 /** Runs an operation route and waits for it through the wait route; answers the finished operation. */
@@ -93,7 +100,8 @@ describe('API routes in-process (fake driver)', () => {
     await refused('hostDetect', {}, 'INVALID_ARGUMENT', { query: { root: '' } });
     await refused('serverInfo', {}, 'INVALID_ARGUMENT', { query: { x: 1 } });
     await refused('openapi', {}, 'INVALID_ARGUMENT', { query: { format: 'yaml' } });
-    await refused('hostInfo', {}, 'INVALID_ARGUMENT', { query: { host: 'other' } });
+    await refused('hostInfo', {}, 'NOT_FOUND', { query: { host: 'other' } });
+    await refused('hostInfo', {}, 'INVALID_ARGUMENT', { query: { hots: 'local' } });
     expect((await app.inject({ method: 'PUT', url: '/1.0' })).statusCode).toBe(405);
   });
 
@@ -241,6 +249,147 @@ describe('API routes in-process (fake driver)', () => {
     const badFilter = client.events({ types: ['no-such-event' as never], onEvent: () => undefined });
     expect(await badFilter.ready.catch((e: unknown) => e)).toMatchObject({ code: 'INVALID_ARGUMENT' });
     failed.add('events');
+  });
+
+  it('hosts: add (key pinned), list, get, host info, instances there, a host that goes away and comes back, trust, remove', async () => {
+    const c = d.connector;
+    const fpA = testFingerprint('key-a');
+    const fpB = testFingerprint('key-b');
+    c.machines.set('127.0.0.1:2201', { key: { type: 'ssh-ed25519', fingerprint: fpA } });
+    const key = join(dir, 'id_test');
+    writeFileSync(key, 'test key\n', { mode: 0o600 });
+    const url = 'ssh://root@127.0.0.1:2201';
+    const hostsNow = async () => ((await call('listHosts', {})).body as HostRecord[]).map((h) => h.name);
+    expect(await hostsNow()).toEqual(['local']);
+    await refused('listHosts', {}, 'INVALID_ARGUMENT', { query: { all: 1 } });
+
+    // Bad input is refused before anything is tried; nothing is recorded.
+    expect(await refused('addHost', {}, 'INVALID_ARGUMENT', { body: { name: 'r1', url: 'http://127.0.0.1', identityFile: key } })).toMatch(/only ssh:\/\/ URLs/);
+    expect(await refused('addHost', {}, 'INVALID_ARGUMENT', { body: { name: 'r1', url: 'ssh://127.0.0.1', identityFile: key } })).toMatch(/user is missing/);
+    expect(await refused('addHost', {}, 'INVALID_ARGUMENT', { body: { name: 'r1', url: 'ssh://root@127.0.0.1:99999', identityFile: key } })).toMatch(/port "99999"/);
+    expect(await refused('addHost', {}, 'INVALID_NAME', { body: { name: 'local', url, identityFile: key } })).toMatch(/daemon's own machine/);
+    await refused('addHost', {}, 'INVALID_NAME', { body: { name: 'R_1', url, identityFile: key } });
+    expect(await refused('addHost', {}, 'NOT_FOUND', { body: { name: 'r1', url, identityFile: join(dir, 'no-key') } })).toMatch(/Identity file .* not found/);
+    await refused('addHost', {}, 'INVALID_ARGUMENT', { body: { name: 'r1', url, identityFile: 'relative/key' } });
+    expect(await refused('addHost', {}, 'INVALID_ARGUMENT', { body: { name: 'r1', url } })).toMatch(/No identity file given/);
+    await refused('addHost', {}, 'INVALID_ARGUMENT', { body: { name: 'r1', url, identityFile: key, fingerprint: 'MD5:aa' } });
+    await refused('addHost', {}, 'INVALID_ARGUMENT', { body: { name: 'r1', url, identityFile: key, bogus: 1 } });
+    // Unreachable, or presenting another key than the one expected: the operation fails, nothing is added.
+    const down = await operation('addHost', {}, { body: { name: 'r1', url: 'ssh://root@127.0.0.1:2299', identityFile: key } });
+    expect(down.error).toMatchObject({ code: 'HOST_UNREACHABLE', message: expect.stringMatching(/127\.0\.0\.1:2299 cannot be reached \(nothing was added\)/) });
+    const other = await operation('addHost', {}, { body: { name: 'r1', url, identityFile: key, fingerprint: fpB } });
+    expect(other.error).toMatchObject({ code: 'CONFLICT', message: expect.stringContaining(`presents host key ssh-ed25519 ${fpA}, not the expected ${fpB}`) });
+    expect(await hostsNow()).toEqual(['local']);
+
+    const added = await operation('addHost', {}, { body: { name: 'r1', url, identityFile: key } });
+    expect(added.status, JSON.stringify(added.error)).toBe('success');
+    expect(added.result).toMatchObject({ name: 'r1', local: false, url, keyType: 'ssh-ed25519', fingerprint: fpA, state: 'up', instances: 0, drivers: [{ name: 'fake', available: true }] });
+    await refused('addHost', {}, 'ALREADY_EXISTS', { body: { name: 'r1', url, identityFile: key } });
+    expect(await hostsNow()).toEqual(['local', 'r1']);
+    expect((await call('getHost', { host: 'r1' })).body).toMatchObject({ name: 'r1', state: 'up', fingerprint: fpA, identityFile: key });
+    expect((await call('getHost', { host: 'local' })).body).toMatchObject({ name: 'local', local: true, state: 'up', fingerprint: null });
+    await refused('getHost', { host: 'nope' }, 'NOT_FOUND');
+    expect((await call('hostInfo', {}, { query: { host: 'r1' } })).body).toMatchObject({ drivers: [{ name: 'fake', available: true }], storage: { driver: 'dir' } });
+
+    // Instances there: the image is copied to the host's pool once; names stay unique across hosts.
+    const remote = `${P}-r`;
+    const local = `${P}-l`;
+    const made = await operation('createInstance', {}, { body: { name: remote, image: 'busybox', host: 'r1', start: true } });
+    expect(made.status, JSON.stringify(made.error)).toBe('success');
+    expect(made.result).toMatchObject({ name: remote, host: 'r1', state: 'running' });
+    expect((await operation('createInstance', {}, { body: { name: local, image: 'busybox', start: true } })).status).toBe('success');
+    expect(await refused('createInstance', {}, 'ALREADY_EXISTS', { body: { name: remote, image: 'busybox' } })).toBe(`Instance "${remote}" already exists (on host r1)`);
+    await refused('createInstance', {}, 'NOT_FOUND', { body: { name: `${P}-n`, image: 'busybox', host: 'nope' } });
+    expect(await refused('createInstance', {}, 'UNSUPPORTED', { body: { name: `${P}-n`, image: 'busybox', host: 'r1', config: { 'limits.disk': '1GiB' } } })).toMatch(/cannot be enforced on host "r1"/);
+    expect(((await call('listInstances', {}, { query: { host: 'r1' } })).body as Instance[]).map((i) => i.name)).toEqual([remote]);
+    await refused('listInstances', {}, 'NOT_FOUND', { query: { host: 'nope' } });
+    expect((await call('getHost', { host: 'r1' })).body).toMatchObject({ instances: 1 });
+
+    // The host goes away: its instances are unknown with the reason, at once; the local ones are untouched; actions there are refused.
+    c.links.get('r1')!.setDown('connect ECONNREFUSED 127.0.0.1:2201');
+    const t0 = Date.now();
+    const listed = (await call('listInstances', {})).body as Instance[];
+    expect(Date.now() - t0).toBeLessThan(1000);
+    expect(listed.find((i) => i.name === remote)).toMatchObject({ host: 'r1', state: 'unknown', error: { reason: expect.stringMatching(/Host "r1" is unreachable/) } });
+    expect(listed.find((i) => i.name === local)).toMatchObject({ host: 'local', state: 'running' });
+    // At once down (the link says so); the watcher then gives the link's own words.
+    expect((await call('getHost', { host: 'r1' })).body).toMatchObject({ state: 'down' });
+    await hostUntil('r1', (h) => h.reason?.includes('ECONNREFUSED') === true);
+    expect((await call('getHost', { host: 'r1' })).body).toMatchObject({ state: 'down', reason: expect.stringContaining('ECONNREFUSED') });
+    expect(await refused('hostInfo', {}, 'HOST_UNREACHABLE', { query: { host: 'r1' } })).toMatch(/ECONNREFUSED/);
+    expect((await operation('changeState', { name: remote }, { body: { action: 'stop' } })).error?.code).toBe('HOST_UNREACHABLE');
+    expect((await operation('deleteInstance', { name: remote }, { query: { force: true } })).error?.code).toBe('HOST_UNREACHABLE');
+    expect(await refused('createInstance', {}, 'HOST_UNREACHABLE', { body: { name: `${P}-n`, image: 'busybox', host: 'r1' } })).toMatch(/ECONNREFUSED/);
+    // It comes back: so do its instances.
+    c.links.get('r1')!.setDown(null);
+    let back: Instance | undefined;
+    for (let i = 0; i < 50 && back?.state !== 'running'; i++) {
+      back = ((await call('listInstances', {}, { query: { host: 'r1' } })).body as Instance[])[0];
+      if (back?.state !== 'running') await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(back).toMatchObject({ name: remote, state: 'running' });
+
+    // A reinstalled host presents another key: refused until trusted; a wrong expected key or a down host change nothing.
+    c.machines.set('127.0.0.1:2201', { key: { type: 'ssh-ed25519', fingerprint: fpB } });
+    c.links.get('r1')!.setDown(`Host "r1" (root@127.0.0.1:2201) presented host key ${fpB}, not the pinned ${fpA}: refused`);
+    await hostUntil('r1', (h) => h.reason?.includes('presented host key') === true);
+    expect((await call('getHost', { host: 'r1' })).body).toMatchObject({ fingerprint: fpA, reason: expect.stringContaining(`presented host key ${fpB}`) });
+    expect((await operation('trustHost', { host: 'r1' }, { body: { fingerprint: fpA } })).error?.code).toBe('CONFLICT');
+    await refused('trustHost', { host: 'nope' }, 'NOT_FOUND', { body: {} });
+    await refused('trustHost', { host: 'local' }, 'INVALID_ARGUMENT', { body: {} });
+    await refused('trustHost', { host: 'r1' }, 'INVALID_ARGUMENT', { body: { fingerprint: 'nope' } });
+    expect((await call('getHost', { host: 'r1' })).body).toMatchObject({ fingerprint: fpA });
+    const trusted = await operation('trustHost', { host: 'r1' }, { body: { fingerprint: fpB } });
+    expect(trusted.status, JSON.stringify(trusted.error)).toBe('success');
+    expect(trusted.result).toMatchObject({ name: 'r1', fingerprint: fpB, state: 'up' });
+    expect(d.db.getHost('r1')?.fingerprint).toBe(fpB);
+    expect(((await call('listInstances', {}, { query: { host: 'r1' } })).body as Instance[])[0]).toMatchObject({ state: 'running' });
+
+    // Removing a host with instances is refused; without, it is forgotten.
+    expect(await refused('removeHost', { host: 'r1' }, 'IN_USE')).toMatch(new RegExp(`1 instance lives there \\(${remote}\\)`));
+    await refused('removeHost', { host: 'local' }, 'INVALID_ARGUMENT');
+    expect((await operation('deleteInstance', { name: remote }, { query: { force: true } })).status).toBe('success');
+    expect((await operation('deleteInstance', { name: local }, { query: { force: true } })).status).toBe('success');
+    expect((await call('removeHost', { host: 'r1' })).body).toMatchObject({ name: 'r1' });
+    await refused('removeHost', { host: 'r1' }, 'NOT_FOUND');
+    expect(await hostsNow()).toEqual(['local']);
+    expect(existsSync(join(d.dir, 'hosts', 'r1'))).toBe(false);
+  });
+
+  it('imports: translate an xl.cfg (pure), and adopt a domain on a host whose xen driver is available', async () => {
+    const fixture = readFileSync(join(import.meta.dirname, '../fixtures/xen/xlexample.pvlinux'), 'utf8');
+    const t = await call('translateImport', {}, { body: { kind: 'xen', text: fixture, source: 'xlexample.pvlinux' } });
+    expect(t.body).toMatchObject({
+      name: 'example-pvlinux', type: 'vm', driver: 'xen', guestType: 'pv', config: { 'limits.cpu': '2', 'limits.memory': '128MiB' },
+      disks: [{ use: 'root', disk: { target: '/dev/vg/guest-volume', vdev: 'xvda' } }], nics: [{ use: 'primary' }],
+    });
+    expect((await call('translateImport', {}, { body: { kind: 'xen', text: fixture, name: 'web2' } })).body).toMatchObject({ name: 'web2' });
+    expect(await refused('translateImport', {}, 'INVALID_CONFIG', { body: { kind: 'xen', text: 'name = "x"\nmemory = = 3\n', source: 'bad.cfg' } })).toMatch(/^bad\.cfg:2:\d+: /);
+    await refused('translateImport', {}, 'INVALID_ARGUMENT', { body: { kind: 'vmware', text: fixture } });
+    await refused('translateImport', {}, 'INVALID_NAME', { body: { kind: 'xen', text: 'name = "1234"\n' } });
+
+    // The local host runs only the fake driver: refused, naming why, before anything is made.
+    expect(await refused('importInstance', {}, 'UNSUPPORTED', { body: { kind: 'xen', text: fixture } })).toMatch(/the xen driver is not available on host local: it is not enabled there/);
+    await refused('importInstance', {}, 'NOT_FOUND', { body: { kind: 'xen', text: fixture, host: 'nope' } });
+    await refused('importInstance', {}, 'INVALID_CONFIG', { body: { kind: 'xen', text: 'disk = [ "/x,raw,xvda,rw,bogus" ]\nname="a"\n' } });
+
+    // A Dom0 (scripted xl) as a remote host: the domain is recorded there, with no root volume of Hangar's.
+    const fp = testFingerprint('xen-dom0');
+    d.connector.machines.set('127.0.0.1:2202', { key: { type: 'ssh-ed25519', fingerprint: fp }, host: () => new FakeXl().host, drivers: 'xen' });
+    const key = join(dir, 'id_xen');
+    writeFileSync(key, 'test key\n', { mode: 0o600 });
+    const added = await operation('addHost', {}, { body: { name: 'xen1', url: 'ssh://root@127.0.0.1:2202', identityFile: key } });
+    expect(added.status, JSON.stringify(added.error)).toBe('success');
+    expect(added.result).toMatchObject({ drivers: [{ name: 'xen', available: true }] });
+    const name = `${P}-imp`;
+    const imported = await operation('importInstance', {}, { body: { kind: 'xen', text: fixture, source: 'xlexample.pvlinux', name, host: 'xen1' } });
+    expect(imported.status, JSON.stringify(imported.error)).toBe('success');
+    expect(imported.result).toMatchObject({ name, host: 'xen1', driver: 'xen', type: 'vm', image: '', state: 'stopped', config: { 'limits.cpu': '2' } });
+    expect(d.db.getInstance(name)?.origin).toMatchObject({ kind: 'xen-import', source: 'xlexample.pvlinux', guestType: 'pv', disks: [{ use: 'root' }] });
+    await refused('importInstance', {}, 'ALREADY_EXISTS', { body: { kind: 'xen', text: fixture, name, host: 'xen1' } });
+    expect((await operation('copyInstance', { name }, { body: { name: `${name}-c` } })).error?.code).toBe('UNSUPPORTED');
+    expect((await operation('deleteInstance', { name })).status).toBe('success');
+    expect((await call('removeHost', { host: 'xen1' })).body).toMatchObject({ name: 'xen1' });
   });
 
   it('covered every route, each with a success and an error', () => {

@@ -2,6 +2,7 @@
 import { AppError } from '../../shared/errors.js';
 import { parseConfigPairs, validateConfig, type InstanceConfig } from '../../shared/config.js';
 import { assertName } from '../../shared/names.js';
+import { assertHostRef } from '../../shared/hosts.js';
 import type { Format, Instance, StateChangeRequest } from '../../shared/schemas.js';
 import { formatSize } from '../../shared/units.js';
 import type { Ctx } from '../context.js';
@@ -17,6 +18,8 @@ export interface LaunchOptions {
   vm?: boolean;
   /** The backend (lxc, qemu, ...). */
   driver?: string;
+  /** The host to put it on (default local). */
+  host?: string;
 }
 
 /** Throws INVALID_ADDRESS unless ip is a dotted-quad IPv4 address. */
@@ -42,9 +45,11 @@ export async function launchCommand(ctx: Ctx, image: string, name: string, opts:
   if (image.trim() === '') throw new AppError('INVALID_ARGUMENT', 'Image must not be empty');
   const config = buildConfig(opts);
   if (opts.ip !== undefined) assertIpv4(opts.ip);
+  if (opts.host !== undefined) assertHostRef(opts.host);
   const req = {
     name,
     image,
+    ...(opts.host !== undefined ? { host: opts.host } : {}),
     ...(opts.vm ? { type: 'vm' as const } : {}),
     ...(opts.driver !== undefined ? { driver: opts.driver } : {}),
     ...(Object.keys(config).length ? { config } : {}),
@@ -57,7 +62,8 @@ export async function launchCommand(ctx: Ctx, image: string, name: string, opts:
     progress.end();
     const inst = result as Partial<Instance> | undefined;
     const ip = inst?.ipv4 ? ` (${inst.ipv4})` : '';
-    ctx.out(`${start ? 'Launched' : 'Created'} ${name}${ip}`);
+    const on = opts.host !== undefined && opts.host !== 'local' ? ` on host ${opts.host}` : '';
+    ctx.out(`${start ? 'Launched' : 'Created'} ${name}${ip}${on}`);
   } finally {
     progress.end();
   }
@@ -96,11 +102,13 @@ export const INSTANCE_COLUMNS: ReadonlyArray<Column<Instance>> = [
   { header: 'STATE', value: (i) => i.state.toUpperCase() },
   { header: 'IPV4', value: (i) => i.ipv4 },
   { header: 'IMAGE', value: (i) => i.image },
+  { header: 'HOST', value: (i) => i.host },
 ];
 
-/** `hangar list [--format]`. */
-export async function listCommand(ctx: Ctx, format: Format): Promise<void> {
-  const list = await ctx.client.listInstances();
+/** `hangar list [--host NAME] [--format]`: every host's instances (those of a host that is down as UNKNOWN). */
+export async function listCommand(ctx: Ctx, format: Format, opts: { host?: string } = {}): Promise<void> {
+  if (opts.host !== undefined) assertHostRef(opts.host);
+  const list = await ctx.client.listInstances(opts.host !== undefined ? { host: opts.host } : {});
   ctx.out(await renderList(list, format, INSTANCE_COLUMNS));
 }
 
@@ -109,12 +117,14 @@ export function instanceInfoText(i: Instance): string {
   const t = i.technology;
   const lines: Array<[string, string]> = [
     ['Name', i.name],
+    ['Host', i.host],
     ['State', i.state],
-    ...(i.error ? [['Error', `${i.error.reason} (since ${i.error.since}); stop --force, restart or delete it`] as [string, string]] : []),
+    ...(i.error && i.state === 'unknown' ? [['Unknown', `${i.error.reason} (since ${i.error.since})`] as [string, string]] : []),
+    ...(i.error && i.state !== 'unknown' ? [['Error', `${i.error.reason} (since ${i.error.since}); stop --force, restart or delete it`] as [string, string]] : []),
     ['Type', i.type],
     ['Driver', i.driver],
     ['Technology', `${t.kernel === 'shared' ? 'shared kernel' : 'own kernel'}, ${t.memory === 'burstable' ? 'burstable memory' : 'dedicated memory'}, isolation: ${t.isolation}`],
-    ['Image', i.image],
+    ['Image', i.image || '(none: imported)'],
     ['IPv4', i.ipv4 ?? '-'],
     ['MAC', i.mac ?? '-'],
     ['PID', i.pid === null ? '-' : String(i.pid)],

@@ -48,7 +48,7 @@ describe('StateDb', () => {
     const db = new StateDb(tmpDb());
     const row: InstanceRow = {
       name: 'web1', type: 'container', driver: 'lxc', image: 'busybox', imageFingerprint: 'fp1', config: { 'limits.memory': '64MiB' }, pendingConfig: {},
-      ipv4: '10.0.0.2', mac: '0a:00:00:00:00:01', expectedState: 'stopped', initPid: null, initStartTime: null, cpuset: null, idmapBlock: null, host: 'local', createdAt: 't',
+      ipv4: '10.0.0.2', mac: '0a:00:00:00:00:01', expectedState: 'stopped', initPid: null, initStartTime: null, cpuset: null, idmapBlock: null, host: 'local', createdAt: 't', origin: null,
     };
     db.insertInstance(row);
     db.updateInstance('web1', { expectedState: 'running', initPid: 42, cpuset: '1' });
@@ -58,6 +58,30 @@ describe('StateDb', () => {
     expect(() => db.insertInstance({ ...row, name: 'web2' })).toThrow(/UNIQUE/);
     db.deleteInstance('web1');
     expect(db.listSnapshots('web1')).toEqual([]);
+    db.insertInstance({ ...row, name: 'imp1', host: 'xen1', image: '', imageFingerprint: '', origin: { kind: 'xen-import', disks: [{ target: '/dev/vg/x' }] } });
+    expect(db.getInstance('imp1')?.origin).toEqual({ kind: 'xen-import', disks: [{ target: '/dev/vg/x' }] });
+    db.updateInstance('imp1', { origin: null });
+    expect(db.getInstance('imp1')?.origin).toBeNull();
+    db.close();
+  });
+
+  it('records remote hosts, re-pins their key, and forgets one only while no instance lives there', () => {
+    const db = new StateDb(tmpDb());
+    const host = { name: 'xen1', address: '192.0.2.7', port: 2222, user: 'root', identityFile: '/root/.ssh/id_ed25519', keyType: 'ssh-ed25519', fingerprint: 'SHA256:a', addedAt: 't' };
+    db.insertHost(host);
+    expect(db.listHosts()).toEqual([host]);
+    expect(() => db.insertHost(host)).toThrow(/UNIQUE/);
+    db.updateHostKey('xen1', 'ssh-rsa', 'SHA256:b');
+    expect(db.getHost('xen1')).toEqual({ ...host, keyType: 'ssh-rsa', fingerprint: 'SHA256:b' });
+    db.insertInstance({
+      name: 'dom1', type: 'vm', driver: 'xen', image: '', imageFingerprint: '', config: {}, pendingConfig: {}, ipv4: '10.0.0.9', mac: '0a:00:00:00:00:09',
+      expectedState: 'stopped', initPid: null, initStartTime: null, cpuset: null, idmapBlock: null, host: 'xen1', createdAt: 't', origin: null,
+    });
+    expect(db.deleteHostIfEmpty('xen1')).toBe(false);
+    expect(db.getHost('xen1')).toBeDefined();
+    db.deleteInstance('dom1');
+    expect(db.deleteHostIfEmpty('xen1')).toBe(true);
+    expect(db.getHost('xen1')).toBeUndefined();
     db.close();
   });
 });

@@ -1,4 +1,4 @@
-// The SQLite state database: schema migrations and typed row access for instances, snapshots and images.
+// The SQLite state database: schema migrations and typed row access for instances, snapshots, images and remote hosts.
 import Database from 'better-sqlite3';
 import type { InstanceConfig } from '../../shared/config.js';
 import type { InstanceType } from '../../shared/schemas.js';
@@ -28,6 +28,21 @@ export interface InstanceRow {
   /** The host it lives on ("local" for the daemon's own machine). */
   host: string;
   createdAt: string;
+  /** Where it came from when it was not made from an image: an import's translation (kind, source file, what was kept and what not). */
+  origin: Record<string, unknown> | null;
+}
+
+/** A remote host: how to reach it and the host key pinned at first contact (the local host has no row). */
+export interface HostRow {
+  name: string;
+  address: string;
+  port: number;
+  user: string;
+  identityFile: string;
+  /** The pinned key's type ("ssh-ed25519") and SHA256 fingerprint. */
+  keyType: string;
+  fingerprint: string;
+  addedAt: string;
 }
 
 /** An image row. */
@@ -102,12 +117,25 @@ const MIGRATIONS: string[] = [
    ALTER TABLE images_v2 RENAME TO images;`,
   `ALTER TABLE instances ADD COLUMN idmap_block INTEGER;`,
   `ALTER TABLE instances ADD COLUMN host TEXT NOT NULL DEFAULT 'local';`,
+  // Remote hosts; the local one is implicit. Instance names stay unique across hosts (instances.name is the key).
+  `CREATE TABLE hosts (
+     name TEXT PRIMARY KEY,
+     address TEXT NOT NULL,
+     port INTEGER NOT NULL,
+     user TEXT NOT NULL,
+     identity_file TEXT NOT NULL,
+     key_type TEXT NOT NULL,
+     fingerprint TEXT NOT NULL,
+     added_at TEXT NOT NULL
+   );
+   ALTER TABLE instances ADD COLUMN origin TEXT;`,
 ];
 
 interface RawInstance {
   name: string; type: string; driver: string; image: string; image_fingerprint: string; config: string; pending_config: string;
-  ipv4: string; mac: string; expected_state: string; init_pid: number | null; init_start_time: number | null; cpuset: string | null; idmap_block: number | null; host: string; created_at: string;
+  ipv4: string; mac: string; expected_state: string; init_pid: number | null; init_start_time: number | null; cpuset: string | null; idmap_block: number | null; host: string; created_at: string; origin: string | null;
 }
+interface RawHost { name: string; address: string; port: number; user: string; identity_file: string; key_type: string; fingerprint: string; added_at: string }
 interface RawImage { alias: string; type: string; fingerprint: string; description: string; size_bytes: number; created_at: string; source: string; props: string }
 
 function toInstance(r: RawInstance): InstanceRow {
@@ -115,7 +143,11 @@ function toInstance(r: RawInstance): InstanceRow {
     name: r.name, type: r.type as InstanceType, driver: r.driver, image: r.image, imageFingerprint: r.image_fingerprint,
     config: JSON.parse(r.config) as InstanceConfig, pendingConfig: JSON.parse(r.pending_config) as InstanceConfig,
     ipv4: r.ipv4, mac: r.mac, expectedState: r.expected_state as ExpectedState, initPid: r.init_pid, initStartTime: r.init_start_time, cpuset: r.cpuset, idmapBlock: r.idmap_block, host: r.host, createdAt: r.created_at,
+    origin: r.origin === null ? null : JSON.parse(r.origin) as Record<string, unknown>,
   };
+}
+function toHost(r: RawHost): HostRow {
+  return { name: r.name, address: r.address, port: r.port, user: r.user, identityFile: r.identity_file, keyType: r.key_type, fingerprint: r.fingerprint, addedAt: r.added_at };
 }
 function toImage(r: RawImage): ImageRow {
   return { alias: r.alias, type: r.type as InstanceType, fingerprint: r.fingerprint, description: r.description, sizeBytes: r.size_bytes, createdAt: r.created_at, source: r.source, props: JSON.parse(r.props) as Record<string, string> };
@@ -159,16 +191,16 @@ export class StateDb {
 
   /** Inserts a new instance row. */
   insertInstance(row: InstanceRow): void {
-    this.write(() => this.db.prepare(`INSERT INTO instances (name, type, driver, image, image_fingerprint, config, pending_config, ipv4, mac, expected_state, init_pid, init_start_time, cpuset, idmap_block, host, created_at)
-      VALUES (@name, @type, @driver, @image, @imageFingerprint, @config, @pendingConfig, @ipv4, @mac, @expectedState, @initPid, @initStartTime, @cpuset, @idmapBlock, @host, @createdAt)`)
-      .run({ ...row, config: JSON.stringify(row.config), pendingConfig: JSON.stringify(row.pendingConfig) }));
+    this.write(() => this.db.prepare(`INSERT INTO instances (name, type, driver, image, image_fingerprint, config, pending_config, ipv4, mac, expected_state, init_pid, init_start_time, cpuset, idmap_block, host, created_at, origin)
+      VALUES (@name, @type, @driver, @image, @imageFingerprint, @config, @pendingConfig, @ipv4, @mac, @expectedState, @initPid, @initStartTime, @cpuset, @idmapBlock, @host, @createdAt, @origin)`)
+      .run({ ...row, config: JSON.stringify(row.config), pendingConfig: JSON.stringify(row.pendingConfig), origin: row.origin === null ? null : JSON.stringify(row.origin) }));
   }
 
   /** Updates the given fields of an instance. */
   updateInstance(name: string, patch: Partial<Omit<InstanceRow, 'name'>>): void {
     const cols: Record<string, string> = {
       type: 'type', driver: 'driver', image: 'image', imageFingerprint: 'image_fingerprint', config: 'config', pendingConfig: 'pending_config',
-      ipv4: 'ipv4', mac: 'mac', expectedState: 'expected_state', initPid: 'init_pid', initStartTime: 'init_start_time', cpuset: 'cpuset', idmapBlock: 'idmap_block', host: 'host', createdAt: 'created_at',
+      ipv4: 'ipv4', mac: 'mac', expectedState: 'expected_state', initPid: 'init_pid', initStartTime: 'init_start_time', cpuset: 'cpuset', idmapBlock: 'idmap_block', host: 'host', createdAt: 'created_at', origin: 'origin',
     };
     const sets: string[] = [];
     const params: Record<string, unknown> = { name };
@@ -176,7 +208,7 @@ export class StateDb {
       const col = cols[k];
       if (!col) continue;
       sets.push(`${col} = @${k}`);
-      params[k] = k === 'config' || k === 'pendingConfig' ? JSON.stringify(v) : v;
+      params[k] = k === 'config' || k === 'pendingConfig' || (k === 'origin' && v !== null) ? JSON.stringify(v) : v;
     }
     if (sets.length === 0) return;
     this.write(() => this.db.prepare(`UPDATE instances SET ${sets.join(', ')} WHERE name = @name`).run(params));
@@ -223,6 +255,38 @@ export class StateDb {
   /** Forgets an image. */
   deleteImage(alias: string, type: InstanceType): void {
     this.write(() => this.db.prepare('DELETE FROM images WHERE alias = ? AND type = ?').run(alias, type));
+  }
+
+  /** Remote hosts, by name. */
+  listHosts(): HostRow[] {
+    return (this.db.prepare('SELECT * FROM hosts ORDER BY name').all() as RawHost[]).map(toHost);
+  }
+
+  /** One remote host or undefined. */
+  getHost(name: string): HostRow | undefined {
+    const r = this.db.prepare('SELECT * FROM hosts WHERE name = ?').get(name) as RawHost | undefined;
+    return r ? toHost(r) : undefined;
+  }
+
+  /** Records a remote host. */
+  insertHost(row: HostRow): void {
+    this.write(() => this.db.prepare('INSERT INTO hosts (name, address, port, user, identity_file, key_type, fingerprint, added_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+      .run(row.name, row.address, row.port, row.user, row.identityFile, row.keyType, row.fingerprint, row.addedAt));
+  }
+
+  /** Pins another host key for a remote host. */
+  updateHostKey(name: string, keyType: string, fingerprint: string): void {
+    this.write(() => this.db.prepare('UPDATE hosts SET key_type = ?, fingerprint = ? WHERE name = ?').run(keyType, fingerprint, name));
+  }
+
+  /** Forgets a remote host, only while no instance lives there (checked in the same transaction); false when one does. */
+  deleteHostIfEmpty(name: string): boolean {
+    return this.write(() => this.db.transaction(() => {
+      const n = (this.db.prepare('SELECT COUNT(*) AS n FROM instances WHERE host = ?').get(name) as { n: number }).n;
+      if (n > 0) return false;
+      this.db.prepare('DELETE FROM hosts WHERE name = ?').run(name);
+      return true;
+    })());
   }
 
   /** Runs fn in a transaction. */

@@ -1,32 +1,26 @@
-// What the parts of the instance service share: its dependencies, the instance lock key, row lookup and error wrapping.
+// What the parts of the instance service share: its dependencies, the instance lock key, row and host lookup and error wrapping.
 import { join } from 'node:path';
 import { AppError } from '../../shared/errors.js';
-import type { DriverSet } from '../../drivers/registry.js';
-import type { Host } from '../../host/host.js';
-import type { HostSnapshot } from '../../host/facts.js';
 import type { StateDb, InstanceRow } from '../db/database.js';
 import type { EventBus } from '../events.js';
 import type { LockManager } from '../locks.js';
 import type { ImageService } from '../images/service.js';
-import type { StoragePool } from '../storage/pool.js';
-import type { Network } from '../network/network.js';
+import type { HostContext, HostDirectory } from '../hosts/context.js';
 
 /** Dependencies of the instance service. */
 export interface InstanceServiceDeps {
-  host: Host;
   db: StateDb;
   events: EventBus;
   locks: LockManager;
-  drivers: DriverSet;
   images: ImageService;
-  pool: StoragePool;
-  network: Network;
-  facts: HostSnapshot;
-  /** Root of per-instance directories (console logs, driver files). */
-  instancesDir: string;
+  /** The hosts instances live on, each with its Host, facts, drivers, pool, network and directories. */
+  hosts: HostDirectory;
   prefix: string;
-  poolSizeBytes: number;
   memoryReserveBytes: number;
+  /** Where what happens in the background (a remote host's reconciliation, autostart there) is reported. */
+  log?: (msg: string) => void;
+  /** How long a remote host gets to answer a state, usage or details read before the instance is listed as unknown (default 5 s). */
+  remoteReadTimeoutMs?: number;
 }
 
 /** Options of a stop. */
@@ -57,9 +51,19 @@ export function rowOf(d: InstanceServiceDeps, name: string): InstanceRow {
   return row;
 }
 
-/** The per-instance directory (console log, driver files). */
-export function instanceDir(d: InstanceServiceDeps, name: string): string {
-  return join(d.instancesDir, name);
+/** The host an instance lives on, when it is up; HOST_UNREACHABLE naming why otherwise. */
+export function hostOf(d: InstanceServiceDeps, row: InstanceRow): HostContext {
+  return d.hosts.get(row.host);
+}
+
+/** The per-instance directory on its host (console log, driver files). */
+export function instanceDir(h: HostContext, name: string): string {
+  return join(h.instancesDir, name);
+}
+
+/** True for an instance made from an image (it has a root volume in its host's pool); an imported domain keeps its disks where they are. */
+export function ownsVolume(row: InstanceRow): boolean {
+  return row.imageFingerprint !== '';
 }
 
 /** Wraps an error in an AppError naming the subject, keeping AppError codes of the cause. */

@@ -1,4 +1,4 @@
-// Where and how an instance is placed: its driver, whether its config fits the backend and the host, its CPUs, id map, root volume, address, MAC and lease, and the record its driver runs it from.
+// Where and how an instance is placed on its host: its driver, whether its config fits the backend and the host, its CPUs, id map, root volume, address, MAC and lease, and the record its driver runs it from.
 import { keyAllowed, resourcesOf, unsupportedKeys, validateConfig, type InstanceConfig } from '../../shared/config.js';
 import { AppError } from '../../shared/errors.js';
 import { formatSize } from '../../shared/units.js';
@@ -6,28 +6,33 @@ import type { InstanceType } from '../../shared/schemas.js';
 import type { HostDriver, InstanceHandle, InstanceRecord } from '../../drivers/driver.js';
 import { IDS_PER_CONTAINER } from '../../host/facts.js';
 import type { InstanceRow } from '../db/database.js';
-import { allocateAddress, checkAddress, macFor } from '../network/ipam.js';
-import { instanceDir, type InstanceServiceDeps } from './context.js';
+import type { HostContext } from '../hosts/context.js';
+import { allocateAddress, checkAddress, isValidMac, macFor, type Subnet } from '../network/ipam.js';
+import { hostOf, instanceDir, type InstanceServiceDeps } from './context.js';
 
-/** The driver of a create request: the one it names, else the default of its type (container when it names none); refuses a driver of another type. */
-export function chooseDriver(d: InstanceServiceDeps, req: { driver?: string | undefined; type?: InstanceType | undefined }): { driver: HostDriver; type: InstanceType } {
-  const chosen = req.driver !== undefined ? d.drivers.get(req.driver) : undefined;
+/** The driver of a create request on a host: the one it names, else the default of its type (container when it names none); refuses a driver of another type. */
+export function chooseDriver(h: HostContext, req: { driver?: string | undefined; type?: InstanceType | undefined }): { driver: HostDriver; type: InstanceType } {
+  const chosen = req.driver !== undefined ? h.drivers.get(req.driver) : undefined;
   if (chosen && req.type !== undefined && chosen.driver.type !== req.type) throw new AppError('INVALID_ARGUMENT', `Driver "${req.driver}" runs ${chosen.driver.type}s, not ${req.type}s`);
   const type = req.type ?? chosen?.driver.type ?? 'container';
-  return { driver: chosen ?? d.drivers.forType(type), type };
+  return { driver: chosen ?? h.drivers.forType(type), type };
 }
 
-/** Validates a config for an instance on a backend and this host: sizes against RAM, CPUs and the pool, keys the backend honours, the backend's own checks. */
-export function validateFor(d: InstanceServiceDeps, driver: HostDriver, name: string, config: InstanceConfig): InstanceConfig {
+/** Validates a config for an instance on a backend and its host: sizes against RAM, CPUs and the pool, keys the backend honours, the backend's own checks. */
+export function validateFor(d: InstanceServiceDeps, h: HostContext, driver: HostDriver, name: string, config: InstanceConfig): InstanceConfig {
   const validated = validateConfig(config);
   const r = resourcesOf(validated);
-  const facts = d.facts;
-  if (r.memoryGuarantee !== undefined && r.memoryGuarantee > facts.memoryBytes - d.memoryReserveBytes) throw new AppError('INVALID_SIZE', `limits.memory.guarantee ${validated['limits.memory.guarantee']} of instance "${name}" is larger than this host can guarantee`);
-  if (r.diskBytes !== undefined && r.diskBytes > d.poolSizeBytes) throw new AppError('INVALID_SIZE', `limits.disk ${validated['limits.disk']} of instance "${name}" is larger than the storage pool (${formatSize(d.poolSizeBytes)})`);
+  const facts = h.facts;
+  const where = h.local ? 'this host' : `host "${h.name}"`;
+  if (r.memoryGuarantee !== undefined && r.memoryGuarantee > facts.memoryBytes - d.memoryReserveBytes) throw new AppError('INVALID_SIZE', `limits.memory.guarantee ${validated['limits.memory.guarantee']} of instance "${name}" is larger than ${where} can guarantee`);
+  if (r.diskBytes !== undefined && driver.driver.storage === 'tree' && h.poolSizeBytes === null) {
+    throw new AppError('UNSUPPORTED', `limits.disk of instance "${name}" cannot be enforced on ${where}: its instance volumes are plain directories (disk quotas need the btrfs pool of the daemon's own host)`);
+  }
+  if (r.diskBytes !== undefined && h.poolSizeBytes !== null && r.diskBytes > h.poolSizeBytes) throw new AppError('INVALID_SIZE', `limits.disk ${validated['limits.disk']} of instance "${name}" is larger than the storage pool (${formatSize(h.poolSizeBytes)})`);
   // A key this backend does not declare is refused, naming the backends that do honour it.
   // Sizes against the host's RAM and CPUs are the driver's check (hostFitProblems), so they are said once.
   const problems = unsupportedKeys(validated, driver.driver.keys).map((k) => {
-    const others = d.drivers.all().filter((x) => keyAllowed(k, x.driver.keys)).map((x) => x.driver.name);
+    const others = h.drivers.all().filter((x) => keyAllowed(k, x.driver.keys)).map((x) => x.driver.name);
     return `${k} is not supported by the ${driver.driver.name} backend${others.length ? ` (it is a key of: ${others.join(', ')})` : ''}`;
   });
   problems.push(...driver.validate(validated));
@@ -35,26 +40,31 @@ export function validateFor(d: InstanceServiceDeps, driver: HostDriver, name: st
   return validated;
 }
 
-/** Refuses a start (or a live change) that would overcommit memory guarantees. */
-export function admit(d: InstanceServiceDeps, name: string, config: InstanceConfig): void {
+/** The rows of the instances on a host. */
+function rowsOn(d: InstanceServiceDeps, h: HostContext): InstanceRow[] {
+  return d.db.listInstances().filter((r) => r.host === h.name);
+}
+
+/** Refuses a start (or a live change) that would overcommit the memory guarantees of its host. */
+export function admit(d: InstanceServiceDeps, h: HostContext, name: string, config: InstanceConfig): void {
   const want = resourcesOf(config).memoryGuarantee ?? 0;
   if (want === 0) return;
   let committed = 0;
-  for (const r of d.db.listInstances()) {
+  for (const r of rowsOn(d, h)) {
     if (r.name === name || r.expectedState === 'stopped') continue;
     committed += resourcesOf(r.config).memoryGuarantee ?? 0;
   }
-  const capacity = d.facts.memoryBytes - d.memoryReserveBytes;
+  const capacity = h.facts.memoryBytes - d.memoryReserveBytes;
   if (committed + want > capacity) {
-    throw new AppError('INSUFFICIENT_RESOURCES', `Cannot start instance "${name}": its memory guarantee of ${formatSize(want)} would raise the guarantees of running instances to ${formatSize(committed + want)}, above the ${formatSize(capacity)} this host can guarantee (RAM minus a ${formatSize(d.memoryReserveBytes)} reserve)`);
+    throw new AppError('INSUFFICIENT_RESOURCES', `Cannot start instance "${name}": its memory guarantee of ${formatSize(want)} would raise the guarantees of running instances to ${formatSize(committed + want)}, above the ${formatSize(capacity)} ${h.local ? 'this host' : `host "${h.name}"`} can guarantee (RAM minus a ${formatSize(d.memoryReserveBytes)} reserve)`);
   }
 }
 
-/** The cpuset for an instance limited to n CPUs: the n least-used CPUs among running instances. */
-export function chooseCpuset(d: InstanceServiceDeps, name: string, n: number | undefined): string | undefined {
+/** The cpuset for an instance limited to n CPUs: the n least-used CPUs of its host among running instances. */
+export function chooseCpuset(d: InstanceServiceDeps, h: HostContext, name: string, n: number | undefined): string | undefined {
   if (n === undefined) return undefined;
-  const load = new Map<number, number>(d.facts.cpuList.map((c) => [c, 0]));
-  for (const r of d.db.listInstances()) {
+  const load = new Map<number, number>(h.facts.cpuList.map((c) => [c, 0]));
+  for (const r of rowsOn(d, h)) {
     if (r.name === name || r.expectedState === 'stopped') continue;
     const cpus = r.cpuset;
     if (!cpus) continue;
@@ -68,14 +78,16 @@ export function chooseCpuset(d: InstanceServiceDeps, name: string, n: number | u
  * The isolated id map block of an unprivileged container (security.idmap.isolated, default true): its current one, or
  * the lowest no other instance holds; null for VMs, privileged containers and shared maps.
  */
-export function idmapBlockFor(d: InstanceServiceDeps, driver: HostDriver, config: InstanceConfig, current: number | null): number | null {
+export function idmapBlockFor(d: InstanceServiceDeps, h: HostContext, driver: HostDriver, config: InstanceConfig, current: number | null): number | null {
   if (driver.idmap?.(config) !== 'isolated') return null;
   if (current !== null) return current;
-  const range = d.facts.idmapIsolated;
-  if (!range) throw new AppError('INSUFFICIENT_RESOURCES', 'This host has no subordinate id range for isolated id maps (see /etc/subuid); set security.idmap.isolated=false to share one map');
-  const used = new Set(d.db.listInstances().map((r) => r.idmapBlock).filter((b): b is number => b !== null));
+  const range = h.facts.idmapIsolated;
+  const where = h.local ? 'This host' : `Host "${h.name}"`;
+  if (!range) throw new AppError('INSUFFICIENT_RESOURCES', `${where} has no subordinate id range for isolated id maps (see /etc/subuid); set security.idmap.isolated=false to share one map`);
+  // Blocks are a host's own: containers on different hosts may hold the same one.
+  const used = new Set(rowsOn(d, h).map((r) => r.idmapBlock).filter((b): b is number => b !== null));
   for (let b = 0; b < range.blocks; b++) if (!used.has(b)) return b;
-  throw new AppError('INSUFFICIENT_RESOURCES', `All ${range.blocks} isolated id maps of this host are in use; set security.idmap.isolated=false to share one map`);
+  throw new AppError('INSUFFICIENT_RESOURCES', `All ${range.blocks} isolated id maps of ${h.local ? 'this host' : `host "${h.name}"`} are in use; set security.idmap.isolated=false to share one map`);
 }
 
 /** The pool limit of a root volume: a container's disk limit is a quota on its volume; a VM's is the virtual size of its qcow2 (set by the driver). */
@@ -83,14 +95,19 @@ export function volumeLimit(driver: HostDriver, config: InstanceConfig): number 
   return driver.driver.storage === 'tree' ? resourcesOf(config).diskBytes : undefined;
 }
 
-/** Addresses held by instances. */
+/** The subnet every instance's address comes from: the managed network's, the same on every host, so addresses are unique across hosts. */
+export function subnetOf(d: InstanceServiceDeps): Subnet {
+  return d.hosts.local().network.subnet;
+}
+
+/** Addresses held by instances (on any host). */
 export function takenAddresses(d: InstanceServiceDeps): Set<string> {
   return new Set(d.db.listInstances().map((r) => r.ipv4));
 }
 
 /** Refuses a requested address that is malformed, outside the subnet, reserved or taken. */
 export function checkRequestedAddress(d: InstanceServiceDeps, ipv4: string, taken: ReadonlySet<string> = takenAddresses(d)): void {
-  checkAddress(d.network.subnet, ipv4, taken);
+  checkAddress(subnetOf(d), ipv4, taken);
 }
 
 /** The address of a new instance: the requested one (checked), else a free one derived from its name. */
@@ -100,10 +117,10 @@ export function placeAddress(d: InstanceServiceDeps, name: string, ipv4: string 
     checkRequestedAddress(d, ipv4, taken);
     return ipv4;
   }
-  return allocateAddress(d.network.subnet, name, taken);
+  return allocateAddress(subnetOf(d), name, taken);
 }
 
-/** A MAC no other instance has. */
+/** A MAC no other instance (on any host) has. */
 export function uniqueMac(d: InstanceServiceDeps, name: string): string {
   const used = new Set(d.db.listInstances().map((r) => r.mac));
   for (let i = 0; ; i++) {
@@ -112,35 +129,57 @@ export function uniqueMac(d: InstanceServiceDeps, name: string): string {
   }
 }
 
-/** Gives the network the DHCP reservations of every instance (but `without`). */
-export async function syncLeases(d: InstanceServiceDeps, without?: string): Promise<void> {
+/** Refuses a MAC that is malformed or another instance's (an imported domain keeps its own). */
+export function checkRequestedMac(d: InstanceServiceDeps, mac: string): string {
+  if (!isValidMac(mac)) throw new AppError('INVALID_ADDRESS', `Invalid MAC address ${JSON.stringify(mac)}`);
+  const owner = d.db.listInstances().find((r) => r.mac.toLowerCase() === mac.toLowerCase());
+  if (owner) throw new AppError('INVALID_ADDRESS', `MAC address ${mac} is taken by instance "${owner.name}"`);
+  return mac.toLowerCase();
+}
+
+/**
+ * Gives the network of every host that is up the DHCP reservations of every instance (but `without`): one subnet, so a
+ * reservation is harmless where its instance is not. The local network and `on` (the host just changed) must take
+ * them; another remote host that fails is reported and caught up when it next comes up.
+ */
+export async function syncLeases(d: InstanceServiceDeps, on?: HostContext, without?: string): Promise<void> {
   const leases = d.db.listInstances().filter((r) => r.name !== without).map((r) => ({ name: r.name, mac: r.mac, ipv4: r.ipv4 }));
-  await d.network.setLeases(leases);
+  for (const h of d.hosts.up()) {
+    if (h.networkProblem) continue;
+    if (h.local || h.name === on?.name) await h.network.setLeases(leases);
+    else await h.network.setLeases(leases).catch((e: unknown) => d.log?.(`host ${h.name}: DHCP reservations not updated: ${e instanceof Error ? e.message : String(e)}`));
+  }
 }
 
 /** The container rootfs policy: a tree-storage runtime mounts its root through the pool's second mount (set-uid allowed); image-storage backends get the volume itself. */
-export function rootPathOf(d: InstanceServiceDeps, row: InstanceRow): string {
-  return d.drivers.get(row.driver).driver.storage === 'tree' ? d.pool.containerRootPath(row.name) : d.pool.instancePath(row.name);
+export function rootPathOf(h: HostContext, row: InstanceRow): string {
+  return h.drivers.get(row.driver).driver.storage === 'tree' ? h.pool.containerRootPath(row.name) : h.pool.instancePath(row.name);
 }
 
-/** Everything the driver knows about an instance: its root, directory, id map, NIC, image and CPUs. */
-export function recordOf(d: InstanceServiceDeps, row: InstanceRow): InstanceRecord {
-  const subnet = d.network.subnet;
-  const image = d.db.getImage(row.image, row.type);
-  const iso = d.facts.idmapIsolated;
+/** Everything the driver knows about an instance on its host: its root, directory, id map, NIC, image and CPUs. */
+export function recordOf(d: InstanceServiceDeps, h: HostContext, row: InstanceRow): InstanceRecord {
+  const subnet = h.network.subnet;
+  const image = row.image === '' ? undefined : d.db.getImage(row.image, row.type);
+  const iso = h.facts.idmapIsolated;
   const idmap = row.idmapBlock !== null && iso ? { uidStart: iso.uidStart + row.idmapBlock * IDS_PER_CONTAINER, gidStart: iso.gidStart + row.idmapBlock * IDS_PER_CONTAINER, count: IDS_PER_CONTAINER } : undefined;
   return {
     name: row.name, host: row.host, type: row.type, driver: row.driver, image: row.image, config: row.config,
-    rootPath: rootPathOf(d, row), instanceDir: instanceDir(d, row.name),
+    rootPath: rootPathOf(h, row), instanceDir: instanceDir(h, row.name),
     ...(idmap ? { idmap } : {}),
-    nic: { bridge: d.network.info().bridge, hostIfName: d.network.hostIfName(row.name), mac: row.mac, ipv4: row.ipv4, prefixLength: subnet.prefixLength, gateway: subnet.gateway },
+    nic: { bridge: h.network.info().bridge, hostIfName: h.network.hostIfName(row.name), mac: row.mac, ipv4: row.ipv4, prefixLength: subnet.prefixLength, gateway: subnet.gateway },
     imageProps: image?.props ?? {},
-    imagePath: image ? d.pool.imagePath(image.fingerprint) : undefined,
+    // A remote host's copy of the image (made at create), in its own pool.
+    imagePath: image ? h.pool.imagePath(image.fingerprint) : undefined,
     cpuset: row.cpuset ?? undefined,
   };
 }
 
-/** The instance bound to its driver. */
+/** The instance bound to its driver on a host. */
+export function handleIn(d: InstanceServiceDeps, h: HostContext, row: InstanceRow): InstanceHandle {
+  return h.drivers.get(row.driver).load(recordOf(d, h, row));
+}
+
+/** The instance bound to its driver on its host; HOST_UNREACHABLE when that host is not up. */
 export function handleOf(d: InstanceServiceDeps, row: InstanceRow): InstanceHandle {
-  return d.drivers.get(row.driver).load(recordOf(d, row));
+  return handleIn(d, hostOf(d, row), row);
 }

@@ -1,40 +1,43 @@
-// Reconciliation of the database with what really runs: at daemon start (drift reported as events, what is there adopted) and after a guest powered itself off.
+// Reconciliation of the database with what really runs on a host: at daemon start and whenever a remote host comes up (drift reported as events, what is there adopted), and after a guest powered itself off.
 import type { ObservedState } from '../../drivers/driver.js';
 import type { ExpectedState } from '../db/database.js';
-import { instanceDir, lockKey, type InstanceServiceDeps } from './context.js';
-import { handleOf, syncLeases } from './placement.js';
+import type { HostContext } from '../hosts/context.js';
+import { instanceDir, lockKey, ownsVolume, type InstanceServiceDeps } from './context.js';
+import { handleIn, handleOf, syncLeases } from './placement.js';
 
 /** What an observed state means for the recorded one: a faulted instance still runs as far as its resources go. */
 export function expectedFrom(st: ObservedState): ExpectedState {
   return st.state === 'running' || st.state === 'error' ? 'running' : st.state === 'frozen' ? 'frozen' : 'stopped';
 }
 
-/** Compares every instance's row with what runs; reports drift as events, forgets instances deleted behind hangard's back, then rewrites the leases. */
-export async function reconcile(d: InstanceServiceDeps): Promise<void> {
-  for (const row of d.db.listInstances()) {
+/** Compares the rows of a host's instances with what runs there; reports drift as events, forgets instances deleted behind hangard's back, then rewrites the leases. */
+export async function reconcile(d: InstanceServiceDeps, h: HostContext): Promise<void> {
+  for (const row of d.db.listInstances().filter((r) => r.host === h.name)) {
     await d.locks.withLock(lockKey(row.name), async () => {
-      const handle = handleOf(d, row);
-      const rootExists = await d.pool.instanceExists(row.name);
+      const handle = handleIn(d, h, row);
+      // An imported domain has no root volume of Hangar's: its disks are where they were.
+      const rootExists = !ownsVolume(row) || await h.pool.instanceExists(row.name);
       const st = await handle.state();
       // Something that still runs is adopted even without its root volume; a stopped instance without one is gone.
       if (!rootExists && expectedFrom(st) === 'stopped') {
         d.events.emit({ type: 'instance-drift', instance: row.name, message: `Instance "${row.name}" was deleted while hangard was down`, data: { expected: row.expectedState, actual: 'deleted' } });
         await handle.delete().catch(() => undefined);
-        await d.host.fs.rm(instanceDir(d, row.name), { recursive: true, force: true });
+        await h.host.fs.rm(instanceDir(h, row.name), { recursive: true, force: true });
         d.db.deleteInstance(row.name);
         return;
       }
       // A faulted instance's fault is reported by its own instance-error event.
       const actual = expectedFrom(st);
+      const where = h.local ? 'hangard was down' : `hangard was down or host "${h.name}" was unreachable`;
       if (actual !== row.expectedState) {
-        d.events.emit({ type: 'instance-drift', instance: row.name, message: `Instance "${row.name}" is ${actual} but was ${row.expectedState}`, data: { expected: row.expectedState, actual } });
+        d.events.emit({ type: 'instance-drift', instance: row.name, message: `Instance "${row.name}" is ${actual} but was ${row.expectedState}`, data: { expected: row.expectedState, actual, host: h.name } });
       } else if (actual !== 'stopped' && row.initPid !== null && (st.pid !== row.initPid || st.startTime !== row.initStartTime)) {
-        d.events.emit({ type: 'instance-drift', instance: row.name, message: `Instance "${row.name}" was restarted while hangard was down`, data: { expected: row.expectedState, actual, previousPid: row.initPid, pid: st.pid } });
+        d.events.emit({ type: 'instance-drift', instance: row.name, message: `Instance "${row.name}" was restarted while ${where}`, data: { expected: row.expectedState, actual, previousPid: row.initPid, pid: st.pid, host: h.name } });
       }
       d.db.updateInstance(row.name, { expectedState: actual, initPid: st.pid, initStartTime: st.startTime });
     });
   }
-  await syncLeases(d);
+  await syncLeases(d, h);
 }
 
 /** Records a guest's own power-off once its backend sees it stopped, releasing what the backend held (a VM's tap); a stop Hangar asked for has already been recorded. */

@@ -1,17 +1,20 @@
-// The instance service: creates, runs and manages instances through their drivers, recording state and emitting events (the API and the daemon use this class).
+// The instance service: creates, runs and manages instances through their drivers on their hosts, recording state and emitting events (the API and the daemon use this class).
 import type { Duplex } from 'node:stream';
 import { AppError, isAppError } from '../../shared/errors.js';
 import { assertName } from '../../shared/names.js';
+import { LOCAL_HOST } from '../../shared/hosts.js';
 import { resourcesOf, type InstanceConfig } from '../../shared/config.js';
 import type { ConfigChangeResult, CreateInstanceRequest, Instance, Snapshot } from '../../shared/schemas.js';
 import type { BackendEvent, ExecSpec, HostDriver } from '../../drivers/driver.js';
 import type { HostProcess } from '../../host/host.js';
 import { Reverter } from '../../host/reverter.js';
 import type { InstanceRow } from '../db/database.js';
+import type { HostContext } from '../hosts/context.js';
+import { ensureImageOn } from '../hosts/images.js';
 import { assertLegal } from './actions.js';
-import { DEFAULT_STOP_TIMEOUT_S, instanceDir, lockKey, rowOf, wrap, type InstanceServiceDeps, type LockedLifecycle, type StopRequest } from './context.js';
+import { DEFAULT_STOP_TIMEOUT_S, hostOf, instanceDir, lockKey, ownsVolume, rowOf, wrap, type InstanceServiceDeps, type LockedLifecycle, type StopRequest } from './context.js';
 import {
-  admit, checkRequestedAddress, chooseCpuset, chooseDriver, handleOf, idmapBlockFor, placeAddress, syncLeases, uniqueMac, validateFor, volumeLimit,
+  admit, checkRequestedAddress, checkRequestedMac, chooseCpuset, chooseDriver, handleIn, handleOf, idmapBlockFor, placeAddress, syncLeases, uniqueMac, validateFor, volumeLimit,
 } from './placement.js';
 import { reconcile, recordGuestShutdown } from './reconcile.js';
 import * as snapshots from './snapshots.js';
@@ -23,6 +26,8 @@ export type { InstanceServiceDeps } from './context.js';
 /** A create request that passed validation. */
 export interface CreatePlan {
   name: string;
+  /** The host it goes on. */
+  host: string;
   image: string;
   driver: HostDriver;
   config: InstanceConfig;
@@ -30,6 +35,22 @@ export interface CreatePlan {
   start: boolean;
   /** Build this built-in image first (it was missing when the request came in). */
   buildImage?: { kind: 'busybox' | 'debian'; vm: boolean };
+}
+
+/** An existing domain to adopt (an import): what it is called, where it lives, its translated config and addresses, where it came from. */
+export interface AdoptRequest {
+  name: string;
+  host: string;
+  driver: string;
+  config: InstanceConfig;
+  ipv4?: string;
+  mac?: string;
+  origin: Record<string, unknown>;
+}
+
+/** An adoption that passed validation. */
+export interface AdoptPlan extends AdoptRequest {
+  driverInstance: HostDriver;
 }
 
 /** Creates, runs and manages instances. */
@@ -44,9 +65,11 @@ export class InstanceService {
 
   // ---- queries ----
 
-  /** Every instance with its observed state. */
-  async list(): Promise<Instance[]> {
-    return Promise.all(this.d.db.listInstances().map((r) => toWire(this.d, r, false)));
+  /** Every instance (or those of one host) with its observed state; instances of a host that is down are unknown, with why. */
+  async list(host?: string): Promise<Instance[]> {
+    if (host !== undefined && !this.d.hosts.has(host)) throw new AppError('NOT_FOUND', `Host "${host}" not found`, { details: { hint: 'hangar host list' } });
+    const rows = this.d.db.listInstances().filter((r) => host === undefined || r.host === host);
+    return Promise.all(rows.map((r) => toWire(this.d, r, false)));
   }
 
   /** One instance with usage. */
@@ -56,8 +79,9 @@ export class InstanceService {
 
   /** The persistent console log of an instance. */
   async consoleLog(name: string): Promise<string> {
-    const handle = handleOf(this.d, rowOf(this.d, name));
-    return (await this.d.host.fs.readTextIfExists(handle.consoleLogPath())) ?? '';
+    const row = rowOf(this.d, name);
+    const h = hostOf(this.d, row);
+    return (await h.host.fs.readTextIfExists(handleIn(this.d, h, row).consoleLogPath())) ?? '';
   }
 
   // ---- create / delete ----
@@ -65,20 +89,24 @@ export class InstanceService {
   /** Validates a create request without side effects; throws the first problem. */
   validateCreate(req: CreateInstanceRequest): CreatePlan {
     const name = assertName(req.name, 'instance');
-    if (this.d.db.getInstance(name)) throw new AppError('ALREADY_EXISTS', `Instance "${name}" already exists`);
-    const { driver, type } = chooseDriver(this.d, req);
+    this.assertFree(name);
+    const h = this.hostFor(req.host ?? LOCAL_HOST, name);
+    const { driver, type } = chooseDriver(h, req);
     // A missing built-in image (busybox, debian) is built by the launch itself, as its first step.
     const buildImage = (req.image === 'busybox' || req.image === 'debian') && !this.d.images.has(req.image, type) ? { kind: req.image, vm: type === 'vm' } as const : undefined;
     const image = buildImage ? { alias: req.image } : this.d.images.get(req.image, type);
-    const config = validateFor(this.d, driver, name, req.config ?? {});
+    const config = validateFor(this.d, h, driver, name, req.config ?? {});
     if (req.ipv4 !== undefined) checkRequestedAddress(this.d, req.ipv4);
-    return { name, image: image.alias, driver, config, ...(req.ipv4 !== undefined ? { ipv4: req.ipv4 } : {}), start: req.start ?? false, ...(buildImage ? { buildImage } : {}) };
+    return { name, host: h.name, image: image.alias, driver, config, ...(req.ipv4 !== undefined ? { ipv4: req.ipv4 } : {}), start: req.start ?? false, ...(buildImage ? { buildImage } : {}) };
   }
 
   /** Creates (and with plan.start, starts) an instance; on any failure everything done so far is undone. */
   async create(plan: CreatePlan, progress: (m: string) => void = () => undefined): Promise<Instance> {
     return this.d.locks.withLock([lockKey(plan.name), `image/${plan.image}`], async () => {
-      if (this.d.db.getInstance(plan.name)) throw new AppError('ALREADY_EXISTS', `Instance "${plan.name}" already exists`);
+      this.assertFree(plan.name);
+      const h = this.hostFor(plan.host, plan.name);
+      // Opened again meanwhile (a reconnection), the host's drivers are the new ones.
+      const driver = h.drivers.get(plan.driver.driver.name);
       if (plan.buildImage && !this.d.images.has(plan.image, plan.driver.driver.type)) {
         progress(`Building the ${plan.buildImage.kind}${plan.buildImage.vm ? ' VM' : ''} image first`);
         await this.d.images.build(plan.buildImage.kind, { vm: plan.buildImage.vm }, progress);
@@ -89,23 +117,27 @@ export class InstanceService {
       const r = new Reverter();
       try {
         const row: InstanceRow = {
-          name: plan.name, type: plan.driver.driver.type, driver: plan.driver.driver.name, image: image.alias, imageFingerprint: image.fingerprint,
+          name: plan.name, type: driver.driver.type, driver: driver.driver.name, image: image.alias, imageFingerprint: image.fingerprint,
           config: plan.config, pendingConfig: {}, ipv4, mac, expectedState: 'stopped', initPid: null, initStartTime: null, cpuset: null,
-          idmapBlock: idmapBlockFor(this.d, plan.driver, plan.config, null), host: this.d.host.name, createdAt: new Date().toISOString(),
+          idmapBlock: idmapBlockFor(this.d, h, driver, plan.config, null), host: h.name, createdAt: new Date().toISOString(), origin: null,
         };
+        // Checked with no await before the insert: a host removal (one synchronous transaction) cannot come in between.
+        this.hostFor(plan.host, plan.name);
         this.d.db.insertInstance(row);
         r.add('delete database row', () => this.d.db.deleteInstance(plan.name));
+        // A remote host gets its own copy of the image once (kept for the next instances made from it).
+        if (!h.local) await ensureImageOn(this.d.hosts.local(), h, image.fingerprint, progress);
         progress('Creating root volume');
-        await this.d.pool.createInstanceVolume(plan.name, image.fingerprint, volumeLimit(plan.driver, plan.config));
-        r.add('delete root volume', () => this.d.pool.deleteInstanceVolume(plan.name));
-        await this.d.host.fs.mkdir(instanceDir(this.d, plan.name), { recursive: true });
-        r.add('remove instance directory', () => this.d.host.fs.rm(instanceDir(this.d, plan.name), { recursive: true, force: true }));
-        const handle = handleOf(this.d, row);
+        await h.pool.createInstanceVolume(plan.name, image.fingerprint, volumeLimit(driver, plan.config));
+        r.add('delete root volume', () => h.pool.deleteInstanceVolume(plan.name));
+        await h.host.fs.mkdir(instanceDir(h, plan.name), { recursive: true });
+        r.add('remove instance directory', () => h.host.fs.rm(instanceDir(h, plan.name), { recursive: true, force: true }));
+        const handle = handleIn(this.d, h, row);
         await handle.initRoot?.();
         await handle.create();
         r.add('delete backend files', () => handle.delete());
-        await syncLeases(this.d);
-        r.add('remove address lease', () => syncLeases(this.d, plan.name));
+        await syncLeases(this.d, h);
+        r.add('remove address lease', () => syncLeases(this.d, h, plan.name));
         this.d.events.emit({ type: 'instance-created', instance: plan.name, data: { image: image.alias, ipv4 } });
         if (plan.start) {
           progress('Starting');
@@ -127,17 +159,18 @@ export class InstanceService {
   async delete(name: string, force: boolean): Promise<void> {
     await this.d.locks.withLock(lockKey(name), async () => {
       const row = rowOf(this.d, name);
-      const handle = handleOf(this.d, row);
+      const h = hostOf(this.d, row);
+      const handle = handleIn(this.d, h, row);
       const st = await handle.state();
       assertLegal(force ? 'force-delete' : 'delete', st, name);
       // Nothing runs in a faulted instance that a delete could lose; its process only holds resources.
       if (st.state === 'running' || st.state === 'frozen' || st.state === 'error') await handle.stop({ force: true, timeoutMs: 10_000 });
       try {
         await handle.delete();
-        await this.d.pool.deleteInstanceVolume(name);
-        await this.d.host.fs.rm(instanceDir(this.d, name), { recursive: true, force: true });
+        await h.pool.deleteInstanceVolume(name);
+        await h.host.fs.rm(instanceDir(h, name), { recursive: true, force: true });
         this.d.db.deleteInstance(name);
-        await syncLeases(this.d);
+        await syncLeases(this.d, h);
       } catch (err) {
         throw wrap(err, `Failed to delete instance "${name}"`);
       }
@@ -150,30 +183,33 @@ export class InstanceService {
     assertName(dst, 'instance');
     return this.d.locks.withLock([lockKey(src), lockKey(dst)], async () => {
       const from = rowOf(this.d, src);
-      if (this.d.db.getInstance(dst)) throw new AppError('ALREADY_EXISTS', `Instance "${dst}" already exists`);
-      const driver = this.d.drivers.get(from.driver);
+      this.assertFree(dst);
+      if (!ownsVolume(from)) throw new AppError('UNSUPPORTED', `Instance "${src}" was imported with its disks where they are: Hangar has no volume of it to copy`);
+      // A copy lives on its source's host, next to the volume it is copied from.
+      const h = hostOf(this.d, from);
+      const driver = h.drivers.get(from.driver);
       const live = driver.driver.features.liveCopy;
-      assertLegal(live ? 'live-copy' : 'copy', await handleOf(this.d, from).state(), src, live ? undefined : `the ${from.driver} backend copies stopped instances only`);
+      assertLegal(live ? 'live-copy' : 'copy', await handleIn(this.d, h, from).state(), src, live ? undefined : `the ${from.driver} backend copies stopped instances only`);
       const config = { ...from.config, ...from.pendingConfig };
       const row: InstanceRow = {
         ...from, name: dst, ipv4: placeAddress(this.d, dst, ipv4), mac: uniqueMac(this.d, dst),
         expectedState: 'stopped', initPid: null, initStartTime: null, cpuset: null, createdAt: new Date().toISOString(), pendingConfig: {},
         // A copy is another container: its own id map, never its source's.
-        config, idmapBlock: idmapBlockFor(this.d, driver, config, null),
+        config, idmapBlock: idmapBlockFor(this.d, h, driver, config, null),
       };
       const r = new Reverter();
       try {
         this.d.db.insertInstance(row);
         r.add('delete database row', () => this.d.db.deleteInstance(dst));
-        await this.d.pool.copyInstance(src, dst, volumeLimit(driver, row.config));
-        r.add('delete root volume', () => this.d.pool.deleteInstanceVolume(dst));
-        await this.d.host.fs.mkdir(instanceDir(this.d, dst), { recursive: true });
-        r.add('remove instance directory', () => this.d.host.fs.rm(instanceDir(this.d, dst), { recursive: true, force: true }));
-        const handle = handleOf(this.d, row);
+        await h.pool.copyInstance(src, dst, volumeLimit(driver, row.config));
+        r.add('delete root volume', () => h.pool.deleteInstanceVolume(dst));
+        await h.host.fs.mkdir(instanceDir(h, dst), { recursive: true });
+        r.add('remove instance directory', () => h.host.fs.rm(instanceDir(h, dst), { recursive: true, force: true }));
+        const handle = handleIn(this.d, h, row);
         await handle.initRoot?.();
         await handle.create();
         r.add('delete backend files', () => handle.delete());
-        await syncLeases(this.d);
+        await syncLeases(this.d, h);
         r.success();
       } catch (err) {
         await r.fail();
@@ -232,12 +268,13 @@ export class InstanceService {
   async patchConfig(name: string, set: InstanceConfig, unset: string[]): Promise<ConfigChangeResult> {
     return this.d.locks.withLock(lockKey(name), async () => {
       const row = rowOf(this.d, name);
-      const driver = this.d.drivers.get(row.driver);
+      const h = hostOf(this.d, row);
+      const driver = h.drivers.get(row.driver);
       const current = { ...row.config, ...row.pendingConfig };
       const next: InstanceConfig = { ...current, ...set };
       for (const k of unset) delete next[k];
-      const validated = validateFor(this.d, driver, name, next);
-      const handle = handleOf(this.d, row);
+      const validated = validateFor(this.d, h, driver, name, next);
+      const handle = handleIn(this.d, h, row);
       const st = await handle.state();
       assertLegal('config-change', st, name);
       const changed = [...new Set([...Object.keys(validated), ...Object.keys(row.config)])].filter((k) => validated[k] !== row.config[k]);
@@ -251,16 +288,16 @@ export class InstanceService {
         return { live: [], pending: changed };
       }
       if (driver.driver.storage === 'tree' && resourcesOf(validated).diskBytes !== resourcesOf(row.config).diskBytes) {
-        await this.d.pool.setInstanceSize(name, resourcesOf(validated).diskBytes);
+        await h.pool.setInstanceSize(name, resourcesOf(validated).diskBytes);
       }
       if (st.state === 'running' || st.state === 'frozen') {
-        admit(this.d, name, validated);
+        admit(this.d, h, name, validated);
         let liveHandle = handle;
         const cpus = resourcesOf(validated).cpuCount;
         if (cpus !== resourcesOf(row.config).cpuCount) {
-          const cpuset = chooseCpuset(this.d, name, cpus) ?? null;
+          const cpuset = chooseCpuset(this.d, h, name, cpus) ?? null;
           this.d.db.updateInstance(name, { cpuset });
-          liveHandle = handleOf(this.d, { ...row, cpuset });
+          liveHandle = handleIn(this.d, h, { ...row, cpuset });
         }
         const result = await liveHandle.applyConfig(validated, row.config).catch((e) => { throw wrap(e, `Failed to apply config to instance "${name}"`); });
         const diskLive = driver.driver.storage === 'tree' && changed.includes('limits.disk') ? ['limits.disk'] : [];
@@ -274,7 +311,7 @@ export class InstanceService {
         this.d.events.emit({ type: 'instance-config-changed', instance: name, data: { live, pending } });
         return { live, pending };
       }
-      const stoppedHandle = handleOf(this.d, { ...row, config: validated });
+      const stoppedHandle = handleIn(this.d, h, { ...row, config: validated });
       await stoppedHandle.create();
       this.d.db.updateInstance(name, { config: validated, pendingConfig: {} });
       this.d.events.emit({ type: 'instance-config-changed', instance: name, data: { live: changed, pending: [] } });
@@ -310,9 +347,10 @@ export class InstanceService {
   /** Runs a command in a running instance. */
   async exec(name: string, spec: ExecSpec): Promise<HostProcess> {
     const row = rowOf(this.d, name);
-    const driver = this.d.drivers.get(row.driver).driver;
+    const h = hostOf(this.d, row);
+    const driver = h.drivers.get(row.driver).driver;
     if (spec.tty && !driver.features.execTty) throw new AppError('UNSUPPORTED', `Instance "${name}" (${driver.name}) does not support a terminal for exec`);
-    const handle = handleOf(this.d, row);
+    const handle = handleIn(this.d, h, row);
     assertLegal('exec', await handle.state(), name);
     return handle.exec(spec);
   }
@@ -348,17 +386,69 @@ export class InstanceService {
 
   // ---- daemon start ----
 
-  /** Compares the database with what really runs; reports drift as events and adopts what is there. */
+  /** Compares the database with what really runs on the local host; reports drift as events and adopts what is there (remote hosts: hostUp). */
   async reconcile(): Promise<void> {
-    await reconcile(this.d);
+    await reconcile(this.d, this.d.hosts.local());
   }
 
-  /** Starts every stopped instance with boot.autostart=true. */
-  async autostart(onError: (name: string, err: unknown) => void): Promise<void> {
+  /** Starts every stopped instance of a host (default: the local one) with boot.autostart=true. */
+  async autostart(onError: (name: string, err: unknown) => void, host: string = LOCAL_HOST): Promise<void> {
     for (const row of this.d.db.listInstances()) {
-      if (row.config['boot.autostart'] !== 'true' || row.expectedState !== 'stopped') continue;
+      if (row.host !== host || row.config['boot.autostart'] !== 'true' || row.expectedState !== 'stopped') continue;
       try { await this.start(row.name); } catch (err) { onError(row.name, err); }
     }
+  }
+
+  /** A remote host came up: its instances are reconciled with what runs there (drift as events), and the first time since start autostarted. */
+  readonly hostUp = async (h: HostContext, first: boolean): Promise<void> => {
+    await reconcile(this.d, h);
+    if (first) await this.autostart((name, err) => this.d.log?.(`autostart of "${name}" on host ${h.name} failed: ${err instanceof Error ? err.message : String(err)}`), h.name);
+  };
+
+  // ---- adoption (imports) ----
+
+  /** Validates the adoption of an existing domain without side effects: its name, host, driver, config and addresses. */
+  validateAdopt(req: AdoptRequest): AdoptPlan {
+    const name = assertName(req.name, 'instance');
+    this.assertFree(name);
+    const h = this.hostFor(req.host, name, false);
+    const driverInstance = h.drivers.get(req.driver);
+    const config = validateFor(this.d, h, driverInstance, name, req.config);
+    if (req.ipv4 !== undefined) checkRequestedAddress(this.d, req.ipv4);
+    const mac = req.mac !== undefined ? checkRequestedMac(this.d, req.mac) : undefined;
+    return { ...req, name, host: h.name, config, driverInstance, ...(mac ? { mac } : {}) };
+  }
+
+  /** Records an adopted domain as a stopped instance of its host (its disks stay where they are, Hangar makes no root volume) and lets its driver write its files. */
+  async adopt(plan: AdoptPlan, progress: (m: string) => void = () => undefined): Promise<Instance> {
+    return this.d.locks.withLock(lockKey(plan.name), async () => {
+      this.assertFree(plan.name);
+      const h = this.hostFor(plan.host, plan.name, false);
+      const driver = h.drivers.get(plan.driver);
+      const ipv4 = placeAddress(this.d, plan.name, plan.ipv4);
+      const mac = plan.mac !== undefined ? checkRequestedMac(this.d, plan.mac) : uniqueMac(this.d, plan.name);
+      const row: InstanceRow = {
+        name: plan.name, type: driver.driver.type, driver: driver.driver.name, image: '', imageFingerprint: '', config: plan.config, pendingConfig: {},
+        ipv4, mac, expectedState: 'stopped', initPid: null, initStartTime: null, cpuset: null, idmapBlock: null, host: h.name,
+        createdAt: new Date().toISOString(), origin: plan.origin,
+      };
+      const r = new Reverter();
+      return r.run(async () => {
+        this.hostFor(plan.host, plan.name, false);
+        this.d.db.insertInstance(row);
+        r.add('delete database row', () => this.d.db.deleteInstance(plan.name));
+        progress(`Recording instance "${plan.name}" on host ${h.name}`);
+        await h.host.fs.mkdir(instanceDir(h, plan.name), { recursive: true });
+        r.add('remove instance directory', () => h.host.fs.rm(instanceDir(h, plan.name), { recursive: true, force: true }));
+        const handle = handleIn(this.d, h, row);
+        await handle.create();
+        r.add('delete backend files', () => handle.delete());
+        await syncLeases(this.d, h);
+        r.add('remove address lease', () => syncLeases(this.d, h, plan.name));
+        this.d.events.emit({ type: 'instance-created', instance: plan.name, data: { importedFrom: plan.origin.source ?? null, host: h.name, ipv4 } });
+        return toWire(this.d, rowOf(this.d, plan.name), false);
+      }).catch((err: unknown) => { throw wrap(err, `Failed to import instance "${plan.name}"`); });
+    });
   }
 
   /** Backend observations become events at once; a guest that powered itself off is recorded as stopped (the drivers' sink). */
@@ -369,6 +459,20 @@ export class InstanceService {
   };
 
   // ---- internals ----
+
+  /** Refuses a name another instance has, on any host (names are unique across hosts). */
+  private assertFree(name: string): void {
+    const other = this.d.db.getInstance(name);
+    if (other) throw new AppError('ALREADY_EXISTS', `Instance "${name}" already exists${other.host === LOCAL_HOST ? '' : ` (on host ${other.host})`}`);
+  }
+
+  /** The host an instance is to be made on, up and with a network for its NIC (unless needsNetwork is false). */
+  private hostFor(name: string, instance: string, needsNetwork = true): HostContext {
+    if (!this.d.hosts.has(name)) throw new AppError('NOT_FOUND', `Host "${name}" not found`, { details: { hint: 'hangar host list' } });
+    const h = this.d.hosts.get(name);
+    if (needsNetwork && h.networkProblem) throw new AppError('UNSUPPORTED', `Cannot create instance "${instance}" on host "${h.name}": ${h.networkProblem}`);
+    return h;
+  }
 
   /** Restarts an instance its backend asked to restart (a VM moving from a broken KVM to TCG); failures become an event. */
   private async restartForBackend(name: string, why: string): Promise<void> {
@@ -388,19 +492,20 @@ export class InstanceService {
 
   private async startLocked(name: string): Promise<void> {
     let row = rowOf(this.d, name);
-    assertLegal('start', await handleOf(this.d, row).state(), name);
+    const h = hostOf(this.d, row);
+    assertLegal('start', await handleIn(this.d, h, row).state(), name);
     if (Object.keys(row.pendingConfig).length > 0) {
       this.d.db.updateInstance(name, { config: { ...row.config, ...row.pendingConfig }, pendingConfig: {} });
       row = rowOf(this.d, name);
     }
-    admit(this.d, name, row.config);
-    const cpuset = chooseCpuset(this.d, name, resourcesOf(row.config).cpuCount) ?? null;
+    admit(this.d, h, name, row.config);
+    const cpuset = chooseCpuset(this.d, h, name, resourcesOf(row.config).cpuCount) ?? null;
     // A container switched to (or from) an isolated map gets (or gives back) its block now.
-    const idmapBlock = idmapBlockFor(this.d, this.d.drivers.get(row.driver), row.config, row.idmapBlock);
+    const idmapBlock = idmapBlockFor(this.d, h, h.drivers.get(row.driver), row.config, row.idmapBlock);
     this.d.db.updateInstance(name, { cpuset, idmapBlock });
     row = rowOf(this.d, name);
     this.d.events.emit({ type: 'instance-starting', instance: name });
-    const handle = handleOf(this.d, row);
+    const handle = handleIn(this.d, h, row);
     try {
       await handle.create();
       await handle.start();
@@ -414,10 +519,11 @@ export class InstanceService {
 
   private async stopLocked(name: string, opts: StopRequest): Promise<void> {
     const row = rowOf(this.d, name);
-    if (opts.stateful && !this.d.drivers.get(row.driver).driver.features.statefulStop) {
+    const h = hostOf(this.d, row);
+    if (opts.stateful && !h.drivers.get(row.driver).driver.features.statefulStop) {
       throw new AppError('UNSUPPORTED', `Instance "${name}" (${row.driver}) cannot be stopped statefully`);
     }
-    const handle = handleOf(this.d, row);
+    const handle = handleIn(this.d, h, row);
     assertLegal('stop', await handle.state(), name);
     const timeoutS = opts.timeout ?? DEFAULT_STOP_TIMEOUT_S;
     this.d.events.emit({ type: 'instance-stopping', instance: name, data: { force: opts.force ?? false } });

@@ -2,8 +2,8 @@
 import { AppError } from '../../shared/errors.js';
 import type { Snapshot } from '../../shared/schemas.js';
 import { assertLegal } from './actions.js';
-import { DEFAULT_STOP_TIMEOUT_S, rowOf, wrap, type InstanceServiceDeps, type LockedLifecycle } from './context.js';
-import { handleOf } from './placement.js';
+import { DEFAULT_STOP_TIMEOUT_S, hostOf, ownsVolume, rowOf, wrap, type InstanceServiceDeps, type LockedLifecycle } from './context.js';
+import { handleIn } from './placement.js';
 
 /** Snapshots of an instance. */
 export function listSnapshots(d: InstanceServiceDeps, name: string): Snapshot[] {
@@ -15,7 +15,8 @@ export function listSnapshots(d: InstanceServiceDeps, name: string): Snapshot[] 
 export async function createSnapshot(d: InstanceServiceDeps, name: string, snap: string, opts: { stateful?: boolean }): Promise<void> {
   const row = rowOf(d, name);
   if (d.db.listSnapshots(name).some((s) => s.name === snap)) throw new AppError('ALREADY_EXISTS', `Snapshot "${snap}" of instance "${name}" already exists`);
-  const handle = handleOf(d, row);
+  const h = hostOf(d, row);
+  const handle = handleIn(d, h, row);
   const st = await handle.state();
   assertLegal('snapshot-create', st, name);
   const stateful = opts.stateful ?? false;
@@ -26,11 +27,12 @@ export async function createSnapshot(d: InstanceServiceDeps, name: string, snap:
     return;
   }
   if (stateful) throw new AppError('UNSUPPORTED', `Instance "${name}" (${row.driver}) has no stateful snapshots`);
+  if (!ownsVolume(row)) throw new AppError('UNSUPPORTED', `Instance "${name}" was imported with its disks where they are: Hangar has no volume of it to snapshot`);
   // A consistent copy of a running tree: its processes are paused while the pool snapshots it.
   const freeze = st.state === 'running';
   if (freeze) await handle.freeze();
   try {
-    await d.pool.createSnapshot(name, snap);
+    await h.pool.createSnapshot(name, snap);
   } catch (err) {
     throw wrap(err, `Failed to snapshot instance "${name}"`);
   } finally {
@@ -45,7 +47,8 @@ export async function restoreSnapshot(d: InstanceServiceDeps, name: string, snap
   const row = rowOf(d, name);
   const snapRow = d.db.listSnapshots(name).find((s) => s.name === snap);
   if (!snapRow) throw new AppError('NOT_FOUND', `Snapshot "${snap}" of instance "${name}" not found`);
-  const handle = handleOf(d, row);
+  const h = hostOf(d, row);
+  const handle = handleIn(d, h, row);
   const st = await handle.state();
   assertLegal('snapshot-restore', st, name);
   const wasRunning = st.state === 'running' || st.state === 'frozen';
@@ -63,7 +66,7 @@ export async function restoreSnapshot(d: InstanceServiceDeps, name: string, snap
   }
   if (wasRunning) await lifecycle.stop(name, { timeout: DEFAULT_STOP_TIMEOUT_S });
   try {
-    await d.pool.restoreSnapshot(name, snap);
+    await h.pool.restoreSnapshot(name, snap);
   } catch (err) {
     throw wrap(err, `Failed to restore snapshot "${snap}" of instance "${name}"`);
   }
@@ -75,10 +78,11 @@ export async function restoreSnapshot(d: InstanceServiceDeps, name: string, snap
 export async function deleteSnapshot(d: InstanceServiceDeps, name: string, snap: string): Promise<void> {
   const row = rowOf(d, name);
   if (!d.db.listSnapshots(name).some((s) => s.name === snap)) throw new AppError('NOT_FOUND', `Snapshot "${snap}" of instance "${name}" not found`);
-  const handle = handleOf(d, row);
+  const h = hostOf(d, row);
+  const handle = handleIn(d, h, row);
   assertLegal('snapshot-delete', await handle.state(), name);
   if (handle.snapshots) await handle.snapshots.delete(snap);
-  else await d.pool.deleteSnapshot(name, snap);
+  else await h.pool.deleteSnapshot(name, snap);
   d.db.deleteSnapshot(name, snap);
   d.events.emit({ type: 'instance-snapshot-deleted', instance: name, data: { snapshot: snap } });
 }

@@ -1,0 +1,44 @@
+// Copies of the daemon's images on remote hosts: an image volume of the local pool streamed (tar) into the remote host's pool on first use.
+import { posix } from 'node:path';
+import { AppError } from '../../shared/errors.js';
+import type { HostProcess } from '../../host/host.js';
+import type { HostContext } from './context.js';
+
+/** Collects a stream's text (bounded), for error messages. */
+function collect(proc: HostProcess, which: 'stderr'): () => string {
+  let text = '';
+  proc[which]?.on('data', (d: Buffer) => { if (text.length < 4096) text += d.toString('utf8'); });
+  return () => text.trim();
+}
+
+/**
+ * Makes sure the image volume `fp` of the local pool exists in the pool of `to` (a remote host): streamed with tar
+ * (numeric owners, modes, xattrs kept: trees stay 0-based for idmapped mounts) into a staging directory renamed into
+ * place when complete, so an interrupted copy is never taken for an image. The caller holds the image's lock.
+ */
+export async function ensureImageOn(from: HostContext, to: HostContext, fp: string, progress: (m: string) => void = () => undefined): Promise<string> {
+  const dest = to.pool.imagePath(fp);
+  if ((await to.host.fs.stat(dest))?.isDirectory) return dest;
+  const staging = posix.join(posix.dirname(dest), `.${posix.basename(dest)}.partial`);
+  await to.host.fs.rm(staging, { recursive: true, force: true });
+  await to.host.fs.mkdir(staging, { recursive: true, mode: 0o700 });
+  progress(`Copying the image to host ${to.name}`);
+  try {
+    const reader = from.host.spawn(['tar', '-C', from.pool.imagePath(fp), '--numeric-owner', '--xattrs', '-cf', '-', '.']);
+    const writer = to.host.spawn(['tar', '-C', staging, '--numeric-owner', '--xattrs', '-xpf', '-']);
+    const readErr = collect(reader, 'stderr');
+    const writeErr = collect(writer, 'stderr');
+    writer.stdin?.on('error', () => undefined);
+    reader.stdout?.pipe(writer.stdin!);
+    const [r, w] = await Promise.all([reader.wait(), writer.wait()]);
+    if (r.code !== 0 || w.code !== 0) {
+      const why = [r.code !== 0 ? `reading on host ${from.name}: ${readErr() || `exit ${r.code ?? r.signal}`}` : '', w.code !== 0 ? `writing on host ${to.name}: ${writeErr() || `exit ${w.code ?? w.signal}`}` : ''].filter(Boolean).join('; ');
+      throw new Error(`tar failed ${why}`);
+    }
+    await to.host.fs.rename(staging, dest);
+  } catch (err) {
+    await to.host.fs.rm(staging, { recursive: true, force: true }).catch(() => undefined);
+    throw new AppError('HOST_FAILED', `Failed to copy image ${fp.slice(0, 12)} to host ${to.name}`, { cause: err });
+  }
+  return dest;
+}
