@@ -5,9 +5,10 @@ import type { Driver, DriverEnv, HostDriver } from './driver.js';
 import { fakeDriver } from './fake/driver.js';
 import { lxcDriver } from './lxc/driver.js';
 import { qemuDriver } from './qemu/driver.js';
+import { xenDriver } from './xen/driver.js';
 
 /** Every backend Hangar has. */
-export const ALL_DRIVERS: readonly Driver[] = [lxcDriver, qemuDriver, fakeDriver];
+export const ALL_DRIVERS: readonly Driver[] = [lxcDriver, qemuDriver, fakeDriver, xenDriver];
 
 /** The drivers a daemon runs when HANGAR_DRIVERS is not set; the first of each type is that type's default. */
 export const DEFAULT_DRIVERS = 'lxc,qemu';

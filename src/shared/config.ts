@@ -85,6 +85,14 @@ export const CONFIG_KEYS: Record<string, KeySpec> = {
   'boot.kernel': { description: 'VM: boot this kernel file of the host directly (libvirt-style direct kernel boot) instead of the image\'s boot', check: hostPath },
   'boot.initrd': { description: 'VM: initrd for boot.kernel (none when unset)', check: hostPath },
   'boot.cmdline': { description: 'VM: kernel command line for boot.kernel (default "console=ttyS0"); Hangar appends the hangar.* identity parameters', check: cmdline },
+  'boot.virt': {
+    description: 'Xen domain type: pv (paravirtualized), pvh (hardware-assisted, no device model) or hvm (hardware-assisted with an emulated platform); default pvh where the host\'s virt_caps allow it, else pv',
+    check: (v, key) => {
+      if (v === 'pv' || v === 'pvh' || v === 'hvm') return v;
+      throw new AppError('INVALID_CONFIG', `Invalid value ${JSON.stringify(v)} for ${key}: expected pv, pvh or hvm`);
+    },
+  },
+  'limits.network.egress': { description: 'outgoing bandwidth of the instance\'s NIC per second, e.g. 10MiB or 100MB/s (Xen: the vif rate)', check: (v, key) => (parseSize(v.replace(/\/s\s*$/, ''), key), v) },
   'security.privileged': { description: 'run the container without a user namespace', check: bool },
   'security.devices.fuse': { description: 'container: allow /dev/fuse (FUSE file systems inside)', check: bool },
   'security.devices.tun': { description: 'container: allow /dev/net/tun (VPNs and tap/tun devices inside)', check: bool },

@@ -48,7 +48,7 @@ describe('the reference examples', () => {
     const r = importXlConfigText(text);
     expect(r).toMatchObject({ name: 'example-pvhlinux', guestType: 'pvh', config: { 'limits.memory': '512MiB', 'limits.memory.guarantee': '512MiB', 'limits.cpu': '4', 'boot.kernel': '/boot/vmlinuz', 'boot.cmdline': 'root=/dev/xvda1' } });
     expect(r.disks.map((d) => [d.use, d.disk.target])).toEqual([['root', '/dev/zvol/tank/guest-volume']]);
-    expect(r.translated.find((t) => t.key === 'type')).toEqual({ key: 'type', value: 'pvh', to: ['guestType'] });
+    expect(r.translated.find((t) => t.key === 'type')).toEqual({ key: 'type', value: 'pvh', to: ['guestType', 'boot.virt'] });
     expect(r.untranslated).toEqual([]);
     expectNothingDropped(text, r);
   });
@@ -57,7 +57,7 @@ describe('the reference examples', () => {
     const text = fixture('xlexample.hvm');
     const r = importXlConfigText(text);
     expect(r).toMatchObject({ name: 'example-hvm', guestType: 'hvm', config: { 'limits.memory': '128MiB', 'limits.memory.guarantee': '128MiB', 'limits.cpu': '2' } });
-    expect(Object.keys(r.config).sort()).toEqual(['limits.cpu', 'limits.memory', 'limits.memory.guarantee']);
+    expect(Object.keys(r.config).sort()).toEqual(['boot.virt', 'limits.cpu', 'limits.memory', 'limits.memory.guarantee']);
     expect(r.untranslated).toEqual([{ key: 'sdl', value: '1', reason: 'Hangar sets up the consoles itself: the text console, and VNC on localhost for HVM domains' }]);
     expectNothingDropped(text, r);
   });
@@ -104,6 +104,8 @@ describe('a hand-made HVM config', () => {
       'limits.cpu.weight': '200',
       'limits.cpu.cap': '150%',
       'boot.firmware': 'uefi',
+      'boot.virt': 'hvm',
+      'limits.network.egress': '1250000',
     });
     expect(r.translated.find((t) => t.key === 'name')!.note).toBe('Hangar names hold only a-z, 0-9 and "-": the instance is named "web-01"');
     expect(r.translated.find((t) => t.key === 'cpu_weight')!.note).toBe("Xen weight 512 is Hangar weight 200 (Xen's default 256 is Hangar's 100)");
@@ -130,7 +132,6 @@ describe('a hand-made HVM config', () => {
       ['disk[4]', 'nbd:host:1234,xvdd,w'],
       ['vif[0].ip', 'fd00::10'],
       ['vif[0].bridge', 'xenbr0'],
-      ['vif[0].rate', '1250KB/s'],
       ['vif[0].vifname', 'web0'],
       ['vif[0].model', 'e1000'],
       ['vif[1]', 'bridge=xenbr1'],
@@ -143,7 +144,7 @@ describe('a hand-made HVM config', () => {
     const reason = (key: string) => r.untranslated.find((u) => u.key === key)!.reason;
     expect(reason('memory')).toBe('replaced by the setting on line 25 (xl uses the last one)');
     expect(reason('maxvcpus')).toBe('Hangar gives a domain limits.cpu (2) vCPUs, all online; the headroom to hot-add up to 4 is not kept');
-    expect(reason('vif[0].rate')).toBe('no Hangar key for a NIC rate yet (proposed: limits.network.egress)');
+    expect(r.translated.find((x) => x.key === 'vif[0].rate')).toEqual({ key: 'vif[0].rate', value: '1250KB/s', to: ['limits.network.egress'] });
     expect(reason('on_crash')).toBe('Hangar\'s domains always use on_crash="destroy" (it tracks power-offs, reboots and crashes itself)');
     expect(reason('cpus')).toBe('vCPU pinning: Hangar chooses the host CPUs itself');
     expect(reason('viridian')).toBe("an HVM platform setting with no Hangar key; Hangar's domains get xl's defaults");
@@ -163,7 +164,7 @@ describe('hand-made PV configs', () => {
   });
   it('lists boot settings that have no kernel, a boot loader, and PV firmware', () => {
     const r = t('name="a"\nbootloader="pygrub"\nbootloader_args=["-q"]\nextra="quiet"\nfirmware="pvgrub64"\n');
-    expect(r.config).toEqual({});
+    expect(r.config).toEqual({ 'boot.virt': 'pv' });
     expect(r.untranslated.map((u) => u.key)).toEqual(['extra', 'firmware', 'bootloader', 'bootloader_args']);
     expect(r.untranslated[0]!.reason).toContain('there is no kernel= to pass it to');
     expect(r.untranslated[1]!.reason).toBe('boot.firmware is for HVM domains; Hangar boots a PV domain from a kernel or through pygrub');
@@ -181,16 +182,16 @@ describe('hand-made PV configs', () => {
     expect(both.untranslated).toEqual([{ key: 'builder', value: 'hvm', reason: 'ignored by xl because type= is set' }]);
   });
   it('fills memory and maxmem from each other, and vCPUs from maxvcpus alone', () => {
-    expect(t('name="a"\nmaxmem=1024\n').config).toEqual({ 'limits.memory': '1024MiB', 'limits.memory.guarantee': '1024MiB' });
+    expect(t('name="a"\nmaxmem=1024\n').config).toEqual({ 'boot.virt': 'pv', 'limits.memory': '1024MiB', 'limits.memory.guarantee': '1024MiB' });
     const r = t('name="a"\nmaxvcpus=1\n');
-    expect(r.config).toEqual({ 'limits.cpu': '1' });
+    expect(r.config).toEqual({ 'boot.virt': 'pv', 'limits.cpu': '1' });
     expect(r.translated.find((x) => x.key === 'maxvcpus')!.note).toBe('no vcpus=: one vCPU online, as xl does');
-    expect(t('name="a"\nvcpus=0\n').config).toEqual({ 'limits.cpu': '1' });
+    expect(t('name="a"\nvcpus=0\n').config).toEqual({ 'boot.virt': 'pv', 'limits.cpu': '1' });
     expect(t('name="a"\ncap=0\n').translated.find((x) => x.key === 'cap')).toEqual({ key: 'cap', value: '0', to: [], note: '0 means no cap, as in Hangar by default' });
   });
   it('lists values xl cannot read (xl ignores them with a warning)', () => {
     const r = t('name="a"\nmemory="lots"\nvcpus=[1]\ndisk="/x,raw,xvda,w"\ncpu_weight=70000\n');
-    expect(r.config).toEqual({});
+    expect(r.config).toEqual({ 'boot.virt': 'pv' });
     expect(r.untranslated.map((u) => [u.key, u.reason])).toEqual([
       ['memory', '"memory" is not a valid number: "lots" (decimal, 0x hex or 0 octal); xl ignores it with a warning'],
       ['vcpus', '"vcpus" is a list but should be a single value; xl ignores it with a warning'],

@@ -3,7 +3,8 @@
 // translateXlConfig reads a parsed xl.cfg as xl would (the same defaults and refusals) and answers what Hangar makes
 // of it: the instance name (made a valid Hangar name when needed), the guest type and UUID, Hangar config keys
 // (limits.memory from maxmem, limits.memory.guarantee from memory, limits.cpu from vcpus, limits.cpu.weight from
-// cpu_weight, limits.cpu.cap from cap, boot.kernel/initrd/cmdline, boot.firmware), what Hangar does with each disk and
+// cpu_weight, limits.cpu.cap from cap, boot.kernel/initrd/cmdline, boot.firmware, boot.virt from type, limits.network.egress
+// from the first NIC's rate), what Hangar does with each disk and
 // NIC, and, for every other key, setting or device option, why it is not translated. Nothing is dropped silently: each
 // setting of the file appears in `translated` or in `untranslated`. Pure: it needs no Xen host, for `--dry-run`.
 import { validateConfig, validateConfigValues, type InstanceConfig } from '../../shared/config.js';
@@ -11,7 +12,7 @@ import { AppError, isAppError } from '../../shared/errors.js';
 import { nameProblem } from '../../shared/names.js';
 import { parseDiskSpec, type XlDiskSpec } from './disk-spec.js';
 import { hangarWeight, XEN_DEFAULT_ACTIONS, XL_ACTIONS, type XenGuestType } from './render-config.js';
-import { parseVifSpec, renderVifRate, type XlVifSpec } from './vif-spec.js';
+import { parseVifSpec, renderVifRate, XL_DEFAULT_RATE_INTERVAL_US, type XlVifSpec } from './vif-spec.js';
 import { parseXlConfig, xlConfigError, xlNumber, xlString, type XlConfig, type XlValue } from './xl-cfg.js';
 
 /** A key (or part of one) that became Hangar keys or fields. */
@@ -158,18 +159,20 @@ export function translateXlConfig(cfg: XlConfig, opts: { name?: string } = {}): 
   if (xlName !== undefined) done('name', ['name'], name !== xlName ? renamed : undefined);
 
   const guestType = typeOf();
+  // Always kept: without it Hangar would pick PVH where the host allows it, and an imported PV domain must stay PV.
+  setKey('boot.virt', guestType);
   function typeOf(): XenGuestType {
     const type = read('type', () => xlString(cfg, 'type'));
     const builder = read('builder', () => xlString(cfg, 'builder'));
     if (type !== undefined) {
       if (type !== 'pv' && type !== 'pvh' && type !== 'hvm') refuse('type', `unknown domain type ${JSON.stringify(type)} (pv, pvh or hvm)`);
-      done('type', ['guestType']);
+      done('type', ['guestType', 'boot.virt']);
       if (builder !== undefined) skip('builder', 'ignored by xl because type= is set');
       return type as XenGuestType;
     }
     if (builder !== undefined) {
       if (builder !== 'generic' && builder !== 'hvm') refuse('builder', `unknown builder ${JSON.stringify(builder)} (generic or hvm; builder= is deprecated in favour of type=)`);
-      done('builder', ['guestType'], 'builder= is the deprecated form of type=');
+      done('builder', ['guestType', 'boot.virt'], 'builder= is the deprecated form of type=');
       return builder === 'hvm' ? 'hvm' : 'pv';
     }
     // xl's default on x86.
@@ -332,7 +335,12 @@ export function translateXlConfig(cfg: XlConfig, opts: { name?: string } = {}): 
       const ipv4 = ipv4Entry?.split('/')[0];
       for (const ip of vif.ip ?? []) if (ip !== ipv4Entry) drop('ip', 'Hangar gives the NIC one IPv4 address, on its bridge\'s subnet', ip);
       if (vif.bridge !== undefined) drop('bridge', 'Hangar attaches the NIC to its managed bridge on that host', vif.bridge);
-      if (vif.rate !== undefined) drop('rate', 'no Hangar key for a NIC rate yet (proposed: limits.network.egress)', renderVifRate(vif.rate));
+      if (vif.rate !== undefined) {
+        const rate = vif.rate;
+        setKey('limits.network.egress', String(rate.bytesPerSecond));
+        const interval = rate.intervalUs === XL_DEFAULT_RATE_INTERVAL_US ? undefined : `its credit interval of ${rate.intervalUs} µs is not kept: Hangar uses xl's default of 50 ms`;
+        translated.push({ key: `${key}.rate`, value: renderVifRate(rate), to: ['limits.network.egress'], ...(interval ? { note: interval } : {}) });
+      }
       if (vif.vifname !== undefined) drop('vifname', 'Hangar names the host interface itself', vif.vifname);
       if (vif.script !== undefined) drop('script', 'Hangar bridges the NIC itself (vif-bridge)', vif.script);
       for (const option of ['type', 'model', 'backend', 'gatewaydev', 'forwarddev', 'mtu', 'devid', 'vlan', 'accel'] as const) {

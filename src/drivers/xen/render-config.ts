@@ -205,7 +205,7 @@ export interface XenBuildOptions {
   /** The root disk: a qcow2 or raw file, or a block device (raw, phy backend); default record.rootPath (qcow2, or raw when under /dev/); null for none. */
   rootDisk?: { path: string; format: 'raw' | 'qcow2' } | null;
   extraDisks?: readonly XenExtraDisk[];
-  /** Outgoing rate of the NIC (no Hangar key yet). */
+  /** Outgoing rate of the NIC (limits.network.egress). */
   vifRate?: XlVifRate;
   /** vCPUs the domain may be given live (xl vcpu-set) without a restart; at least limits.cpu. */
   maxVcpus?: number;
@@ -221,10 +221,10 @@ export interface XenDomainPlan {
   rootDiskBytes?: number;
 }
 
-/** The config keys xlConfigFor takes (the Xen backend's key list, besides user.* and the daemon's keys); devices.* disks come in as extraDisks, made by the driver. */
+/** The config keys xlConfigFor takes (the Xen backend's key list, besides user.* and the daemon's keys); devices.* disks come in as extraDisks, boot.virt as type and limits.network.egress as vifRate, from the driver. */
 export const XEN_CONFIG_KEYS: readonly string[] = [
   'limits.memory', 'limits.memory.guarantee', 'limits.cpu', 'limits.cpu.weight', 'limits.cpu.cap', 'limits.disk',
-  'boot.kernel', 'boot.initrd', 'boot.cmdline', 'boot.firmware', 'devices.*',
+  'boot.kernel', 'boot.initrd', 'boot.cmdline', 'boot.firmware', 'boot.virt', 'limits.network.egress', 'devices.*',
 ];
 
 /** Memory of a domain without limits.memory, MiB. */
