@@ -1,7 +1,7 @@
 // Test helper: boots the Xen test host (test/xen-host) in QEMU (TCG) with its SSH port on 127.0.0.1, shared by the tests of one vitest run.
 import { spawn } from 'node:child_process';
 import { closeSync, createReadStream, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { freePort } from './sshd.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -272,17 +272,6 @@ function isOurQemu(pid: number, serialLog: string): boolean {
   } catch {
     return false;
   }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
-    });
-  });
 }
 
 // An exclusive lock file holding its owner's pid; a lock whose owner died is taken over.
