@@ -1,4 +1,4 @@
-// Integration test: builds and boots the Xen test host (Xen 4.17 + Debian Dom0 in QEMU/TCG), then runs PV and PVH busybox domUs through xl over SSH.
+// Integration test: builds and boots the Xen test host (Xen 4.17 + Debian Dom0 in QEMU/TCG), detects it over an SshHost, then runs PV and PVH busybox domUs through xl over SSH.
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
@@ -7,6 +7,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalHost } from '../../src/host/local.js';
+import { SshHost } from '../../src/host/ssh.js';
+import { analyzeVirt } from '../../src/core/detect/detect.js';
 import { buildBusyboxVmImage, VM_READY_MARKER } from '../../src/core/images/busybox-vm.js';
 import { buildXenHost, XEN_BRIDGE, XEN_IMAGES_DIR } from '../xen-host/build.js';
 import { startXenHost, type XenHost } from '../helpers/xen-host.js';
@@ -105,6 +107,21 @@ describe('Xen test host (Xen 4.17 nested in QEMU/TCG, driven over SSH)', () => {
     expect(info.xen_version).toMatch(/^4\.17\./);
     expect(info.virt_caps?.split(/\s+/)).toContain('pv');
     expect(Number(info.free_memory)).toBeGreaterThan(1024);
+  });
+
+  it('detects the Dom0 over an SshHost: the outer QEMU (its DMI), xen, and xen-dom0 of guest type PV', async () => {
+    const h = need();
+    const ssh = await SshHost.connect({ name: 'xen-detect', host: '127.0.0.1', port: h.sshPort, identityFile: h.identityFile, hostKeyFingerprint: h.hostKeyFingerprint });
+    try {
+      // No CPUID probe on the Dom0: DMI, /proc and /sys decide alone.
+      const res = await analyzeVirt(ssh, { root: '/' });
+      console.log('Dom0 detection:', JSON.stringify(res));
+      expect(res.facts.map((f) => f.fact)).toEqual(['qemu', 'xen', 'xen-dom0']);
+      expect(res.facts[0]!.evidence).toContain('/sys/class/dmi/id/sys_vendor: QEMU');
+      expect(res.facts[2]!.evidence).toEqual(['guest type PV (/sys/hypervisor/guest_type)', '/proc/xen/capabilities: control_d']);
+    } finally {
+      ssh.close();
+    }
   });
 
   it('copies files in over ssh and over SFTP (scp)', async () => {

@@ -164,9 +164,18 @@ describe('detectVirt on fixture trees', () => {
     expect(await facts(machine(BARE_CPU, { 'proc/self/status': 'Name:\tbash\nVxID:\t0\n' }), null)).toEqual([]);
   });
 
-  it('reports xen dom0', async () => {
+  it('reports a PV xen dom0 with its guest type', async () => {
     const files = machine(VM_CPU, { 'proc/xen/capabilities': 'control_d\n', 'sys/hypervisor/type': 'xen\n', 'sys/hypervisor/guest_type': 'PV\n' });
-    expect(await facts(files, 'XenVMMXenVMM')).toEqual(['xen', 'xen-dom0']);
+    const res = await detectVirt(host, { root: await tree(files), cpuid: 'XenVMMXenVMM' });
+    expect(res.map((f) => f.fact)).toEqual(['xen', 'xen-dom0']);
+    expect(res[1]!.evidence).toEqual(['guest type PV (/sys/hypervisor/guest_type)', '/proc/xen/capabilities: control_d']);
+  });
+
+  it('reports a PVH xen dom0 as xen-dom0, not xen-hvm', async () => {
+    const files = machine(VM_CPU, { 'proc/xen/capabilities': 'control_d\n', 'sys/hypervisor/type': 'xen\n', 'sys/hypervisor/guest_type': 'PVH\n' });
+    const res = await detectVirt(host, { root: await tree(files), cpuid: 'XenVMMXenVMM' });
+    expect(res.map((f) => f.fact)).toEqual(['xen', 'xen-dom0']);
+    expect(res[1]!.evidence).toEqual(['guest type PVH (/sys/hypervisor/guest_type)', '/proc/xen/capabilities: control_d']);
   });
 
   it('reports the outer hypervisor under a nested Xen dom0 from the DMI Xen passes through', async () => {
@@ -176,19 +185,57 @@ describe('detectVirt on fixture trees', () => {
       'sys/class/dmi/id/sys_vendor': 'QEMU\n',
       'sys/class/dmi/id/product_name': 'Standard PC (i440FX + PIIX, 1996)\n',
     });
-    expect(await facts(files, 'XenVMMXenVMM')).toEqual(['qemu', 'xen', 'xen-dom0']);
+    const res = await detectVirt(host, { root: await tree(files), cpuid: 'XenVMMXenVMM' });
+    expect(res.map((f) => f.fact)).toEqual(['qemu', 'xen', 'xen-dom0']);
+    // Without guest_type the type stays unknown.
+    expect(res[2]!.evidence).toEqual(['/proc/xen/capabilities: control_d']);
   });
 
-  it('reports a Xen PV domU', async () => {
+  it('does not take a dom0’s guest type from an outer Xen’s DMI', async () => {
+    const files = machine(VM_CPU, { 'proc/xen/capabilities': 'control_d\n', 'sys/class/dmi/id/sys_vendor': 'Xen\n', 'sys/class/dmi/id/product_name': 'HVM domU\n' });
+    const res = await detectVirt(host, { root: await tree(files), cpuid: 'XenVMMXenVMM' });
+    expect(res.map((f) => f.fact)).toEqual(['xen', 'xen-dom0']);
+    expect(res[1]!.evidence).toEqual(['/proc/xen/capabilities: control_d']);
+  });
+
+  it('reports a Xen PV domU with its guest type', async () => {
     const files = machine(BARE_CPU, { 'sys/hypervisor/type': 'xen\n', 'sys/hypervisor/guest_type': 'PV\n', 'proc/xen/capabilities': '' });
-    expect(await facts(files, null)).toEqual(['xen', 'xen-domU']);
+    const res = await detectVirt(host, { root: await tree(files), cpuid: null });
+    expect(res.map((f) => f.fact)).toEqual(['xen', 'xen-domU']);
+    expect(res[1]!.evidence).toEqual(['guest type PV (/sys/hypervisor/guest_type)', '/proc/xen/capabilities: no control_d']);
   });
 
-  it('reports a Xen HVM domU', async () => {
-    const files = machine(VM_CPU, { 'sys/class/dmi/id/sys_vendor': 'Xen\n', 'sys/class/dmi/id/product_name': 'HVM domU\n' });
-    expect(await facts(files, 'XenVMMXenVMM')).toEqual(['xen', 'xen-hvm']);
+  it('reports a Xen PVH domU as xen-domU, not xen-hvm', async () => {
+    const files = machine(VM_CPU, { 'sys/hypervisor/type': 'xen\n', 'sys/hypervisor/guest_type': 'PVH\n' });
+    const res = await detectVirt(host, { root: await tree(files), cpuid: 'XenVMMXenVMM' });
+    expect(res.map((f) => f.fact)).toEqual(['xen', 'xen-domU']);
+    expect(res[1]!.evidence).toEqual(['guest type PVH (/sys/hypervisor/guest_type)']);
+  });
+
+  it('reports a Xen HVM domU as xen-domU and xen-hvm, typed from guest_type or else from DMI', async () => {
+    const dmi = { 'sys/class/dmi/id/sys_vendor': 'Xen\n', 'sys/class/dmi/id/product_name': 'HVM domU\n' };
+    const files = machine(VM_CPU, dmi);
+    const res = await detectVirt(host, { root: await tree(files), cpuid: 'XenVMMXenVMM' });
+    expect(res.map((f) => f.fact)).toEqual(['xen', 'xen-domU', 'xen-hvm']);
+    const fromDmi = ['guest type HVM (/sys/class/dmi/id)', '/sys/class/dmi/id/sys_vendor: Xen', '/sys/class/dmi/id/product_name: HVM domU'];
+    expect(res[1]!.evidence).toEqual(fromDmi);
+    expect(res[2]!.evidence).toEqual(fromDmi);
     // With viridian enabled Xen shows Hyper-V's signature first; DMI still says Xen.
-    expect(await facts(files, 'Microsoft Hv')).toEqual(['xen', 'xen-hvm']);
+    expect(await facts(files, 'Microsoft Hv')).toEqual(['xen', 'xen-domU', 'xen-hvm']);
+    const sys = await detectVirt(host, { root: await tree({ ...files, 'sys/hypervisor/guest_type': 'HVM\n' }), cpuid: 'XenVMMXenVMM' });
+    expect(sys.slice(1)).toEqual([
+      { fact: 'xen-domU', evidence: ['guest type HVM (/sys/hypervisor/guest_type)'] },
+      { fact: 'xen-hvm', evidence: ['guest type HVM (/sys/hypervisor/guest_type)'] },
+    ]);
+  });
+
+  it('reports a domU from /proc/xen without control_d, and only xen from /sys/hypervisor/type alone', async () => {
+    const res = await detectVirt(host, { root: await tree(machine(BARE_CPU, { 'proc/xen/capabilities': '' })), cpuid: null });
+    expect(res).toEqual([
+      { fact: 'xen', evidence: ['/proc/xen: present'] },
+      { fact: 'xen-domU', evidence: ['/proc/xen: present', '/proc/xen/capabilities: no control_d'] },
+    ]);
+    expect(await facts(machine(BARE_CPU, { 'sys/hypervisor/type': 'xen\n' }), null)).toEqual(['xen']);
   });
 
   it('reports vmware, hyperv and virtualbox', async () => {

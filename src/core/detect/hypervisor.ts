@@ -46,6 +46,18 @@ const IMITATORS = new Set(['virtualbox', 'parallels', 'xen']);
 // DMI families that confirm a CPUID family (QEMU's DMI is the same under KVM and TCG).
 const COMPATIBLE: Record<string, string[]> = { kvm: ['kvm', 'qemu'], qemu: ['kvm', 'qemu'] };
 
+const XEN_GUEST_TYPES = new Set(['PV', 'PVH', 'HVM']);
+
+// The kind of Xen guest (dom0 is one too, PV or PVH): the kernel names it in /sys/hypervisor/guest_type; without that
+// file Xen's own DMI marks an HVM domU (only HVM guests have firmware). Its evidence item leads the dom0/domU fact.
+function xenGuestType(s: VirtSnapshot, dom0: boolean, dmi: DmiMatch | undefined): { type: string; evidence: string[] } | undefined {
+  const fromSys = textOf(s.guestType).trim();
+  if (XEN_GUEST_TYPES.has(fromSys)) return { type: fromSys, evidence: [`guest type ${fromSys} (/sys/hypervisor/guest_type)`] };
+  // A dom0's DMI is the machine's, so Xen's DMI there describes an outer Xen, not this domain.
+  if (!dom0 && dmi?.family === 'xen') return { type: 'HVM', evidence: ['guest type HVM (/sys/class/dmi/id)', ...dmi.evidence] };
+  return undefined;
+}
+
 function xenFacts(s: VirtSnapshot, cpuidEvidence: string[], dmi: DmiMatch | undefined): VirtFact[] {
   const out: VirtFact[] = [];
   const caps = textOf(s.xenCapabilities);
@@ -58,12 +70,18 @@ function xenFacts(s: VirtSnapshot, cpuidEvidence: string[], dmi: DmiMatch | unde
   if (s.procXen) evidence.push('/proc/xen: present');
   if (dmi?.family === 'xen') evidence.push(...dmi.evidence);
   out.push({ fact: 'xen', evidence });
-  const guestType = textOf(s.guestType).trim();
-  if (dom0) out.push({ fact: 'xen-dom0', evidence: ['/proc/xen/capabilities: control_d'] });
-  else if (guestType === 'PV') out.push({ fact: 'xen-domU', evidence: ['/sys/hypervisor/guest_type: PV'] });
-  else if (guestType === 'HVM' || guestType === 'PVH') out.push({ fact: 'xen-hvm', evidence: [`/sys/hypervisor/guest_type: ${guestType}`] });
-  else if (dmi?.family === 'xen') out.push({ fact: 'xen-hvm', evidence: dmi.evidence });
-  else if (s.procXen) out.push({ fact: 'xen-domU', evidence: ['/proc/xen: present', '/proc/xen/capabilities: no control_d'] });
+  const guest = xenGuestType(s, dom0, dmi);
+  const typeEvidence = guest?.evidence ?? [];
+  if (dom0) {
+    out.push({ fact: 'xen-dom0', evidence: [...typeEvidence, '/proc/xen/capabilities: control_d'] });
+  } else if (guest || s.procXen) {
+    // Without control_d every Xen domain is a domU; with neither a guest type nor /proc/xen (only
+    // /sys/hypervisor/type or CPUID), dom0 cannot be told from a domU and only "xen" is reported.
+    const procEvidence = s.procXen ? [...(guest ? [] : ['/proc/xen: present']), '/proc/xen/capabilities: no control_d'] : [];
+    out.push({ fact: 'xen-domU', evidence: [...typeEvidence, ...procEvidence] });
+    // virt-what names fully virtualised guests xen-hvm as well.
+    if (guest?.type === 'HVM') out.push({ fact: 'xen-hvm', evidence: typeEvidence });
+  }
   return out;
 }
 
