@@ -188,9 +188,16 @@ describe('hangar CLI', () => {
       'Added host new1 (ssh://root@[2001:db8::5]:2200)',
       'Host key: ssh-ed25519 SHA256:NewHostKeyNewHostKeyNewHostKeyNewHostKey123 (pinned: a different key is refused until "hangar host trust new1")',
       'Drivers: lxc (5.0.2)',
+      'Network: bridge hgrbr0, subnet 10.99.0.0/24, gateway 10.99.0.1 (managed by Hangar: DHCP and NAT)',
       '',
     ].join('\n'));
     expect(fake.requests.find((q) => q.method === 'POST' && q.path === '/1.0/hosts')?.body).toEqual({ name: 'new1', url: 'ssh://root@[2001:db8::5]:2200', identityFile: '/srv/keys/id_ed25519' });
+    // --bridge goes in the request; a name no interface can have is refused before anything is sent.
+    expect((await cli(['host', 'add', 'new2', 'ssh://root@192.0.2.11', '--bridge', 'xenbr0'])).code).toBe(0);
+    expect(fake.requests.find((q) => q.method === 'POST' && q.path === '/1.0/hosts' && (q.body as { name: string }).name === 'new2')?.body).toMatchObject({ bridge: 'xenbr0' });
+    const sent = fake.requests.length;
+    expect(await cli(['host', 'add', 'new3', 'ssh://root@192.0.2.12', '--bridge', 'xen/br0'])).toMatchObject({ code: 1, err: expect.stringContaining('Invalid bridge name "xen/br0"') });
+    expect(fake.requests.length).toBe(sent);
     expect(await cli(['host', 'add', 'dom0', 'ssh://root@192.0.2.10'])).toMatchObject({ code: 1, err: 'Error: Host "dom0" already exists\n' });
   });
 

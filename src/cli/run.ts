@@ -44,7 +44,8 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
     .argument('<url>', 'ssh://USER@ADDRESS[:PORT]')
     .option('--identity <file>', 'private key to log in with (default ~/.ssh/id_ed25519, id_ecdsa or id_rsa of the daemon\'s user)')
     .option('--fingerprint <sha256>', 'refuse the host unless it presents this key (SHA256:... as ssh-keygen -l prints it)')
-    .action(act(async (name: string, url: string, o: { identity?: string; fingerprint?: string }) => (await import('./commands/host.js')).hostAddCommand(ctx, name, url, o)));
+    .option('--bridge <name>', 'attach instances to this bridge of the host (a Dom0\'s xenbr0) with static addresses from its subnet, instead of replicating the managed network there')
+    .action(act(async (name: string, url: string, o: { identity?: string; fingerprint?: string; bridge?: string }) => (await import('./commands/host.js')).hostAddCommand(ctx, name, url, o)));
   host
     .command('list')
     .description('list hosts: state (why not up), URL, instances, pinned key')

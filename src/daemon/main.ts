@@ -111,7 +111,7 @@ async function main(settings: Settings): Promise<void> {
     open: (link, row) => openRemoteContext(link, row.name, {
       dir: settings.dir, runDir: settings.runDir, prefix: settings.prefix, drivers: enabled, settings: process.env, onBackendEvent, log,
       network: { bridge: settings.bridge, subnet: settings.subnet, nftTable: settings.nftTable, ifPrefix: settings.prefix },
-    }),
+    }, row.bridge),
     // The CPUID probe is a binary of this machine: remote hosts are told from their files alone.
     detect: (ctx) => (ctx.local ? detect('/', undefined) : detectVirt(ctx.host, { root: '/' })),
     // The host's pool (copies of images) is the daemon's alone; its network is the same bridge as ours when it is this machine.

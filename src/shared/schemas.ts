@@ -298,7 +298,11 @@ export const HostSchema = z.strictObject({
   /** Where instance volumes live there; null before the first contact. */
   storage: z.strictObject({ driver: z.string(), path: z.string() }).nullable(),
   /** The network instances get there, or why there is none (launches there are then refused). */
-  network: z.strictObject({ bridge: z.string(), subnet: z.string(), gateway: z.string(), problem: z.string().nullable() }).nullable(),
+  network: z.strictObject({
+    bridge: z.string(), subnet: z.string(), gateway: z.string(), problem: z.string().nullable(),
+    /** managed: Hangar's bridge with DHCP and NAT, replicated on the host; host-bridge: the host's own bridge, static addresses. */
+    mode: z.enum(['managed', 'host-bridge']),
+  }).nullable(),
   /** Its drivers as opened there: available or why not, their facts (empty before the first contact). */
   drivers: z.array(DriverInfoSchema),
 });
@@ -312,6 +316,8 @@ export const AddHostRequestSchema = z.strictObject({
   identityFile: z.string().min(1).max(4096).optional(),
   /** The host key fingerprint expected (SHA256:...): the host is refused when it presents another. */
   fingerprint: z.string().optional(),
+  /** A bridge the host already has (a Dom0's xenbr0): instances attach to it with static addresses from its subnet, instead of the managed network replicated there. */
+  bridge: z.string().optional(),
 });
 
 /** Body of POST /1.0/hosts/{host}/trust: pins the key the host presents now (only when it is fingerprint, if given). */

@@ -63,7 +63,7 @@ export function fakeHost(name: string, over: Partial<HostRecord> = {}): HostReco
     state: 'up', reason: null, since: '2024-01-01T00:00:00Z', instances: 0,
     facts: { hostname: name, os: 'Debian GNU/Linux 12 (bookworm)', kernel: '6.1.0', cpus: 4, memoryBytes: 8 * 1024 ** 3 },
     storage: { driver: local ? 'btrfs' : 'dir', path: '/var/lib/hangar/pool' },
-    network: { bridge: 'hgrbr0', subnet: '10.99.0.0/24', gateway: '10.99.0.1', problem: null },
+    network: { bridge: 'hgrbr0', subnet: '10.99.0.0/24', gateway: '10.99.0.1', problem: null, mode: 'managed' },
     drivers: [{ name: 'lxc', type: 'container', available: true, version: '5.0.2', reason: null, default: true, features: fakeInstance('x').features, details: {} }],
     ...over,
   };

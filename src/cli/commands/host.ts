@@ -1,6 +1,6 @@
 // Host and operation commands: host add/list/info/remove/trust, host detect, operation list/show.
 import { AppError, isAppError } from '../../shared/errors.js';
-import { assertHostName, assertHostRef, parseSshUrl } from '../../shared/hosts.js';
+import { assertHostName, assertHostRef, isValidBridgeName, parseSshUrl } from '../../shared/hosts.js';
 import { formatSize } from '../../shared/units.js';
 import type { AcceleratorInfo, DriverInfo, Format, HostInfo, HostRecord, Operation, VirtFact } from '../../shared/schemas.js';
 import type { Ctx } from '../context.js';
@@ -53,6 +53,12 @@ function stateText(h: HostRecord): string {
   return h.state === 'up' ? 'up' : `${h.state}${h.reason ? ` — ${h.reason}` : ''}`;
 }
 
+/** A host's network in a line: its bridge, subnet and gateway, and whether Hangar manages it. */
+function networkText(n: HostRecord['network']): string {
+  if (!n) return '(not known before the first contact)';
+  return `bridge ${n.bridge}, subnet ${n.subnet}, gateway ${n.gateway} (${n.mode === 'host-bridge' ? "the host's own bridge: static addresses, no DHCP or NAT by Hangar" : 'managed by Hangar: DHCP and NAT'})`;
+}
+
 /** The human view of a host record: how it is reached, its pinned key, its state and why. */
 export function hostRecordText(h: HostRecord): string {
   const lines: Array<[string, string]> = [['Host', h.local ? `${h.name} (the daemon's own machine)` : h.name]];
@@ -60,7 +66,7 @@ export function hostRecordText(h: HostRecord): string {
     lines.push(['URL', h.url ?? '-'], ['Host key', `${h.keyType ?? '?'} ${h.fingerprint ?? '?'} (pinned)`], ['Identity', h.identityFile ?? '-'], ['Added', h.addedAt ?? '-']);
   }
   lines.push(['State', `${stateText(h)} (since ${h.since})`], ['Instances', String(h.instances)]);
-  if (h.network?.problem) lines.push(['Network', `none: ${h.network.problem}`]);
+  if (h.network) lines.push(['Network', h.network.problem ? `none: ${h.network.problem}` : networkText(h.network)]);
   return keyValues(lines);
 }
 
@@ -98,9 +104,10 @@ export async function hostListCommand(ctx: Ctx, format: Format): Promise<void> {
 }
 
 /** `hangar host add NAME ssh://USER@ADDR[:PORT] [--identity FILE] [--fingerprint FP]`: pins the key the host presents and prints it. */
-export async function hostAddCommand(ctx: Ctx, name: string, url: string, opts: { identity?: string; fingerprint?: string }): Promise<void> {
+export async function hostAddCommand(ctx: Ctx, name: string, url: string, opts: { identity?: string; fingerprint?: string; bridge?: string }): Promise<void> {
   assertHostName(name);
   parseSshUrl(url);
+  if (opts.bridge !== undefined && !isValidBridgeName(opts.bridge)) throw new AppError('INVALID_ARGUMENT', `Invalid bridge name ${JSON.stringify(opts.bridge)}: 1-15 letters, digits, "_", "." or "-"`);
   let identityFile: string | undefined;
   if (opts.identity !== undefined) {
     if (opts.identity.trim() === '') throw new AppError('INVALID_ARGUMENT', '--identity must name a private key file');
@@ -110,7 +117,7 @@ export async function hostAddCommand(ctx: Ctx, name: string, url: string, opts: 
   const progress = ctx.progress();
   let h: HostRecord;
   try {
-    const req = { name, url, ...(identityFile ? { identityFile } : {}), ...(opts.fingerprint !== undefined ? { fingerprint: opts.fingerprint } : {}) };
+    const req = { name, url, ...(identityFile ? { identityFile } : {}), ...(opts.fingerprint !== undefined ? { fingerprint: opts.fingerprint } : {}), ...(opts.bridge !== undefined ? { bridge: opts.bridge } : {}) };
     h = (await ctx.client.runOperation(() => ctx.client.addHost(req), { onProgress: progress.update })) as HostRecord;
   } finally {
     progress.end();
@@ -119,7 +126,7 @@ export async function hostAddCommand(ctx: Ctx, name: string, url: string, opts: 
     `Added host ${h.name} (${h.url})`,
     `Host key: ${h.keyType} ${h.fingerprint} (pinned: a different key is refused until "hangar host trust ${h.name}")`,
     `Drivers: ${h.drivers.map((d) => `${d.name} ${d.available ? `(${d.version ?? 'available'})` : `(unavailable: ${d.reason})`}`).join(', ') || '(none)'}`,
-    ...(h.network?.problem ? [`Network: none: ${h.network.problem}`] : []),
+    h.network?.problem ? `Network: none: ${h.network.problem}` : `Network: ${networkText(h.network)}`,
   ].join('\n'));
 }
 

@@ -67,7 +67,7 @@ describe('StateDb', () => {
 
   it('records remote hosts, re-pins their key, and forgets one only while no instance lives there', () => {
     const db = new StateDb(tmpDb());
-    const host = { name: 'xen1', address: '192.0.2.7', port: 2222, user: 'root', identityFile: '/root/.ssh/id_ed25519', keyType: 'ssh-ed25519', fingerprint: 'SHA256:a', addedAt: 't' };
+    const host = { name: 'xen1', address: '192.0.2.7', port: 2222, user: 'root', identityFile: '/root/.ssh/id_ed25519', keyType: 'ssh-ed25519', fingerprint: 'SHA256:a', addedAt: 't', bridge: 'xenbr0' };
     db.insertHost(host);
     expect(db.listHosts()).toEqual([host]);
     expect(() => db.insertHost(host)).toThrow(/UNIQUE/);

@@ -43,6 +43,8 @@ export interface HostRow {
   keyType: string;
   fingerprint: string;
   addedAt: string;
+  /** The host's own bridge instances attach to, or null for the managed network replicated there. */
+  bridge: string | null;
 }
 
 /** An image row. */
@@ -129,13 +131,15 @@ const MIGRATIONS: string[] = [
      added_at TEXT NOT NULL
    );
    ALTER TABLE instances ADD COLUMN origin TEXT;`,
+  // A host's own bridge instances attach to (null: the managed network, replicated there).
+  `ALTER TABLE hosts ADD COLUMN bridge TEXT;`,
 ];
 
 interface RawInstance {
   name: string; type: string; driver: string; image: string; image_fingerprint: string; config: string; pending_config: string;
   ipv4: string; mac: string; expected_state: string; init_pid: number | null; init_start_time: number | null; cpuset: string | null; idmap_block: number | null; host: string; created_at: string; origin: string | null;
 }
-interface RawHost { name: string; address: string; port: number; user: string; identity_file: string; key_type: string; fingerprint: string; added_at: string }
+interface RawHost { name: string; address: string; port: number; user: string; identity_file: string; key_type: string; fingerprint: string; added_at: string; bridge: string | null }
 interface RawImage { alias: string; type: string; fingerprint: string; description: string; size_bytes: number; created_at: string; source: string; props: string }
 
 function toInstance(r: RawInstance): InstanceRow {
@@ -147,7 +151,7 @@ function toInstance(r: RawInstance): InstanceRow {
   };
 }
 function toHost(r: RawHost): HostRow {
-  return { name: r.name, address: r.address, port: r.port, user: r.user, identityFile: r.identity_file, keyType: r.key_type, fingerprint: r.fingerprint, addedAt: r.added_at };
+  return { name: r.name, address: r.address, port: r.port, user: r.user, identityFile: r.identity_file, keyType: r.key_type, fingerprint: r.fingerprint, addedAt: r.added_at, bridge: r.bridge };
 }
 function toImage(r: RawImage): ImageRow {
   return { alias: r.alias, type: r.type as InstanceType, fingerprint: r.fingerprint, description: r.description, sizeBytes: r.size_bytes, createdAt: r.created_at, source: r.source, props: JSON.parse(r.props) as Record<string, string> };
@@ -270,8 +274,8 @@ export class StateDb {
 
   /** Records a remote host. */
   insertHost(row: HostRow): void {
-    this.write(() => this.db.prepare('INSERT INTO hosts (name, address, port, user, identity_file, key_type, fingerprint, added_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
-      .run(row.name, row.address, row.port, row.user, row.identityFile, row.keyType, row.fingerprint, row.addedAt));
+    this.write(() => this.db.prepare('INSERT INTO hosts (name, address, port, user, identity_file, key_type, fingerprint, added_at, bridge) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
+      .run(row.name, row.address, row.port, row.user, row.identityFile, row.keyType, row.fingerprint, row.addedAt, row.bridge));
   }
 
   /** Pins another host key for a remote host. */

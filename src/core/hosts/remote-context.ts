@@ -5,7 +5,10 @@ import type { BackendEvent, Driver } from '../../drivers/driver.js';
 import { DriverSet } from '../../drivers/registry.js';
 import { ensureIdMap, readHostFacts } from '../../host/facts.js';
 import type { Host } from '../../host/host.js';
+import { FakeNetwork } from '../network/fake-network.js';
+import { HostBridgeNetwork } from '../network/host-bridge.js';
 import { NetworkManager } from '../network/manager.js';
+import type { Network } from '../network/network.js';
 import { DirectoryPool } from '../storage/directory-pool.js';
 import type { HostContext } from './context.js';
 
@@ -32,10 +35,11 @@ export function errorText(err: unknown): string {
 
 /**
  * Opens a remote host: its directories, id maps and facts; every enabled driver (probed there); a directory pool (plain
- * copies, no quotas) under <dir>/hosts/<name>/pool; and the managed network replicated there. A network that cannot be
- * set up (no nftables or dnsmasq, a Dom0 with a bridge of its own) leaves the host usable for what needs no NIC, with the reason.
+ * copies, no quotas) under <dir>/hosts/<name>/pool; and the managed network replicated there, or the host's own bridge
+ * when one is named. A network that cannot be set up (no nftables or dnsmasq, a bridge that is missing or has no
+ * address) leaves the host usable for what needs no NIC, with the reason.
  */
-export async function openRemoteContext(link: Host, name: string, o: RemoteContextOptions): Promise<HostContext> {
+export async function openRemoteContext(link: Host, name: string, o: RemoteContextOptions, bridge: string | null = null): Promise<HostContext> {
   const instancesDir = posix.join(o.dir, 'instances');
   const cacheDir = posix.join(o.dir, 'cache');
   // Searchable, not listable, as on the local host: LXC needs an unprivileged container's root to reach the lxc path.
@@ -51,13 +55,26 @@ export async function openRemoteContext(link: Host, name: string, o: RemoteConte
   }));
   const pool = new DirectoryPool(link, { dir: posix.join(o.dir, 'hosts', name, 'pool') });
   await pool.ensure();
-  const network = new NetworkManager(link, { ...o.network, dnsmasqDir: posix.join(o.dir, 'dnsmasq') });
+  let network: Network;
   let networkProblem: string | null = null;
-  try {
-    await network.ensure();
-  } catch (err) {
-    networkProblem = `the managed network (bridge ${o.network.bridge}, ${o.network.subnet}) could not be set up there: ${errorText(err)}`;
-    log(networkProblem);
+  if (bridge) {
+    try {
+      network = await HostBridgeNetwork.open(link, bridge, o.network.ifPrefix);
+    } catch (err) {
+      // Reported like a managed network that failed: the host stays usable for what needs no NIC.
+      network = new FakeNetwork({ bridge, subnet: o.network.subnet, ifPrefix: o.network.ifPrefix });
+      networkProblem = `its bridge ${bridge} cannot be used: ${errorText(err)}`;
+      log(networkProblem);
+    }
+  } else {
+    const managed = new NetworkManager(link, { ...o.network, dnsmasqDir: posix.join(o.dir, 'dnsmasq') });
+    network = managed;
+    try {
+      await managed.ensure();
+    } catch (err) {
+      networkProblem = `the managed network (bridge ${o.network.bridge}, ${o.network.subnet}) could not be set up there: ${errorText(err)}; a bridge of its own can be named with hangar host add --bridge`;
+      log(networkProblem);
+    }
   }
   return { name, local: false, host: link, facts, drivers, pool, network, networkProblem, instancesDir, poolSizeBytes: null };
 }

@@ -1,7 +1,7 @@
 // The host service: the local host and the remote ones (added over SSH with their key pinned), their state and why, and their facts for clients.
 import { posix } from 'node:path';
 import { AppError } from '../../shared/errors.js';
-import { assertHostName, LOCAL_HOST, parseSshUrl, sshUrl } from '../../shared/hosts.js';
+import { assertHostName, isValidBridgeName, LOCAL_HOST, parseSshUrl, sshUrl } from '../../shared/hosts.js';
 import type { AddHostRequest, DriverInfo, HostInfo, HostRecord, TrustHostRequest, VirtFact } from '../../shared/schemas.js';
 import type { DriverSet } from '../../drivers/registry.js';
 import { parseFingerprint } from '../../host/ssh/host-key.js';
@@ -41,6 +41,8 @@ export interface AddHostPlan {
   identityFile: string;
   /** The fingerprint the host must present, when the request named one. */
   expected?: string;
+  /** The host's own bridge to attach instances to, or null for the managed network. */
+  bridge: string | null;
 }
 
 /** A trust request that passed validation. */
@@ -162,7 +164,8 @@ export class HostService implements HostDirectory {
     const target = parseSshUrl(req.url);
     const identityFile = req.identityFile !== undefined ? await this.checkIdentity(req.identityFile) : await this.defaultIdentity();
     const expected = req.fingerprint !== undefined ? parseFingerprint(req.fingerprint) : undefined;
-    return { name, ...target, identityFile, ...(expected ? { expected } : {}) };
+    if (req.bridge !== undefined && !isValidBridgeName(req.bridge)) throw new AppError('INVALID_ARGUMENT', `Invalid bridge name ${JSON.stringify(req.bridge)}: 1-15 letters, digits, "_", "." or "-"`);
+    return { name, ...target, identityFile, ...(expected ? { expected } : {}), bridge: req.bridge ?? null };
   }
 
   /**
@@ -182,7 +185,7 @@ export class HostService implements HostDirectory {
       }
       const row: HostRow = {
         name: plan.name, address: plan.address, port: plan.port, user: plan.user, identityFile: plan.identityFile,
-        keyType: key.type, fingerprint: key.fingerprint, addedAt: new Date().toISOString(),
+        keyType: key.type, fingerprint: key.fingerprint, addedAt: new Date().toISOString(), bridge: plan.bridge,
       };
       return new Reverter().run(async (r) => {
         progress(`Connecting as ${plan.user} (host key ${key.type} ${key.fingerprint})`);
@@ -323,7 +326,7 @@ export class HostService implements HostDirectory {
       instances,
       facts: ctx ? { hostname: ctx.facts.hostname, os: ctx.facts.os, kernel: ctx.facts.kernel, cpus: ctx.facts.cpus, memoryBytes: ctx.facts.memoryBytes } : null,
       storage: pool ? { driver: pool.driver, path: pool.path } : null,
-      network: ctx ? { ...ctx.network.info(), problem: ctx.networkProblem } : null,
+      network: ctx ? { ...ctx.network.info(), problem: ctx.networkProblem, mode: row?.bridge ? 'host-bridge' : 'managed' } : null,
       drivers: ctx ? driverInfos(ctx.drivers) : [],
     };
   }

@@ -95,9 +95,9 @@ export function volumeLimit(driver: HostDriver, config: InstanceConfig): number 
   return driver.driver.storage === 'tree' ? resourcesOf(config).diskBytes : undefined;
 }
 
-/** The subnet every instance's address comes from: the managed network's, the same on every host, so addresses are unique across hosts. */
-export function subnetOf(d: InstanceServiceDeps): Subnet {
-  return d.hosts.local().network.subnet;
+/** The subnet instance addresses on a host come from: the managed network's (one subnet on every host, so addresses stay unique across hosts) or the host's own bridge's. */
+export function subnetOf(h: HostContext): Subnet {
+  return h.network.subnet;
 }
 
 /** Addresses held by instances (on any host). */
@@ -105,19 +105,19 @@ export function takenAddresses(d: InstanceServiceDeps): Set<string> {
   return new Set(d.db.listInstances().map((r) => r.ipv4));
 }
 
-/** Refuses a requested address that is malformed, outside the subnet, reserved or taken. */
-export function checkRequestedAddress(d: InstanceServiceDeps, ipv4: string, taken: ReadonlySet<string> = takenAddresses(d)): void {
-  checkAddress(subnetOf(d), ipv4, taken);
+/** Refuses a requested address that is malformed, outside the host's subnet, reserved or taken. */
+export function checkRequestedAddress(d: InstanceServiceDeps, h: HostContext, ipv4: string, taken: ReadonlySet<string> = takenAddresses(d)): void {
+  checkAddress(subnetOf(h), ipv4, taken);
 }
 
-/** The address of a new instance: the requested one (checked), else a free one derived from its name. */
-export function placeAddress(d: InstanceServiceDeps, name: string, ipv4: string | undefined): string {
+/** The address of a new instance on host h: the requested one (checked), else a free one derived from its name. */
+export function placeAddress(d: InstanceServiceDeps, h: HostContext, name: string, ipv4: string | undefined): string {
   const taken = takenAddresses(d);
   if (ipv4) {
-    checkRequestedAddress(d, ipv4, taken);
+    checkRequestedAddress(d, h, ipv4, taken);
     return ipv4;
   }
-  return allocateAddress(subnetOf(d), name, taken);
+  return allocateAddress(subnetOf(h), name, taken);
 }
 
 /** A MAC no other instance (on any host) has. */

@@ -96,7 +96,7 @@ export class InstanceService {
     const buildImage = (req.image === 'busybox' || req.image === 'debian') && !this.d.images.has(req.image, type) ? { kind: req.image, vm: type === 'vm' } as const : undefined;
     const image = buildImage ? { alias: req.image } : this.d.images.get(req.image, type);
     const config = validateFor(this.d, h, driver, name, req.config ?? {});
-    if (req.ipv4 !== undefined) checkRequestedAddress(this.d, req.ipv4);
+    if (req.ipv4 !== undefined) checkRequestedAddress(this.d, h, req.ipv4);
     return { name, host: h.name, image: image.alias, driver, config, ...(req.ipv4 !== undefined ? { ipv4: req.ipv4 } : {}), start: req.start ?? false, ...(buildImage ? { buildImage } : {}) };
   }
 
@@ -112,7 +112,7 @@ export class InstanceService {
         await this.d.images.build(plan.buildImage.kind, { vm: plan.buildImage.vm }, progress);
       }
       const image = this.d.images.get(plan.image, plan.driver.driver.type);
-      const ipv4 = placeAddress(this.d, plan.name, plan.ipv4);
+      const ipv4 = placeAddress(this.d, h, plan.name, plan.ipv4);
       const mac = uniqueMac(this.d, plan.name);
       const r = new Reverter();
       try {
@@ -192,7 +192,7 @@ export class InstanceService {
       assertLegal(live ? 'live-copy' : 'copy', await handleIn(this.d, h, from).state(), src, live ? undefined : `the ${from.driver} backend copies stopped instances only`);
       const config = { ...from.config, ...from.pendingConfig };
       const row: InstanceRow = {
-        ...from, name: dst, ipv4: placeAddress(this.d, dst, ipv4), mac: uniqueMac(this.d, dst),
+        ...from, name: dst, ipv4: placeAddress(this.d, h, dst, ipv4), mac: uniqueMac(this.d, dst),
         expectedState: 'stopped', initPid: null, initStartTime: null, cpuset: null, createdAt: new Date().toISOString(), pendingConfig: {},
         // A copy is another container: its own id map, never its source's.
         config, idmapBlock: idmapBlockFor(this.d, h, driver, config, null),
@@ -414,7 +414,7 @@ export class InstanceService {
     const h = this.hostFor(req.host, name, false);
     const driverInstance = h.drivers.get(req.driver);
     const config = validateFor(this.d, h, driverInstance, name, req.config);
-    if (req.ipv4 !== undefined) checkRequestedAddress(this.d, req.ipv4);
+    if (req.ipv4 !== undefined) checkRequestedAddress(this.d, h, req.ipv4);
     const mac = req.mac !== undefined ? checkRequestedMac(this.d, req.mac) : undefined;
     return { ...req, name, host: h.name, config, driverInstance, ...(mac ? { mac } : {}) };
   }
@@ -425,7 +425,7 @@ export class InstanceService {
       this.assertFree(plan.name);
       const h = this.hostFor(plan.host, plan.name, false);
       const driver = h.drivers.get(plan.driver);
-      const ipv4 = placeAddress(this.d, plan.name, plan.ipv4);
+      const ipv4 = placeAddress(this.d, h, plan.name, plan.ipv4);
       const mac = plan.mac !== undefined ? checkRequestedMac(this.d, plan.mac) : uniqueMac(this.d, plan.name);
       const row: InstanceRow = {
         name: plan.name, type: driver.driver.type, driver: driver.driver.name, image: '', imageFingerprint: '', config: plan.config, pendingConfig: {},

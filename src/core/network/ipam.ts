@@ -98,11 +98,12 @@ export function allocateAddress(subnet: Subnet, name: string, taken: ReadonlySet
   const first = ipToInt(subnet.firstHost) + 1;
   const count = subnet.size - 3;
   const start = hash32(name) % count;
-  // Each probe either succeeds or lands on a taken address, so at most taken.size + 1 probes are needed.
-  const limit = Math.min(count, taken.size + 1);
+  // Each probe either succeeds or lands on a taken address or the gateway (not firstHost on a host's own bridge),
+  // so at most taken.size + 2 probes are needed.
+  const limit = Math.min(count, taken.size + 2);
   for (let i = 0; i < limit; i++) {
     const addr = intToIp(first + ((start + i) % count));
-    if (!taken.has(addr)) return addr;
+    if (!taken.has(addr) && addr !== subnet.gateway) return addr;
   }
   throw new AppError('INSUFFICIENT_RESOURCES', `No free address left in ${subnet.cidr} for "${name}"`);
 }
