@@ -12,8 +12,8 @@ import { buildXenHost, XEN_HOST_READY_MARKER, type XenHostArtifacts } from '../x
 const TEST_ID = /^[0-9]$/.test(process.env.HANGAR_TEST_ID ?? '') ? process.env.HANGAR_TEST_ID! : '';
 const STATE_DIR = `/run/hangar-xen-host${TEST_ID}`;
 
-/** Xen's command line: serial console, a fixed 768 MiB single-vCPU Dom0 (the rest of the machine is for domUs). */
-export const XEN_CMDLINE = 'console=com1 com1=115200,8n1 dom0_mem=768M,max:768M dom0_max_vcpus=1 loglvl=warning guest_loglvl=warning';
+/** Xen's command line: serial console, a fixed 1280 MiB single-vCPU Dom0 (its tmpfs holds images, disks and saved RAM; the rest is for domUs). */
+export const XEN_CMDLINE = 'console=com1 com1=115200,8n1 dom0_mem=1280M,max:1280M dom0_max_vcpus=1 loglvl=warning guest_loglvl=warning';
 /** Dom0 kernel's command line (no commas: QEMU's -initrd splits modules on them). */
 export const DOM0_CMDLINE = 'console=hvc0 earlyprintk=xen mitigations=off cryptomgr.notests no_timer_check';
 
@@ -65,7 +65,7 @@ export interface StartXenHostOptions {
   shared?: boolean;
   /** Bound for QEMU start → `xl list` answers (default 120 s). */
   timeoutMs?: number;
-  /** Guest RAM in MiB (default 3072; Dom0 gets 768 of it). */
+  /** Guest RAM in MiB (default 3584; Dom0 gets 1280 of it). */
   memoryMiB?: number;
   /** Build cache root (default /var/cache/hangar/xen-host). */
   cacheRoot?: string;
@@ -129,7 +129,7 @@ async function boot(art: XenHostArtifacts, opts: StartXenHostOptions, owner: num
     const argv = [
       '-machine', 'pc', '-accel', 'tcg',
       // -cpu max alone crashes Dom0 (TCG's SMAP); without SMAP and RDTSCP it offers SVM with nested paging, i.e. HAP for PVH.
-      '-cpu', 'max,-smap,-rdtscp', '-smp', '2', '-m', String(opts.memoryMiB ?? 3072),
+      '-cpu', 'max,-smap,-rdtscp', '-smp', '2', '-m', String(opts.memoryMiB ?? 3584),
       '-nodefaults', '-no-user-config', '-display', 'none', '-monitor', 'none',
       // A Xen or Dom0 panic reboots; -no-reboot turns that into QEMU exiting, so a broken boot fails fast.
       '-no-reboot',
