@@ -61,7 +61,8 @@ export function sshUrl(t: SshTarget): string {
   return `ssh://${t.user}@${t.address.includes(':') ? `[${t.address}]` : t.address}${t.port === 22 ? '' : `:${t.port}`}`;
 }
 
-/** A Linux interface name a host's own bridge may have: 1-15 letters, digits, "_", "." or "-", starting with a letter or digit. */
-export function isValidBridgeName(name: string): boolean {
-  return /^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/.test(name);
+/** Answers a Linux interface name a host's own bridge may have (1-15 letters, digits, "_", "." or "-", starting with a letter or digit); throws INVALID_ARGUMENT otherwise. */
+export function assertBridgeName(name: string): string {
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/.test(name)) throw new AppError('INVALID_ARGUMENT', `Invalid bridge name ${JSON.stringify(name)}: 1-15 letters, digits, "_", "." or "-"`);
+  return name;
 }

@@ -1,6 +1,6 @@
 // Host and operation commands: host add/list/info/remove/trust, host detect, operation list/show.
 import { AppError, isAppError } from '../../shared/errors.js';
-import { assertHostName, assertHostRef, isValidBridgeName, parseSshUrl } from '../../shared/hosts.js';
+import { assertHostName, assertHostRef, assertBridgeName, parseSshUrl } from '../../shared/hosts.js';
 import { formatSize } from '../../shared/units.js';
 import type { AcceleratorInfo, DriverInfo, Format, HostInfo, HostRecord, Operation, VirtFact } from '../../shared/schemas.js';
 import type { Ctx } from '../context.js';
@@ -107,7 +107,7 @@ export async function hostListCommand(ctx: Ctx, format: Format): Promise<void> {
 export async function hostAddCommand(ctx: Ctx, name: string, url: string, opts: { identity?: string; fingerprint?: string; bridge?: string }): Promise<void> {
   assertHostName(name);
   parseSshUrl(url);
-  if (opts.bridge !== undefined && !isValidBridgeName(opts.bridge)) throw new AppError('INVALID_ARGUMENT', `Invalid bridge name ${JSON.stringify(opts.bridge)}: 1-15 letters, digits, "_", "." or "-"`);
+  if (opts.bridge !== undefined) assertBridgeName(opts.bridge);
   let identityFile: string | undefined;
   if (opts.identity !== undefined) {
     if (opts.identity.trim() === '') throw new AppError('INVALID_ARGUMENT', '--identity must name a private key file');

@@ -1,7 +1,7 @@
 // The host service: the local host and the remote ones (added over SSH with their key pinned), their state and why, and their facts for clients.
 import { posix } from 'node:path';
 import { AppError } from '../../shared/errors.js';
-import { assertHostName, isValidBridgeName, LOCAL_HOST, parseSshUrl, sshUrl } from '../../shared/hosts.js';
+import { assertHostName, assertBridgeName, LOCAL_HOST, parseSshUrl, sshUrl } from '../../shared/hosts.js';
 import type { AddHostRequest, DriverInfo, HostInfo, HostRecord, TrustHostRequest, VirtFact } from '../../shared/schemas.js';
 import type { DriverSet } from '../../drivers/registry.js';
 import { parseFingerprint } from '../../host/ssh/host-key.js';
@@ -164,7 +164,7 @@ export class HostService implements HostDirectory {
     const target = parseSshUrl(req.url);
     const identityFile = req.identityFile !== undefined ? await this.checkIdentity(req.identityFile) : await this.defaultIdentity();
     const expected = req.fingerprint !== undefined ? parseFingerprint(req.fingerprint) : undefined;
-    if (req.bridge !== undefined && !isValidBridgeName(req.bridge)) throw new AppError('INVALID_ARGUMENT', `Invalid bridge name ${JSON.stringify(req.bridge)}: 1-15 letters, digits, "_", "." or "-"`);
+    if (req.bridge !== undefined) assertBridgeName(req.bridge);
     return { name, ...target, identityFile, ...(expected ? { expected } : {}), bridge: req.bridge ?? null };
   }
 

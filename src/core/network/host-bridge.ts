@@ -1,6 +1,6 @@
 // A bridge the host already has (a Dom0's xenbr0, a Proxmox-style vmbr0): instances attach to it with static addresses from its subnet; Hangar runs no DHCP, NAT or firewall there.
 import { AppError } from '../../shared/errors.js';
-import { isValidBridgeName } from '../../shared/hosts.js';
+import { assertBridgeName } from '../../shared/hosts.js';
 import type { Host } from '../../host/host.js';
 import { intToIp, ipToInt, isValidIpv4, parseSubnet, shortHash, type Subnet } from './ipam.js';
 import type { Lease, Network, NetworkInfo } from './network.js';
@@ -25,7 +25,7 @@ export class HostBridgeNetwork implements Network {
 
   /** Finds the bridge and its IPv4 address on the host; refuses a missing interface, one that is no bridge, or one without an address. */
   static async open(host: Host, bridge: string, ifPrefix: string): Promise<HostBridgeNetwork> {
-    if (!isValidBridgeName(bridge)) throw new AppError('INVALID_ARGUMENT', `Invalid bridge name ${JSON.stringify(bridge)}: 1-15 letters, digits, "_", "." or "-"`);
+    assertBridgeName(bridge);
     const sys = `/sys/class/net/${bridge}`;
     if (!(await host.fs.stat(sys))) throw new AppError('NOT_FOUND', `Host "${host.name}" has no interface ${bridge}`);
     if (!(await host.fs.stat(`${sys}/bridge`))) throw new AppError('INVALID_ARGUMENT', `Interface ${bridge} on host "${host.name}" is not a bridge`);
