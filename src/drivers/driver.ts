@@ -111,6 +111,8 @@ export interface InstanceRecord {
   imagePath?: string | undefined;
   /** An unprivileged container's own id map (isolated); undefined: the host's shared map (facts.idmap). */
   idmap?: { uidStart: number; gidStart: number; count: number } | undefined;
+  /** Where an adopted instance came from (an import's record: its own disks and identity); null or undefined for one Hangar made. */
+  origin?: Record<string, unknown> | null | undefined;
 }
 
 /** Something a backend saw happen to an instance without being asked (guest power-off, panic, pause...). */

@@ -4,6 +4,8 @@ import { posix } from 'node:path';
 import type { InstanceConfig } from '../../shared/config.js';
 import type { InstanceState } from '../../shared/schemas.js';
 import type { DriverEnv, DriverProbe, InstanceRecord, ObservedState } from '../driver.js';
+import type { ConsoleTracker } from './console.js';
+import type { XlDiskSpec } from './disk-spec.js';
 import type { XenImageSource } from './images.js';
 import type { XlListEntry } from './parse.js';
 import type { XenFacts } from './probe.js';
@@ -21,6 +23,8 @@ export interface XenHost {
   imageSource?: XenImageSource | undefined;
   /** Start time of each domain seen, by domid (read once from xenstore, then answered from here). */
   startTimes: Map<number, number>;
+  /** The consoles attached through this driver, so that the next one waits for xenconsole's lock. */
+  consoles: ConsoleTracker;
 }
 
 /** xenconsoled's log of a guest's console (`xenconsoled --log=guest`, its default log directory). */
@@ -39,7 +43,7 @@ export interface XenFiles {
   /** What the running domain was created with (XenRun). */
   run: string;
   consoleLog: string;
-  /** Logs xl and QEMU write for the domain (removed with it). */
+  /** Logs xl and QEMU write for the domain, the current one first, with their rotated copies (removed with it). */
   logs: string[];
 }
 
@@ -75,7 +79,8 @@ export function xenFiles(record: InstanceRecord): XenFiles {
     save: dir('state.save'),
     run: dir('run.json'),
     consoleLog: posix.join(XEN_CONSOLE_LOG_DIR, `guest-${name}.log`),
-    logs: [posix.join(XEN_LOG_DIR, `xl-${name}.log`), posix.join(XEN_LOG_DIR, `qemu-dm-${name}.log`)],
+    // libxl rotates both at each create, keeping .1 to .10 (libxl_create_logfile).
+    logs: [`xl-${name}.log`, `qemu-dm-${name}.log`].flatMap((f) => [f, ...Array.from({ length: 10 }, (_, i) => `${f}.${i + 1}`)]).map((f) => posix.join(XEN_LOG_DIR, f)),
   };
 }
 
@@ -92,11 +97,29 @@ export function guestTypeOf(config: InstanceConfig, facts: XenFacts | null): Xen
   return caps.includes('hvm') && (caps.includes('hap') || caps.includes('shadow')) ? 'pvh' : 'pv';
 }
 
-/** How one row of `xl list` maps to an instance state (pid: the domid; startTime: given by the caller). */
-export function xenState(entry: XlListEntry | null, uuid: string, host: string, startTime: number | null, now: () => string = () => new Date().toISOString()): ObservedState {
+/** What an imported domain keeps of its own: its UUID (null when its xl.cfg named none) and the disks it uses, as xl specs. */
+export interface XenImported {
+  uuid: string | null;
+  disks: XlDiskSpec[];
+}
+
+/** The imported identity and disks of a record adopted by `hangar import xen`, or null for a domain Hangar made. */
+export function importedOf(record: InstanceRecord): XenImported | null {
+  const o = record.origin;
+  if (!o || o.kind !== 'xen-import') return null;
+  const disks = Array.isArray(o.disks) ? (o.disks as Array<{ use?: unknown; disk?: unknown }>) : [];
+  return {
+    uuid: typeof o.uuid === 'string' ? o.uuid : null,
+    // Ignored disks (a CD-ROM without media, ...) were listed as such by the import.
+    disks: disks.filter((d) => (d.use === 'root' || d.use === 'extra') && typeof d.disk === 'object' && d.disk !== null).map((d) => d.disk as XlDiskSpec),
+  };
+}
+
+/** How one row of `xl list` maps to an instance state (pid: the domid; startTime: given by the caller); a null uuid accepts the domain's own (an import whose xl.cfg named none). */
+export function xenState(entry: XlListEntry | null, uuid: string | null, host: string, startTime: number | null, now: () => string = () => new Date().toISOString()): ObservedState {
   if (!entry) return { state: 'stopped', pid: null, startTime: null };
   const pid = entry.domid;
-  if (entry.uuid !== undefined && entry.uuid !== uuid) {
+  if (uuid !== null && entry.uuid !== undefined && entry.uuid !== uuid) {
     return { state: 'error', pid, startTime, error: { reason: `a domain named "${entry.name}" that Hangar did not create runs on host ${host} (uuid ${entry.uuid}, not ${uuid})`, since: now() } };
   }
   const f = entry.state;

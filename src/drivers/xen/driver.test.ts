@@ -31,9 +31,9 @@ async function open(fake: FakeXl): Promise<HostDriver> {
 const caught = async (p: Promise<unknown>): Promise<unknown> => p.then(() => undefined, (e: unknown) => e);
 
 describe('xen driver: registration', () => {
-  it('is registered, not enabled by default, and its keys are refused by lxc and qemu', () => {
+  it('is registered, enabled by default, and its keys are refused by lxc and qemu', () => {
     expect(ALL_DRIVERS).toContain(xenDriver);
-    expect(DEFAULT_DRIVERS.split(',')).not.toContain('xen');
+    expect(DEFAULT_DRIVERS.split(',')).toContain('xen');
     expect(selectDrivers('lxc,qemu,xen').map((d) => d.name)).toEqual(['lxc', 'qemu', 'xen']);
     for (const other of ALL_DRIVERS.filter((d) => d.name !== 'xen')) {
       expect(unsupportedKeys({ 'boot.virt': 'pv', 'limits.network.egress': '10MiB' }, other.keys), other.name).toEqual(['boot.virt', 'limits.network.egress']);
@@ -234,8 +234,44 @@ describe('xen driver: lifecycle through xl', () => {
     const err = (() => { try { h.exec({ command: ['true'] }); return undefined; } catch (e) { return e; } })();
     expect(isAppError(err, 'UNSUPPORTED')).toBe(true);
     expect((err as Error).message).toContain('exec needs a guest agent');
-    h.attachConsole({ cols: 80, rows: 24 });
-    expect(fake.host.calls.at(-1)?.argv).toEqual(['xl', 'console', 'web1']);
+    const con = h.attachConsole({ cols: 80, rows: 24 });
+    // First whether xenconsole's lock is free (no such domain here: it cannot be told), then xl console.
+    for (let i = 0; i < 50 && !fake.host.calls.some((c) => c.argv[1] === 'console'); i++) await new Promise((r) => setTimeout(r, 10));
+    expect(fake.host.calls.map((c) => c.argv).slice(-2)).toEqual([['xl', 'list', '-v', 'web1'], ['xl', 'console', 'web1']]);
+    con.kill();
+  });
+
+  it('adopts an imported domain: running with its own UUID (or any, when its xl.cfg named none), started again with its own disks, deleted without them', async () => {
+    const fake = new FakeXl({ files: { ...imageFiles, '/srv/xen/web1.img': 'their disk' } });
+    const hd = await open(fake);
+    const theirs = '11111111-2222-4333-8444-555555555555';
+    const origin = (uuid: string | null) => ({
+      kind: 'xen-import', source: '/etc/xen/web1.cfg', guestType: 'pvh', uuid, untranslated: [], nics: [],
+      disks: [
+        { index: 0, spec: 'format=raw,vdev=xvda,access=rw,target=/srv/xen/web1.img', use: 'root', note: 'kept', disk: { target: '/srv/xen/web1.img', format: 'raw', vdev: 'xvda', access: 'rw', devtype: 'disk' } },
+        { index: 1, spec: 'vdev=xvdc,devtype=cdrom', use: 'ignored', note: 'no media', disk: { vdev: 'xvdc', format: 'raw', access: 'ro', devtype: 'cdrom' } },
+      ],
+    });
+    const imported = (uuid: string | null) => record({ 'boot.kernel': '/srv/xen/vmlinuz', 'limits.memory': '128MiB' }, { image: '', imageProps: {}, imagePath: undefined, origin: origin(uuid) });
+    fake.host.put('/tmp/theirs.cfg', `name = "web1"\nuuid = "${theirs}"\nmemory = 128\n`);
+    await fake.host.exec(['xl', 'create', '/tmp/theirs.cfg']);
+    expect(await hd.load(imported(theirs)).state()).toMatchObject({ state: 'running', pid: 1 });
+    expect(await hd.load(imported(null)).state()).toMatchObject({ state: 'running', pid: 1 });
+    // Hangar's own UUID for that name is not the running domain's: that one stays a stranger.
+    expect((await hd.load(record()).state()).state).toBe('error');
+
+    const h = hd.load(imported(theirs));
+    await h.stop({ force: true, timeoutMs: 1000 });
+    await h.create();
+    await h.start();
+    const cfg = parseXlConfig(fake.host.text('/var/lib/hangar/instances/web1/domain.cfg')!);
+    expect(xlString(cfg, 'uuid')).toBe(theirs);
+    expect(xlString(cfg, 'kernel')).toBe('/srv/xen/vmlinuz');
+    expect(xlStringList(cfg, 'disk')).toEqual(['format=raw,vdev=xvda,access=rw,target=/srv/xen/web1.img']);
+    expect(fake.host.text('/var/lib/hangar/instances/web1/root.raw')).toBeUndefined();
+    await h.stop({ force: true, timeoutMs: 1000 });
+    await h.delete();
+    expect(fake.host.text('/srv/xen/web1.img')).toBe('their disk');
   });
 });
 

@@ -7,7 +7,8 @@ import type { Usage } from '../../shared/schemas.js';
 import type { Host, HostProcess } from '../../host/host.js';
 import { Reverter } from '../../host/reverter.js';
 import type { ConfigApplyResult, Driver, DriverEnv, ExecSpec, HostDriver, InstanceHandle, InstanceRecord, ObservedState, StopOptions } from '../driver.js';
-import { domainName, domainUuid, extraDiskPath, guestTypeOf, xenFiles, xenState, type XenFiles, type XenHost, type XenRun } from './domain.js';
+import { attachXenConsole } from './console.js';
+import { domainName, domainUuid, extraDiskPath, guestTypeOf, importedOf, xenFiles, xenState, type XenFiles, type XenHost, type XenImported, type XenRun } from './domain.js';
 import { ensureRawDisk, placeImage, type XenImageSource } from './images.js';
 import { applyLive, changedKeys, LIVE_KEYS } from './live.js';
 import { probeXen } from './probe.js';
@@ -39,12 +40,16 @@ async function readJson<T>(host: Host, path: string): Promise<T | undefined> {
 class XenInstance implements InstanceHandle {
   readonly files: XenFiles;
   readonly name: string;
+  /** The UUID it is created with: Hangar's own, or an imported domain's. */
   readonly uuid: string;
+  /** What an imported domain keeps (its disks; its UUID, which a running domain must have unless the import named none). */
+  readonly imported: XenImported | null;
 
   constructor(readonly record: InstanceRecord, readonly x: XenHost) {
     this.files = xenFiles(record);
     this.name = domainName(record);
-    this.uuid = domainUuid(x.env.prefix, record);
+    this.imported = importedOf(record);
+    this.uuid = this.imported?.uuid ?? domainUuid(x.env.prefix, record);
   }
 
   get host(): Host { return this.x.env.host; }
@@ -92,6 +97,8 @@ class XenInstance implements InstanceHandle {
       uuid: this.uuid,
       rootDisk: hasRoot ? { path: this.files.rootDisk, format: 'raw' } : null,
       extraDisks: devicesOf(config).map((d) => ({ path: extraDiskPath(this.record, d.name), format: 'raw' as const })),
+      // An imported domain's disks stay where they are, as its xl.cfg had them.
+      ...(this.imported ? { keptDisks: this.imported.disks } : {}),
       // vCPUs can be added live up to the host's CPU count.
       ...(cpus ? { maxVcpus: cpus } : {}),
       ...(egress ? { vifRate: { bytesPerSecond: parseSize(egress.replace(/\/s\s*$/, ''), 'limits.network.egress'), intervalUs: XL_DEFAULT_RATE_INTERVAL_US } } : {}),
@@ -210,7 +217,7 @@ class XenInstance implements InstanceHandle {
   async state(): Promise<ObservedState> {
     if (!this.x.facts) return { state: 'stopped', pid: null, startTime: null };
     const entry = await this.xl.find(this.name);
-    return xenState(entry, this.uuid, this.host.name, entry ? await this.startTime(entry.domid) : null);
+    return xenState(entry, this.imported && this.imported.uuid === null ? null : this.uuid, this.host.name, entry ? await this.startTime(entry.domid) : null);
   }
 
   private async startTime(domid: number): Promise<number> {
@@ -247,7 +254,7 @@ class XenInstance implements InstanceHandle {
 
   /** The text console: `xl console NAME` on a pseudo-terminal of the Xen host (xenconsoled also logs it). */
   attachConsole(size: { cols: number; rows: number }): HostProcess {
-    return this.xl.console(this.name, size);
+    return attachXenConsole(this.xl, this.name, size, this.x.consoles);
   }
 
   /** What the domain really got (xl list -l): type, domid, memory and its ceiling, vCPUs, scheduler, boot, disks, NIC; and how it is stored. */
@@ -299,7 +306,7 @@ export interface XenHostOptions {
 
 /** The Xen driver on one host, from what was probed there (tests build it directly). */
 export function xenOnHost(env: DriverEnv, probed: Awaited<ReturnType<typeof probeXen>>, xl: Xl, opts: XenHostOptions = {}): HostDriver {
-  const x: XenHost = { env, probe: probed.probe, facts: probed.facts, xl, imageSource: opts.imageSource, startTimes: new Map() };
+  const x: XenHost = { env, probe: probed.probe, facts: probed.facts, xl, imageSource: opts.imageSource, startTimes: new Map(), consoles: new Map() };
   const facts = x.facts;
   const info = facts?.info;
   const checkedAt = new Date().toISOString();

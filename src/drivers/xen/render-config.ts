@@ -205,6 +205,8 @@ export interface XenBuildOptions {
   /** The root disk: a qcow2 or raw file, or a block device (raw, phy backend); default record.rootPath (qcow2, or raw when under /dev/); null for none. */
   rootDisk?: { path: string; format: 'raw' | 'qcow2' } | null;
   extraDisks?: readonly XenExtraDisk[];
+  /** Disks kept as their xl specs say (an imported domain's own), after the root and extra disks. */
+  keptDisks?: readonly XlDiskSpec[];
   /** Outgoing rate of the NIC (limits.network.egress). */
   vifRate?: XlVifRate;
   /** vCPUs the domain may be given live (xl vcpu-set) without a restart; at least limits.cpu. */
@@ -321,6 +323,7 @@ export function xlConfigFor(record: InstanceRecord, facts: XenHostFacts, opts: X
   });
   if (root) disks.push(disk(root.path, root.format, false));
   for (const d of opts.extraDisks ?? []) disks.push(disk(d.path, d.format, d.readOnly ?? false));
+  disks.push(...(opts.keptDisks ?? []));
 
   const nic = record.nic;
   const vif: XlVifSpec = { mac: nic.mac.toLowerCase(), bridge: nic.bridge, ip: [nic.ipv4], vifname: nic.hostIfName, ...(opts.vifRate ? { rate: opts.vifRate } : {}) };

@@ -6,6 +6,8 @@ import {
   type XlInfo, type XlListEntry, type XlLongDomain, type XlSchedParams, type XlVcpu,
 } from './parse.js';
 
+/** Where xenconsole takes its per-domain lock (Xen's XEN_LOCK_DIR on Debian). */
+export const XENCONSOLE_LOCK_DIR = '/var/lock';
 /** The xl binary (on PATH in Dom0). */
 export const XL = 'xl';
 
@@ -184,6 +186,17 @@ export class Xl {
   async sched(scheduler: 'credit' | 'credit2', name: string): Promise<XlSchedParams | null> {
     const rows = parseXlSched((await this.run([`sched-${scheduler}`, '-d', name], `xl sched-${scheduler} of domain "${name}"`)).stdout);
     return rows.find((r) => r.name === name) ?? null;
+  }
+
+  /**
+   * Whether a console could attach to the domain now: xenconsole's lock (/var/lock/xenconsole.DOMID, an exclusive flock)
+   * is free. Null when that cannot be told (no such domain, no flock on the host).
+   */
+  async consoleLockFree(name: string): Promise<boolean | null> {
+    const d = await this.find(name);
+    if (!d || d.domid === null) return null;
+    const res = await this.host.exec(['flock', '-n', `${XENCONSOLE_LOCK_DIR}/xenconsole.${d.domid}`, 'true'], { allowFailure: true, timeoutMs: COMMAND_TIMEOUT_MS });
+    return res.code === 0 ? true : res.code === 1 ? false : null;
   }
 
   /** The domain's text console (`xl console NAME`: PV console, or the emulated serial port of an HVM domain) on a pseudo-terminal. */
