@@ -30,8 +30,10 @@ export async function ensureImageOn(from: HostContext, to: HostContext, fp: stri
     const writeErr = collect(writer, 'stderr');
     writer.stdin?.on('error', () => undefined);
     reader.stdout?.pipe(writer.stdin!);
-    // A writer that ends (a tar that refuses its options, a full disk) leaves the reader blocked on a full pipe: it is ended too.
-    const [r, w] = await Promise.all([reader.wait(), writer.wait().then((res) => { if (res.code !== 0) reader.kill('SIGTERM'); return res; })]);
+    // A writer that ends (a tar that refuses its options, a full disk) leaves the reader blocked on a full pipe: it is ended,
+    // and its output drained, since its exit is only reported once its stdout is closed.
+    const stopReader = (): void => { reader.stdout?.unpipe(); reader.stdout?.resume(); reader.kill('SIGTERM'); };
+    const [r, w] = await Promise.all([reader.wait(), writer.wait().then((res) => { if (res.code !== 0) stopReader(); return res; })]);
     if (r.code !== 0 || w.code !== 0) {
       const why = [r.code !== 0 ? `reading on host ${from.name}: ${readErr() || `exit ${r.code ?? r.signal}`}` : '', w.code !== 0 ? `writing on host ${to.name}: ${writeErr() || `exit ${w.code ?? w.signal}`}` : ''].filter(Boolean).join('; ');
       throw new Error(`tar failed ${why}`);

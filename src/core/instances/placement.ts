@@ -7,7 +7,7 @@ import type { HostDriver, InstanceHandle, InstanceRecord } from '../../drivers/d
 import { IDS_PER_CONTAINER } from '../../host/facts.js';
 import type { InstanceRow } from '../db/database.js';
 import type { HostContext } from '../hosts/context.js';
-import { allocateAddress, checkAddress, isValidMac, macFor, type Subnet } from '../network/ipam.js';
+import { allocateAddress, checkAddress, isValidMac, macFor, subnetContains, type Subnet } from '../network/ipam.js';
 import { hostOf, instanceDir, type InstanceServiceDeps } from './context.js';
 
 /** The driver of a create request on a host: the one it names, else the default of its type (container when it names none); refuses a driver of another type. */
@@ -146,8 +146,10 @@ export async function syncLeases(d: InstanceServiceDeps, on?: HostContext, witho
   const leases = d.db.listInstances().filter((r) => r.name !== without).map((r) => ({ name: r.name, mac: r.mac, ipv4: r.ipv4 }));
   for (const h of d.hosts.up()) {
     if (h.networkProblem) continue;
-    if (h.local || h.name === on?.name) await h.network.setLeases(leases);
-    else await h.network.setLeases(leases).catch((e: unknown) => d.log?.(`host ${h.name}: DHCP reservations not updated: ${e instanceof Error ? e.message : String(e)}`));
+    // Each network reserves the addresses of its own subnet: the managed one's (shared by every managed host) or a host bridge's.
+    const mine = leases.filter((l) => subnetContains(h.network.subnet, l.ipv4));
+    if (h.local || h.name === on?.name) await h.network.setLeases(mine);
+    else await h.network.setLeases(mine).catch((e: unknown) => d.log?.(`host ${h.name}: DHCP reservations not updated: ${e instanceof Error ? e.message : String(e)}`));
   }
 }
 
@@ -171,6 +173,7 @@ export function recordOf(d: InstanceServiceDeps, h: HostContext, row: InstanceRo
     // A remote host's copy of the image (made at create), in its own pool.
     imagePath: image ? h.pool.imagePath(image.fingerprint) : undefined,
     cpuset: row.cpuset ?? undefined,
+    origin: row.origin,
   };
 }
 
