@@ -123,7 +123,7 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
       .option('--disk <size>', 'root disk size (limits.disk)')
       .option('--ip <address>', 'static IPv4 address')
       .option('--vm', 'create a virtual machine (the default VM driver)')
-      .option('--driver <name>', 'the backend (lxc, qemu, ...; host info lists them): default, the first enabled one of the type')
+      .option('--driver <name>', 'the backend (lxc, qemu, xen, ...; host info lists them): default, the first one of the type available on the host')
       .option('--host <name>', 'the host to put it on (host list; default local)')
       .action(
         act(async (img: string, inst: string, o: { config: string[]; memory?: string; cpus?: string; disk?: string; ip?: string; vm?: boolean; driver?: string; host?: string }) =>

@@ -10,8 +10,8 @@ import { xenDriver } from './xen/driver.js';
 /** Every backend Hangar has. */
 export const ALL_DRIVERS: readonly Driver[] = [lxcDriver, qemuDriver, fakeDriver, xenDriver];
 
-/** The drivers a daemon runs when HANGAR_DRIVERS is not set; the first of each type is that type's default. */
-export const DEFAULT_DRIVERS = 'lxc,qemu';
+/** The drivers a daemon runs when HANGAR_DRIVERS is not set; the first available one of each type is that type's default. */
+export const DEFAULT_DRIVERS = 'lxc,qemu,xen';
 
 /** The drivers named in a HANGAR_DRIVERS value ("lxc,qemu,fake"), in its order; unknown or repeated names are refused. */
 export function selectDrivers(list: string | undefined): Driver[] {
@@ -55,9 +55,10 @@ export class DriverSet {
     return d;
   }
 
-  /** The default driver of an instance type: the first of that type in the set. */
+  /** The default driver of an instance type: the first of that type available on the host, else the first of that type (whose launch says why it is not). */
   forType(type: InstanceType): HostDriver {
-    const d = this.drivers.find((x) => x.driver.type === type);
+    const ofType = this.drivers.filter((x) => x.driver.type === type);
+    const d = ofType.find((x) => x.probe.available) ?? ofType[0];
     if (!d) throw new AppError('UNSUPPORTED', `No driver for instance type "${type}" is enabled on this host`);
     return d;
   }

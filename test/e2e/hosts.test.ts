@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HostRecord, Instance, XenImportTranslation } from '../../src/shared/schemas.js';
 import { cli, cliAsync, cliOk, ROOT, setSharedDaemon, sharedDaemon, startDaemon, TEST_ENV, uniquePrefix } from '../helpers/daemon.js';
-import { alive, findInstance, listJson, pollUntil, settings } from '../helpers/e2e.js';
+import { alive, findInstance, instanceUntil, listJson, pollUntil, settings } from '../helpers/e2e.js';
 import { freePort, startSshd, type TestSshd } from '../helpers/sshd.js';
 
 const P = uniquePrefix('hs');
@@ -31,17 +31,6 @@ async function refused(args: string[]): Promise<string> {
   const r = await cliAsync(args);
   expect(r.code, `hangar ${args.join(' ')}: ${r.stdout}`).not.toBe(0);
   return r.stderr;
-}
-
-/** Polls (without blocking the worker) until the instance is listed in this state; answers it as last seen. */
-async function instanceUntil(name: string, state: string, tries = 200): Promise<Instance | undefined> {
-  let seen: Instance | undefined;
-  await pollUntil(async () => {
-    const r = await cliAsync(['list', '--format', 'json']);
-    seen = r.code === 0 ? (JSON.parse(r.stdout) as Instance[]).find((i) => i.name === name) : undefined;
-    return seen?.state === state;
-  }, tries, 200);
-  return seen;
 }
 
 beforeAll(async () => {
@@ -102,12 +91,12 @@ describe('remote hosts over SSH', () => {
     const out = cliOk(['host', 'add', H, url, '--identity', sshd.identityFile]);
     expect(out).toContain(`Added host ${H} (${url})`);
     expect(out).toContain(`Host key: ssh-ed25519 ${sshd.hostKeyFingerprint} (pinned: a different key is refused until "hangar host trust ${H}")`);
-    expect(out).toMatch(/^Drivers: lxc \(\d[^)]*\), qemu \(.*\), fake \(0\)$/m);
+    expect(out).toMatch(/^Drivers: lxc \(\d[^)]*\), qemu \(.*\), xen \(.*\), fake \(0\)$/m);
     const listed = (JSON.parse(cliOk(['host', 'list', '--format', 'json'])) as HostRecord[]).find((h) => h.name === H);
     expect(listed).toMatchObject({ state: 'up', url, keyType: 'ssh-ed25519', fingerprint: sshd.hostKeyFingerprint, identityFile: sshd.identityFile, instances: 0, reason: null });
     const info = JSON.parse(cliOk(['host', 'info', H, '--format', 'json'])) as { hostname: string; drivers: Array<{ name: string; available: boolean; details: Record<string, string> }>; storage: { driver: string; path: string }; host: HostRecord };
     expect(info.host).toMatchObject({ name: H, state: 'up', fingerprint: sshd.hostKeyFingerprint });
-    expect(info.drivers.map((d) => d.name)).toEqual(['lxc', 'qemu', 'fake']);
+    expect(info.drivers.map((d) => d.name)).toEqual(['lxc', 'qemu', 'xen', 'fake']);
     expect(info.drivers[0]).toMatchObject({ available: true, details: { 'lxc path': `${settings.dir}/lxc` } });
     expect(info.storage).toMatchObject({ driver: 'dir', path: `${settings.dir}/hosts/${H}/pool` });
     const table = cliOk(['host', 'info', H]);

@@ -54,6 +54,17 @@ export async function pollUntil<T>(fn: () => T | Promise<T>, tries = 100, everyM
   return v;
 }
 
+/** Polls (without blocking the worker) until the instance is listed in this state, every 200 ms; answers it as last seen. */
+export async function instanceUntil(name: string, state: string, tries = 200): Promise<Instance | undefined> {
+  let seen: Instance | undefined;
+  await pollUntil(async () => {
+    const r = await cliAsync(['list', '--format', 'json']);
+    seen = r.code === 0 ? (JSON.parse(r.stdout) as Instance[]).find((i) => i.name === name) : undefined;
+    return seen?.state === state;
+  }, tries, 200);
+  return seen;
+}
+
 /** Collects events from the events websocket (opened with `ws` directly so that replay=true can be asked for). */
 export async function collectEvents(opts: { replay?: boolean; types?: string[] } = {}): Promise<{ events: HangarEvent[]; close: () => void }> {
   const { WebSocket } = await import('ws');
