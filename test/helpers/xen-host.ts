@@ -129,7 +129,9 @@ async function boot(art: XenHostArtifacts, opts: StartXenHostOptions, owner: num
     const argv = [
       '-machine', 'pc', '-accel', 'tcg',
       // -cpu max alone crashes Dom0 (TCG's SMAP); without SMAP and RDTSCP it offers SVM with nested paging, i.e. HAP for PVH.
-      '-cpu', 'max,-smap,-rdtscp', '-smp', '2', '-m', String(opts.memoryMiB ?? 3584),
+      // Without AVX: a PVH domU's glibc picks AVX2 string functions, and under TCG's nested SVM they now and then raise #UD
+      // (busybox init died of SIGILL on vpxor at boot in 1 of ~10 CI runs).
+      '-cpu', 'max,-smap,-rdtscp,-avx,-avx2', '-smp', '2', '-m', String(opts.memoryMiB ?? 3584),
       '-nodefaults', '-no-user-config', '-display', 'none', '-monitor', 'none',
       // A Xen or Dom0 panic reboots; -no-reboot turns that into QEMU exiting, so a broken boot fails fast.
       '-no-reboot',

@@ -27,7 +27,7 @@ export const DOM0_NET = { address: '10.0.2.15/24', gateway: '10.0.2.2' } as cons
 /** Debian packages the host is made of (downloaded and unpacked, never installed here), with what each is for. */
 export const XEN_HOST_PACKAGES: readonly { name: string; why: string }[] = [
   { name: 'xen-hypervisor-4.17-amd64', why: 'the hypervisor: xen-4.17-amd64.gz, gunzipped to the multiboot ELF QEMU -kernel boots' },
-  { name: 'xen-utils-4.17', why: 'xl, xenstored, xenconsoled, xenconsole (xl console), xen-init-dom0, libxl-save-helper (save/restore), xentop' },
+  { name: 'xen-utils-4.17', why: 'xl, oxenstored, xenconsoled, xenconsole (xl console), xen-init-dom0, libxl-save-helper (save/restore), xentop' },
   { name: 'xen-utils-common', why: 'hotplug scripts libxl runs (vif-bridge, block) and /etc/xen/xl.conf' },
   { name: 'xenstore-utils', why: 'xenstore-read/write/ls/..., used by the hotplug scripts and handy in tests' },
   { name: 'libxenmisc4.17', why: 'libxenlight, libxlutil, libxenctrl, libxenguest, libxenstat' },
@@ -53,10 +53,14 @@ export const DOM0_MODULES = ['xen-evtchn', 'xen-privcmd', 'xenfs', 'xen-gntdev',
 
 // Xen tools, from xen-utils-4.17; libxl finds its helpers under LIBEXEC_BIN, so they keep that path.
 const XEN_LIBEXEC = 'usr/lib/xen-4.17/bin';
-const XEN_BINARIES = ['xl', 'xenstored', 'xenconsoled', 'xenconsole', 'xen-init-dom0', 'libxl-save-helper', 'xentop', 'xenstore-control'] as const;
+const XEN_BINARIES = ['xl', 'oxenstored', 'xenconsoled', 'xenconsole', 'xen-init-dom0', 'libxl-save-helper', 'xentop', 'xenstore-control'] as const;
 const XENSTORE_TOOLS = ['xenstore', 'xenstore-read', 'xenstore-write', 'xenstore-exists', 'xenstore-rm', 'xenstore-ls', 'xenstore-list', 'xenstore-chmod', 'xenstore-watch'] as const;
-// From the build host's own Debian packages: the hotplug scripts are bash and lock with util-linux flock; the block script wants util-linux losetup.
-const HOST_BINARIES = [['/bin/bash', 'bin/bash'], ['/usr/bin/flock', 'usr/bin/flock'], ['/usr/sbin/losetup', 'usr/sbin/losetup']] as const;
+// From the build host's own Debian packages: the hotplug scripts are bash and lock with util-linux flock; the block script wants util-linux losetup;
+// /bin/sh is dash and tar is GNU tar, as on a Debian Dom0 (busybox ash runs its own tar applet, which refuses --xattrs,
+// for every command hangard sends); hangard converts qcow2 disks there with qemu-img.
+const HOST_BINARIES = [
+  ['/bin/dash', 'bin/sh'], ['/bin/bash', 'bin/bash'], ['/usr/bin/flock', 'usr/bin/flock'], ['/usr/sbin/losetup', 'usr/sbin/losetup'], ['/bin/tar', 'bin/tar'], ['/usr/bin/qemu-img', 'usr/bin/qemu-img'],
+] as const;
 
 /** What a build produced (absolute paths into the cache) and how it was made. */
 export interface XenHostArtifacts {
@@ -139,8 +143,9 @@ ip link set eth0 up && ip addr add ${addr} dev eth0 && ip route add default via 
 mount -t xenfs xenfs /proc/xen || say "cannot mount xenfs"
 grep -q control_d /proc/xen/capabilities 2>/dev/null || say "not running as Xen dom0"
 
-# xenstored forks into the background; libxl needs its socket before anything else.
-xenstored --pid-file=/run/xenstored.pid || say "xenstored failed"
+# oxenstored, as Debian's /etc/init.d/xen prefers it (C xenstored 4.17 segfaulted here under domU device traffic);
+# it forks into the background, and libxl needs its socket before anything else.
+oxenstored --pid-file=/run/xenstored.pid || say "oxenstored failed"
 i=0
 while [ ! -S /run/xenstored/socket ] && [ $i -lt 200 ]; do usleep 50000; i=$((i + 1)); done
 [ -S /run/xenstored/socket ] || say "xenstored socket missing"
@@ -177,7 +182,7 @@ const INITTAB = `# busybox init of the Xen test host: nothing to respawn; ctrl-a
 `;
 
 const FILES: [string, string, number][] = [
-  ['etc/passwd', 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n', 0o644],
+  ['etc/passwd', 'root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n', 0o644],
   ['etc/group', 'root:x:0:\ntty:x:5:\nnogroup:x:65534:\n', 0o644],
   ['etc/shells', '/bin/sh\n/bin/ash\n/bin/bash\n', 0o644],
   ['etc/hosts', '127.0.0.1\tlocalhost xenhost\n::1\tlocalhost ip6-localhost ip6-loopback\n', 0o644],
@@ -328,6 +333,7 @@ export async function buildXenHost(host: Host, opts: BuildXenHostOptions = {}): 
       await host.fs.writeAtomic(posix.join(root, to), await host.fs.readFile(lib), 0o755);
     }
     await host.exec(['cp', '-a', scriptsDir, posix.join(root, 'etc/xen/scripts')]);
+    await host.exec(['cp', posix.join(deb('xen-utils-common').root, 'etc/xen/oxenstored.conf'), posix.join(root, 'etc/xen/oxenstored.conf')]);
     await host.exec(['cp', posix.join(deb('xen-utils-common').root, 'etc/xen/xl.conf'), posix.join(root, 'etc/xen/xl.conf')]);
 
     for (const rel of modules.load) {

@@ -27,7 +27,7 @@ describe('renderRcS', () => {
     expect(rcs.trimEnd().split('\n').slice(-2)[0]).toBe(`echo "${VM_READY_MARKER} $HN" > /dev/console`);
   });
   it('needs the drivers for the NIC, disk, agent port and power button', () => {
-    for (const m of ['virtio_net', 'virtio_blk', 'virtio_console', 'button', 'evdev', 'pvpanic_mmio']) expect(VM_MODULES).toContain(m);
+    for (const m of ['virtio_net', 'virtio_blk', 'virtio_console', 'button', 'evdev', 'pvpanic_mmio', 'xen-netfront', 'xen-blkfront']) expect(VM_MODULES).toContain(m);
     expect(VM_CMDLINE).toMatch(/^console=ttyS0 quiet /);
   });
 });

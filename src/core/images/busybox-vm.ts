@@ -19,8 +19,12 @@ export interface BusyboxVmOptions {
   onProgress?: (msg: string) => void;
 }
 
-/** Modules the guest needs, whichever of them the kernel has built in: NIC, disk, guest-agent port, ACPI power button, balloon, entropy, ext4 (and its crc32c, a soft dependency), pvpanic (QEMU sees a guest panic). */
-export const VM_MODULES = ['virtio_pci', 'virtio_net', 'virtio_blk', 'virtio_console', 'button', 'evdev', 'virtio_balloon', 'virtio_rng', 'crc32c_generic', 'ext4', 'pvpanic_mmio'] as const;
+/**
+ * Modules the guest needs, whichever of them the kernel has built in: NIC, disk, guest-agent port, ACPI power button, balloon,
+ * entropy, ext4 (and its crc32c, a soft dependency), pvpanic (QEMU sees a guest panic); and Xen's NIC and disk front ends,
+ * so that the same image boots as a Xen PV/PVH domain (elsewhere they refuse to load, and the init ignores that).
+ */
+export const VM_MODULES = ['virtio_pci', 'virtio_net', 'virtio_blk', 'virtio_console', 'button', 'evdev', 'virtio_balloon', 'virtio_rng', 'crc32c_generic', 'ext4', 'pvpanic_mmio', 'xen-netfront', 'xen-blkfront'] as const;
 
 /** Kernel command line measured fastest under TCG (see host-facts); the driver appends hangar.* settings. */
 export const VM_CMDLINE = 'console=ttyS0 quiet cryptomgr.notests mitigations=off no_timer_check';
