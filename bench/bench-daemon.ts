@@ -50,7 +50,8 @@ async function teardownDaemonState(env: Record<string, string>, socket: string):
     if (!(await waitPidExit(pid, 5000))) process.kill(pid, 'SIGKILL');
   }
   const mounts = readFileSync('/proc/self/mountinfo', 'utf8');
-  for (const m of [join(dir, 'lxcfs'), join(dir, 'pool')]) {
+  // roots: the pool's second mount (src/core/settings.ts rootsDir), left mounted when the daemon exits.
+  for (const m of [join(dir, 'lxcfs'), join(dir, 'roots'), join(dir, 'pool')]) {
     if (mounts.includes(` ${m} `)) run(['umount', m], { allowFail: true });
   }
   if (existsSync(`/sys/class/net/${prefix}br0`)) run(['ip', 'link', 'del', `${prefix}br0`], { allowFail: true });

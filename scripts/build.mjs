@@ -10,6 +10,7 @@ const entries = [
   ['bench/containers.ts', 'dist/bench-containers.mjs'],
   ['bench/vms.ts', 'dist/bench-vms.mjs'],
   ['bench/vm-choices.ts', 'dist/bench-vm-choices.mjs'],
+  ['bench/xen.ts', 'dist/bench-xen.mjs'],
 ].filter(([src]) => existsSync(src));
 
 // The CLI is split: dist/hangar.mjs stays tiny (fast `--version`), commands, commander, zod, yaml and ws live in
