@@ -73,7 +73,12 @@ function httpCall(): Promise<Answer> {
       resolve({ what, status: 400, text: `client refused: ${String(e)}` });
       return;
     }
-    req.on('error', (e) => resolve({ what, status: -1, text: String(e) }));
+    req.on('error', (e: NodeJS.ErrnoException) => {
+      // A malformed request (a raw byte in its path) with a 1 MiB body: the parser refuses it and closes the socket
+      // while the client is still writing the body, so the client sees EPIPE, not the 400 (counted as 0, like rawCall's).
+      const cut = b !== undefined && b.length > 1024 * 1024 && (e.code === 'EPIPE' || e.code === 'ECONNRESET');
+      resolve({ what, status: cut ? 0 : -1, text: String(e) });
+    });
     req.setTimeout(30_000, () => req.destroy(new Error('timeout')));
     req.end(b);
   });

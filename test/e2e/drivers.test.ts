@@ -48,7 +48,7 @@ describe('drivers', () => {
   it('refuses what a driver does not take, naming the drivers that do, and unknown or mismatched drivers', () => {
     const cases: [string[], RegExp][] = [
       [['launch', 'busybox', `${P}x`, '--driver', 'fake', '-c', 'limits.memory.swap=64MiB'], /limits\.memory\.swap is not supported by the fake backend \(it is a key of: lxc\)/],
-      [['launch', 'busybox', `${P}x`, '-c', 'boot.kernel=/boot/vmlinuz'], /boot\.kernel is not supported by the lxc backend \(it is a key of: qemu\)/],
+      [['launch', 'busybox', `${P}x`, '-c', 'boot.kernel=/boot/vmlinuz'], /boot\.kernel is not supported by the lxc backend \(it is a key of: qemu, xen\)/],
       [['launch', 'busybox', `${P}x`, '--driver', 'nope'], /Driver "nope" is not enabled on this host \(enabled: lxc, qemu, xen, fake; HANGAR_DRIVERS\)/],
       [['launch', 'busybox', `${P}x`, '--vm', '--driver', 'lxc'], /Driver "lxc" runs containers, not vms/],
     ];

@@ -223,7 +223,7 @@ describe('hangar import xen', () => {
     writeFileSync(bad, 'name = "x"\nvcpus = [ 1,\n');
     expect(await refused(['import', 'xen', bad, '--dry-run'])).toMatch(new RegExp(`^Error: ${bad.replace(/[/.]/g, '\\$&')}:\\d+:\\d+: `));
     expect(await refused(['import', 'xen', join(scratch, 'none.cfg'), '--dry-run'])).toMatch(/Cannot read .*none\.cfg/);
-    expect(await refused(['import', 'xen', fixtures[0]!, '--name', `${P}x`])).toContain('the xen driver is not available on host local: it is not enabled there');
+    expect(await refused(['import', 'xen', fixtures[0]!, '--name', `${P}x`])).toContain('the xen driver is not available on host local: xl not found on host local');
     expect(findInstance(`${P}x`)).toBeUndefined();
   });
 });

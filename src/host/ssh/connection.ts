@@ -283,8 +283,10 @@ export class SshConnection {
           return;
         }
         if (this.client !== c) return;
-        this.dropped(new AppError('HOST_UNREACHABLE', `Host "${o.name}" is unreachable: the connection dropped (${this.address})`, { cause: failure, details }));
-        this.lastError = new AppError('HOST_UNREACHABLE', `Host "${o.name}" is unreachable: the connection dropped, reconnecting (${this.address})`, { cause: failure, details });
+        // Why it dropped (a keepalive timeout, a reset) is in the message: the cause chain is not always printed.
+        const why = failure instanceof Error ? `: ${failure.message}` : '';
+        this.dropped(new AppError('HOST_UNREACHABLE', `Host "${o.name}" is unreachable: the connection dropped (${this.address})${why}`, { cause: failure, details }));
+        this.lastError = new AppError('HOST_UNREACHABLE', `Host "${o.name}" is unreachable: the connection dropped, reconnecting (${this.address})${why}`, { cause: failure, details });
         this.attempt();
       });
       const config: ConnectConfig = {
