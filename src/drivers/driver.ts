@@ -164,7 +164,11 @@ export interface InstanceHandle {
   create(): Promise<void>;
   /** Once, for a root volume just made (a launch or a copy): gives the tree its identity (hostname, machine-id). */
   initRoot?(): Promise<void>;
-  start(): Promise<void>;
+  /**
+   * Starts it; `known` is its state as the caller read it just before, under the instance's lock (a driver may skip its
+   * own read). A driver that reads the state of what it started may answer it, so the caller need not read it again.
+   */
+  start(known?: ObservedState): Promise<ObservedState | void>;
   stop(opts: StopOptions): Promise<void>;
   freeze(): Promise<void>;
   unfreeze(): Promise<void>;

@@ -130,6 +130,19 @@ describe('btrfs pool', () => {
     }
   });
 
+  it('makes an empty instance volume (a subvolume of its own, snapshotted and deleted like the others) for a VM driver\'s disks', async () => {
+    const name = `${prefix}-empty`;
+    const path = await pool.createInstanceVolume(name, big, undefined, { empty: true });
+    expect(await host.fs.readdir(path)).toEqual([]);
+    expect((await host.exec(['btrfs', 'subvolume', 'show', path], { allowFailure: true })).code).toBe(0);
+    expect((await pool.instanceUsage(name)).exclusiveBytes).toBeLessThan(MiB);
+    await host.fs.writeAtomic(join(path, 'root.raw'), 'disk\n');
+    await pool.createSnapshot(name, 's1');
+    await pool.deleteInstanceVolume(name);
+    expect(await pool.instanceExists(name)).toBe(false);
+    await expectCode(pool.createInstanceVolume(`${prefix}-x`, `${prefix}-missing`, undefined, { empty: true }), 'NOT_FOUND');
+  });
+
   it('enforces the root disk limit with a quota error', async () => {
     const name = `${prefix}-lim`;
     const path = await pool.createInstanceVolume(name, tiny, 64 * MiB);

@@ -71,8 +71,8 @@ async function teardownEnv(): Promise<void> {
   }
 }
 
-/** A busybox domU record: its directory on the Dom0's tmpfs, a vif on the Dom0's bridge. */
-function makeRecord(short: string, config: Record<string, string> = {}): InstanceRecord {
+/** A busybox domU record: its directories on the Dom0's tmpfs (its volume made, as the pool would), a vif on the Dom0's bridge. */
+async function makeRecord(short: string, config: Record<string, string> = {}): Promise<InstanceRecord> {
   const name = `${prefix}-${short}`;
   const n = ++nicIndex;
   const r: InstanceRecord = {
@@ -83,6 +83,7 @@ function makeRecord(short: string, config: Record<string, string> = {}): Instanc
     imageProps: { ...imageProps }, imagePath: imageDir,
   };
   records.push(r);
+  await host!.fs.mkdir(r.rootPath, { recursive: true });
   return r;
 }
 
@@ -182,10 +183,11 @@ async function enforcedLimits(h: InstanceHandle, record: InstanceRecord): Promis
   };
 }
 
-/** What the driver keeps on the Dom0 for a domain: its directory, the domain, its vif. */
+/** What the driver keeps on the Dom0 for a domain: its directory, its disks in the volume, the domain, its vif. */
 async function xenArtifacts(record: InstanceRecord): Promise<string[]> {
   const out: string[] = [];
   if (await host!.fs.stat(record.instanceDir)) out.push(record.instanceDir);
+  for (const f of await host!.fs.readdir(record.rootPath).catch(() => [] as string[])) out.push(posix.join(record.rootPath, f));
   if (await xl.find(record.name)) out.push(`domain ${record.name}`);
   if (await host!.fs.stat(`/sys/class/net/${record.nic.hostIfName}`)) out.push(`vif ${record.nic.hostIfName}`);
   if (await host!.fs.stat(`/var/log/xen/console/guest-${record.name}.log`)) out.push(`console log of ${record.name}`);
@@ -201,7 +203,7 @@ runDriverConformance({
     hostDriver: xen,
     host: host!,
     async makeHandle(short, config) {
-      const record = makeRecord(short, config);
+      const record = await makeRecord(short, config);
       const problems = xen.validate(record.config);
       if (problems.length) throw new Error(`invalid test config: ${problems.join('; ')}`);
       return { handle: observed(xen.load(record)), record };
@@ -225,7 +227,7 @@ runDriverConformance({
 
 describe('xen driver on a real Dom0', () => {
   it('boots the busybox image as a PV domain too, with its console output logged', async () => {
-    const record = makeRecord('pv', { 'limits.memory': '192MiB', 'boot.virt': 'pv' });
+    const record = await makeRecord('pv', { 'limits.memory': '192MiB', 'boot.virt': 'pv' });
     const h = xen.load(record);
     try {
       await h.create();
@@ -243,7 +245,7 @@ describe('xen driver on a real Dom0', () => {
 
   it('runs the default domain as PVH, pauses it, changes memory and vCPUs live, and saves and restores it', async () => {
     // The saved RAM goes to the Dom0's tmpfs, beside the image cache (126 MiB) and the disks (64 MiB each).
-    const record = makeRecord('live', { 'limits.memory': '128MiB', 'limits.cpu': '1' });
+    const record = await makeRecord('live', { 'limits.memory': '128MiB', 'limits.cpu': '1' });
     const h = xen.load(record);
     try {
       await h.create();

@@ -5,7 +5,7 @@ import { assertName } from '../../shared/names.js';
 import { LOCAL_HOST } from '../../shared/hosts.js';
 import { resourcesOf, type InstanceConfig } from '../../shared/config.js';
 import type { ConfigChangeResult, CreateInstanceRequest, Instance, Snapshot } from '../../shared/schemas.js';
-import type { BackendEvent, ExecSpec, HostDriver } from '../../drivers/driver.js';
+import type { BackendEvent, ExecSpec, HostDriver, ObservedState } from '../../drivers/driver.js';
 import type { HostProcess } from '../../host/host.js';
 import { Reverter } from '../../host/reverter.js';
 import type { InstanceRow } from '../db/database.js';
@@ -57,7 +57,7 @@ export interface AdoptPlan extends AdoptRequest {
 export class InstanceService {
   // What a snapshot restore and a backend restart run while they hold the instance's lock.
   private readonly locked: LockedLifecycle = {
-    start: (name) => this.startLocked(name),
+    start: async (name) => { await this.startLocked(name); },
     stop: (name, opts) => this.stopLocked(name, opts),
   };
 
@@ -128,7 +128,8 @@ export class InstanceService {
         // A remote host gets its own copy of the image once (kept for the next instances made from it).
         if (!h.local) await ensureImageOn(this.d.hosts.local(), h, image.fingerprint, progress);
         progress('Creating root volume');
-        await h.pool.createInstanceVolume(plan.name, image.fingerprint, volumeLimit(driver, plan.config));
+        // A VM driver makes its disks in the volume, backed by the image where it is: a copy of the image would be waste.
+        await h.pool.createInstanceVolume(plan.name, image.fingerprint, volumeLimit(driver, plan.config), { empty: driver.driver.storage === 'image' });
         r.add('delete root volume', () => h.pool.deleteInstanceVolume(plan.name));
         await h.host.fs.mkdir(instanceDir(h, plan.name), { recursive: true });
         r.add('remove instance directory', () => h.host.fs.rm(instanceDir(h, plan.name), { recursive: true, force: true }));
@@ -139,12 +140,14 @@ export class InstanceService {
         await syncLeases(this.d, h);
         r.add('remove address lease', () => syncLeases(this.d, h, plan.name));
         this.d.events.emit({ type: 'instance-created', instance: plan.name, data: { image: image.alias, ipv4 } });
+        let now: ObservedState | undefined;
         if (plan.start) {
           progress('Starting');
-          await this.startLocked(plan.name);
+          // Made just now under its lock, it is stopped: no read needed (a foreign Xen domain of its name makes xl create fail).
+          now = await this.startLocked(plan.name, { state: 'stopped', pid: null, startTime: null });
         }
         r.success();
-        return await toWire(this.d, rowOf(this.d, plan.name), false);
+        return await toWire(this.d, rowOf(this.d, plan.name), false, now);
       } catch (err) {
         await r.fail();
         if (r.undoErrors.length > 0) {
@@ -224,7 +227,7 @@ export class InstanceService {
 
   /** Starts a stopped instance. */
   async start(name: string): Promise<void> {
-    await this.d.locks.withLock(lockKey(name), () => this.startLocked(name));
+    await this.d.locks.withLock(lockKey(name), async () => { await this.startLocked(name); });
   }
 
   /** Stops an instance: graceful within timeoutS, or at once with force. */
@@ -490,10 +493,12 @@ export class InstanceService {
     }
   }
 
-  private async startLocked(name: string): Promise<void> {
+  /** Starts it under its lock (`known`: its state, when the caller knows it); answers the state it was left in. */
+  private async startLocked(name: string, known?: ObservedState): Promise<ObservedState> {
     let row = rowOf(this.d, name);
     const h = hostOf(this.d, row);
-    assertLegal('start', await handleIn(this.d, h, row).state(), name);
+    const before = known ?? await handleIn(this.d, h, row).state();
+    assertLegal('start', before, name);
     if (Object.keys(row.pendingConfig).length > 0) {
       this.d.db.updateInstance(name, { config: { ...row.config, ...row.pendingConfig }, pendingConfig: {} });
       row = rowOf(this.d, name);
@@ -506,15 +511,17 @@ export class InstanceService {
     row = rowOf(this.d, name);
     this.d.events.emit({ type: 'instance-starting', instance: name });
     const handle = handleIn(this.d, h, row);
+    let started: ObservedState | void;
     try {
       await handle.create();
-      await handle.start();
+      started = await handle.start(before);
     } catch (err) {
       throw wrap(err, `Failed to start instance "${name}"`);
     }
-    const now = await handle.state();
+    const now = started ?? await handle.state();
     this.d.db.updateInstance(name, { expectedState: 'running', initPid: now.pid, initStartTime: now.startTime });
     this.d.events.emit({ type: 'instance-started', instance: name, data: { pid: now.pid } });
+    return now;
   }
 
   private async stopLocked(name: string, opts: StopRequest): Promise<void> {

@@ -3,6 +3,7 @@ import { AppError, isAppError } from '../../shared/errors.js';
 import type { Instance, InstanceState } from '../../shared/schemas.js';
 import { ALL_DRIVERS } from '../../drivers/registry.js';
 import type { InstanceRow } from '../db/database.js';
+import type { ObservedState } from '../../drivers/driver.js';
 import type { InstanceServiceDeps } from './context.js';
 import { handleIn } from './placement.js';
 
@@ -21,9 +22,9 @@ function bounded<T>(p: Promise<T>, ms: number | undefined, what: string): Promis
 /**
  * An instance as clients see it; with usage, also its resource and disk usage and the backend's details. On a host that
  * is not up it is unknown, with the host's reason, at once; a state that cannot be read is unknown when the host does
- * not answer (in time) and error otherwise.
+ * not answer (in time) and error otherwise. `known` is a state read just now under the instance's lock (not read again).
  */
-export async function toWire(d: InstanceServiceDeps, row: InstanceRow, withUsage: boolean): Promise<Instance> {
+export async function toWire(d: InstanceServiceDeps, row: InstanceRow, withUsage: boolean, known?: ObservedState): Promise<Instance> {
   const base = {
     name: row.name, host: row.host, type: row.type, driver: row.driver, image: row.image, ipv4: row.ipv4, mac: row.mac,
     config: row.config, pendingConfig: row.pendingConfig, createdAt: row.createdAt,
@@ -47,7 +48,7 @@ export async function toWire(d: InstanceServiceDeps, row: InstanceRow, withUsage
   let pid: number | null = null;
   let error: Instance['error'];
   try {
-    const st = await bounded(handle.state(), limit, `Host "${h.name}"`);
+    const st = known ?? await bounded(handle.state(), limit, `Host "${h.name}"`);
     state = st.state;
     pid = st.pid;
     error = st.error;

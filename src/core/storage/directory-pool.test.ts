@@ -1,5 +1,5 @@
 // Unit tests of the directory pool on a temp dir (no root): volumes are copies, snapshots restore their content, names are checked.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -38,6 +38,17 @@ describe('DirectoryPool', () => {
     expect(await code(pool.createInstanceVolume('c', 'nope'))).toBe('NOT_FOUND');
     expect(await code(pool.createInstanceVolume('../x', 'img1'))).toBe('INVALID_NAME');
     expect(await code(pool.setInstanceSize('a', -1))).toBe('INVALID_SIZE');
+  });
+
+  it('makes an empty volume for a driver that keeps its own disks, still checking the image and the name', async () => {
+    const v = await pool.createInstanceVolume('vm', 'img1', undefined, { empty: true });
+    expect(readdirSync(v)).toEqual([]);
+    writeFileSync(join(v, 'root.raw'), 'disk\n');
+    // A copy carries the driver's disks.
+    expect(readFileSync(join(await pool.copyInstance('vm', 'vm2'), 'root.raw'), 'utf8')).toBe('disk\n');
+    expect(await code(pool.createInstanceVolume('vm', 'img1', undefined, { empty: true }))).toBe('ALREADY_EXISTS');
+    expect(await code(pool.createInstanceVolume('vm3', 'nope', undefined, { empty: true }))).toBe('NOT_FOUND');
+    expect(existsSync(pool.instancePath('vm3'))).toBe(false);
   });
 
   it('restores a snapshot, and deletes a volume with its snapshots', async () => {

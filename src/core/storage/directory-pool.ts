@@ -71,13 +71,19 @@ export class DirectoryPool implements StoragePool {
     await this.host.fs.rm(this.imagePath(fp), { recursive: true, force: true });
   }
 
-  /** Creates an instance volume as a copy of an image; a size is checked, not enforced. */
-  async createInstanceVolume(name: string, imageFp: string, sizeBytes?: number): Promise<string> {
+  /** Creates an instance volume as a copy of an image (or, with empty, an empty directory); a size is checked, not enforced. */
+  async createInstanceVolume(name: string, imageFp: string, sizeBytes?: number, opts: { empty?: boolean } = {}): Promise<string> {
     const path = this.instancePath(name);
     const image = this.imagePath(imageFp);
     checkSize(sizeBytes, `root disk size for instance "${name}"`);
     await this.mustExist(image, `Image volume "${imageFp}" not found`);
     if (await this.host.fs.stat(path)) throw new AppError('ALREADY_EXISTS', `Volume of instance "${name}" already exists`);
+    if (opts.empty) {
+      // Not recursive: a volume made meanwhile by someone else is an error, not shared.
+      await this.host.fs.mkdir(join(path, '..'), { recursive: true });
+      await this.host.fs.mkdir(path);
+      return path;
+    }
     await this.copyTree(image, path, `Failed to create the volume of instance "${name}" from image "${imageFp}"`);
     return path;
   }

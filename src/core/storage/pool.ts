@@ -35,8 +35,11 @@ export interface StoragePool {
   sealImageVolume(fp: string): Promise<void>;
   /** Deletes an image volume; no error when it is missing. */
   deleteImageVolume(fp: string): Promise<void>;
-  /** Creates an instance volume from an image, limited to sizeBytes where the pool limits sizes; returns its path. */
-  createInstanceVolume(name: string, imageFp: string, sizeBytes?: number): Promise<string>;
+  /**
+   * Creates an instance volume from an image, limited to sizeBytes where the pool limits sizes; returns its path. With
+   * empty, the volume starts empty (a VM driver makes its disks there, backed by the image's files where they are).
+   */
+  createInstanceVolume(name: string, imageFp: string, sizeBytes?: number, opts?: { empty?: boolean }): Promise<string>;
   /** Changes (or with undefined removes) the limit of an instance volume. */
   setInstanceSize(name: string, sizeBytes: number | undefined): Promise<void>;
   /** Space used by an instance volume. */

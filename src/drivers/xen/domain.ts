@@ -32,11 +32,11 @@ export const XEN_CONSOLE_LOG_DIR = '/var/log/xen/console';
 /** Where xl writes its per-domain logs. */
 export const XEN_LOG_DIR = '/var/log/xen';
 
-/** The files of a domain in its instance directory on the Xen host. */
+/** The files of a domain on the Xen host: its disks in its volume, the rest in its instance directory. */
 export interface XenFiles {
   /** The rendered xl.cfg `xl create` read. */
   cfg: string;
-  /** The root disk (a raw copy of the image's disk). */
+  /** The root disk (a raw copy of the image's disk), in the instance's volume, so that the pool copies it with the instance. */
   rootDisk: string;
   /** RAM and config saved by stop --stateful; the next start restores it. */
   save: string;
@@ -75,7 +75,7 @@ export function xenFiles(record: InstanceRecord): XenFiles {
   const name = domainName(record);
   return {
     cfg: dir('domain.cfg'),
-    rootDisk: dir('root.raw'),
+    rootDisk: posix.join(record.rootPath, 'root.raw'),
     save: dir('state.save'),
     run: dir('run.json'),
     consoleLog: posix.join(XEN_CONSOLE_LOG_DIR, `guest-${name}.log`),
@@ -84,9 +84,9 @@ export function xenFiles(record: InstanceRecord): XenFiles {
   };
 }
 
-/** The raw file of the extra disk devices.<name>. */
+/** The raw file of the extra disk devices.<name>, beside the root disk. */
 export function extraDiskPath(record: InstanceRecord, name: string): string {
-  return posix.join(record.instanceDir, `disk-${name}.raw`);
+  return posix.join(record.rootPath, `disk-${name}.raw`);
 }
 
 /** The guest type of a config on a host: boot.virt, else PVH where virt_caps have hvm and hap (or shadow), else PV. */

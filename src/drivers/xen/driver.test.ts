@@ -106,9 +106,9 @@ describe('xen driver: lifecycle through xl', () => {
     const h = hd.load(rec);
     expect((await h.state()).state).toBe('stopped');
     await h.create();
-    // The image's raw disk copied into the instance directory and grown to limits.disk.
-    expect(fake.host.commands('cp')).toEqual([['cp', `${IMAGE}/disk.raw`, expect.stringMatching(/^\/var\/lib\/hangar\/instances\/web1\/root\.raw\.tmp-/)]]);
-    expect(fake.host.text('/var/lib/hangar/instances/web1/root.raw')?.length).toBe(1024 ** 2);
+    // The image's raw disk copied into the instance volume and grown to limits.disk.
+    expect(fake.host.commands('cp')).toEqual([['cp', `${IMAGE}/disk.raw`, expect.stringMatching(/^\/var\/lib\/hangar\/pool\/instances\/web1\/root\.raw\.tmp-/)]]);
+    expect(fake.host.text('/var/lib/hangar/pool/instances/web1/root.raw')?.length).toBe(1024 ** 2);
     await h.start();
     const cfg = parseXlConfig(fake.host.text('/var/lib/hangar/instances/web1/domain.cfg')!);
     expect(xlString(cfg, 'type')).toBe('pvh');
@@ -119,7 +119,7 @@ describe('xen driver: lifecycle through xl', () => {
     expect(xlString(cfg, 'kernel')).toBe(`${IMAGE}/vmlinux`);
     expect(xlString(cfg, 'ramdisk')).toBe(`${IMAGE}/initrd.img`);
     expect(xlString(cfg, 'cmdline')).toBe('console=ttyS0 quiet console=hvc0 hangar.hostname=web1 hangar.ip=10.123.0.7/24 hangar.gw=10.123.0.1');
-    expect(xlStringList(cfg, 'disk')).toEqual(['format=raw,vdev=xvda,access=rw,backendtype=phy,target=/var/lib/hangar/instances/web1/root.raw']);
+    expect(xlStringList(cfg, 'disk')).toEqual(['format=raw,vdev=xvda,access=rw,backendtype=phy,target=/var/lib/hangar/pool/instances/web1/root.raw']);
     expect(xlStringList(cfg, 'vif')).toEqual(['mac=02:48:47:00:00:07,bridge=xenbr0,ip=10.123.0.7,vifname=hgr0a1b2c3d']);
     expect(fake.xlCalls().slice(-2)).toEqual([['create', '/var/lib/hangar/instances/web1/domain.cfg'], ['list', '-l', 'web1']]);
     expect(JSON.parse(fake.host.text('/var/lib/hangar/instances/web1/run.json')!)).toMatchObject({ domid: 1, type: 'pvh', maxmemMiB: 256, maxvcpus: 2 });
@@ -157,10 +157,25 @@ describe('xen driver: lifecycle through xl', () => {
     expect((await h.state()).pid).toBe(2);
     await h.delete();
     expect(fake.domains.size).toBe(0);
-    expect(fake.host.text('/var/lib/hangar/instances/web1/root.raw')).toBeUndefined();
+    expect(fake.host.text('/var/lib/hangar/pool/instances/web1/root.raw')).toBeUndefined();
     expect(await fake.host.fs.stat('/var/lib/hangar/instances/web1')).toBeUndefined();
     // Deleted is gone: no start from the image.
     expect(isAppError(await caught(h.start()), 'NOT_FOUND')).toBe(true);
+  });
+
+  it('given the state its caller just read, start reads none itself and answers the state its xl list -l told', async () => {
+    const fake = new FakeXl({ files: imageFiles });
+    const h = (await open(fake)).load(record({ 'limits.memory': '256MiB' }));
+    await h.create();
+    const calls = fake.xlCalls().length;
+    const started = await h.start({ state: 'stopped', pid: null, startTime: null });
+    expect(fake.xlCalls().slice(calls).map((a) => a.slice(0, 2).join(' '))).toEqual(['create /var/lib/hangar/instances/web1/domain.cfg', 'list -l']);
+    // What a state read says now, start had answered (domid and xenstore's start time).
+    expect(started).toEqual(await h.state());
+    expect(started).toMatchObject({ state: 'running', pid: 1 });
+    // Already running: nothing is created again, and that state is answered.
+    expect(await h.start(started!)).toEqual(started);
+    expect(fake.xlCalls().filter((a) => a[0] === 'create')).toHaveLength(1);
   });
 
   it('destroys a guest that does not shut down within the timeout; force destroys at once', async () => {
@@ -268,7 +283,7 @@ describe('xen driver: lifecycle through xl', () => {
     expect(xlString(cfg, 'uuid')).toBe(theirs);
     expect(xlString(cfg, 'kernel')).toBe('/srv/xen/vmlinuz');
     expect(xlStringList(cfg, 'disk')).toEqual(['format=raw,vdev=xvda,access=rw,target=/srv/xen/web1.img']);
-    expect(fake.host.text('/var/lib/hangar/instances/web1/root.raw')).toBeUndefined();
+    expect(fake.host.text('/var/lib/hangar/pool/instances/web1/root.raw')).toBeUndefined();
     await h.stop({ force: true, timeoutMs: 1000 });
     await h.delete();
     expect(fake.host.text('/srv/xen/web1.img')).toBe('their disk');
@@ -299,7 +314,7 @@ describe('xen driver: images on another machine', () => {
     expect(fake.host.text(`${dir}/vmlinux`)).toBe('ELF kernel');
     expect(fake.host.text(`${dir}/initrd.img`)).toBe('cpio');
     expect(fake.host.text(`${dir}/disk.raw`)).toBe('raw disk bytes');
-    expect(fake.host.text('/var/lib/hangar/instances/web1/root.raw')).toBe('raw disk bytes');
+    expect(fake.host.text('/var/lib/hangar/pool/instances/web1/root.raw')).toBe('raw disk bytes');
     // Sent compressed and unpacked there, nothing left over; the conversion's scratch file is gone from the daemon's machine.
     expect(fake.host.commands('gunzip')).toHaveLength(3);
     expect((await fake.host.fs.readdir(dir)).sort()).toEqual(['.complete', 'disk.raw', 'initrd.img', 'vmlinux']);

@@ -105,41 +105,46 @@ class XenInstance implements InstanceHandle {
     });
   }
 
-  async start(): Promise<void> {
+  /** Starts the domain (restores it after a stateful stop); answers its state from the `xl list -l` that records the run. */
+  async start(known?: ObservedState): Promise<ObservedState> {
     const name = this.record.name;
-    let st = await this.state();
+    let st = known ?? await this.state();
     if (st.state === 'stopping') {
       await this.xl.waitGone(this.name, SETTLE_MS);
       st = await this.state();
     }
-    if (st.state === 'running' || st.state === 'frozen') return;
+    if (st.state === 'running' || st.state === 'frozen') return st;
     if (st.state !== 'stopped') throw new AppError('INVALID_STATE', `Failed to start instance "${name}": it is ${st.state}${st.error ? ` (${st.error.reason})` : ''}`);
     if (!this.x.facts) throw this.unavailable('start');
     // No implicit create(): a deleted instance must not come back from its image.
     if (!(await this.host.fs.stat(this.record.instanceDir))) throw new AppError('NOT_FOUND', `Failed to start instance "${name}": its directory ${this.record.instanceDir} does not exist on host ${this.host.name} (create it first)`);
     if (this.record.imageProps.disk && !(await this.host.fs.stat(this.files.rootDisk))) throw new AppError('NOT_FOUND', `Failed to start instance "${name}": its root disk ${this.files.rootDisk} does not exist (create it first)`);
     const rev = new Reverter();
-    await rev.run(async () => {
+    return rev.run(async () => {
       if (await this.host.fs.stat(this.files.save)) {
         // Stateful start: the saved domain comes back with the config it was saved with, where it was.
         await this.xl.restore(this.files.save, this.name);
         rev.add('restored domain', () => this.xl.destroy(this.name));
-        await this.recordRun();
+        const now = await this.recordRun();
         await this.host.fs.rm(this.files.save, { force: true });
-        return;
+        return now;
       }
       const image = await this.image();
       const plan = await this.plan(this.record.config, image.bootDir);
       await this.host.fs.writeAtomic(this.files.cfg, renderXlConfig(plan.xl), 0o600);
       await this.xl.create(this.files.cfg, this.name);
       rev.add('created domain', () => this.xl.destroy(this.name));
-      await this.recordRun();
+      return this.recordRun();
     });
   }
 
-  /** Records what the domain really got (xl list -l): the ceilings live changes stay within. */
-  private async recordRun(): Promise<void> {
-    const d = await this.xl.listLong(this.name);
+  /**
+   * Records what the domain really got (xl list -l): the ceilings live changes stay within. Answers its state: `xl create`
+   * and `xl restore` return once the domain runs unpaused, so the domid from the same read and its start time say it all.
+   */
+  private async recordRun(): Promise<ObservedState> {
+    // Both reads at once: over SSH their round trips overlap.
+    const [d, secs] = await Promise.all([this.xl.listLong(this.name), this.readStartTime()]);
     if (!d || d.domid === null) throw new AppError('BACKEND_FAILED', `Domain "${this.name}" is gone right after it was started`, { cause: new Error(`see ${this.files.logs[0]} on host ${this.host.name}`) });
     const run: XenRun = {
       domid: d.domid,
@@ -149,6 +154,9 @@ class XenInstance implements InstanceHandle {
       startedAt: new Date().toISOString(),
     };
     await this.host.fs.writeAtomic(this.files.run, `${JSON.stringify(run)}\n`, 0o600);
+    const startTime = secs ?? d.domid;
+    this.x.startTimes.set(d.domid, startTime);
+    return { state: 'running', pid: d.domid, startTime };
   }
 
   /** Refuses to act on a domain of this name that Hangar did not create. */
@@ -201,13 +209,16 @@ class XenInstance implements InstanceHandle {
     await this.xl.unpause(this.name);
   }
 
-  /** Destroys the domain if it still runs, then removes its instance directory (disks, config, saved state) and its logs on the Xen host. */
+  /** Destroys the domain if it still runs, then removes its disks (the volume itself is the pool's), its instance directory (config, saved state) and its logs on the Xen host. */
   async delete(): Promise<void> {
     const st = await this.state();
     this.mustBeOurs(st, 'delete');
     if (st.state !== 'stopped') {
       await this.xl.destroy(this.name);
       await this.xl.waitGone(this.name, SETTLE_MS);
+    }
+    for (const f of await this.host.fs.readdir(this.record.rootPath).catch(() => [] as string[])) {
+      if (f === posix.basename(this.files.rootDisk) || /^disk-.+\.raw$/.test(f)) await this.host.fs.rm(posix.join(this.record.rootPath, f), { force: true });
     }
     await this.host.fs.rm(this.record.instanceDir, { recursive: true, force: true });
     for (const f of [this.files.consoleLog, ...this.files.logs]) await this.host.fs.rm(f, { force: true });
@@ -223,13 +234,17 @@ class XenInstance implements InstanceHandle {
   private async startTime(domid: number): Promise<number> {
     const known = this.x.startTimes.get(domid);
     if (known !== undefined) return known;
-    // libxl keeps the domain's start time (seconds since the epoch, with hundredths) in its /vm entry.
-    const res = await this.host.exec(['xenstore-read', `/vm/${this.uuid}/start_time`], { allowFailure: true, timeoutMs: 10_000 }).catch(() => undefined);
-    const secs = Number(res?.code === 0 ? res.stdout.trim() : NaN);
     // Without it, the domid tells one domain from the next just as well until Xen restarts.
-    const t = Number.isFinite(secs) && secs > 0 ? Math.round(secs * 100) : domid;
+    const t = (await this.readStartTime()) ?? domid;
     this.x.startTimes.set(domid, t);
     return t;
+  }
+
+  /** The domain's start time in hundredths of a second, from the /vm entry where libxl keeps it; undefined when unreadable. */
+  private async readStartTime(): Promise<number | undefined> {
+    const res = await this.host.exec(['xenstore-read', `/vm/${this.uuid}/start_time`], { allowFailure: true, timeoutMs: 10_000 }).catch(() => undefined);
+    const secs = Number(res?.code === 0 ? res.stdout.trim() : NaN);
+    return Number.isFinite(secs) && secs > 0 ? Math.round(secs * 100) : undefined;
   }
 
   async applyConfig(next: InstanceConfig, prev: InstanceConfig): Promise<ConfigApplyResult> {
