@@ -300,7 +300,7 @@ export interface XlTemplate {
 const cfgValue = (text: string, key: string): string | null => new RegExp(`^${key}\\s*=\\s*"((?:[^"\\\\]|\\\\.)*)"`, 'm').exec(text)?.[1] ?? null;
 
 /** Reads Hangar's rendered xl.cfg into a template. */
-export function parseXlTemplate(text: string, name: string, instanceDir: string): XlTemplate {
+export function parseXlTemplate(text: string, name: string): XlTemplate {
   const kernel = cfgValue(text, 'kernel');
   if (!kernel) throw new Error(`Hangar's xl.cfg for ${name} has no kernel=:\n${text}`);
   const disk = /^disk\s*=\s*\[(.*)\]/m.exec(text)?.[1] ?? '';
@@ -308,7 +308,8 @@ export function parseXlTemplate(text: string, name: string, instanceDir: string)
   const vif = /^vif\s*=\s*\[(.*)\]/m.exec(text)?.[1] ?? '';
   return {
     text, name, kernel, ramdisk: cfgValue(text, 'ramdisk'),
-    rootDisk: targets.find((t) => t.startsWith(`${instanceDir}/`)) ?? null,
+    // The root disk is in the instance's volume: .../NAME/root.raw.
+    rootDisk: targets.find((t) => t.endsWith(`/${name}/root.raw`)) ?? null,
     mac: /mac=([0-9a-f:]{17})/i.exec(vif)?.[1] ?? null,
     ip: /\bip=([0-9.]+)/.exec(vif)?.[1] ?? null,
     vifname: /vifname=([^,"\s]+)/.exec(vif)?.[1] ?? null,

@@ -76,6 +76,11 @@ export interface HostDriver {
   load(record: InstanceRecord): InstanceHandle;
   /** Work for after the daemon is up (QEMU: the Linux accelerator check). */
   background?(): Promise<void>;
+  /**
+   * Where its instances' memory guarantees come from when that is not the host's own RAM (Xen: the hypervisor's memory
+   * outside Dom0): the bytes they may guarantee together. The host's reserve for its own processes does not apply.
+   */
+  memoryCapacityBytes?(): number | undefined;
 }
 
 /** Network attachment of an instance. */

@@ -24,7 +24,8 @@ export function validateFor(d: InstanceServiceDeps, h: HostContext, driver: Host
   const r = resourcesOf(validated);
   const facts = h.facts;
   const where = h.local ? 'this host' : `host "${h.name}"`;
-  if (r.memoryGuarantee !== undefined && r.memoryGuarantee > facts.memoryBytes - d.memoryReserveBytes) throw new AppError('INVALID_SIZE', `limits.memory.guarantee ${validated['limits.memory.guarantee']} of instance "${name}" is larger than ${where} can guarantee`);
+  const pool = memoryPoolOf(d, h, driver);
+  if (r.memoryGuarantee !== undefined && r.memoryGuarantee > pool.capacity) throw new AppError('INVALID_SIZE', `limits.memory.guarantee ${validated['limits.memory.guarantee']} of instance "${name}" is larger than the ${formatSize(pool.capacity)} ${where} can guarantee (${pool.what})`);
   if (r.diskBytes !== undefined && driver.driver.storage === 'tree' && h.poolSizeBytes === null) {
     throw new AppError('UNSUPPORTED', `limits.disk of instance "${name}" cannot be enforced on ${where}: its instance volumes are plain directories (disk quotas need the btrfs pool of the daemon's own host)`);
   }
@@ -45,18 +46,27 @@ function rowsOn(d: InstanceServiceDeps, h: HostContext): InstanceRow[] {
   return d.db.listInstances().filter((r) => r.host === h.name);
 }
 
-/** Refuses a start (or a live change) that would overcommit the memory guarantees of its host. */
-export function admit(d: InstanceServiceDeps, h: HostContext, name: string, config: InstanceConfig): void {
+/** The memory a driver's guarantees come from on a host: its own (Xen's, beside Dom0) or the host's RAM minus the reserve. */
+function memoryPoolOf(d: InstanceServiceDeps, h: HostContext, driver: HostDriver): { capacity: number; own: boolean; what: string } {
+  const own = driver.memoryCapacityBytes?.();
+  if (own !== undefined) return { capacity: own, own: true, what: `the memory ${driver.driver.name} has beside the host's own` };
+  return { capacity: h.facts.memoryBytes - d.memoryReserveBytes, own: false, what: `RAM minus a ${formatSize(d.memoryReserveBytes)} reserve` };
+}
+
+/** Refuses a start (or a live change) that would overcommit the memory guarantees of its host (of its driver's own memory, where it has one). */
+export function admit(d: InstanceServiceDeps, h: HostContext, name: string, config: InstanceConfig, driver: HostDriver): void {
   const want = resourcesOf(config).memoryGuarantee ?? 0;
   if (want === 0) return;
+  const pool = memoryPoolOf(d, h, driver);
   let committed = 0;
   for (const r of rowsOn(d, h)) {
     if (r.name === name || r.expectedState === 'stopped') continue;
-    committed += resourcesOf(r.config).memoryGuarantee ?? 0;
+    // Guarantees from one memory: the driver's own pool holds only its instances; the host's RAM all the others.
+    const same = pool.own ? r.driver === driver.driver.name : h.drivers.all().find((x) => x.driver.name === r.driver)?.memoryCapacityBytes?.() === undefined;
+    if (same) committed += resourcesOf(r.config).memoryGuarantee ?? 0;
   }
-  const capacity = h.facts.memoryBytes - d.memoryReserveBytes;
-  if (committed + want > capacity) {
-    throw new AppError('INSUFFICIENT_RESOURCES', `Cannot start instance "${name}": its memory guarantee of ${formatSize(want)} would raise the guarantees of running instances to ${formatSize(committed + want)}, above the ${formatSize(capacity)} ${h.local ? 'this host' : `host "${h.name}"`} can guarantee (RAM minus a ${formatSize(d.memoryReserveBytes)} reserve)`);
+  if (committed + want > pool.capacity) {
+    throw new AppError('INSUFFICIENT_RESOURCES', `Cannot start instance "${name}": its memory guarantee of ${formatSize(want)} would raise the guarantees of running instances to ${formatSize(committed + want)}, above the ${formatSize(pool.capacity)} ${h.local ? 'this host' : `host "${h.name}"`} can guarantee (${pool.what})`);
   }
 }
 

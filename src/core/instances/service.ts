@@ -294,7 +294,7 @@ export class InstanceService {
         await h.pool.setInstanceSize(name, resourcesOf(validated).diskBytes);
       }
       if (st.state === 'running' || st.state === 'frozen') {
-        admit(this.d, h, name, validated);
+        admit(this.d, h, name, validated, driver);
         let liveHandle = handle;
         const cpus = resourcesOf(validated).cpuCount;
         if (cpus !== resourcesOf(row.config).cpuCount) {
@@ -503,7 +503,7 @@ export class InstanceService {
       this.d.db.updateInstance(name, { config: { ...row.config, ...row.pendingConfig }, pendingConfig: {} });
       row = rowOf(this.d, name);
     }
-    admit(this.d, h, name, row.config);
+    admit(this.d, h, name, row.config, h.drivers.get(row.driver));
     const cpuset = chooseCpuset(this.d, h, name, resourcesOf(row.config).cpuCount) ?? null;
     // A container switched to (or from) an isolated map gets (or gives back) its block now.
     const idmapBlock = idmapBlockFor(this.d, h, h.drivers.get(row.driver), row.config, row.idmapBlock);

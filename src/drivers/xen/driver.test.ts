@@ -55,7 +55,9 @@ describe('xen driver: probe', () => {
       isolation: 'Xen 4.17.5 domain, hardware-assisted (PVH: paravirtualized devices, no device model); memory dedicated up to 256 MiB (limits.memory.guarantee, xl memory), balloonable to 512 MiB (limits.memory, xl maxmem)',
     });
     expect(hd.technology({ 'boot.virt': 'pv' }).isolation).toContain('paravirtualized (PV)');
-    expect(fake.xlCalls()).toEqual([['info']]);
+    expect(fake.xlCalls()).toEqual([['info'], ['list', '-v', 'Domain-0']]);
+    // Domains' guarantees come from Xen's memory beside Dom0's, not from Dom0's RAM.
+    expect(hd.memoryCapacityBytes?.()).toBe((2047 - 512) * 1024 ** 2);
   });
   it('is unavailable with a reason: xl missing, not a Dom0, xl info failing', async () => {
     const bare = await xenDriver.open(driverEnv(new ScriptedHost(() => new Error('spawn xl ENOENT'), { name: 'box' })));

@@ -340,6 +340,8 @@ export function xenOnHost(env: DriverEnv, probed: Awaited<ReturnType<typeof prob
         'qemu-img': facts!.qemuImg ?? 'none (qcow2 image disks are converted on the image source)',
       };
     },
+    // Domains get their memory from Xen, not from Dom0's RAM: what Xen has beside Dom0.
+    memoryCapacityBytes: () => (info?.totalMemoryMiB ? (info.totalMemoryMiB - (facts!.dom0MemoryMiB ?? 0)) * MIB : undefined),
     // The accelerator report is QEMU's shape; a Xen domain runs on the hypervisor, never under KVM or TCG.
     accelerator: () => ({
       mode: 'auto', default: null, kvmUsable: false, checking: false, checkedAt,

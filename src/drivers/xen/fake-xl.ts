@@ -44,6 +44,8 @@ export class FakeXl {
   /** A command (argv joined by spaces) to fail once with this stderr. */
   readonly failNext = new Map<string, string>();
   info = fakeXlInfo();
+  /** Dom0's memory as `xl list Domain-0` shows it. */
+  dom0MiB = 512;
   private nextDomid = 1;
 
   constructor(opts: { name?: string; dom0?: boolean; files?: Record<string, string | Buffer> } = {}) {
@@ -118,6 +120,7 @@ export class FakeXl {
       case 'list': {
         const long = rest[0] === '-l';
         const name = rest[1];
+        if (name === 'Domain-0' && !long) return { stdout: `${HEADER}\n${'Domain-0'.padEnd(40)}     0 ${String(this.dom0MiB).padStart(5)}     1     r-----      12.0 00000000-0000-0000-0000-000000000000        -                -\n` };
         if (name !== undefined && !d(name)) return invalid(name);
         const doms = name !== undefined ? [d(name)!] : [...this.domains.values()];
         return { stdout: long ? this.long(doms[0]!) : `${HEADER}\n${doms.map((x) => this.row(x)).join('\n')}\n` };

@@ -12,6 +12,8 @@ export interface XenFacts {
   deviceModel: string | null;
   /** qemu-img on the Xen host (converts an image's qcow2 disk to raw there), or null. */
   qemuImg: string | null;
+  /** Dom0's own memory (`xl list Domain-0`), or null when it could not be read: the rest of Xen's memory is the domUs'. */
+  dom0MemoryMiB: number | null;
 }
 
 /** Where Debian and upstream builds install QEMU for Xen; the first that exists is the device model. */
@@ -47,6 +49,8 @@ export async function probeXen(host: Host, xl: Xl): Promise<{ probe: DriverProbe
     return down(`not a Xen Dom0: /proc/xen/capabilities on host ${host.name} ${caps === undefined ? 'is missing (xenfs not mounted, or not running on Xen)' : `says ${JSON.stringify(caps.trim())}, not control_d (a domU)`}`);
   }
   if (!info.i.xenVersion) return down(`xl info on host ${host.name} printed no xen_version`);
-  const [deviceModel, qemuImg] = await Promise.all([firstFile(host, DEVICE_MODEL_CANDIDATES), firstFile(host, QEMU_IMG_CANDIDATES)]);
-  return { probe: { available: true, version: info.i.xenVersion, reason: null }, facts: { info: info.i, deviceModel, qemuImg } };
+  const [deviceModel, qemuImg, dom0] = await Promise.all([
+    firstFile(host, DEVICE_MODEL_CANDIDATES), firstFile(host, QEMU_IMG_CANDIDATES), xl.find('Domain-0').catch(() => null),
+  ]);
+  return { probe: { available: true, version: info.i.xenVersion, reason: null }, facts: { info: info.i, deviceModel, qemuImg, dom0MemoryMiB: dom0?.memMiB ?? null } };
 }
