@@ -125,6 +125,7 @@ class XenInstance implements InstanceHandle {
         // Stateful start: the saved domain comes back with the config it was saved with, where it was.
         await this.xl.restore(this.files.save, this.name);
         rev.add('restored domain', () => this.xl.destroy(this.name));
+        // The saved domain's own config came back with it: what it got is read from it.
         const now = await this.recordRun();
         await this.host.fs.rm(this.files.save, { force: true });
         return now;
@@ -134,25 +135,25 @@ class XenInstance implements InstanceHandle {
       await this.host.fs.writeAtomic(this.files.cfg, renderXlConfig(plan.xl), 0o600);
       await this.xl.create(this.files.cfg, this.name);
       rev.add('created domain', () => this.xl.destroy(this.name));
-      return this.recordRun();
+      return this.recordRun({ type: plan.xl.type, maxmemMiB: plan.xl.maxmemMiB, maxvcpus: plan.xl.maxvcpus });
     });
   }
 
   /**
-   * Records what the domain really got (xl list -l): the ceilings live changes stay within. Answers its state: `xl create`
-   * and `xl restore` return once the domain runs unpaused, so the domid from the same read and its start time say it all.
+   * Records what the domain was created with (the ceilings live changes stay within): `created`, the xl.cfg it was just
+   * created from (xl refuses what it cannot give), else what `xl list -l` says a restored one has. Answers its state:
+   * `xl create` and `xl restore` return once the domain runs unpaused, so its domid and start time say it all.
    */
-  private async recordRun(): Promise<ObservedState> {
-    // Both reads at once: over SSH their round trips overlap.
-    const [d, secs] = await Promise.all([this.xl.listLong(this.name), this.readStartTime()]);
-    if (!d || d.domid === null) throw new AppError('BACKEND_FAILED', `Domain "${this.name}" is gone right after it was started`, { cause: new Error(`see ${this.files.logs[0]} on host ${this.host.name}`) });
-    const run: XenRun = {
-      domid: d.domid,
-      type: (d.type as XenGuestType | null) ?? this.type,
-      maxmemMiB: Math.floor((d.maxMemKiB ?? 0) / 1024),
-      maxvcpus: d.maxVcpus ?? 1,
-      startedAt: new Date().toISOString(),
-    };
+  private async recordRun(created?: Pick<XenRun, 'type' | 'maxmemMiB' | 'maxvcpus'>): Promise<ObservedState> {
+    // The reads at once: over SSH their round trips overlap. `xl domid` is a fraction of `xl list -l`'s JSON dump.
+    const [d, secs] = await Promise.all([
+      created ? this.xl.domid(this.name).then((domid) => (domid === null ? null : { domid, ...created })) : this.xl.listLong(this.name).then((l) => (!l || l.domid === null ? null : {
+        domid: l.domid, type: (l.type as XenGuestType | null) ?? this.type, maxmemMiB: Math.floor((l.maxMemKiB ?? 0) / 1024), maxvcpus: l.maxVcpus ?? 1,
+      })),
+      this.readStartTime(),
+    ]);
+    if (!d) throw new AppError('BACKEND_FAILED', `Domain "${this.name}" is gone right after it was started`, { cause: new Error(`see ${this.files.logs[0]} on host ${this.host.name}`) });
+    const run: XenRun = { ...d, startedAt: new Date().toISOString() };
     await this.host.fs.writeAtomic(this.files.run, `${JSON.stringify(run)}\n`, 0o600);
     const startTime = secs ?? d.domid;
     this.x.startTimes.set(d.domid, startTime);

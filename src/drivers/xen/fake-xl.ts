@@ -117,6 +117,10 @@ export class FakeXl {
     const d = (n: string | undefined) => (n === undefined ? undefined : this.domains.get(n));
     switch (sub) {
       case 'info': return { stdout: this.info };
+      case 'domid': {
+        const dom = d(rest[0]);
+        return dom ? { stdout: `${dom.domid}\n` } : { code: 1, stderr: `Can't get domid of domain name '${rest[0]}', maybe this domain does not exist.\n` };
+      }
       case 'list': {
         const long = rest[0] === '-l';
         const name = rest[1];

@@ -101,3 +101,17 @@ describe('Xl.shutdown', () => {
     expect(host.calls.map((c) => c.argv)).toEqual([['xl', 'shutdown', '-F', 'web1'], ['xl', 'destroy', 'web1']]);
   });
 });
+
+describe('Xl.domid', () => {
+  it('answers the number xl domid prints, null for no such domain (xl 4.17\'s words), and refuses anything else', async () => {
+    const { xl } = recording((argv) => {
+      if (argv[2] === 'web1') return { stdout: '7\n' };
+      if (argv[2] === 'odd') return { stdout: 'seven\n' };
+      return { code: 1, stderr: `Can't get domid of domain name '${argv[2]}', maybe this domain does not exist.\n` };
+    });
+    expect(await xl.domid('web1')).toBe(7);
+    expect(await xl.domid('gone')).toBeNull();
+    const err = await caught(xl.domid('odd'));
+    expect(isAppError(err, 'BACKEND_FAILED') && err.message).toBe('xl domid of domain "odd" printed "seven", not a domid');
+  });
+});

@@ -63,6 +63,18 @@ export class Xl {
     await this.run(['create', cfgPath], `xl create of domain "${name}"`, { timeoutMs: CREATE_TIMEOUT_MS });
   }
 
+  /** The domid of a domain (`xl domid NAME`: one number, far cheaper than a listing), or null when there is no such domain. */
+  async domid(name: string): Promise<number | null> {
+    const res = await this.run(['domid', name], `xl domid of domain "${name}"`, { allowFailure: true });
+    if (res.code !== 0) {
+      if (isNoSuchDomain(res.stderr)) return null;
+      throw this.fail(`xl domid of domain "${name}"`, res);
+    }
+    const id = Number(res.stdout.trim());
+    if (!Number.isInteger(id) || id < 0) throw new AppError('BACKEND_FAILED', `xl domid of domain "${name}" printed ${JSON.stringify(res.stdout.trim())}, not a domid`);
+    return id;
+  }
+
   /** Every domain (`xl list -v`), Domain-0 included. */
   async list(): Promise<XlListEntry[]> {
     return parseXlList((await this.run(['list', '-v'], 'xl list')).stdout);
