@@ -135,7 +135,7 @@ export async function replayCreate(ssh: SshHost, o: ReplayOptions): Promise<Trac
     await step('instance directory (mkdir)', () => host.fs.mkdir(record.instanceDir, { recursive: true }));
     await step('driver create (image placed, root disk copied)', () => load().create());
     await step('start: driver create again', () => load().create());
-    await step('start: driver start (checks, image, xl.cfg, xl create, xl list -l beside xenstore-read, run.json)', () => load().start({ state: 'stopped', pid: null, startTime: null }));
+    await step('start: driver start (checks, image, xl.cfg, xl create, xl domid beside xenstore-read, run.json)', () => load().start({ state: 'stopped', pid: null, startTime: null }));
   } finally {
     host.calls = [];
     const h = load();
