@@ -17,7 +17,7 @@ const ROUTE_NOTES: Partial<Record<RouteId, string>> = {
   trustHost: 'pins the key the host presents now, after connecting with it; until then the old key stays pinned; the result is the `Host`',
   removeHost: 'what the host holds (its state directory, its copy of the network) stays there; the answer is the `Host` as it was',
   importInstance: 'the domain\'s disks are kept where they are (no root volume is made); refused with `UNSUPPORTED` when the xen driver is not available on the host; the result is the `Instance`',
-  translateImport: 'pure: needs no Xen host; bad xl syntax is `INVALID_CONFIG` with `file:line:column`',
+  translateImport: 'pure: needs no Xen or OpenVZ host; bad xl syntax is `INVALID_CONFIG` with `file:line:column`, a bad CTID.conf line with `file:line`; kind `openvz` answers every beancounter pair read',
   getInstance: 'with `usage` and, where the backend reports them, `details` (a VM\'s machine type, accelerator, boot path, firmware, disk ports, guest RAM)',
   copyInstance: 'the result is the new `Instance`',
   execRun: 'no tty; the whole stdin base64 in `stdin`; the answer is frames `[channel][uint32 BE length][payload]`: 1 stdout, 2 stderr, 3 exit `{"code":n}` (last)',

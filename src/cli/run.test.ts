@@ -241,6 +241,33 @@ describe('hangar CLI', () => {
     expect((await cli(['import', 'xen', file, '--dry-run', '--format', 'csv'])).code).not.toBe(0);
   });
 
+  it('import openvz --dry-run prints the CT\'s translation and every pair read; a real import and a garbage line are refused', async () => {
+    const file = join(import.meta.dirname, '../../test/fixtures/openvz/101.conf');
+    const r = await cli(['import', 'openvz', file, '--dry-run']);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toMatch(/^Instance: +web101 \(CT 101, container, driver openvz\)$/m);
+    expect(r.out).toMatch(/^Addresses: +192\.0\.2\.101 192\.0\.2\.102$/m);
+    expect(r.out).toMatch(/^Private area: +\/vz\/private\/101$/m);
+    expect(r.out).toContain('  limits.cpu.weight=200\n  limits.disk=11GiB\n  limits.memory=512MiB\n  limits.memory.swap=1GiB\n');
+    expect(r.out).toMatch(/^Resource pairs read:\n +PARAMETER +UNIT +BARRIER +LIMIT\n +PHYSPAGES +4 KiB pages +0 +131072$/m);
+    expect(r.out).toMatch(/^ +KMEMSIZE +bytes +unlimited +unlimited$/m);
+    expect(r.out).toMatch(/^Not translated \(not kept\):\n(?: .*\n)* +KMEMSIZE +unlimited +a beancounter of OpenVZ kernels/m);
+    expect(fake.requests.at(-1)).toMatchObject({ method: 'POST', path: '/1.0/imports/translate', body: { kind: 'openvz', source: file } });
+    const json = JSON.parse((await cli(['import', 'openvz', file, '--dry-run', '--format', 'json'])).out) as { ctid: number; ubc: unknown[] };
+    expect(json.ctid).toBe(101);
+    expect(json.ubc).toHaveLength(6);
+    const real = await cli(['import', 'openvz', file]);
+    expect(real.code).toBe(1);
+    expect(real.err).toContain('Cannot import container 101 ("web101") on host local: this Hangar has no openvz driver to run it yet');
+    const dir = mkdtempSync(join(tmpdir(), 'hangar-import-'));
+    try {
+      writeFileSync(join(dir, '102.conf'), 'PHYSPAGES="0:512M"\nnot a setting\n');
+      expect((await cli(['import', 'openvz', '102.conf', '--dry-run'], { cwd: dir })).err).toMatch(/^Error: 102\.conf:2: not a KEY="value" line: "not a setting"\n/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('import xen: bad syntax with its position, a missing file, a host without Xen, and an adoption', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'hangar-import-'));
     try {

@@ -284,6 +284,15 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
     .option('--dry-run', 'only print the translation: disks, NICs, keys and what is not kept (needs no Xen host, changes nothing)')
     .addOption(new Option('--format <format>', 'output format').choices(['table', 'json', 'yaml']).default('table'))
     .action(act(async (file: string, o: { host?: string; name?: string; dryRun?: boolean; format: Format }) => (await import('./commands/import.js')).importXenCommand(ctx, file, o)));
+  importCmd
+    .command('openvz')
+    .description('translate an OpenVZ container from its CTID.conf (read here): vSwap memory, CPU, disk, venet addresses, every beancounter pair; what cannot be kept is listed')
+    .argument('<file>', 'the container\'s CTID.conf')
+    .option('--host <name>', 'the host to run it on (default local)')
+    .option('--name <name>', 'the instance name (default: its NAME, else ctCTID)')
+    .option('--dry-run', 'only print the translation (needs no OpenVZ host, changes nothing); without it the import is refused until Hangar has its openvz driver')
+    .addOption(new Option('--format <format>', 'output format').choices(['table', 'json', 'yaml']).default('table'))
+    .action(act(async (file: string, o: { host?: string; name?: string; dryRun?: boolean; format: Format }) => (await import('./commands/import.js')).importOpenvzCommand(ctx, file, o)));
 
   const operation = program.command('operation').description('long-running operations');
   operation

@@ -29,7 +29,7 @@ import type {
   StateChangeRequest,
   TrustHostRequest,
   VirtFact,
-  XenImportTranslation,
+  ImportTranslation,
 } from '../shared/schemas.js';
 import { noExitError, runStreamSession, subscribeEvents, type EventStream, type EventsOptions, type StreamIo } from './streams.js';
 import { appErrorFromBody, connectionError, DEFAULT_SOCKET, errorFromResponse } from './wire-errors.js';
@@ -196,8 +196,8 @@ export class HangarClient {
     return this.call('trustHost', { host }, { body: req });
   }
 
-  /** POST /1.0/imports/translate: what Hangar makes of a foreign config (an xl.cfg's text), creating nothing. */
-  translateImport(req: ImportTranslateRequest): Promise<XenImportTranslation> {
+  /** POST /1.0/imports/translate: what Hangar makes of a foreign config (an xl.cfg's or a CTID.conf's text), creating nothing. */
+  translateImport(req: ImportTranslateRequest): Promise<ImportTranslation> {
     return this.call('translateImport', {}, { body: req });
   }
 

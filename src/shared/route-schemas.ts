@@ -66,7 +66,7 @@ export const ROUTE_SCHEMAS = {
   listInstances: { query: hostQuery, response: z.array(S.InstanceSchema) },
   createInstance: { body: S.CreateInstanceRequestSchema, response: S.OperationSchema },
   importInstance: { body: S.ImportInstanceRequestSchema, response: S.OperationSchema },
-  translateImport: { body: S.ImportTranslateRequestSchema, response: S.XenImportSchema },
+  translateImport: { body: S.ImportTranslateRequestSchema, response: S.ImportTranslationSchema },
   getInstance: { params: instanceParams, response: S.InstanceSchema },
   deleteInstance: { params: instanceParams, query: z.strictObject({ force: flag.optional() }), response: S.OperationSchema },
   changeState: { params: instanceParams, body: S.StateChangeRequestSchema, response: S.OperationSchema },

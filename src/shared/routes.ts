@@ -44,7 +44,7 @@ export const ROUTES = {
     errors: ['INVALID_CONFIG', 'INVALID_NAME', 'INVALID_ADDRESS', 'NOT_FOUND', 'ALREADY_EXISTS', 'UNSUPPORTED', 'HOST_UNREACHABLE'],
   },
   translateImport: {
-    method: 'POST', path: '/1.0/imports/translate', kind: 'json', summary: 'Translate a foreign config (an xl.cfg) into Hangar terms without creating anything',
+    method: 'POST', path: '/1.0/imports/translate', kind: 'json', summary: 'Translate a foreign config (an xl.cfg, an OpenVZ CTID.conf) into Hangar terms without creating anything',
     errors: ['INVALID_CONFIG', 'INVALID_NAME'],
   },
   getInstance: { method: 'GET', path: '/1.0/instances/{name}', kind: 'json', summary: 'One instance with usage', errors: ['NOT_FOUND'] },

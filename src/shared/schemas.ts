@@ -385,16 +385,41 @@ export const XenImportSchema = z.strictObject({
   untranslated: z.array(z.strictObject({ key: z.string(), value: z.string(), reason: z.string() })),
 });
 
+/** What Hangar makes of an OpenVZ container's CTID.conf: its keys and addresses, every beancounter pair read, and every setting it does not keep, with why. */
+export const OpenvzImportSchema = z.strictObject({
+  ctid: z.number().int(),
+  name: z.string(),
+  type: z.literal('container'),
+  driver: z.literal('openvz'),
+  config: ConfigSchema,
+  /** The venet addresses (IP_ADDRESS), in order; the first is the instance's address. */
+  addresses: z.array(z.string()),
+  hostname: z.string().optional(),
+  ostemplate: z.string().optional(),
+  /** VE_PRIVATE and VE_ROOT with $VEID put in. */
+  private: z.string().optional(),
+  root: z.string().optional(),
+  /** Every resource pair the file sets, as read (barrier and limit in the parameter's unit; "unlimited" as such). */
+  ubc: z.array(z.strictObject({ param: z.string(), unit: z.enum(['pages', 'bytes', 'kib', 'items']), barrier: z.string(), limit: z.string() })),
+  translated: z.array(z.strictObject({ key: z.string(), value: z.string(), to: z.array(z.string()), note: z.string().optional() })),
+  untranslated: z.array(z.strictObject({ key: z.string(), value: z.string(), reason: z.string() })),
+});
+
+/** What POST /1.0/imports/translate answers: the translation of the kind asked for (driver tells which). */
+export const ImportTranslationSchema = z.union([XenImportSchema, OpenvzImportSchema]);
+
 /** Body of POST /1.0/imports/translate: a foreign config file's text to translate (nothing is created). */
 export const ImportTranslateRequestSchema = z.strictObject({
-  /** What the text is: an xl.cfg of a Xen domain. */
-  kind: z.literal('xen'),
+  /** What the text is: an xl.cfg of a Xen domain, or an OpenVZ container's CTID.conf. */
+  kind: z.enum(['xen', 'openvz']),
   /** The file's content (the CLI reads the file where it runs). */
   text: z.string().max(512 * 1024),
   /** The file's name, for error positions ("web.cfg:3:7: ..."). */
   source: z.string().min(1).max(4096).optional(),
   /** The instance name to use instead of the one derived from the domain's name. */
   name: z.string().optional(),
+  /** openvz: the CTID, when the file's name is not CTID.conf. */
+  ctid: z.number().int().optional(),
 });
 
 /** Body of POST /1.0/instances/import: translate a foreign config and create the instance from it on a host. */
@@ -436,5 +461,7 @@ export type HostRecord = z.infer<typeof HostSchema>;
 export type AddHostRequest = z.infer<typeof AddHostRequestSchema>;
 export type TrustHostRequest = z.infer<typeof TrustHostRequestSchema>;
 export type XenImportTranslation = z.infer<typeof XenImportSchema>;
+export type OpenvzImportTranslation = z.infer<typeof OpenvzImportSchema>;
+export type ImportTranslation = z.infer<typeof ImportTranslationSchema>;
 export type ImportTranslateRequest = z.infer<typeof ImportTranslateRequestSchema>;
 export type ImportInstanceRequest = z.infer<typeof ImportInstanceRequestSchema>;

@@ -12,6 +12,7 @@ import { ROUTES, type RouteId } from '../../src/shared/routes.js';
 import type { HangarEvent, HostInfo, HostRecord, Instance, Operation } from '../../src/shared/schemas.js';
 import type { HostProcess } from '../../src/host/host.js';
 import { importXlConfigText } from '../../src/drivers/xen/import.js';
+import { importVzConfText } from '../../src/drivers/openvz/import.js';
 
 /** One request the fake daemon saw. */
 export interface SeenRequest {
@@ -186,8 +187,14 @@ export async function startFakeDaemon(): Promise<FakeDaemon> {
       if (params.host !== 'dom0') throw new AppError('NOT_FOUND', `Host "${params.host}" not found`);
       return startOp({ result: fakeHost('dom0', { fingerprint: 'SHA256:ReinstalledReinstalledReinstalledReinstall1', instances: 1 }) });
     },
-    translateImport: async ({ body }) => importXlConfigText(body.text, { ...(body.source ? { source: body.source } : {}), ...(body.name ? { name: body.name } : {}) }),
+    translateImport: async ({ body }) => (body.kind === 'openvz'
+      ? importVzConfText(body.text, { source: body.source ?? 'CTID.conf', ...(body.name ? { name: body.name } : {}) })
+      : importXlConfigText(body.text, { ...(body.source ? { source: body.source } : {}), ...(body.name ? { name: body.name } : {}) })),
     importInstance: async ({ body }) => {
+      if (body.kind === 'openvz') {
+        const ct = importVzConfText(body.text, { source: body.source ?? 'CTID.conf' });
+        throw new AppError('UNSUPPORTED', `Cannot import container ${ct.ctid} ("${ct.name}") on host ${body.host ?? 'local'}: this Hangar has no openvz driver to run it yet; --dry-run shows the translation`);
+      }
       const t = importXlConfigText(body.text, { ...(body.source ? { source: body.source } : {}), ...(body.name ? { name: body.name } : {}) });
       const host = body.host ?? 'local';
       if (host !== 'dom0') throw new AppError('UNSUPPORTED', `Cannot import domain "${t.name}" on host ${host}: the xen driver is not available on host ${host}: it is not enabled there (HANGAR_DRIVERS names lxc, qemu)`);

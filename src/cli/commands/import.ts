@@ -1,13 +1,13 @@
-// Import commands: `hangar import xen FILE.cfg`, adopting an existing Xen domain, or with --dry-run showing its translation only.
+// Import commands: `hangar import xen FILE.cfg` (adopting an existing Xen domain) and `hangar import openvz CTID.conf`, or with --dry-run showing the translation only.
 import { AppError } from '../../shared/errors.js';
 import { assertHostRef } from '../../shared/hosts.js';
 import { assertName } from '../../shared/names.js';
-import type { Format, ImportTranslateRequest, Instance, XenImportTranslation } from '../../shared/schemas.js';
+import type { Format, ImportTranslateRequest, ImportTranslation, Instance, OpenvzImportTranslation, XenImportTranslation } from '../../shared/schemas.js';
 import type { Ctx } from '../context.js';
 import { instanceInfoText } from './instances.js';
 import { keyValues, renderObject, renderTable } from '../format.js';
 
-/** Options of `hangar import xen`. */
+/** Options of `hangar import xen|openvz`. */
 export interface ImportXenOptions {
   host?: string;
   name?: string;
@@ -18,6 +18,17 @@ export interface ImportXenOptions {
 /** Indents every line of a block by two spaces. */
 function indent(block: string): string {
   return block.split('\n').map((l) => (l ? `  ${l}` : l)).join('\n');
+}
+
+/** What became of each setting: those kept (and what they became), then those not kept, with why. */
+function keptAndDropped(t: ImportTranslation): string {
+  const kept = t.translated.length
+    ? `Translated:\n${indent(renderTable(['KEY', 'VALUE', 'BECOMES', 'NOTE'], t.translated.map((x) => [x.key, x.value, x.to.join(' ') || '(nothing needed)', x.note ?? ''])))}`
+    : 'Translated: (nothing)\n';
+  const dropped = t.untranslated.length
+    ? `Not translated (not kept):\n${indent(renderTable(['KEY', 'VALUE', 'REASON'], t.untranslated.map((x) => [x.key, x.value, x.reason])))}`
+    : 'Not translated: (nothing: every setting was kept)\n';
+  return kept + dropped;
 }
 
 /** The human view of a translation: the instance and its Hangar keys, each disk and NIC with what happens to it, and every setting not kept, with why. */
@@ -34,17 +45,42 @@ export function translationText(t: XenImportTranslation): string {
   out += t.nics.length
     ? `NICs:\n${indent(renderTable(['#', 'SPEC', 'MAC', 'IPV4', 'USE', 'WHAT HAPPENS'], t.nics.map((n) => [String(n.index), n.spec === '' ? "''" : n.spec, n.mac ?? '', n.ipv4 ?? '', n.use, n.note])))}`
     : 'NICs: (none)\n';
-  out += t.translated.length
-    ? `Translated:\n${indent(renderTable(['KEY', 'VALUE', 'BECOMES', 'NOTE'], t.translated.map((x) => [x.key, x.value, x.to.join(' ') || '(nothing needed)', x.note ?? ''])))}`
-    : 'Translated: (nothing)\n';
-  out += t.untranslated.length
-    ? `Not translated (not kept):\n${indent(renderTable(['KEY', 'VALUE', 'REASON'], t.untranslated.map((x) => [x.key, x.value, x.reason])))}`
-    : 'Not translated: (nothing: every setting was kept)\n';
-  return out;
+  return out + keptAndDropped(t);
+}
+
+/** The human view of an OpenVZ translation: the container, its Hangar keys and addresses, every beancounter pair read, and every setting not kept, with why. */
+export function openvzTranslationText(t: OpenvzImportTranslation): string {
+  let out = keyValues([
+    ['Instance', `${t.name} (CT ${t.ctid}, ${t.type}, driver ${t.driver})`],
+    ...(t.hostname !== undefined ? [['Hostname', t.hostname] as [string, string]] : []),
+    ...(t.ostemplate !== undefined ? [['OS template', t.ostemplate] as [string, string]] : []),
+    ['Addresses', t.addresses.join(' ') || '(none)'],
+    ...(t.private !== undefined ? [['Private area', t.private] as [string, string]] : []),
+  ]);
+  const keys = Object.keys(t.config).sort();
+  out += keys.length ? `Hangar config:\n${keys.map((k) => `  ${k}=${t.config[k]}`).join('\n')}\n` : 'Hangar config: (none: the backend\'s defaults)\n';
+  out += t.ubc.length
+    ? `Resource pairs read:\n${indent(renderTable(['PARAMETER', 'UNIT', 'BARRIER', 'LIMIT'], t.ubc.map((u) => [u.param, u.unit === 'kib' ? '1 KiB blocks' : u.unit === 'pages' ? '4 KiB pages' : u.unit, u.barrier, u.limit])))}`
+    : 'Resource pairs read: (none)\n';
+  return out + keptAndDropped(t);
+}
+
+/** The human view of either translation. */
+function anyTranslationText(t: ImportTranslation): string {
+  return t.driver === 'openvz' ? openvzTranslationText(t) : translationText(t);
 }
 
 /** `hangar import xen FILE.cfg [--host NAME] [--name N] [--dry-run] [--format json|yaml|table]`: the file is read here and its text sent. */
 export async function importXenCommand(ctx: Ctx, file: string, opts: ImportXenOptions): Promise<void> {
+  return importCommand(ctx, 'xen', file, opts);
+}
+
+/** `hangar import openvz CTID.conf [--dry-run] ...`: the same for an OpenVZ container's config. */
+export async function importOpenvzCommand(ctx: Ctx, file: string, opts: ImportXenOptions): Promise<void> {
+  return importCommand(ctx, 'openvz', file, opts);
+}
+
+async function importCommand(ctx: Ctx, kind: ImportTranslateRequest['kind'], file: string, opts: ImportXenOptions): Promise<void> {
   if (opts.name !== undefined) assertName(opts.name);
   if (opts.host !== undefined) assertHostRef(opts.host);
   const { readFile } = await import('node:fs/promises');
@@ -55,10 +91,10 @@ export async function importXenCommand(ctx: Ctx, file: string, opts: ImportXenOp
   } catch (err) {
     throw new AppError('NOT_FOUND', `Cannot read ${file}`, { cause: err });
   }
-  const req: ImportTranslateRequest = { kind: 'xen', text, source: file, ...(opts.name !== undefined ? { name: opts.name } : {}) };
+  const req: ImportTranslateRequest = { kind, text, source: file, ...(opts.name !== undefined ? { name: opts.name } : {}) };
   if (opts.dryRun) {
     const t = await ctx.client.translateImport(req);
-    ctx.out(await renderObject(t, opts.format, () => translationText(t)));
+    ctx.out(await renderObject(t, opts.format, () => anyTranslationText(t)));
     return;
   }
   const progress = ctx.progress();
@@ -68,5 +104,5 @@ export async function importXenCommand(ctx: Ctx, file: string, opts: ImportXenOp
   } finally {
     progress.end();
   }
-  ctx.out(await renderObject(inst, opts.format, () => `Imported ${inst.name} (xen) on host ${inst.host} from ${file}\n${instanceInfoText(inst)}(what was translated and what not: hangar import xen ${file} --dry-run)\n`));
+  ctx.out(await renderObject(inst, opts.format, () => `Imported ${inst.name} (${kind}) on host ${inst.host} from ${file}\n${instanceInfoText(inst)}(what was translated and what not: hangar import ${kind} ${file} --dry-run)\n`));
 }

@@ -1,7 +1,8 @@
 // The import service: translates a foreign domain's config (an xl.cfg) into Hangar's terms, and adopts the domain as an instance on a host.
 import { AppError } from '../../shared/errors.js';
 import { LOCAL_HOST } from '../../shared/hosts.js';
-import type { ImportInstanceRequest, ImportTranslateRequest, Instance, XenImportTranslation } from '../../shared/schemas.js';
+import type { ImportInstanceRequest, ImportTranslateRequest, ImportTranslation, Instance, XenImportTranslation } from '../../shared/schemas.js';
+import { importVzConfText } from '../../drivers/openvz/import.js';
 import { importXlConfigText } from '../../drivers/xen/import.js';
 import type { HostDirectory } from '../hosts/context.js';
 import type { AdoptPlan, InstanceService } from '../instances/service.js';
@@ -22,15 +23,21 @@ export interface ImportPlan {
 export class ImportService {
   constructor(private readonly d: ImportServiceDeps) {}
 
-  /** The translation of a file's text: pure, needs no Xen host; bad syntax is INVALID_CONFIG with file:line:column. */
-  translate(req: ImportTranslateRequest): XenImportTranslation {
-    return importXlConfigText(req.text, { source: req.source ?? 'xl.cfg', ...(req.name !== undefined ? { name: req.name } : {}) });
+  /** The translation of a file's text: pure, needs no Xen or OpenVZ host; bad syntax is INVALID_CONFIG with its position. */
+  translate(req: ImportTranslateRequest): ImportTranslation {
+    const name = req.name !== undefined ? { name: req.name } : {};
+    if (req.kind === 'openvz') return importVzConfText(req.text, { source: req.source ?? 'CTID.conf', ...name, ...(req.ctid !== undefined ? { ctid: req.ctid } : {}) });
+    return importXlConfigText(req.text, { source: req.source ?? 'xl.cfg', ...name });
   }
 
   /** Checks an import without side effects: the translation, the host, its xen driver, the name and the addresses. */
   validate(req: ImportInstanceRequest): ImportPlan {
-    const translation = this.translate(req);
+    const translated = this.translate(req);
     const host = req.host ?? LOCAL_HOST;
+    if (translated.driver === 'openvz') {
+      throw new AppError('UNSUPPORTED', `Cannot import container ${translated.ctid} ("${translated.name}") on host ${host}: this Hangar has no openvz driver to run it yet; --dry-run shows the translation`, { details: { host } });
+    }
+    const translation: XenImportTranslation = translated;
     if (!this.d.hosts.has(host)) throw new AppError('NOT_FOUND', `Host "${host}" not found`, { details: { hint: 'hangar host list' } });
     const h = this.d.hosts.get(host);
     const xen = h.drivers.all().find((x) => x.driver.name === translation.driver);
