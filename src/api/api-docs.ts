@@ -40,6 +40,8 @@ const EVENT_NOTES: Record<S.EventType, string> = {
   'instance-frozen': 'an instance was frozen (paused)',
   'instance-unfrozen': 'an instance was thawed',
   'instance-config-changed': 'config keys changed (`data`: what applied live, what waits)',
+  'instance-mounted': 'an OpenVZ CT\'s private area was mounted at its root (vzctl mount)',
+  'instance-unmounted': 'an OpenVZ CT\'s private area was unmounted (vzctl umount)',
   'instance-drift': 'reconciliation found the state different from the database (`data: { expected, actual }`)',
   'instance-error': 'a VM entered a fault run state: QMP `internal-error`, `io-error`, `guest-panicked` or a held `shutdown` (`data: { reason, runState, since }`)',
   'instance-accel-fallback': 'a VM faulted under KVM before its guest ran: KVM is marked broken on the host and the VM restarts with TCG',

@@ -26,7 +26,7 @@ export interface ApiDeps {
   detect(root: string, cpuid: string | null | undefined): Promise<VirtFact[]>;
 }
 
-const VERBS = { start: 'Starting', stop: 'Stopping', restart: 'Restarting', freeze: 'Freezing', unfreeze: 'Unfreezing' } as const;
+const VERBS = { start: 'Starting', stop: 'Stopping', restart: 'Restarting', freeze: 'Freezing', unfreeze: 'Unfreezing', mount: 'Mounting', umount: 'Unmounting' } as const;
 
 /** The handlers of every route, over the daemon's services. */
 export function apiHandlers(deps: ApiDeps): Handlers {
@@ -76,9 +76,12 @@ export function apiHandlers(deps: ApiDeps): Handlers {
         restart: () => instances.restart(name, opts),
         freeze: () => instances.freeze(name),
         unfreeze: () => instances.unfreeze(name),
+        mount: () => instances.mount(name),
+        umount: () => instances.umount(name),
       }[body.action];
       return op(`${VERBS[body.action]} instance "${name}"`, [res(name)], run);
     },
+    beancounters: ({ params }) => instances.beancounters(params.name),
     patchConfig: ({ params, body }) => instances.patchConfig(params.name, body.set ?? {}, body.unset ?? []),
     copyInstance: async ({ params, body }) => {
       await instances.get(params.name);

@@ -1,5 +1,5 @@
 // In-process tests of the hangar CLI against the fake daemon: output formats, exit codes, error printing, local validation.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Readable, Writable } from 'node:stream';
@@ -304,8 +304,18 @@ describe('hangar CLI', () => {
   it('daemon install writes a unit with ExecStart, HANGAR_* environment and KillMode=process', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'hangar-unit-'));
     try {
-      const r = await cli(['daemon', 'install', '--output', 'hangard.service'], { cwd: dir, env: { HANGAR_STORAGE: '/var/lib/x y', OTHER: 'no' } });
+      const r = await cli(['daemon', 'install', '--output', 'hangard.service', '--tools-dir', 'sbin'], { cwd: dir, env: { HANGAR_STORAGE: '/var/lib/x y', OTHER: 'no', PATH: '/nonexistent' } });
       expect(r.code).toBe(0);
+      // vzctl and vzlist are linked to the package's launchers where no real vzctl is on PATH.
+      for (const tool of ['vzctl', 'vzlist']) expect(readlinkSync(join(dir, 'sbin', tool))).toMatch(new RegExp(`/bin/${tool}$`));
+      const again = await cli(['daemon', 'install', '--output', 'again.service', '--tools-dir', 'sbin'], { cwd: dir, env: { PATH: '/nonexistent' } });
+      expect(again.out).toContain('(already there)');
+      // A real vzctl on PATH keeps its place: nothing is linked.
+      mkdirSync(join(dir, 'real'));
+      writeFileSync(join(dir, 'real', 'vzctl'), '#!/bin/sh\n', { mode: 0o755 });
+      const real = await cli(['daemon', 'install', '--output', 'again.service', '--tools-dir', 'sbin2'], { cwd: dir, env: { PATH: join(dir, 'real') } });
+      expect(real.out).toContain(`${join(dir, 'real', 'vzctl')} is a real vzctl`);
+      expect(existsSync(join(dir, 'sbin2', 'vzctl'))).toBe(false);
       const unit = readFileSync(join(dir, 'hangard.service'), 'utf8');
       expect(unit).toMatch(new RegExp(`^ExecStart=${process.execPath} /\\S+/dist/hangard\\.mjs$`, 'm'));
       expect(unit).toContain('Environment="HANGAR_STORAGE=/var/lib/x y"');

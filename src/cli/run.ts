@@ -15,6 +15,16 @@ function collect(value: string, previous: string[]): string[] {
 
 /** Runs the CLI with argv (without node and script) against io; answers the exit code. */
 export async function run(argv: readonly string[], io: CliIo): Promise<number> {
+  // OpenVZ's tools keep their own syntax (vzctl ACTION CTID --opt ..., vzlist -aHo ...), parsed as they parse it.
+  if (argv[0] === 'vz') {
+    const ctx = new Ctx(io);
+    try {
+      if (argv[1] === 'list') return await (await import('./vz/vzlist.js')).vzlist(ctx, argv.slice(2));
+      return await (await import('./vz/vzctl.js')).vzctl(ctx, argv.slice(1));
+    } finally {
+      ctx.close();
+    }
+  }
   const { Command, Option, CommanderError } = await import('commander');
   const ctx = new Ctx(io);
   let exitCode = 0;
@@ -305,12 +315,19 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
     .addOption(formatOption())
     .action(act(async (id: string, o: { format: Format }) => (await import('./commands/host.js')).operationShowCommand(ctx, id, o.format)));
 
+  program
+    .command('vz')
+    .description('OpenVZ\'s tools over hangard: "hangar vz ACTION CTID ..." is vzctl (create, start, stop, set, exec, enter, status, destroy, mount, umount, beancounters), "hangar vz list ..." is vzlist')
+    .allowUnknownOption()
+    .argument('[args...]');
+
   const daemon = program.command('daemon').description('the hangard service');
   daemon
     .command('install')
-    .description('write a systemd unit for hangard')
+    .description('write a systemd unit for hangard, and link vzctl and vzlist into /usr/local/sbin where no real vzctl is installed')
     .option('--output <file>', 'write the unit here instead of /etc/systemd/system/hangard.service')
-    .action(act(async (o: { output?: string }) => (await import('./commands/daemon.js')).daemonInstallCommand(ctx, o)));
+    .option('--tools-dir <dir>', 'where vzctl and vzlist are linked (default /usr/local/sbin; "none" skips them)')
+    .action(act(async (o: { output?: string; toolsDir?: string }) => (await import('./commands/daemon.js')).daemonInstallCommand(ctx, o)));
 
   try {
     await program.parseAsync([...argv], { from: 'user' });

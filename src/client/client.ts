@@ -30,6 +30,7 @@ import type {
   TrustHostRequest,
   VirtFact,
   ImportTranslation,
+  Beancounter,
 } from '../shared/schemas.js';
 import { noExitError, runStreamSession, subscribeEvents, type EventStream, type EventsOptions, type StreamIo } from './streams.js';
 import { appErrorFromBody, connectionError, DEFAULT_SOCKET, errorFromResponse } from './wire-errors.js';
@@ -270,6 +271,11 @@ export class HangarClient {
   /** DELETE /1.0/instances/{name}/snapshots/{snap}. */
   deleteSnapshot(name: string, snapshot: string): Promise<Operation> {
     return this.call('deleteSnapshot', { name, snap: snapshot });
+  }
+
+  /** GET /1.0/instances/{name}/beancounters: a container's beancounters. */
+  beancounters(name: string): Promise<Beancounter[]> {
+    return this.call('beancounters', { name });
   }
 
   /** POST /1.0/instances/{name}/monitor: one backend monitor (QMP) command and its result. */

@@ -3,7 +3,7 @@ import type { Duplex } from 'node:stream';
 import type { Host, HostProcess } from '../host/host.js';
 import type { InstanceConfig } from '../shared/config.js';
 import type { HostFacts } from '../host/facts.js';
-import type { AcceleratorInfo, DriverFeatures, EventType, InstanceState, InstanceType, Technology, Usage } from '../shared/schemas.js';
+import type { AcceleratorInfo, Beancounter, DriverFeatures, EventType, InstanceState, InstanceType, Technology, Usage } from '../shared/schemas.js';
 
 /** Optional capabilities (on the wire, so clients can grey out what a backend cannot do). */
 export type { DriverFeatures } from '../shared/schemas.js';
@@ -189,6 +189,11 @@ export interface InstanceHandle {
   openGraphicalConsole?(): Promise<Duplex>;
   /** Runs one command on the backend's own monitor (QMP for QEMU) and answers its result; for diagnosis and what Hangar does not model. */
   monitor?(command: string, args?: Record<string, unknown>): Promise<unknown>;
+  /** Mounts a stopped container's private area at its root on the host (OpenVZ's vzctl mount); umount undoes it. */
+  mount?(): Promise<void>;
+  umount?(): Promise<void>;
+  /** The container's beancounters (OpenVZ's /proc/user_beancounters), from its cgroups. */
+  beancounters?(): Promise<Beancounter[]>;
   /** Backend facts of this instance for `info` (label → value), e.g. a VM's machine type and boot path. */
   details?(): Promise<Record<string, string>>;
   /** Path of the persistent console log. */

@@ -9,10 +9,10 @@ function opened(name: string, type: 'container' | 'vm', available: boolean): Hos
 }
 
 describe('driver registry', () => {
-  it('runs lxc, qemu and xen by default, in that order; unknown, repeated and empty lists are refused', () => {
-    expect(DEFAULT_DRIVERS).toBe('lxc,qemu,xen');
-    expect(selectDrivers(undefined).map((d) => d.name)).toEqual(['lxc', 'qemu', 'xen']);
-    expect(() => selectDrivers('lxc,nope')).toThrow(/Unknown driver "nope" in HANGAR_DRIVERS \(known: lxc, qemu, fake, xen\)/);
+  it('runs lxc, qemu, xen and openvz by default, in that order (lxc stays the default container driver); unknown, repeated and empty lists are refused', () => {
+    expect(DEFAULT_DRIVERS).toBe('lxc,qemu,xen,openvz');
+    expect(selectDrivers(undefined).map((d) => d.name)).toEqual(['lxc', 'qemu', 'xen', 'openvz']);
+    expect(() => selectDrivers('lxc,nope')).toThrow(/Unknown driver "nope" in HANGAR_DRIVERS \(known: lxc, qemu, fake, xen, openvz\)/);
     expect(() => selectDrivers('qemu,qemu')).toThrow(/named twice/);
     expect(() => selectDrivers(' , ')).toThrow(/names no driver/);
   });

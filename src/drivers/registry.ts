@@ -4,14 +4,15 @@ import type { InstanceType } from '../shared/schemas.js';
 import type { Driver, DriverEnv, HostDriver } from './driver.js';
 import { fakeDriver } from './fake/driver.js';
 import { lxcDriver } from './lxc/driver.js';
+import { openvzDriver } from './openvz/driver.js';
 import { qemuDriver } from './qemu/driver.js';
 import { xenDriver } from './xen/driver.js';
 
 /** Every backend Hangar has. */
-export const ALL_DRIVERS: readonly Driver[] = [lxcDriver, qemuDriver, fakeDriver, xenDriver];
+export const ALL_DRIVERS: readonly Driver[] = [lxcDriver, qemuDriver, fakeDriver, xenDriver, openvzDriver];
 
 /** The drivers a daemon runs when HANGAR_DRIVERS is not set; the first available one of each type is that type's default. */
-export const DEFAULT_DRIVERS = 'lxc,qemu,xen';
+export const DEFAULT_DRIVERS = 'lxc,qemu,xen,openvz';
 
 /** The drivers named in a HANGAR_DRIVERS value ("lxc,qemu,fake"), in its order; unknown or repeated names are refused. */
 export function selectDrivers(list: string | undefined): Driver[] {

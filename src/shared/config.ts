@@ -36,6 +36,32 @@ const ioLimit = (v: string, key: string): string => {
   return (parseSize(v.replace(/\/s$/, ''), key), v);
 };
 
+const ipv4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
+/** A space-separated list of distinct IPv4 addresses (venet addresses), normalised to single spaces. */
+const ipv4List = (v: string, key: string): string => {
+  const list = v.split(/[\s,]+/).filter(Boolean);
+  for (const a of list) if (!ipv4.test(a)) throw new AppError('INVALID_CONFIG', `Invalid value ${JSON.stringify(v)} for ${key}: ${JSON.stringify(a)} is not an IPv4 address`);
+  const dup = list.find((a, i) => list.indexOf(a) !== i);
+  if (dup) throw new AppError('INVALID_CONFIG', `Invalid value ${JSON.stringify(v)} for ${key}: ${dup} is named twice`);
+  return list.join(' ');
+};
+/** A host name (RFC 1123 labels, dots allowed) as vzctl --hostname takes it. */
+const hostName = (v: string, key: string): string => {
+  if (v.length > 253 || !/^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/.test(v)) {
+    throw new AppError('INVALID_CONFIG', `Invalid value ${JSON.stringify(v)} for ${key}: expected a host name (letters, digits, - and dots)`);
+  }
+  return v;
+};
+const domainList = (v: string, key: string): string => v.split(/[\s,]+/).filter(Boolean).map((d) => hostName(d, key)).join(' ');
+const ctid = (v: string, key: string): string => {
+  if (!/^\d{1,10}$/.test(v) || Number(v) < 1 || Number(v) > 2147483647) throw new AppError('INVALID_CONFIG', `Invalid value ${JSON.stringify(v)} for ${key}: a CTID is a number from 1 to 2147483647`);
+  return String(Number(v));
+};
+const plainText = (v: string, key: string): string => {
+  if (/[\x00-\x1f\x7f]/.test(v)) throw new AppError('INVALID_CONFIG', `Invalid value for ${key}: control characters are not allowed`);
+  return v;
+};
+
 const hostPath = (v: string, key: string): string => {
   if (!v.startsWith('/') || v.split('/').includes('..') || /[\x00-\x1f\x7f]/.test(v)) {
     throw new AppError('INVALID_CONFIG', `Invalid value ${JSON.stringify(v)} for ${key}: expected an absolute path on the host, without ".." or control characters`);
@@ -64,6 +90,7 @@ export const CONFIG_KEYS: Record<string, KeySpec> = {
   'limits.cpu.cap': { description: 'CPU time cap as a percentage of one CPU, e.g. 150%', check: (v) => (parseCpuCap(v), v) },
   'limits.processes': { description: 'maximum number of processes', check: int },
   'limits.disk': { description: 'root disk size', check: size },
+  'limits.disk.inodes': { description: 'OpenVZ: inodes of the image-backed root file system (vzctl --diskinodes)', check: int },
   'limits.disk.read': { description: 'VM disk read limit per second: a size ("50MiB") or operations ("200iops")', check: ioLimit },
   'limits.disk.write': { description: 'VM disk write limit per second: a size ("50MiB") or operations ("200iops")', check: ioLimit },
   'cloud-init.user-data': { description: 'cloud-init user-data for VMs whose image runs cloud-init (#cloud-config, a script, ...)', check: (v) => v },
@@ -98,6 +125,12 @@ export const CONFIG_KEYS: Record<string, KeySpec> = {
   'security.devices.tun': { description: 'container: allow /dev/net/tun (VPNs and tap/tun devices inside)', check: bool },
   'security.idmap.isolated': { description: 'give the unprivileged container an id map of its own (default true); false shares one map with every such container', check: bool },
   'boot.autostart': { description: 'start the instance when hangard starts', check: bool },
+  'openvz.ctid': { description: 'OpenVZ: the container\'s number (CTID), unique on the daemon; vzctl and vzlist address it by this', check: ctid },
+  'openvz.ipadd': { description: 'OpenVZ: more venet addresses besides the instance\'s own, space-separated, each routed to it as a /32', check: ipv4List },
+  'openvz.hostname': { description: 'OpenVZ: the container\'s host name (default: the instance name)', check: hostName },
+  'openvz.nameserver': { description: 'OpenVZ: resolvers written to the container\'s /etc/resolv.conf at start, space-separated', check: ipv4List },
+  'openvz.searchdomain': { description: 'OpenVZ: search domains written to the container\'s /etc/resolv.conf at start', check: domainList },
+  'openvz.ostemplate': { description: 'OpenVZ: the OS template the container was made from (informational, as OSTEMPLATE)', check: plainText },
 };
 
 /** Keys every backend takes: they belong to the daemon, not to a technology. */

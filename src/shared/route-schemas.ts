@@ -84,6 +84,7 @@ export const ROUTE_SCHEMAS = {
     frames: { first: S.ConsoleSizeSchema, client: StreamControlFrameSchema, server: StreamServerFrameSchema },
   },
   consoleLog: { params: instanceParams, response: z.string() },
+  beancounters: { params: instanceParams, response: z.array(S.BeancounterSchema) },
   monitor: { params: instanceParams, body: S.MonitorRequestSchema, response: S.MonitorResponseSchema },
   listImages: { response: z.array(S.ImageSchema) },
   buildImage: { body: S.ImageBuildRequestSchema, response: S.OperationSchema },

@@ -77,6 +77,9 @@ export const ROUTES = {
     method: 'GET', path: '/1.0/instances/{name}/console', kind: 'websocket',
     summary: 'Websocket: attach to the text console (first frame: the terminal size), or with type=vga relay the graphical console as RFB', errors: ['NOT_FOUND', 'INVALID_STATE', 'UNSUPPORTED'],
   },
+  beancounters: {
+    method: 'GET', path: '/1.0/instances/{name}/beancounters', kind: 'json', summary: 'Beancounters of a container (held, maxheld, barrier, limit, failcnt) from its cgroups', errors: ['NOT_FOUND', 'INVALID_STATE', 'UNSUPPORTED'],
+  },
   consoleLog: { method: 'GET', path: '/1.0/instances/{name}/console/log', kind: 'text', summary: 'Persistent console log (text/plain)', errors: ['NOT_FOUND', 'UNSUPPORTED'] },
   monitor: {
     method: 'POST', path: '/1.0/instances/{name}/monitor', kind: 'json', summary: 'Run one command on the backend monitor (QMP for VMs) and return its result',

@@ -91,11 +91,24 @@ export const CreateInstanceRequestSchema = z.strictObject({
 
 /** Body of PUT /1.0/instances/{name}/state. */
 export const StateChangeRequestSchema = z.strictObject({
-  action: z.enum(['start', 'stop', 'restart', 'freeze', 'unfreeze']),
+  /** mount/umount: an OpenVZ CT's private area at its root on the host, the CT stopped (vzctl mount/umount). */
+  action: z.enum(['start', 'stop', 'restart', 'freeze', 'unfreeze', 'mount', 'umount']),
   force: z.boolean().optional(),
   timeout: z.number().int().positive().max(86400).optional(),
   /** stop only: save the RAM to disk so the next start resumes exactly there (VMs). */
   stateful: z.boolean().optional(),
+});
+
+/** One beancounter of a container, as /proc/user_beancounters shows it: what it holds now and at most, its barrier and limit (null: unlimited), and how often the limit refused. */
+export const BeancounterSchema = z.strictObject({
+  resource: z.string(),
+  /** The unit of held/maxheld/barrier/limit: pages (4 KiB), bytes or items. */
+  unit: z.enum(['pages', 'bytes', 'items']),
+  held: z.number(),
+  maxheld: z.number().nullable(),
+  barrier: z.number().nullable(),
+  limit: z.number().nullable(),
+  failcnt: z.number().nullable(),
 });
 
 /** Body of PATCH /1.0/instances/{name}/config. */
@@ -187,6 +200,7 @@ export const OperationSchema = z.strictObject({
 export const EventTypeSchema = z.enum([
   'instance-created', 'instance-deleted', 'instance-starting', 'instance-started', 'instance-stopping', 'instance-stopped',
   'instance-restarted', 'instance-restart-failed', 'instance-frozen', 'instance-unfrozen', 'instance-config-changed',
+  'instance-mounted', 'instance-unmounted',
   'instance-drift', 'instance-error', 'instance-accel-fallback',
   'instance-snapshot-created', 'instance-snapshot-deleted', 'instance-snapshot-restored',
   'instance-shutdown', 'instance-reset', 'instance-paused', 'instance-resumed', 'instance-panicked', 'instance-balloon-changed',
@@ -438,6 +452,7 @@ export type CreateInstanceRequest = z.infer<typeof CreateInstanceRequestSchema>;
 export type StateChangeRequest = z.infer<typeof StateChangeRequestSchema>;
 export type ConfigPatchRequest = z.infer<typeof ConfigPatchRequestSchema>;
 export type ConfigChangeResult = z.infer<typeof ConfigChangeResultSchema>;
+export type Beancounter = z.infer<typeof BeancounterSchema>;
 export type CopyRequest = z.infer<typeof CopyRequestSchema>;
 export type Snapshot = z.infer<typeof SnapshotSchema>;
 export type ExecRequest = z.infer<typeof ExecRequestSchema>;

@@ -18,7 +18,8 @@ describe('drivers', () => {
   it('host info lists every enabled driver with its facts and features, and the default of each type', () => {
     const h = JSON.parse(cliOk(['host', 'info', '--format', 'json'])) as HostInfo;
     const by = Object.fromEntries(h.drivers.map((d) => [d.name, d]));
-    expect(Object.keys(by)).toEqual(['lxc', 'qemu', 'xen', 'fake']);
+    expect(Object.keys(by)).toEqual(['lxc', 'qemu', 'xen', 'fake', 'openvz']);
+    expect(by.openvz).toMatchObject({ type: 'container', default: false, available: true, features: { liveCopy: false } });
     expect(by.lxc).toMatchObject({ type: 'container', default: true, available: true, features: { execTty: true, liveCopy: true } });
     expect(by.qemu).toMatchObject({ type: 'vm', default: true, features: { monitor: true, liveCopy: false } });
     expect(by.fake).toMatchObject({ type: 'container', default: false, available: true });
@@ -47,9 +48,9 @@ describe('drivers', () => {
 
   it('refuses what a driver does not take, naming the drivers that do, and unknown or mismatched drivers', () => {
     const cases: [string[], RegExp][] = [
-      [['launch', 'busybox', `${P}x`, '--driver', 'fake', '-c', 'limits.memory.swap=64MiB'], /limits\.memory\.swap is not supported by the fake backend \(it is a key of: lxc\)/],
+      [['launch', 'busybox', `${P}x`, '--driver', 'fake', '-c', 'limits.memory.swap=64MiB'], /limits\.memory\.swap is not supported by the fake backend \(it is a key of: lxc, openvz\)/],
       [['launch', 'busybox', `${P}x`, '-c', 'boot.kernel=/boot/vmlinuz'], /boot\.kernel is not supported by the lxc backend \(it is a key of: qemu, xen\)/],
-      [['launch', 'busybox', `${P}x`, '--driver', 'nope'], /Driver "nope" is not enabled on this host \(enabled: lxc, qemu, xen, fake; HANGAR_DRIVERS\)/],
+      [['launch', 'busybox', `${P}x`, '--driver', 'nope'], /Driver "nope" is not enabled on this host \(enabled: lxc, qemu, xen, fake, openvz; HANGAR_DRIVERS\)/],
       [['launch', 'busybox', `${P}x`, '--vm', '--driver', 'lxc'], /Driver "lxc" runs containers, not vms/],
     ];
     for (const [args, msg] of cases) {

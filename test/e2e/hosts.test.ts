@@ -96,7 +96,7 @@ describe('remote hosts over SSH', () => {
     expect(listed).toMatchObject({ state: 'up', url, keyType: 'ssh-ed25519', fingerprint: sshd.hostKeyFingerprint, identityFile: sshd.identityFile, instances: 0, reason: null });
     const info = JSON.parse(cliOk(['host', 'info', H, '--format', 'json'])) as { hostname: string; drivers: Array<{ name: string; available: boolean; details: Record<string, string> }>; storage: { driver: string; path: string }; host: HostRecord };
     expect(info.host).toMatchObject({ name: H, state: 'up', fingerprint: sshd.hostKeyFingerprint });
-    expect(info.drivers.map((d) => d.name)).toEqual(['lxc', 'qemu', 'xen', 'fake']);
+    expect(info.drivers.map((d) => d.name)).toEqual(['lxc', 'qemu', 'xen', 'fake', 'openvz']);
     expect(info.drivers[0]).toMatchObject({ available: true, details: { 'lxc path': `${settings.dir}/lxc` } });
     expect(info.storage).toMatchObject({ driver: 'dir', path: `${settings.dir}/hosts/${H}/pool` });
     const table = cliOk(['host', 'info', H]);

@@ -21,7 +21,7 @@ export const TEST_ENV = {
   HANGAR_PREFIX: `hgt${TEST_ID}`,
   HANGAR_SUBNET: `10.199.${77 + Number(TEST_ID || 0)}.0/24`,
   // The default drivers, and the fake backend: proof that a backend is its folder plus a registry line (test/e2e/drivers.test.ts).
-  HANGAR_DRIVERS: 'lxc,qemu,xen,fake',
+  HANGAR_DRIVERS: 'lxc,qemu,xen,fake,openvz',
   HANGAR_POOL_SIZE: String(12 * 1024 ** 3),
 };
 

@@ -198,6 +198,8 @@ describe('API routes in-process (fake driver)', () => {
     expect((await call('monitor', { name }, { body: { command: 'query-status' } })).body).toEqual({ return: { status: 'running', running: true } });
     expect(await refused('monitor', { name }, 'BACKEND_FAILED', { body: { command: 'query-nothing' } })).toBe(`Monitor command "query-nothing" failed on instance "${name}"`);
     await refused('monitor', { name }, 'INVALID_ARGUMENT', { body: { command: 'not a command' } });
+    expect((await call('beancounters', { name })).body).toEqual(expect.arrayContaining([expect.objectContaining({ resource: 'numproc', held: 1 })]));
+    await refused('beancounters', { name: `${P}-none` }, 'NOT_FOUND');
     expect((await operation('deleteInstance', { name }, { query: { force: true } })).status).toBe('success');
   });
 

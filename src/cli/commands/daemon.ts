@@ -1,5 +1,5 @@
 // `hangar daemon install`: writes a systemd unit for hangard (works without a running daemon).
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AppError } from '../../shared/errors.js';
@@ -62,8 +62,34 @@ export function renderUnit(nodePath: string, daemonPath: string, env: Record<str
   ].join('\n');
 }
 
-/** `hangar daemon install [--output FILE]`. */
-export async function daemonInstallCommand(ctx: Ctx, opts: { output?: string }): Promise<void> {
+/** Default directory of the vzctl and vzlist links. */
+export const TOOLS_DIR = '/usr/local/sbin';
+
+/**
+ * Links bin/vzctl and bin/vzlist into dir, unless a vzctl that is not Hangar's is on PATH (a real OpenVZ host keeps
+ * its own) or dir holds another file of that name; answers one line per tool saying what was done.
+ */
+export function installVzTools(root: string, dir: string, path: string): string[] {
+  const out: string[] = [];
+  const ours = (p: string) => { try { return realpathSync(p).startsWith(`${realpathSync(root)}/`); } catch { return false; } };
+  const real = path.split(':').filter(Boolean).map((d) => join(d, 'vzctl')).find((p) => existsSync(p) && !ours(p));
+  if (real) return [`Not linking vzctl and vzlist: ${real} is a real vzctl (OpenVZ's own tools stay in charge here)`];
+  mkdirSync(dir, { recursive: true });
+  for (const tool of ['vzctl', 'vzlist']) {
+    const link = join(dir, tool);
+    const target = join(root, 'bin', tool);
+    let present: string | undefined;
+    try { present = lstatSync(link).isSymbolicLink() ? readlinkSync(link) : 'a file'; } catch { present = undefined; }
+    if (present === target) { out.push(`${link} -> ${target} (already there)`); continue; }
+    if (present !== undefined) { out.push(`Not linking ${link}: ${present === 'a file' ? 'a file' : `a link to ${present}`} is there`); continue; }
+    symlinkSync(target, link);
+    out.push(`Linked ${link} -> ${target}`);
+  }
+  return out;
+}
+
+/** `hangar daemon install [--output FILE] [--tools-dir DIR]`. */
+export async function daemonInstallCommand(ctx: Ctx, opts: { output?: string; toolsDir?: string }): Promise<void> {
   const root = findPackageRoot(fileURLToPath(import.meta.url));
   if (!root) throw new AppError('NOT_FOUND', 'Cannot find the Hangar installation (no package.json named "hangar" above the CLI)');
   const daemonPath = join(root, 'dist', 'hangard.mjs');
@@ -76,6 +102,13 @@ export async function daemonInstallCommand(ctx: Ctx, opts: { output?: string }):
     throw new AppError('HOST_FAILED', `Failed to write ${target}`, { cause: err });
   }
   ctx.out(`Wrote ${target}`);
+  if (opts.toolsDir !== 'none') {
+    try {
+      for (const line of installVzTools(root, opts.toolsDir !== undefined ? resolve(ctx.io.cwd, opts.toolsDir) : TOOLS_DIR, ctx.io.env.PATH ?? '')) ctx.out(line);
+    } catch (err) {
+      throw new AppError('HOST_FAILED', 'Failed to link vzctl and vzlist', { cause: err });
+    }
+  }
   if (!existsSync(daemonPath)) ctx.err(`Warning: ${daemonPath} does not exist yet; build it with: npm run build`);
   if (!existsSync('/run/systemd/system')) ctx.err('Note: systemd is not running on this machine; start the daemon with: npm start');
   ctx.out('Next: systemctl daemon-reload && systemctl enable --now hangard');

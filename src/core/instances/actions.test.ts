@@ -24,6 +24,9 @@ exec               refused  refused  refused  ok       refused  refused  refused
 console            refused  refused  refused  ok       refused  ok       refused  refused
 graphical-console  refused  refused  refused  ok       refused  ok       refused  refused
 monitor            refused  refused  refused  ok       refused  ok       ok       refused
+mount              refused  ok       refused  noop     refused  noop     refused  refused
+umount             refused  ok       refused  refused  refused  refused  refused  refused
+beancounters       refused  refused  refused  ok       refused  ok       refused  refused
 `;
 
 const WORDS: Record<string, Verdict> = { ok: 'allowed', noop: 'no-op', already: 'already', refused: 'refused' };

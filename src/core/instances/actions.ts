@@ -7,7 +7,7 @@ import type { ObservedState } from '../../drivers/driver.js';
 export const ACTIONS = [
   'start', 'stop', 'restart', 'freeze', 'unfreeze', 'config-change',
   'snapshot-create', 'snapshot-restore', 'snapshot-delete', 'copy', 'live-copy',
-  'delete', 'force-delete', 'exec', 'console', 'graphical-console', 'monitor',
+  'delete', 'force-delete', 'exec', 'console', 'graphical-console', 'monitor', 'mount', 'umount', 'beancounters',
 ] as const;
 
 /** An action of the table. */
@@ -61,6 +61,11 @@ const RULES: Record<InstanceAction, Rule> = {
   'graphical-console': { phrase: 'open the graphical console of', cells: [R, R, R, A, R, A, R, R] },
   // A faulted VM keeps its monitor: that is where its state can be looked at.
   'monitor':           { phrase: 'reach the monitor of', cells: [R, R, R, A, R, A, A, R] },
+  // A running CT's private area is mounted already; one that runs cannot be unmounted.
+  'mount':             { phrase: 'mount',             cells: [R, A, R, N, R, N, R, R] },
+  'umount':            { phrase: 'unmount',           cells: [R, A, R, R, R, R, R, R], hint: () => '; stop it first' },
+  // Beancounters count what runs: a stopped CT has none.
+  'beancounters':      { phrase: 'read the beancounters of', cells: [R, R, R, A, R, A, R, R] },
 };
 
 /** The verdict of the table for an action in a state. */

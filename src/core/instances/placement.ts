@@ -37,6 +37,14 @@ export function validateFor(d: InstanceServiceDeps, h: HostContext, driver: Host
     return `${k} is not supported by the ${driver.driver.name} backend${others.length ? ` (it is a key of: ${others.join(', ')})` : ''}`;
   });
   problems.push(...driver.validate(validated));
+  const ctid = validated['openvz.ctid'];
+  const holder = ctid === undefined ? undefined : d.db.listInstances().find((r) => r.name !== name && (r.config['openvz.ctid'] === ctid || r.pendingConfig['openvz.ctid'] === ctid));
+  if (holder) throw new AppError('ALREADY_EXISTS', `CTID ${ctid} is taken by instance "${holder.name}"`);
+  if (problems.length === 0 && validated['openvz.ipadd']) {
+    // Extra venet addresses are routed from this host's subnet, like the instance's own, and are no one else's.
+    const taken = takenAddresses(d, name);
+    for (const a of validated['openvz.ipadd'].split(' ')) checkAddress(subnetOf(h), a, taken);
+  }
   if (problems.length > 0) throw new AppError('UNSUPPORTED', `Invalid config for instance "${name}" on the ${driver.driver.name} backend: ${problems.join('; ')}`, { details: { problems } });
   return validated;
 }
@@ -110,9 +118,15 @@ export function subnetOf(h: HostContext): Subnet {
   return h.network.subnet;
 }
 
-/** Addresses held by instances (on any host). */
-export function takenAddresses(d: InstanceServiceDeps): Set<string> {
-  return new Set(d.db.listInstances().map((r) => r.ipv4));
+/** Addresses held by instances (on any host): each one's own and its extra venet addresses (openvz.ipadd, set or pending); `except` leaves one instance's extras out. */
+export function takenAddresses(d: InstanceServiceDeps, except?: string): Set<string> {
+  const out = new Set<string>();
+  for (const r of d.db.listInstances()) {
+    out.add(r.ipv4);
+    if (r.name === except) continue;
+    for (const c of [r.config, r.pendingConfig]) for (const a of (c['openvz.ipadd'] ?? '').split(' ').filter(Boolean)) out.add(a);
+  }
+  return out;
 }
 
 /** Refuses a requested address that is malformed, outside the host's subnet, reserved or taken. */
@@ -121,8 +135,9 @@ export function checkRequestedAddress(d: InstanceServiceDeps, h: HostContext, ip
 }
 
 /** The address of a new instance on host h: the requested one (checked), else a free one derived from its name. */
-export function placeAddress(d: InstanceServiceDeps, h: HostContext, name: string, ipv4: string | undefined): string {
-  const taken = takenAddresses(d);
+export function placeAddress(d: InstanceServiceDeps, h: HostContext, name: string, ipv4: string | undefined, config: InstanceConfig = {}): string {
+  // The new instance's own extra venet addresses are not its primary address either.
+  const taken = new Set([...takenAddresses(d), ...(config['openvz.ipadd'] ?? '').split(' ').filter(Boolean)]);
   if (ipv4) {
     checkRequestedAddress(d, h, ipv4, taken);
     return ipv4;

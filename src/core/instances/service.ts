@@ -4,7 +4,7 @@ import { AppError, isAppError } from '../../shared/errors.js';
 import { assertName } from '../../shared/names.js';
 import { LOCAL_HOST } from '../../shared/hosts.js';
 import { resourcesOf, type InstanceConfig } from '../../shared/config.js';
-import type { ConfigChangeResult, CreateInstanceRequest, Instance, Snapshot } from '../../shared/schemas.js';
+import type { Beancounter, ConfigChangeResult, CreateInstanceRequest, Instance, Snapshot } from '../../shared/schemas.js';
 import type { BackendEvent, ExecSpec, HostDriver, ObservedState } from '../../drivers/driver.js';
 import type { HostProcess } from '../../host/host.js';
 import { Reverter } from '../../host/reverter.js';
@@ -112,7 +112,7 @@ export class InstanceService {
         await this.d.images.build(plan.buildImage.kind, { vm: plan.buildImage.vm }, progress);
       }
       const image = this.d.images.get(plan.image, plan.driver.driver.type);
-      const ipv4 = placeAddress(this.d, h, plan.name, plan.ipv4);
+      const ipv4 = placeAddress(this.d, h, plan.name, plan.ipv4, plan.config);
       const mac = uniqueMac(this.d, plan.name);
       const r = new Reverter();
       try {
@@ -193,7 +193,8 @@ export class InstanceService {
       const driver = h.drivers.get(from.driver);
       const live = driver.driver.features.liveCopy;
       assertLegal(live ? 'live-copy' : 'copy', await handleIn(this.d, h, from).state(), src, live ? undefined : `the ${from.driver} backend copies stopped instances only`);
-      const config = { ...from.config, ...from.pendingConfig };
+      // Identities are the source's own: a copy gets no CTID or extra venet addresses of it.
+      const { 'openvz.ctid': _ctid, 'openvz.ipadd': _extra, ...config } = { ...from.config, ...from.pendingConfig };
       const row: InstanceRow = {
         ...from, name: dst, ipv4: placeAddress(this.d, h, dst, ipv4), mac: uniqueMac(this.d, dst),
         expectedState: 'stopped', initPid: null, initStartTime: null, cpuset: null, createdAt: new Date().toISOString(), pendingConfig: {},
@@ -375,6 +376,39 @@ export class InstanceService {
   }
 
   /** Runs one command on the backend monitor of a running instance (QMP for VMs); the backend's error is the cause. */
+  /** Mounts a stopped OpenVZ CT's private area at its root on the host (vzctl mount). */
+  async mount(name: string): Promise<void> {
+    await this.d.locks.withLock(lockKey(name), async () => {
+      const row = rowOf(this.d, name);
+      const handle = handleOf(this.d, row);
+      if (!handle.mount) throw new AppError('UNSUPPORTED', `Instance "${name}" (${row.driver}) has no private area to mount: only OpenVZ containers have one`);
+      if (assertLegal('mount', await handle.state(), name) === 'no-op') return;
+      await handle.mount().catch((e) => { throw wrap(e, `Failed to mount instance "${name}"`); });
+      this.d.events.emit({ type: 'instance-mounted', instance: name });
+    });
+  }
+
+  /** Unmounts a stopped OpenVZ CT's private area (vzctl umount). */
+  async umount(name: string): Promise<void> {
+    await this.d.locks.withLock(lockKey(name), async () => {
+      const row = rowOf(this.d, name);
+      const handle = handleOf(this.d, row);
+      if (!handle.umount) throw new AppError('UNSUPPORTED', `Instance "${name}" (${row.driver}) has no private area to unmount: only OpenVZ containers have one`);
+      assertLegal('umount', await handle.state(), name);
+      await handle.umount().catch((e) => { throw wrap(e, `Failed to unmount instance "${name}"`); });
+      this.d.events.emit({ type: 'instance-unmounted', instance: name });
+    });
+  }
+
+  /** The beancounters of a running container (OpenVZ's). */
+  async beancounters(name: string): Promise<Beancounter[]> {
+    const row = rowOf(this.d, name);
+    const handle = handleOf(this.d, row);
+    if (!handle.beancounters) throw new AppError('UNSUPPORTED', `Instance "${name}" (${row.driver}) has no beancounters: only OpenVZ containers have them`);
+    assertLegal('beancounters', await handle.state(), name);
+    return handle.beancounters();
+  }
+
   async monitor(name: string, command: string, args?: Record<string, unknown>): Promise<unknown> {
     const row = rowOf(this.d, name);
     const handle = handleOf(this.d, row);
@@ -428,7 +462,7 @@ export class InstanceService {
       this.assertFree(plan.name);
       const h = this.hostFor(plan.host, plan.name, false);
       const driver = h.drivers.get(plan.driver);
-      const ipv4 = placeAddress(this.d, h, plan.name, plan.ipv4);
+      const ipv4 = placeAddress(this.d, h, plan.name, plan.ipv4, plan.config);
       const mac = plan.mac !== undefined ? checkRequestedMac(this.d, plan.mac) : uniqueMac(this.d, plan.name);
       const row: InstanceRow = {
         name: plan.name, type: driver.driver.type, driver: driver.driver.name, image: '', imageFingerprint: '', config: plan.config, pendingConfig: {},

@@ -3,7 +3,7 @@ import { posix } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { resourcesOf, type InstanceConfig } from '../../shared/config.js';
 import { AppError } from '../../shared/errors.js';
-import type { Usage } from '../../shared/schemas.js';
+import type { Beancounter, Usage } from '../../shared/schemas.js';
 import type { HostProcess } from '../../host/host.js';
 import type { HostFacts } from '../../host/facts.js';
 import { hostFitProblems } from '../host-fit.js';
@@ -305,6 +305,16 @@ class FakeHandle implements InstanceHandle {
       pid: Promise.resolve(nextPid++), stdin, stdout, stderr: null, wait: () => exited,
       kill: (signal = 'SIGTERM') => detach({ code: null, signal }),
     };
+  }
+
+  /** Beancounters as the fake counts them: its init's memory against limits.memory, one process against limits.processes. */
+  async beancounters(): Promise<Beancounter[]> {
+    const mem = resourcesOf(this.record.config).memoryMax;
+    const procs = resourcesOf(this.record.config).processes ?? null;
+    return [
+      { resource: 'physpages', unit: 'pages', held: FAKE_INIT_MEMORY / 4096, maxheld: FAKE_INIT_MEMORY / 4096, barrier: 0, limit: mem === undefined ? null : Math.floor(mem / 4096), failcnt: 0 },
+      { resource: 'numproc', unit: 'items', held: 1, maxheld: 1, barrier: procs, limit: procs, failcnt: 0 },
+    ];
   }
 
   async usage(): Promise<Usage> {

@@ -19,7 +19,7 @@ import {
   lxcAttachArgv, lxcConsoleArgv, lxcFreeze, lxcInfo, lxcStart, lxcStop, lxcUnfreeze, lxcVersion, type LxcTarget,
 } from './lxc-tools.js';
 import { lxcStateToInstanceState, parseCgroupNumber, parseFlatKeyed, parseProcCgroup, tailLines } from './parse.js';
-import { cgroupDirs, cgroupSettings, INSTANCE_FILES, renderLxcConfig } from './render-config.js';
+import { cgroupDirs, cgroupSettings, INSTANCE_FILES, renderLxcConfig, type LxcRenderInput } from './render-config.js';
 import { cgroupDefault, firstCpus, type CgroupSetting } from '../common/cgroup-math.js';
 import { renderSeccompProfile, SECCOMP_FILE } from './render-seccomp.js';
 
@@ -60,12 +60,16 @@ export interface LxcHost {
   lxcfsDir: string | null;
 }
 
-class LxcInstance implements InstanceHandle {
+/** How a container built on this driver (OpenVZ's) is networked and named, from its record: render-config's routed and hostname. */
+export type LxcVariant = (record: InstanceRecord) => Pick<LxcRenderInput, 'hostname' | 'routed'>;
+
+/** One LXC container; other container backends (openvz) run theirs through it, with their own variant. */
+export class LxcInstance implements InstanceHandle {
   private record: InstanceRecord;
   private readonly target: LxcTarget;
   private readonly ctx: { host: Host; facts: HostFacts; prefix: string; lxcPath: string; lxcfsDir: string | null };
 
-  constructor(record: InstanceRecord, lxc: LxcHost) {
+  constructor(record: InstanceRecord, lxc: LxcHost, private readonly variant: LxcVariant = () => ({})) {
     if (!posix.isAbsolute(lxc.lxcPath)) throw new AppError('INVALID_CONFIG', `Invalid LXC path ${JSON.stringify(lxc.lxcPath)}: must be absolute`);
     this.record = record;
     this.ctx = { host: lxc.env.host, facts: lxc.env.facts, prefix: lxc.env.prefix, lxcPath: lxc.lxcPath, lxcfsDir: lxc.lxcfsDir };
@@ -83,7 +87,10 @@ class LxcInstance implements InstanceHandle {
 
   private async writeConfig(): Promise<void> {
     const seccompProfile = posix.join(this.containerDir, SECCOMP_FILE);
-    const text = renderLxcConfig({ record: this.record, facts: this.ctx.facts, prefix: this.ctx.prefix, lxcfsDir: this.ctx.lxcfsDir, seccompProfile, ...(this.record.cpuset ? { cpuset: this.record.cpuset } : {}) });
+    const text = renderLxcConfig({
+      record: this.record, facts: this.ctx.facts, prefix: this.ctx.prefix, lxcfsDir: this.ctx.lxcfsDir, seccompProfile,
+      ...(this.record.cpuset ? { cpuset: this.record.cpuset } : {}), ...this.variant(this.record),
+    });
     await this.host.fs.mkdir(this.containerDir, { recursive: true, mode: 0o755 });
     await this.host.fs.mkdir(this.record.instanceDir, { recursive: true });
     // Rewritten on every start too, so that containers created before a profile change get the current one.
@@ -114,9 +121,10 @@ class LxcInstance implements InstanceHandle {
     // Files get the owner of the root directory: a tree stored by an older Hangar (shifted) is shifted back as a whole.
     const owner = (await this.host.fs.stat(root))?.uid ?? 0;
     const gw = this.record.nic.gateway;
+    const hostname = this.variant(this.record).hostname ?? this.record.name;
     const files: [string, string][] = [
-      ['etc/hostname', `${this.record.name}\n`],
-      ['etc/hosts', `127.0.0.1 localhost\n127.0.1.1 ${this.record.name}\n::1 localhost ip6-localhost ip6-loopback\n`],
+      ['etc/hostname', `${hostname}\n`],
+      ['etc/hosts', `127.0.0.1 localhost\n127.0.1.1 ${hostname}\n::1 localhost ip6-localhost ip6-loopback\n`],
       ['etc/resolv.conf', `nameserver ${gw}\n`],
     ];
     if ((await this.host.fs.stat(posix.join(root, 'etc/machine-id')))?.isFile) files.push(['etc/machine-id', '']);
@@ -435,7 +443,7 @@ class LxcInstance implements InstanceHandle {
 }
 
 /** Problems with a config on this host for LXC: values out of range and what the host cannot do. */
-function validateLxc(config: InstanceConfig, facts: HostFacts): string[] {
+export function validateLxc(config: InstanceConfig, facts: HostFacts): string[] {
   const problems: string[] = [];
   let r: ReturnType<typeof resourcesOf>;
   try {

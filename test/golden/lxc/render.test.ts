@@ -47,6 +47,11 @@ const cases: Record<string, LxcRenderInput> = {
     record: { ...record({ 'security.devices.fuse': 'true', 'security.devices.tun': 'true' }), idmap: { uidStart: 1065536, gidStart: 1065536, count: 65536 } },
     facts: v2, prefix: 'hgr', seccompProfile, lxcfsDir: null,
   },
+  // OpenVZ's venet: router-mode veth, /32 addresses, its own host name.
+  'unprivileged-hybrid-venet': {
+    record: { ...record(limits), name: 'ct101', rootPath: '/var/lib/hangar/openvz/root/ct101' }, facts: hybrid, prefix: 'hgr', seccompProfile, lxcfsDir: '/var/lib/hangar/lxcfs',
+    hostname: 'web.example.org', routed: { name: 'venet0', addresses: ['10.123.0.3', '10.123.0.40'] },
+  },
 };
 
 describe('renderLxcConfig goldens', () => {

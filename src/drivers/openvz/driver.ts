@@ -1,0 +1,332 @@
+// The OpenVZ driver on a mainline kernel: numbered containers run through the LXC machinery, with an image-backed private area, vSwap limits and venet routing.
+import { posix } from 'node:path';
+import { resourcesOf, type InstanceConfig } from '../../shared/config.js';
+import { AppError, isAppError } from '../../shared/errors.js';
+import type { Beancounter, Usage } from '../../shared/schemas.js';
+import { readCgroupMounts } from '../../host/mounts.js';
+import { cgroupDirs } from '../lxc/render-config.js';
+import { readBeancounters } from './beancounters.js';
+import type { Host, HostProcess } from '../../host/host.js';
+import { Reverter } from '../../host/reverter.js';
+import type {
+  ConfigApplyResult, Driver, DriverEnv, ExecSpec, HostDriver, InstanceHandle, InstanceRecord, ObservedState, StopOptions,
+} from '../driver.js';
+import { LxcInstance, lxcDriver, validateLxc, type LxcHost } from '../lxc/driver.js';
+import { ensureLxcfs } from '../lxc/lxcfs.js';
+import { lxcVersion } from '../lxc/lxc-tools.js';
+import {
+  isMounted, makePrivate, mountPrivate, PRIVATE_IMAGE, PRIVATE_MIN_BYTES, privateBytes, privateUsage, resizePrivate, rootsDir, umountPrivate, type PrivateArea,
+} from './private-area.js';
+
+/** The disk space of a CT that sets none: vzctl's basic sample gives 2 GiB (the image is sparse: unused space costs nothing). */
+export const VZ_DEFAULT_DISK_BYTES = 2 * 1024 ** 3;
+
+/** The container-side interface: OpenVZ's name for it. */
+export const VENET_IF = 'venet0';
+
+/** What the driver keeps per host: the LXC machinery it runs on and where private areas mount. */
+interface OpenvzHost {
+  env: DriverEnv;
+  lxc: LxcHost;
+  rootsDir: string;
+}
+
+/** The venet addresses of a record: its own address first, then openvz.ipadd's. */
+export function venetAddresses(record: Pick<InstanceRecord, 'nic' | 'config'>): string[] {
+  const extra = (record.config['openvz.ipadd'] ?? '').split(' ').filter(Boolean);
+  return [record.nic.ipv4, ...extra.filter((a) => a !== record.nic.ipv4)];
+}
+
+/** /etc/resolv.conf for openvz.nameserver and openvz.searchdomain, or undefined when neither is set. */
+export function renderResolvConf(config: InstanceConfig): string | undefined {
+  const ns = (config['openvz.nameserver'] ?? '').split(' ').filter(Boolean);
+  const search = (config['openvz.searchdomain'] ?? '').split(' ').filter(Boolean);
+  if (ns.length === 0 && search.length === 0) return undefined;
+  return [...(search.length ? [`search ${search.join(' ')}`] : []), ...ns.map((n) => `nameserver ${n}`)].join('\n') + '\n';
+}
+
+class OpenvzInstance implements InstanceHandle {
+  private record: InstanceRecord;
+  private lxc: LxcInstance;
+  private readonly area: PrivateArea;
+
+  constructor(record: InstanceRecord, private readonly ov: OpenvzHost) {
+    this.record = record;
+    this.area = { host: ov.env.host, image: posix.join(record.rootPath, PRIVATE_IMAGE), root: posix.join(ov.rootsDir, record.name), label: record.name };
+    this.lxc = this.lxcFor(record);
+  }
+
+  private get host(): Host { return this.ov.env.host; }
+
+  /** The LXC container of this CT: its root is VE_ROOT, its network venet, its host name the CT's. */
+  private lxcFor(record: InstanceRecord): LxcInstance {
+    return new LxcInstance({ ...record, rootPath: this.area.root }, this.ov.lxc, (r) => ({
+      ...(r.config['openvz.hostname'] ? { hostname: r.config['openvz.hostname'] } : {}),
+      routed: { name: VENET_IF, addresses: venetAddresses(r) },
+    }));
+  }
+
+  consoleLogPath(): string {
+    return this.lxc.consoleLogPath();
+  }
+
+  /** Makes the private area from the template when there is none yet (a launch; a copy brings its own). */
+  private async ensurePrivate(): Promise<void> {
+    if (await this.host.fs.stat(this.area.image)) return;
+    if (!this.record.imagePath) throw new AppError('NOT_FOUND', `Instance "${this.record.name}" has no template to make its private area from`);
+    await this.host.fs.mkdir(this.record.rootPath, { recursive: true });
+    const r = resourcesOf(this.record.config);
+    const inodes = this.record.config['limits.disk.inodes'];
+    await makePrivate(this.area, this.record.imagePath, r.diskBytes ?? VZ_DEFAULT_DISK_BYTES, inodes === undefined ? undefined : Number(inodes));
+  }
+
+  /** Runs fn with the private area mounted, leaving it as it was (mounted or not) afterwards. */
+  private async withMounted<T>(fn: () => Promise<T>): Promise<T> {
+    const was = await isMounted(this.area);
+    await this.ensureRootsDir();
+    await mountPrivate(this.area);
+    try {
+      return await fn();
+    } finally {
+      if (!was) await umountPrivate(this.area);
+    }
+  }
+
+  private async ensureRootsDir(): Promise<void> {
+    await this.host.fs.mkdir(this.ov.rootsDir, { recursive: true, mode: 0o700 });
+    await this.host.fs.chmod(this.ov.rootsDir, 0o700);
+  }
+
+  async initRoot(): Promise<void> {
+    await this.ensurePrivate();
+    await this.withMounted(() => this.lxc.initRoot());
+  }
+
+  async create(): Promise<void> {
+    await this.ensurePrivate();
+    await this.withMounted(() => this.lxc.create());
+  }
+
+  async state(): Promise<ObservedState> {
+    return this.lxc.state();
+  }
+
+  async start(known?: ObservedState): Promise<ObservedState | void> {
+    const st = known ?? (await this.lxc.state());
+    if (st.state === 'running') return st;
+    const r = new Reverter();
+    return r.run(async () => {
+      // A disk space changed while stopped (a shrink, or a grow made then) is applied before the mount.
+      const want = resourcesOf(this.record.config).diskBytes ?? VZ_DEFAULT_DISK_BYTES;
+      if (!(await isMounted(this.area)) && (await privateBytes(this.area)) !== Math.floor(want / 4096) * 4096) {
+        // A shrink accepted while it ran, whose data grew since, does not keep the CT from starting: it keeps its size.
+        await resizePrivate(this.area, want).catch((e: unknown) => {
+          if (!isAppError(e) || e.code !== 'INVALID_SIZE') throw e;
+          this.ov.env.log(`openvz ${this.record.name}: private area kept its size: ${e.message}`);
+        });
+      }
+      await this.ensureRootsDir();
+      const was = await isMounted(this.area);
+      await mountPrivate(this.area);
+      if (!was) r.add('unmount the private area', () => umountPrivate(this.area));
+      await this.writeResolvConf();
+      await this.proxyArpOnBridge();
+      await this.lxc.start();
+      return undefined;
+    });
+  }
+
+  /** Resolvers from openvz.nameserver/searchdomain into the mounted root (never through a symlink out of it). */
+  private async writeResolvConf(): Promise<void> {
+    const text = renderResolvConf(this.record.config);
+    if (text === undefined) return;
+    const etc = posix.join(this.area.root, 'etc');
+    if (!(await this.host.fs.stat(etc))?.isDirectory) return;
+    const dst = posix.join(etc, 'resolv.conf');
+    if ((await this.host.fs.stat(dst))?.isSymbolicLink) await this.host.fs.rm(dst, { force: true });
+    await this.host.fs.writeAtomic(dst, text, 0o644);
+  }
+
+  /** Bridged neighbours ARP for a venet address on the bridge: the host answers for what it routes elsewhere. */
+  private async proxyArpOnBridge(): Promise<void> {
+    const file = `/proc/sys/net/ipv4/conf/${this.record.nic.bridge}/proxy_arp`;
+    if ((await this.host.fs.readTextIfExists(file))?.trim() === '0') await this.host.fs.appendFile(file, '1');
+  }
+
+  async stop(opts: StopOptions): Promise<void> {
+    await this.lxc.stop(opts);
+    await umountPrivate(this.area);
+  }
+
+  async freeze(): Promise<void> {
+    await this.lxc.freeze();
+  }
+
+  async unfreeze(): Promise<void> {
+    await this.lxc.unfreeze();
+  }
+
+  async delete(): Promise<void> {
+    await this.lxc.delete();
+    await umountPrivate(this.area);
+    await this.host.fs.rm(this.area.image, { force: true });
+  }
+
+  /** Mounts the private area at VE_ROOT (vzctl mount); the CT must not be running for umount. */
+  async mount(): Promise<void> {
+    await this.ensureRootsDir();
+    await mountPrivate(this.area);
+  }
+
+  /** Unmounts a stopped CT's private area (vzctl umount). */
+  async umount(): Promise<void> {
+    const st = await this.lxc.state();
+    if (st.state !== 'stopped') throw new AppError('INVALID_STATE', `Failed to unmount the private area of "${this.record.name}": it is ${st.state}`);
+    await umountPrivate(this.area);
+  }
+
+  async applyConfig(next: InstanceConfig, prev: InstanceConfig): Promise<ConfigApplyResult> {
+    const changed = [...new Set([...Object.keys(next), ...Object.keys(prev)])].filter((k) => next[k] !== prev[k]).sort();
+    if (changed.includes('limits.disk.inodes')) {
+      throw new AppError('UNSUPPORTED', `Failed to change limits.disk.inodes of "${this.record.name}": the inode count of its ext4 private area is fixed when the area is made`);
+    }
+    const st = await this.lxc.state();
+    const running = st.state === 'running' || st.state === 'frozen';
+    const live: string[] = [];
+    const pending: string[] = [];
+    const r = new Reverter();
+    await r.run(async () => {
+      if (changed.includes('limits.disk')) {
+        const want = resourcesOf(next).diskBytes ?? VZ_DEFAULT_DISK_BYTES;
+        const had = resourcesOf(prev).diskBytes ?? VZ_DEFAULT_DISK_BYTES;
+        // Grown now (online when mounted and the kernel allows it); otherwise applied at the next start, unmounted.
+        if ((await resizePrivate(this.area, want)) === 'done') {
+          r.add('resize the private area back', async () => { await resizePrivate(this.area, had); });
+          live.push('limits.disk');
+        } else pending.push('limits.disk');
+      }
+      if (running && st.pid !== null) {
+        if (changed.includes('openvz.ipadd')) await this.applyAddresses(st.pid, venetAddresses({ ...this.record, config: next }), venetAddresses({ ...this.record, config: prev }), r);
+        if (changed.includes('openvz.hostname')) {
+          const name = next['openvz.hostname'] ?? this.record.name;
+          await this.host.exec(['nsenter', '-t', String(st.pid), '-u', 'hostname', name]);
+          r.add('restore the host name', () => this.host.exec(['nsenter', '-t', String(st.pid), '-u', 'hostname', prev['openvz.hostname'] ?? this.record.name]).then(() => undefined));
+        }
+      }
+      // The LXC side applies the cgroup limits live and rewrites its config (addresses, host name) for the next start.
+      const res = await this.lxc.applyConfig(next, prev);
+      live.push(...res.live);
+      pending.push(...res.pending);
+    });
+    this.record = { ...this.record, config: next };
+    // Resolvers and /etc/hostname go into the mounted root of a running CT now.
+    if (running) {
+      await this.writeResolvConf();
+      if (changed.includes('openvz.hostname')) await this.host.fs.writeAtomic(posix.join(this.area.root, 'etc/hostname'), `${next['openvz.hostname'] ?? this.record.name}\n`, 0o644).catch(() => undefined);
+    }
+    return { live: [...new Set(live)].sort(), pending: [...new Set(pending)].sort() };
+  }
+
+  /** Adds and removes venet addresses of a running CT: inside (a /32 on venet0) and the host's /32 route to it. */
+  private async applyAddresses(pid: number, next: string[], prev: string[], r: Reverter): Promise<void> {
+    const hostIf = this.record.nic.hostIfName;
+    const inside = (verb: 'add' | 'del', a: string) => ['nsenter', '-t', String(pid), '-n', 'ip', '-4', 'addr', verb, `${a}/32`, 'dev', VENET_IF];
+    const route = (verb: 'replace' | 'del', a: string) => ['ip', '-4', 'route', verb, `${a}/32`, 'dev', hostIf];
+    for (const a of next.filter((x) => !prev.includes(x))) {
+      await this.host.exec(inside('add', a));
+      r.add(`remove ${a} inside`, () => this.host.exec(inside('del', a), { allowFailure: true }).then(() => undefined));
+      await this.host.exec(route('replace', a));
+      r.add(`remove the route to ${a}`, () => this.host.exec(route('del', a), { allowFailure: true }).then(() => undefined));
+    }
+    for (const a of prev.filter((x) => !next.includes(x))) {
+      await this.host.exec(inside('del', a), { allowFailure: true });
+      await this.host.exec(route('del', a), { allowFailure: true });
+      r.add(`give ${a} back`, async () => {
+        await this.host.exec(inside('add', a), { allowFailure: true });
+        await this.host.exec(route('replace', a), { allowFailure: true });
+      });
+    }
+  }
+
+  exec(spec: ExecSpec): HostProcess {
+    return this.lxc.exec(spec);
+  }
+
+  attachConsole(size: { cols: number; rows: number }): HostProcess {
+    return this.lxc.attachConsole(size);
+  }
+
+  async beancounters(): Promise<Beancounter[]> {
+    const mounts = await readCgroupMounts(this.host);
+    return readBeancounters(this.host, mounts, cgroupDirs(this.ov.env.prefix, this.record.name).container, this.ov.env.facts.cgroupLayout === 'v2');
+  }
+
+  async usage(): Promise<Usage> {
+    const out = await this.lxc.usage();
+    const disk = await privateUsage(this.area);
+    if (disk) out.diskUsedBytes = disk.usedBytes;
+    return out;
+  }
+
+  async details(): Promise<Record<string, string>> {
+    const disk = await privateUsage(this.area);
+    const size = await privateBytes(this.area);
+    return {
+      'private area': `${this.area.image} (ext4 image${size !== undefined ? `, ${size} bytes` : ''})`,
+      root: `${this.area.root} (${disk ? 'mounted' : 'not mounted'})`,
+      ...(disk ? { 'disk space': `${disk.usedBytes} of ${disk.sizeBytes} bytes used`, 'disk inodes': `${disk.usedInodes} of ${disk.inodes} used` } : {}),
+      venet: venetAddresses(this.record).map((a) => `${a}/32`).join(' '),
+    };
+  }
+}
+
+/** Problems with a config for OpenVZ here: the LXC ones (memory, CPUs, swap accounting) and the private area's size. */
+function validateOpenvz(config: InstanceConfig, env: DriverEnv): string[] {
+  const problems = validateLxc(config, env.facts).map((p) => p.replace(/\bthe lxc backend\b/g, 'the openvz backend').replace(/\bon lxc\b/g, 'on openvz'));
+  try {
+    const r = resourcesOf(config);
+    if (r.diskBytes !== undefined && r.diskBytes < PRIVATE_MIN_BYTES) problems.push(`limits.disk ${config['limits.disk']} is below the ${PRIVATE_MIN_BYTES / 1024 ** 2} MiB an ext4 private area needs`);
+  } catch { /* validateLxc said it */ }
+  const inodes = Number(config['limits.disk.inodes'] ?? '0');
+  if (config['limits.disk.inodes'] !== undefined && inodes < 64) problems.push(`limits.disk.inodes ${config['limits.disk.inodes']} is below the 64 a root file system needs`);
+  return problems;
+}
+
+const OPENVZ_TECHNOLOGY = { kernel: 'shared', memory: 'burstable', isolation: 'namespaces + cgroups (OpenVZ style: vSwap, image-backed private area, venet)' } as const;
+
+/** The OpenVZ driver on one host, from what was found there (tests build the parts directly). */
+export function openvzOnHost(env: DriverEnv, lxc: LxcHost, probe: HostDriver['probe']): HostDriver {
+  const ov: OpenvzHost = { env, lxc, rootsDir: rootsDir(env.dataDir) };
+  return {
+    driver: openvzDriver,
+    probe,
+    details: () => ({ 'lxc path': lxc.lxcPath, 'private areas': 'ext4 images on loop devices (ploop needs an OpenVZ kernel)', 'VE_ROOT': posix.join(ov.rootsDir, '<name>'), network: 'venet (routed /32 addresses, proxy ARP)', cgroups: env.facts.cgroupLayout }),
+    technology: () => OPENVZ_TECHNOLOGY,
+    validate: (config) => validateOpenvz(config, env),
+    idmap: (config) => (config['security.privileged'] === 'true' ? 'none' : config['security.idmap.isolated'] === 'false' ? 'shared' : 'isolated'),
+    load: (record) => new OpenvzInstance(record, ov),
+  };
+}
+
+/** The OpenVZ backend (mainline kernel). */
+export const openvzDriver: Driver = {
+  name: 'openvz',
+  type: 'container',
+  features: { ...lxcDriver.features, liveCopy: false },
+  technology: OPENVZ_TECHNOLOGY,
+  keys: [...lxcDriver.keys, 'limits.disk.inodes', 'openvz.*'],
+  storage: 'image',
+  async open(env) {
+    const v = await lxcVersion(env.host);
+    const lxc: LxcHost = { env, lxcPath: posix.join(env.dataDir, 'openvz', 'lxc'), lxcfsDir: null };
+    let reason = v.reason;
+    if (v.version !== null) {
+      lxc.lxcfsDir = await ensureLxcfs(env.host, posix.join(env.dataDir, 'lxcfs'), env.runDir);
+      for (const tool of ['mkfs.ext4', 'resize2fs', 'losetup', 'nsenter']) {
+        if ((await env.host.exec(['which', tool], { allowFailure: true })).code !== 0) { reason = `${tool} is not installed (e2fsprogs, util-linux)`; break; }
+      }
+    }
+    await env.host.fs.mkdir(lxc.lxcPath, { recursive: true, mode: 0o711 });
+    return openvzOnHost(env, lxc, { available: v.version !== null && reason === v.reason, version: v.version, reason });
+  },
+};
