@@ -11,6 +11,7 @@ const entries = [
   ['bench/vms.ts', 'dist/bench-vms.mjs'],
   ['bench/vm-choices.ts', 'dist/bench-vm-choices.mjs'],
   ['bench/xen.ts', 'dist/bench-xen.mjs'],
+  ['bench/openvz.ts', 'dist/bench-openvz.mjs'],
 ].filter(([src]) => existsSync(src));
 
 // The CLI is split: dist/hangar.mjs stays tiny (fast `--version`), commands, commander, zod, yaml and ws live in

@@ -258,7 +258,7 @@ describe('hangar CLI', () => {
     expect(json.ubc).toHaveLength(6);
     const real = await cli(['import', 'openvz', file]);
     expect(real.code).toBe(1);
-    expect(real.err).toContain('Cannot import container 101 ("web101") on host local: this Hangar has no openvz driver to run it yet');
+    expect(real.err).toContain('Cannot import container 101 ("web101") on host local: the openvz driver is not available there: it is not enabled');
     const dir = mkdtempSync(join(tmpdir(), 'hangar-import-'));
     try {
       writeFileSync(join(dir, '102.conf'), 'PHYSPAGES="0:512M"\nnot a setting\n');

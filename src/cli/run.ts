@@ -296,13 +296,14 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
     .action(act(async (file: string, o: { host?: string; name?: string; dryRun?: boolean; format: Format }) => (await import('./commands/import.js')).importXenCommand(ctx, file, o)));
   importCmd
     .command('openvz')
-    .description('translate an OpenVZ container from its CTID.conf (read here): vSwap memory, CPU, disk, venet addresses, every beancounter pair; what cannot be kept is listed')
+    .description('adopt an OpenVZ container from its CTID.conf (read here) and its private area: vSwap memory, CPU, disk, venet addresses, every beancounter pair; what cannot be kept is listed')
     .argument('<file>', 'the container\'s CTID.conf')
     .option('--host <name>', 'the host to run it on (default local)')
     .option('--name <name>', 'the instance name (default: its NAME, else ctCTID)')
-    .option('--dry-run', 'only print the translation (needs no OpenVZ host, changes nothing); without it the import is refused until Hangar has its openvz driver')
+    .option('--private <dir>', 'its private area (a simfs directory) on that host (default: the conf\'s VE_PRIVATE)')
+    .option('--dry-run', 'only print the translation (needs no OpenVZ host, changes nothing)')
     .addOption(new Option('--format <format>', 'output format').choices(['table', 'json', 'yaml']).default('table'))
-    .action(act(async (file: string, o: { host?: string; name?: string; dryRun?: boolean; format: Format }) => (await import('./commands/import.js')).importOpenvzCommand(ctx, file, o)));
+    .action(act(async (file: string, o: { host?: string; name?: string; private?: string; dryRun?: boolean; format: Format }) => (await import('./commands/import.js')).importOpenvzCommand(ctx, file, o)));
 
   const operation = program.command('operation').description('long-running operations');
   operation

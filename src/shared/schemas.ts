@@ -440,6 +440,8 @@ export const ImportTranslateRequestSchema = z.strictObject({
 export const ImportInstanceRequestSchema = ImportTranslateRequestSchema.extend({
   /** The host the domain lives on (default "local"); its xen driver must be enabled and available. */
   host: z.string().optional(),
+  /** openvz: the CT's private area (a simfs directory) on that host; default the conf's VE_PRIVATE. */
+  private: z.string().min(1).max(4096).optional(),
 });
 
 export type Format = z.infer<typeof FormatSchema>;

@@ -31,10 +31,10 @@ export const VZ_DEFAULT_OSTEMPLATE = 'debian-12-x86_64';
 /** OS template names of the images Hangar builds itself. */
 export const VZ_BUILTIN_TEMPLATES: Readonly<Record<string, string>> = { 'debian-12-x86_64': 'debian', 'busybox-x86_64': 'busybox' };
 
-/** The image a template name means: a built-in one, else an image of that alias (a tarball imported under it). */
+/** The image a template name means: a built-in one, else the image alias of that name (lower case, "_" and "." as "-": centos-7-x86_64 is centos-7-x86-64). */
 export function templateImage(template: string): string {
-  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/.test(template)) throw new AppError('INVALID_ARGUMENT', `Invalid OS template name ${JSON.stringify(template)}`);
-  return VZ_BUILTIN_TEMPLATES[template] ?? template;
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,61}$/.test(template)) throw new AppError('INVALID_ARGUMENT', `Invalid OS template name ${JSON.stringify(template)}`);
+  return VZ_BUILTIN_TEMPLATES[template] ?? template.toLowerCase().replace(/[._]/g, '-').replace(/-+$/, '');
 }
 
 /** A size in bytes as a Hangar size (exact: GiB, MiB or KiB when one divides it, else bytes). */

@@ -91,7 +91,7 @@ describe('remote hosts over SSH', () => {
     const out = cliOk(['host', 'add', H, url, '--identity', sshd.identityFile]);
     expect(out).toContain(`Added host ${H} (${url})`);
     expect(out).toContain(`Host key: ssh-ed25519 ${sshd.hostKeyFingerprint} (pinned: a different key is refused until "hangar host trust ${H}")`);
-    expect(out).toMatch(/^Drivers: lxc \(\d[^)]*\), qemu \(.*\), xen \(.*\), fake \(0\)$/m);
+    expect(out).toMatch(/^Drivers: lxc \(\d[^)]*\), qemu \(.*\), xen \(.*\), fake \(0\), openvz \(.*\)$/m);
     const listed = (JSON.parse(cliOk(['host', 'list', '--format', 'json'])) as HostRecord[]).find((h) => h.name === H);
     expect(listed).toMatchObject({ state: 'up', url, keyType: 'ssh-ed25519', fingerprint: sshd.hostKeyFingerprint, identityFile: sshd.identityFile, instances: 0, reason: null });
     const info = JSON.parse(cliOk(['host', 'info', H, '--format', 'json'])) as { hostname: string; drivers: Array<{ name: string; available: boolean; details: Record<string, string> }>; storage: { driver: string; path: string }; host: HostRecord };

@@ -1,9 +1,12 @@
 // E2e of OpenVZ containers through vzctl and vzlist (hangar vz, and the bin/ launchers) on the shared daemon: create, venet, vSwap, disk, beancounters, mount, bad input.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Instance } from '../../src/shared/schemas.js';
+import { LocalHost } from '../../src/host/local.js';
+import { buildBusyboxRootfs } from '../../src/core/images/busybox.js';
 import { cli, cliOk, ROOT, sharedDaemon, TEST_ENV, uniquePrefix } from '../helpers/daemon.js';
 import { deleteAllWithPrefix, findInstance, leftovers, listJson, settings } from '../helpers/e2e.js';
 
@@ -160,6 +163,9 @@ describe('OpenVZ through vzctl and vzlist', () => {
       [['set', String(ids.a), '--onboot', 'maybe'], 21, /yes or no/],
       [['start', String(ids.x)], 14, /does not exist/],
       [['frobnicate', x], 20, /Invalid action/],
+      // CRIU: missing here, or bookworm's 3.17, which fails on this kernel; host info says the same.
+      [['chkpnt', String(ids.a)], 16, /Cannot checkpoint CT \d+: not available: CRIU .*4\.1 or newer/],
+      [['restore', String(ids.a)], 17, /Cannot restore CT/],
     ];
     const before = findInstance(`${P}a`)?.config;
     for (const [args, code, msg] of cases) {
@@ -186,6 +192,72 @@ describe('OpenVZ through vzctl and vzlist', () => {
     vzctlOk('destroy', String(ids.a));
     expect(vzLeftovers(`${P}a`)).toEqual([]);
   }, 300_000);
+
+  it('a tarball dropped into the template cache ($TEMPLATE/cache of vz.conf) is an OS template, imported on first use', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hangar-vztpl-'));
+    try {
+      await buildBusyboxRootfs(new LocalHost(), join(dir, 'tree'));
+      mkdirSync(join(dir, 'template', 'cache'), { recursive: true });
+      const tpl = `${P}os_1.0`;
+      expect(spawnSync('tar', ['-czf', join(dir, 'template', 'cache', `${tpl}.tar.gz`), '-C', join(dir, 'tree'), '.']).status).toBe(0);
+      writeFileSync(join(dir, 'vz.conf'), `TEMPLATE=${join(dir, 'template')}\nCONFIGFILE="vswap-512m"\n`);
+      const env = { HANGAR_VZ_CONF: join(dir, 'vz.conf') };
+      const r = cli(['vz', 'create', String(ids.x), '--ostemplate', tpl, '--name', `${P}t`], { env });
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toContain(`Importing OS template ${join(dir, 'template', 'cache', `${tpl}.tar.gz`)}`);
+      const inst = findInstance(`${P}t`) as Instance;
+      expect(inst).toMatchObject({ image: `${P}os-1-0`, config: expect.objectContaining({ 'openvz.ostemplate': tpl, 'limits.memory': '512MiB' }) });
+      expect(cli(['vz', 'start', String(ids.x)]).code).toBe(0);
+      expect(vzctlOk('exec', String(ids.x), 'echo from-tarball')).toBe('from-tarball\n');
+      vzctlOk('stop', String(ids.x), '--fast');
+      vzctlOk('destroy', String(ids.x));
+      cliOk(['image', 'delete', `${P}os-1-0`]);
+      expect(vzLeftovers(`${P}t`)).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
+
+  it('imports a CT from an OpenVZ host\'s CTID.conf and simfs private area, and refuses a ploop one or a missing one leaving nothing', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hangar-vzimp-'));
+    const ctid = ids.x + 1;
+    try {
+      const priv = join(dir, 'private', String(ctid));
+      await buildBusyboxRootfs(new LocalHost(), priv);
+      writeFileSync(join(priv, 'etc', 'from-openvz'), 'kept\n');
+      mkdirSync(join(dir, 'conf'));
+      const conf = join(dir, 'conf', `${ctid}.conf`);
+      writeFileSync(conf, [
+        '# an OpenVZ 4 CT', 'PHYSPAGES="0:128M"', 'SWAPPAGES="0:256M"', 'DISKSPACE="100M:110M"', 'DISKINODES="20000:20000"', 'NUMPROC="100:100"',
+        'CPUUNITS="1000"', `IP_ADDRESS="${ip.b2} ${ip.b3}"`, 'HOSTNAME="old.example.org"', 'OSTEMPLATE="busybox"', `VE_PRIVATE="${join(dir, 'private')}/$VEID"`,
+        `NAME="${P}imp"`, 'KMEMSIZE="unlimited"', '',
+      ].join('\n'));
+      const r = cli(['import', 'openvz', conf]);
+      expect(r.code, r.stderr).toBe(0);
+      const inst = findInstance(`${P}imp`) as Instance;
+      expect(inst).toMatchObject({ driver: 'openvz', state: 'stopped', ipv4: ip.b2, config: expect.objectContaining({ 'openvz.ctid': String(ctid), 'openvz.ipadd': ip.b3, 'openvz.hostname': 'old.example.org', 'limits.memory': '128MiB', 'limits.disk': '110MiB', 'limits.processes': '100' }) });
+      vzctlOk('start', String(ctid));
+      expect(vzctlOk('exec', String(ctid), 'cat /etc/from-openvz; hostname; df -k / | tail -1')).toMatch(/^kept\nold\.example\.org\n/);
+      expect(vzlist('-H', '-o', 'ctid,diskinodes.h', String(ctid)).stdout).toBe(`${String(ctid).padStart(10)}      20000\n`);
+      vzctlOk('stop', String(ctid), '--fast');
+      vzctlOk('destroy', String(ctid));
+      expect(vzLeftovers(`${P}imp`)).toEqual([]);
+      // The OpenVZ host's own files are left as they were.
+      expect(readFileSync(join(priv, 'etc', 'from-openvz'), 'utf8')).toBe('kept\n');
+
+      mkdirSync(join(dir, 'ploop', 'root.hdd'), { recursive: true });
+      writeFileSync(join(dir, 'ploop', 'root.hdd', 'DiskDescriptor.xml'), '<Parallels_disk_image/>\n');
+      const ploop = cli(['import', 'openvz', conf, '--private', join(dir, 'ploop')]);
+      expect(ploop.code).not.toBe(0);
+      expect(ploop.stderr).toMatch(/ploop image \(root\.hdd\), which this kernel cannot read/);
+      expect(vzLeftovers(`${P}imp`)).toEqual([]);
+      const missing = cli(['import', 'openvz', conf, '--private', join(dir, 'nowhere')]);
+      expect(missing.stderr).toMatch(/does not exist/);
+      expect(vzLeftovers(`${P}imp`)).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
 
   it('hangar itself runs an openvz CT too: launch --driver openvz, info shows the private area and technology', () => {
     const name = `${P}h`;

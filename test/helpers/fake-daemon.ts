@@ -193,7 +193,7 @@ export async function startFakeDaemon(): Promise<FakeDaemon> {
     importInstance: async ({ body }) => {
       if (body.kind === 'openvz') {
         const ct = importVzConfText(body.text, { source: body.source ?? 'CTID.conf' });
-        throw new AppError('UNSUPPORTED', `Cannot import container ${ct.ctid} ("${ct.name}") on host ${body.host ?? 'local'}: this Hangar has no openvz driver to run it yet; --dry-run shows the translation`);
+        throw new AppError('UNSUPPORTED', `Cannot import container ${ct.ctid} ("${ct.name}") on host ${body.host ?? 'local'}: the openvz driver is not available there: it is not enabled (HANGAR_DRIVERS names lxc, qemu)`);
       }
       const t = importXlConfigText(body.text, { ...(body.source ? { source: body.source } : {}), ...(body.name ? { name: body.name } : {}) });
       const host = body.host ?? 'local';

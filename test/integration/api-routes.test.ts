@@ -369,12 +369,12 @@ describe('API routes in-process (fake driver)', () => {
     expect(await refused('translateImport', {}, 'INVALID_CONFIG', { body: { kind: 'xen', text: 'name = "x"\nmemory = = 3\n', source: 'bad.cfg' } })).toMatch(/^bad\.cfg:2:\d+: /);
     await refused('translateImport', {}, 'INVALID_ARGUMENT', { body: { kind: 'vmware', text: fixture } });
     await refused('translateImport', {}, 'INVALID_NAME', { body: { kind: 'xen', text: 'name = "1234"\n' } });
-    // An OpenVZ CT's config: translated (pure), the CTID from the file's name or given; adopting one is refused until there is an openvz driver.
+    // An OpenVZ CT's config: translated (pure), the CTID from the file's name or given; adopting one needs the openvz driver on the host.
     const vz = await call('translateImport', {}, { body: { kind: 'openvz', text: 'PHYSPAGES="0:256M"\nIP_ADDRESS="192.0.2.7"\n', source: '/etc/vz/conf/107.conf' } });
     expect(vz.body).toMatchObject({ ctid: 107, name: 'ct107', driver: 'openvz', config: { 'limits.memory': '256MiB' }, addresses: ['192.0.2.7'] });
     expect((await call('translateImport', {}, { body: { kind: 'openvz', text: 'CPUS="1"\n', ctid: 9 } })).body).toMatchObject({ ctid: 9, config: { 'limits.cpu': '1' } });
     expect(await refused('translateImport', {}, 'INVALID_CONFIG', { body: { kind: 'openvz', text: 'garbage\n', source: '7.conf' } })).toBe('7.conf:1: not a KEY="value" line: "garbage"');
-    expect(await refused('importInstance', {}, 'UNSUPPORTED', { body: { kind: 'openvz', text: 'CPUS="1"\n', source: '7.conf' } })).toMatch(/^Cannot import container 7 \("ct7"\) on host local: this Hangar has no openvz driver/);
+    expect(await refused('importInstance', {}, 'UNSUPPORTED', { body: { kind: 'openvz', text: 'CPUS="1"\n', source: '7.conf' } })).toMatch(/^Cannot import container 7 \("ct7"\) on host local: the openvz driver is not available there: it is not enabled/);
 
     // The local host runs only the fake driver: refused, naming why, before anything is made.
     expect(await refused('importInstance', {}, 'UNSUPPORTED', { body: { kind: 'xen', text: fixture } })).toMatch(/the xen driver is not available on host local: it is not enabled there/);

@@ -11,6 +11,8 @@ import { keyValues, renderObject, renderTable } from '../format.js';
 export interface ImportXenOptions {
   host?: string;
   name?: string;
+  /** openvz: the private area directory on the host. */
+  private?: string;
   dryRun?: boolean;
   format: Format;
 }
@@ -100,7 +102,9 @@ async function importCommand(ctx: Ctx, kind: ImportTranslateRequest['kind'], fil
   const progress = ctx.progress();
   let inst: Instance;
   try {
-    inst = (await ctx.client.runOperation(() => ctx.client.importInstance({ ...req, ...(opts.host !== undefined ? { host: opts.host } : {}) }), { onProgress: progress.update })) as Instance;
+    inst = (await ctx.client.runOperation(() => ctx.client.importInstance({
+      ...req, ...(opts.host !== undefined ? { host: opts.host } : {}), ...(kind === 'openvz' && opts.private !== undefined ? { private: resolve(ctx.io.cwd, opts.private) } : {}),
+    }), { onProgress: progress.update })) as Instance;
   } finally {
     progress.end();
   }

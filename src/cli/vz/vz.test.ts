@@ -1,5 +1,5 @@
 // Unit tests of the vzctl/vzlist front ends' pure parts: option parsing, vzctl set → config, samples, vzlist layout and JSON, vz.conf.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -7,7 +7,7 @@ import type { Instance } from '../../shared/schemas.js';
 import { sampleConfig, templateImage, VZ_SAMPLES } from '../../shared/vz-samples.js';
 import { parseVzArgs, VzError, vzExitCode } from './args.js';
 import { AppError } from '../../shared/errors.js';
-import { findCt, parseCtidArg, readVzGlobal, setPatch, statusLine } from './vzctl.js';
+import { findCt, parseCtidArg, readVzGlobal, setPatch, statusLine, templateTarball } from './vzctl.js';
 import { formatVzJson, formatVzText, parseVzListArgs, sortVz, VZLIST_DEFAULT, VZLIST_FIELDS, type CtView } from './vzlist.js';
 import { formatUserBeancounters } from './beancounters-text.js';
 
@@ -100,16 +100,20 @@ describe('samples and templates', () => {
     expect(sampleConfig('light')).toMatchObject({ 'limits.processes': '40', 'limits.cpu.weight': '25' });
     expect(() => sampleConfig('nope')).toThrow(/not found/);
     expect(templateImage('debian-12-x86_64')).toBe('debian');
-    expect(templateImage('centos-7-x86_64')).toBe('centos-7-x86_64');
+    expect(templateImage('centos-7-x86_64')).toBe('centos-7-x86-64');
     expect(() => templateImage('../x')).toThrow(/Invalid OS template/);
   });
 
   it('vz.conf\'s CONFIGFILE and DEF_OSTEMPLATE are honoured', () => {
     const dir = mkdtempSync(join(tmpdir(), 'hangar-vzconf-'));
     try {
-      writeFileSync(join(dir, 'vz.conf'), '# global\nCONFIGFILE="vswap-1024m"\nDEF_OSTEMPLATE=busybox-x86_64 # comment\n');
-      expect(readVzGlobal({ HANGAR_VZ_CONF: join(dir, 'vz.conf') })).toEqual({ sample: 'vswap-1024m', ostemplate: 'busybox-x86_64' });
-      expect(readVzGlobal({ HANGAR_VZ_CONF: join(dir, 'missing') })).toEqual({ sample: 'vswap-256m', ostemplate: 'debian-12-x86_64' });
+      writeFileSync(join(dir, 'vz.conf'), '# global\nCONFIGFILE="vswap-1024m"\nDEF_OSTEMPLATE=busybox-x86_64 # comment\nTEMPLATE=/vz/template\n');
+      expect(readVzGlobal({ HANGAR_VZ_CONF: join(dir, 'vz.conf') })).toEqual({ sample: 'vswap-1024m', ostemplate: 'busybox-x86_64', templateDir: '/vz/template' });
+      expect(readVzGlobal({ HANGAR_VZ_CONF: join(dir, 'missing'), HANGAR_DIR: '/srv/h' })).toEqual({ sample: 'vswap-256m', ostemplate: 'debian-12-x86_64', templateDir: '/srv/h/template' });
+      mkdirSync(join(dir, 'cache'));
+      writeFileSync(join(dir, 'cache', 'centos-7-x86_64.tar.xz'), '');
+      expect(templateTarball(dir, 'centos-7-x86_64')).toBe(join(dir, 'cache', 'centos-7-x86_64.tar.xz'));
+      expect(templateTarball(dir, 'centos-8-x86_64')).toBeUndefined();
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

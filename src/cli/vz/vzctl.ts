@@ -1,9 +1,10 @@
 // vzctl's commands over Hangar's API: create, start, stop, restart, status, destroy, mount, umount, exec, exec2, enter, set; CTs by CTID or name.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { isAppError } from '../../shared/errors.js';
 import type { Instance } from '../../shared/schemas.js';
 import { parseVzNumber, parseVzPair, vzBytes } from '../../shared/vz-values.js';
-import { bytesSize, cpuunitsWeight, sampleConfig, templateImage, VZ_DEFAULT_OSTEMPLATE, VZ_DEFAULT_SAMPLE, VZ_SAMPLES } from '../../shared/vz-samples.js';
+import { bytesSize, cpuunitsWeight, sampleConfig, templateImage, VZ_BUILTIN_TEMPLATES, VZ_DEFAULT_OSTEMPLATE, VZ_DEFAULT_SAMPLE, VZ_SAMPLES } from '../../shared/vz-samples.js';
 import type { StreamIo } from '../../client/client.js';
 import type { Ctx } from '../context.js';
 import { asVzError, badValue, parseVzArgs, valueOf, VZ_EXIT, VzError, type VzOptKind } from './args.js';
@@ -26,11 +27,12 @@ vzctl set <ctid> [--save] [--ram <bytes>] [--swap <bytes>] [--memguarantee auto|
    [--ipdel <addr>|all]... [--hostname <name>] [--nameserver <addr>]... [--searchdomain <name>]... [--onboot yes|no]
    [--userpasswd <user>:<password>] [--description <text>]
 vzctl beancounters <ctid>
+vzctl chkpnt | restore <ctid>   (refused where the host's CRIU cannot checkpoint; host info says why)
 CTs are Hangar instances of the openvz driver; <ctid> is a CTID or a CT's name.
 `;
 
-/** The settings of vz.conf that Hangar honours (CONFIGFILE, DEF_OSTEMPLATE), from HANGAR_VZ_CONF or /etc/vz/vz.conf. */
-export function readVzGlobal(env: Record<string, string | undefined>): { sample: string; ostemplate: string } {
+/** The settings of vz.conf that Hangar honours (CONFIGFILE, DEF_OSTEMPLATE, TEMPLATE), from HANGAR_VZ_CONF or /etc/vz/vz.conf. */
+export function readVzGlobal(env: Record<string, string | undefined>): { sample: string; ostemplate: string; templateDir: string } {
   const path = env.HANGAR_VZ_CONF ?? '/etc/vz/vz.conf';
   let text = '';
   try { text = readFileSync(path, 'utf8'); } catch { /* no vz.conf: vzctl's defaults */ }
@@ -42,7 +44,14 @@ export function readVzGlobal(env: Record<string, string | undefined>): { sample:
     }
     return v;
   };
-  return { sample: get('CONFIGFILE') || VZ_DEFAULT_SAMPLE, ostemplate: get('DEF_OSTEMPLATE') || VZ_DEFAULT_OSTEMPLATE };
+  // OpenVZ keeps OS template tarballs in $TEMPLATE/cache; Hangar's default is beside its state.
+  const templateDir = get('TEMPLATE') || join(env.HANGAR_DIR ?? '/var/lib/hangar', 'template');
+  return { sample: get('CONFIGFILE') || VZ_DEFAULT_SAMPLE, ostemplate: get('DEF_OSTEMPLATE') || VZ_DEFAULT_OSTEMPLATE, templateDir };
+}
+
+/** The tarball of a template in the cache ($TEMPLATE/cache/NAME.tar.gz, .tar.xz, .tar.zst or .tar), if there is one. */
+export function templateTarball(templateDir: string, name: string): string | undefined {
+  return ['.tar.gz', '.tar.xz', '.tar.zst', '.tar'].map((ext) => join(templateDir, 'cache', `${name}${ext}`)).find((p) => existsSync(p));
 }
 
 /** A CTID argument: a number in vzctl's range (exit 21 otherwise). */
@@ -189,7 +198,7 @@ async function dispatch(ctx: Ctx, argv: readonly string[]): Promise<number> {
     ctx.out(VZCTL_USAGE);
     return cmd === undefined ? VZ_EXIT.INVALID_PARAMETER_SYNTAX : VZ_EXIT.OK;
   }
-  const known = ['create', 'start', 'stop', 'restart', 'status', 'destroy', 'delete', 'mount', 'umount', 'exec', 'exec2', 'enter', 'set', 'beancounters'];
+  const known = ['create', 'start', 'stop', 'restart', 'status', 'destroy', 'delete', 'mount', 'umount', 'exec', 'exec2', 'enter', 'set', 'beancounters', 'chkpnt', 'restore', 'suspend', 'resume'];
   if (!known.includes(cmd)) {
     ctx.err(`Invalid action: ${cmd}`);
     ctx.err(VZCTL_USAGE);
@@ -288,6 +297,16 @@ async function dispatch(ctx: Ctx, argv: readonly string[]): Promise<number> {
     }
     case 'set':
       return setCommand(ctx, ct, rest);
+    case 'chkpnt':
+    case 'suspend':
+    case 'restore':
+    case 'resume': {
+      // The host's openvz driver says whether its CRIU can checkpoint there (host info, "checkpoint").
+      const info = await ctx.client.hostInfo(ct.host === 'local' ? undefined : ct.host);
+      const why = info.drivers.find((d) => d.name === 'openvz')?.details.checkpoint ?? 'not available: the openvz driver is not enabled there';
+      const code = cmd === 'chkpnt' || cmd === 'suspend' ? VZ_EXIT.CHKPNT_FAILED : VZ_EXIT.RESTORE_FAILED;
+      throw new VzError(code, `Cannot ${cmd === 'chkpnt' || cmd === 'suspend' ? 'checkpoint' : 'restore'} CT ${id}: ${why}`);
+    }
     default:
       return VZ_EXIT.INVALID_PARAMETER_SYNTAX;
   }
@@ -353,12 +372,18 @@ async function create(ctx: Ctx, ref: string, rest: readonly string[]): Promise<n
   ctx.out(`Creating container private area (${ostemplate})`);
   const progress = ctx.progress();
   try {
+    // A tarball dropped into the template cache becomes an image of the template's name the first time it is used.
+    const tarball = VZ_BUILTIN_TEMPLATES[ostemplate] ? undefined : templateTarball(global.templateDir, ostemplate);
+    if (tarball && !(await ctx.client.listImages()).some((i) => i.alias === image && i.type === 'container')) {
+      ctx.out(`Importing OS template ${tarball}`);
+      await ctx.client.runOperation(() => ctx.client.importImage({ path: tarball, alias: image }), { onProgress: progress.update });
+    }
     await ctx.client.runOperation(() => ctx.client.createInstance({
       name, image, type: 'container', driver: 'openvz', config, ...(ips[0] ? { ipv4: ips[0] } : {}), start: false,
     }), { onProgress: progress.update });
   } catch (err) {
     progress.end();
-    if (isAppError(err) && err.code === 'NOT_FOUND' && /[Ii]mage/.test(err.message)) throw new VzError(VZ_EXIT.TEMPLATE_NOT_FOUND, `OS template ${ostemplate} is not found (no image "${image}"; import a tarball with hangar image import FILE --alias ${ostemplate})`, err);
+    if (isAppError(err) && err.code === 'NOT_FOUND' && /[Ii]mage/.test(err.message)) throw new VzError(VZ_EXIT.TEMPLATE_NOT_FOUND, `OS template ${ostemplate} is not found (no image "${image}", no ${join(global.templateDir, 'cache', `${ostemplate}.tar.gz`)}; drop the tarball there or import it with hangar image import FILE --alias ${image})`, err);
     throw asVzError(err, isAppError(err) && err.code === 'BACKEND_FAILED' ? VZ_EXIT.CREATE_FAILED : undefined);
   }
   progress.end();

@@ -1,7 +1,7 @@
-// The import service: translates a foreign domain's config (an xl.cfg) into Hangar's terms, and adopts the domain as an instance on a host.
+// The import service: translates a foreign domain's config (an xl.cfg, an OpenVZ CTID.conf) into Hangar's terms, and adopts it as an instance on a host.
 import { AppError } from '../../shared/errors.js';
 import { LOCAL_HOST } from '../../shared/hosts.js';
-import type { ImportInstanceRequest, ImportTranslateRequest, ImportTranslation, Instance, XenImportTranslation } from '../../shared/schemas.js';
+import type { ImportInstanceRequest, ImportTranslateRequest, ImportTranslation, Instance, OpenvzImportTranslation, XenImportTranslation } from '../../shared/schemas.js';
 import { importVzConfText } from '../../drivers/openvz/import.js';
 import { importXlConfigText } from '../../drivers/xen/import.js';
 import type { HostDirectory } from '../hosts/context.js';
@@ -15,7 +15,7 @@ export interface ImportServiceDeps {
 
 /** An import that passed validation: the translation and the adoption it makes. */
 export interface ImportPlan {
-  translation: XenImportTranslation;
+  translation: XenImportTranslation | OpenvzImportTranslation;
   adopt: AdoptPlan;
 }
 
@@ -34,11 +34,9 @@ export class ImportService {
   validate(req: ImportInstanceRequest): ImportPlan {
     const translated = this.translate(req);
     const host = req.host ?? LOCAL_HOST;
-    if (translated.driver === 'openvz') {
-      throw new AppError('UNSUPPORTED', `Cannot import container ${translated.ctid} ("${translated.name}") on host ${host}: this Hangar has no openvz driver to run it yet; --dry-run shows the translation`, { details: { host } });
-    }
-    const translation: XenImportTranslation = translated;
     if (!this.d.hosts.has(host)) throw new AppError('NOT_FOUND', `Host "${host}" not found`, { details: { hint: 'hangar host list' } });
+    if (translated.driver === 'openvz') return this.validateOpenvz(translated, req, host);
+    const translation: XenImportTranslation = translated;
     const h = this.d.hosts.get(host);
     const xen = h.drivers.all().find((x) => x.driver.name === translation.driver);
     const refuse = (why: string) => new AppError('UNSUPPORTED', `Cannot import domain "${translation.name}" on host ${host}: the xen driver is not available on host ${host}: ${why}`, { details: { host } });
@@ -54,6 +52,30 @@ export class ImportService {
       },
     });
     return { translation, adopt };
+  }
+
+  /** An OpenVZ CT: its translated config, CTID and addresses on the host's openvz driver, its private area made into Hangar's own. */
+  private validateOpenvz(t: OpenvzImportTranslation, req: ImportInstanceRequest, host: string): ImportPlan {
+    const h = this.d.hosts.get(host);
+    const ov = h.drivers.all().find((x) => x.driver.name === 'openvz');
+    const refuse = (why: string) => new AppError('UNSUPPORTED', `Cannot import container ${t.ctid} ("${t.name}") on host ${host}: the openvz driver is not available there: ${why}`, { details: { host } });
+    if (!ov) throw refuse(`it is not enabled (HANGAR_DRIVERS names ${h.drivers.all().map((x) => x.driver.name).join(', ')})`);
+    if (!ov.probe.available) throw refuse(ov.probe.reason ?? 'its probe failed');
+    const priv = req.private ?? t.private;
+    if (priv === undefined) throw new AppError('INVALID_ARGUMENT', `Cannot import container ${t.ctid}: its config names no VE_PRIVATE; give the private area with --private DIR`);
+    if (!priv.startsWith('/') || priv.split('/').includes('..')) throw new AppError('INVALID_ARGUMENT', `Invalid private area ${JSON.stringify(priv)}: an absolute path without ".." on host ${host}`);
+    const [ipv4, ...extra] = t.addresses;
+    const config = {
+      ...t.config, 'openvz.ctid': String(t.ctid),
+      ...(t.hostname !== undefined ? { 'openvz.hostname': t.hostname } : {}),
+      ...(t.ostemplate !== undefined ? { 'openvz.ostemplate': t.ostemplate } : {}),
+      ...(extra.length ? { 'openvz.ipadd': extra.join(' ') } : {}),
+    };
+    const adopt = this.d.instances.validateAdopt({
+      name: t.name, host, driver: 'openvz', config, ...(ipv4 !== undefined ? { ipv4 } : {}), volume: true,
+      origin: { kind: 'openvz-import', source: req.source ?? null, ctid: t.ctid, private: priv, untranslated: t.untranslated },
+    });
+    return { translation: t, adopt };
   }
 
   /** Adopts the domain: the instance is recorded on its host with the translated config (its disks stay where they are). */

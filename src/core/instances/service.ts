@@ -46,6 +46,8 @@ export interface AdoptRequest {
   ipv4?: string;
   mac?: string;
   origin: Record<string, unknown>;
+  /** The driver makes its disks in an (empty) volume of Hangar's own: an OpenVZ CT's private area made from the imported one. */
+  volume?: boolean;
 }
 
 /** An adoption that passed validation. */
@@ -134,7 +136,6 @@ export class InstanceService {
         await h.host.fs.mkdir(instanceDir(h, plan.name), { recursive: true });
         r.add('remove instance directory', () => h.host.fs.rm(instanceDir(h, plan.name), { recursive: true, force: true }));
         const handle = handleIn(this.d, h, row);
-        await handle.initRoot?.();
         await handle.create();
         r.add('delete backend files', () => handle.delete());
         await syncLeases(this.d, h);
@@ -477,7 +478,12 @@ export class InstanceService {
         progress(`Recording instance "${plan.name}" on host ${h.name}`);
         await h.host.fs.mkdir(instanceDir(h, plan.name), { recursive: true });
         r.add('remove instance directory', () => h.host.fs.rm(instanceDir(h, plan.name), { recursive: true, force: true }));
+        if (plan.volume) {
+          await h.pool.createInstanceVolume(plan.name, null, undefined, { empty: true });
+          r.add('delete root volume', () => h.pool.deleteInstanceVolume(plan.name));
+        }
         const handle = handleIn(this.d, h, row);
+        await handle.initRoot?.();
         await handle.create();
         r.add('delete backend files', () => handle.delete());
         await syncLeases(this.d, h);

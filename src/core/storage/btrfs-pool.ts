@@ -168,14 +168,15 @@ export class BtrfsPool implements StoragePool {
   }
 
   /** Creates an instance volume as a writable snapshot of an image (with empty, a new subvolume), limited to sizeBytes (total visible size) when given; returns its path. */
-  async createInstanceVolume(name: string, imageFp: string, sizeBytes?: number, opts: { empty?: boolean } = {}): Promise<string> {
+  async createInstanceVolume(name: string, imageFp: string | null, sizeBytes?: number, opts: { empty?: boolean } = {}): Promise<string> {
     const path = this.instancePath(name);
-    const image = this.imagePath(imageFp);
+    if (imageFp === null && !opts.empty) throw new AppError('INVALID_ARGUMENT', `The volume of instance "${name}" needs an image unless it starts empty`);
+    const image = imageFp === null ? null : this.imagePath(imageFp);
     checkSize(sizeBytes, `root disk size for instance "${name}"`);
     await this.ensure();
-    await this.mustExist(image, `Image volume "${imageFp}" not found`);
+    if (image !== null) await this.mustExist(image, `Image volume "${imageFp}" not found`);
     if (await this.host.fs.stat(path)) throw new AppError('ALREADY_EXISTS', `Volume of instance "${name}" already exists`);
-    if (opts.empty) {
+    if (opts.empty || image === null || imageFp === null) {
       await this.run(['btrfs', 'subvolume', 'create', path], `Failed to create the volume of instance "${name}"`);
       if (sizeBytes !== undefined) await this.limit(path, sizeBytes, `Failed to set the root disk size of instance "${name}"`);
       return path;

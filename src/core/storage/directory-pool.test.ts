@@ -48,6 +48,9 @@ describe('DirectoryPool', () => {
     expect(readFileSync(join(await pool.copyInstance('vm', 'vm2'), 'root.raw'), 'utf8')).toBe('disk\n');
     expect(await code(pool.createInstanceVolume('vm', 'img1', undefined, { empty: true }))).toBe('ALREADY_EXISTS');
     expect(await code(pool.createInstanceVolume('vm3', 'nope', undefined, { empty: true }))).toBe('NOT_FOUND');
+    // An imported OpenVZ CT's volume has no image at all; only an empty one may lack it.
+    expect(readdirSync(await pool.createInstanceVolume('imp', null, undefined, { empty: true }))).toEqual([]);
+    expect(await code(pool.createInstanceVolume('imp2', null))).toBe('INVALID_ARGUMENT');
     expect(existsSync(pool.instancePath('vm3'))).toBe(false);
   });
 

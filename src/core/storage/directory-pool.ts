@@ -72,13 +72,14 @@ export class DirectoryPool implements StoragePool {
   }
 
   /** Creates an instance volume as a copy of an image (or, with empty, an empty directory); a size is checked, not enforced. */
-  async createInstanceVolume(name: string, imageFp: string, sizeBytes?: number, opts: { empty?: boolean } = {}): Promise<string> {
+  async createInstanceVolume(name: string, imageFp: string | null, sizeBytes?: number, opts: { empty?: boolean } = {}): Promise<string> {
     const path = this.instancePath(name);
-    const image = this.imagePath(imageFp);
+    if (imageFp === null && !opts.empty) throw new AppError('INVALID_ARGUMENT', `The volume of instance "${name}" needs an image unless it starts empty`);
+    const image = imageFp === null ? null : this.imagePath(imageFp);
     checkSize(sizeBytes, `root disk size for instance "${name}"`);
-    await this.mustExist(image, `Image volume "${imageFp}" not found`);
+    if (image !== null) await this.mustExist(image, `Image volume "${imageFp}" not found`);
     if (await this.host.fs.stat(path)) throw new AppError('ALREADY_EXISTS', `Volume of instance "${name}" already exists`);
-    if (opts.empty) {
+    if (opts.empty || image === null) {
       // Not recursive: a volume made meanwhile by someone else is an error, not shared.
       await this.host.fs.mkdir(join(path, '..'), { recursive: true });
       await this.host.fs.mkdir(path);

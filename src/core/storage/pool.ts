@@ -37,9 +37,10 @@ export interface StoragePool {
   deleteImageVolume(fp: string): Promise<void>;
   /**
    * Creates an instance volume from an image, limited to sizeBytes where the pool limits sizes; returns its path. With
-   * empty, the volume starts empty (a VM driver makes its disks there, backed by the image's files where they are).
+   * empty, the volume starts empty (a VM driver makes its disks there, backed by the image's files where they are;
+   * an imported OpenVZ CT's private area, with no image at all: imageFp null).
    */
-  createInstanceVolume(name: string, imageFp: string, sizeBytes?: number, opts?: { empty?: boolean }): Promise<string>;
+  createInstanceVolume(name: string, imageFp: string | null, sizeBytes?: number, opts?: { empty?: boolean }): Promise<string>;
   /** Changes (or with undefined removes) the limit of an instance volume. */
   setInstanceSize(name: string, sizeBytes: number | undefined): Promise<void>;
   /** Space used by an instance volume. */

@@ -31,6 +31,19 @@ interface OpenvzHost {
   rootsDir: string;
 }
 
+/** Refuses a private area Hangar cannot make a CT from: missing, not a directory, a ploop layout, or stored with shifted ids. */
+export async function checkSimfsPrivate(host: Host, dir: string, name: string): Promise<void> {
+  const st = await host.fs.stat(dir);
+  const refuse = (why: string) => new AppError('INVALID_ARCHIVE', `Cannot import the private area ${dir} of "${name}": ${why}`);
+  if (!st) throw new AppError('NOT_FOUND', `Cannot import the private area ${dir} of "${name}": it does not exist`);
+  if (!st.isDirectory) throw refuse('it is not a directory');
+  if ((await host.fs.stat(posix.join(dir, 'root.hdd')))?.isDirectory || (await host.fs.stat(posix.join(dir, 'root.hdd', 'DiskDescriptor.xml')))) {
+    throw refuse('it is a ploop image (root.hdd), which this kernel cannot read (no ploop driver); convert it to simfs on the OpenVZ host (vzctl convert) or copy its files into a directory');
+  }
+  if (st.uid !== 0) throw refuse(`its root directory is owned by uid ${st.uid}: the tree is stored shifted (an OpenVZ 7 LOCAL_UID map), and Hangar keeps container ids 0-based`);
+  if (!(await host.fs.stat(posix.join(dir, 'sbin', 'init'))) && !(await host.fs.stat(posix.join(dir, 'bin', 'sh')))) throw refuse('it holds no /sbin/init or /bin/sh: not a container\'s root');
+}
+
 /** The venet addresses of a record: its own address first, then openvz.ipadd's. */
 export function venetAddresses(record: Pick<InstanceRecord, 'nic' | 'config'>): string[] {
   const extra = (record.config['openvz.ipadd'] ?? '').split(' ').filter(Boolean);
@@ -73,11 +86,15 @@ class OpenvzInstance implements InstanceHandle {
   /** Makes the private area from the template when there is none yet (a launch; a copy brings its own). */
   private async ensurePrivate(): Promise<void> {
     if (await this.host.fs.stat(this.area.image)) return;
-    if (!this.record.imagePath) throw new AppError('NOT_FOUND', `Instance "${this.record.name}" has no template to make its private area from`);
+    // An imported CT's area is made from its OpenVZ private directory (simfs), a new one's from its template.
+    const imported = typeof this.record.origin?.private === 'string' ? this.record.origin.private : undefined;
+    const from = imported ?? this.record.imagePath;
+    if (!from) throw new AppError('NOT_FOUND', `Instance "${this.record.name}" has no template to make its private area from`);
+    if (imported) await checkSimfsPrivate(this.host, imported, this.record.name);
     await this.host.fs.mkdir(this.record.rootPath, { recursive: true });
     const r = resourcesOf(this.record.config);
     const inodes = this.record.config['limits.disk.inodes'];
-    await makePrivate(this.area, this.record.imagePath, r.diskBytes ?? VZ_DEFAULT_DISK_BYTES, inodes === undefined ? undefined : Number(inodes));
+    await makePrivate(this.area, from, r.diskBytes ?? VZ_DEFAULT_DISK_BYTES, inodes === undefined ? undefined : Number(inodes));
   }
 
   /** Runs fn with the private area mounted, leaving it as it was (mounted or not) afterwards. */
@@ -294,13 +311,27 @@ function validateOpenvz(config: InstanceConfig, env: DriverEnv): string[] {
 
 const OPENVZ_TECHNOLOGY = { kernel: 'shared', memory: 'burstable', isolation: 'namespaces + cgroups (OpenVZ style: vSwap, image-backed private area, venet)' } as const;
 
+/** The CRIU Hangar would need to checkpoint a CT: 3.17 (bookworm's) fails on kernels as new as 6.18 (vDSO bounds). */
+export const CRIU_MIN = [4, 1] as const;
+
+/** Why vzctl chkpnt/restore cannot work on a host, from `criu --version`'s output (null when criu is missing). */
+export function checkpointVerdict(criuVersion: string | null, kernel: string): string {
+  if (criuVersion === null) return `not available: CRIU is not installed (checkpoints need CRIU ${CRIU_MIN.join('.')} or newer on kernel ${kernel})`;
+  const m = /Version:\s*(\d+)\.(\d+)/.exec(criuVersion);
+  const v = m ? `${m[1]}.${m[2]}` : 'of unknown version';
+  if (!m || Number(m[1]) < CRIU_MIN[0] || (Number(m[1]) === CRIU_MIN[0] && Number(m[2]) < CRIU_MIN[1])) {
+    return `not available: CRIU ${v} cannot checkpoint on kernel ${kernel} (it needs CRIU ${CRIU_MIN.join('.')} or newer)`;
+  }
+  return `not available: Hangar does not drive CRIU ${v} yet`;
+}
+
 /** The OpenVZ driver on one host, from what was found there (tests build the parts directly). */
-export function openvzOnHost(env: DriverEnv, lxc: LxcHost, probe: HostDriver['probe']): HostDriver {
+export function openvzOnHost(env: DriverEnv, lxc: LxcHost, probe: HostDriver['probe'], checkpoint = 'not probed'): HostDriver {
   const ov: OpenvzHost = { env, lxc, rootsDir: rootsDir(env.dataDir) };
   return {
     driver: openvzDriver,
     probe,
-    details: () => ({ 'lxc path': lxc.lxcPath, 'private areas': 'ext4 images on loop devices (ploop needs an OpenVZ kernel)', 'VE_ROOT': posix.join(ov.rootsDir, '<name>'), network: 'venet (routed /32 addresses, proxy ARP)', cgroups: env.facts.cgroupLayout }),
+    details: () => ({ 'lxc path': lxc.lxcPath, 'private areas': 'ext4 images on loop devices (ploop needs an OpenVZ kernel)', 'VE_ROOT': posix.join(ov.rootsDir, '<name>'), network: 'venet (routed /32 addresses, proxy ARP)', cgroups: env.facts.cgroupLayout, checkpoint }),
     technology: () => OPENVZ_TECHNOLOGY,
     validate: (config) => validateOpenvz(config, env),
     idmap: (config) => (config['security.privileged'] === 'true' ? 'none' : config['security.idmap.isolated'] === 'false' ? 'shared' : 'isolated'),
@@ -327,6 +358,9 @@ export const openvzDriver: Driver = {
       }
     }
     await env.host.fs.mkdir(lxc.lxcPath, { recursive: true, mode: 0o711 });
-    return openvzOnHost(env, lxc, { available: v.version !== null && reason === v.reason, version: v.version, reason });
+    const criu = await env.host.exec(['criu', '--version'], { allowFailure: true }).catch(() => ({ code: 127, stdout: '' }));
+    const kernel = ((await env.host.fs.readTextIfExists('/proc/sys/kernel/osrelease')) ?? 'unknown').trim();
+    const checkpoint = checkpointVerdict(criu.code === 0 ? criu.stdout : null, kernel);
+    return openvzOnHost(env, lxc, { available: v.version !== null && reason === v.reason, version: v.version, reason }, checkpoint);
   },
 };

@@ -1,16 +1,15 @@
 // Translates an OpenVZ container's CTID.conf into Hangar's terms: vSwap memory, CPU, disk quota, venet addresses; every beancounter read is listed, nothing is dropped silently.
 import { AppError } from '../../shared/errors.js';
 import { validateConfig } from '../../shared/config.js';
+import { bytesSize, cpuunitsWeight, VZ_DEFAULT_CPUUNITS } from '../../shared/vz-samples.js';
 import type { OpenvzImportTranslation } from '../../shared/schemas.js';
-import { parseVzNumber, parseVzPair, VZ_PARAM_UNITS, vzBytes, VzConf, type VzPair, type VzUnit } from './conf.js';
+import { parseVzPair, VZ_PARAM_UNITS, vzBytes, VzConf, type VzPair, type VzUnit } from './conf.js';
 
 /** vzctl's CTID range (0 is the host, 1 is reserved for the host's own use in OpenVZ 7; vzctl 4 refuses 0 only). */
 export const VZ_CTID_MIN = 1;
 /** vzctl's largest CTID: INT_MAX. */
 export const VZ_CTID_MAX = 2147483647;
 
-/** OpenVZ's default CPUUNITS: Hangar's default weight (100) is the same share. */
-const VZ_DEFAULT_CPUUNITS = 1000;
 
 /** A CTID: a decimal number in vzctl's range. */
 export function parseCtid(text: string): number {
@@ -27,12 +26,7 @@ export function ctidOfFile(path: string): number | undefined {
 }
 
 /** A byte count as the exact Hangar size (GiB, MiB, KiB or bytes, whichever divides it). */
-export function exactSize(bytes: bigint): string {
-  for (const [unit, n] of [['GiB', 1024n ** 3n], ['MiB', 1024n ** 2n], ['KiB', 1024n]] as const) {
-    if (bytes >= n && bytes % n === 0n) return `${bytes / n}${unit}`;
-  }
-  return String(bytes);
-}
+export const exactSize = bytesSize;
 
 // What each parameter Hangar does not map means, for the reason it gives.
 const UNMAPPED_UBC = 'a beancounter of OpenVZ kernels with no cgroup counterpart on a mainline kernel (listed with the pairs read)';
@@ -116,7 +110,7 @@ export function importVzConfText(text: string, opts: { source: string; ctid?: nu
   if (units !== undefined) {
     const n = Number(units);
     if (!/^\d+$/.test(units) || n < 8 || n > 500000) throw new AppError('INVALID_CONFIG', `${opts.source}: CPUUNITS ${JSON.stringify(units)} is not a number from 8 to 500000`);
-    out.config['limits.cpu.weight'] = String(Math.min(10000, Math.max(1, Math.round((n * 100) / VZ_DEFAULT_CPUUNITS))));
+    out.config['limits.cpu.weight'] = String(cpuunitsWeight(n));
     kept('CPUUNITS', units, ['limits.cpu.weight'], `${VZ_DEFAULT_CPUUNITS} units are weight 100`);
   }
   const cpulimit = value('CPULIMIT');
@@ -201,9 +195,4 @@ export function importVzConfText(text: string, opts: { source: string; ctid?: nu
     throw new AppError('INVALID_CONFIG', `${opts.source}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
   }
   return out;
-}
-
-/** A single size for a vzctl option (--ram 512M, --diskspace 10G): bytes; plain numbers are in the parameter's unit. */
-export function vzOptionBytes(text: string, unit: Exclude<VzUnit, 'items'>, what: string): bigint | null {
-  return vzBytes(parseVzNumber(text, unit, what), unit);
 }
