@@ -213,6 +213,18 @@ describe('openvz driver on this mainline kernel', () => {
       expect((await host.exec(['ip', '-4', 'route', 'show', `${extra}/32`])).stdout.trim()).toBe('');
       expect((await sh(ha, `ping -c 1 -W 1 ${extra}`)).code).not.toBe(0);
       expect((await sh(ha, `ping -c 1 -W 2 ${third}`)).code).toBe(0);
+
+      // The CT's root points its resolv.conf at a host path: neither a live resolver change nor the next start writes there.
+      const victim = posix.join(base, 'victim');
+      await host.fs.mkdir(victim, { recursive: true });
+      expect((await sh(hb, `rm -f /etc/resolv.conf && ln -s ${victim}/resolv.conf /etc/resolv.conf`)).code).toBe(0);
+      const cfg3 = { ...cfg2, 'openvz.nameserver': '192.0.2.54' };
+      await hb.applyConfig(cfg3, cfg2);
+      expect(await host.fs.readdir(victim)).toEqual([]);
+      await hb.stop({ force: true, timeoutMs: 10_000 });
+      await ov.load({ ...b, config: cfg3 }).start();
+      expect(await host.fs.readdir(victim)).toEqual([]);
+      expect((await sh(hb, 'cat /etc/resolv.conf')).stdout).toContain('nameserver 192.0.2.54');
     } finally {
       for (const h of [ha, hb]) { await h.stop({ force: true, timeoutMs: 10_000 }); await h.delete(); }
     }

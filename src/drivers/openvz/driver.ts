@@ -236,12 +236,24 @@ class OpenvzInstance implements InstanceHandle {
       pending.push(...res.pending);
     });
     this.record = { ...this.record, config: next };
-    // Resolvers and /etc/hostname go into the mounted root of a running CT now.
+    // A running CT gets its resolvers and /etc/hostname written from inside, as its own root: the host never follows
+    // paths in a tree the CT can change under it.
     if (running) {
-      await this.writeResolvConf();
-      if (changed.includes('openvz.hostname')) await this.host.fs.writeAtomic(posix.join(this.area.root, 'etc/hostname'), `${next['openvz.hostname'] ?? this.record.name}\n`, 0o644).catch(() => undefined);
+      const resolv = renderResolvConf(next);
+      if (resolv !== undefined && (changed.includes('openvz.nameserver') || changed.includes('openvz.searchdomain'))) await this.writeInside('/etc/resolv.conf', resolv);
+      if (changed.includes('openvz.hostname')) await this.writeInside('/etc/hostname', `${next['openvz.hostname'] ?? this.record.name}\n`);
     }
     return { live: [...new Set(live)].sort(), pending: [...new Set(pending)].sort() };
+  }
+
+  /** Writes a file inside the running CT through its own shell (best effort: a CT without one keeps its file). */
+  private async writeInside(path: string, text: string): Promise<void> {
+    const p = this.lxc.exec({ command: ['/bin/sh', '-c', 'cat > "$1"', 'sh', path] });
+    p.stdout?.resume();
+    p.stderr?.resume();
+    p.stdin?.end(text);
+    const { code } = await p.wait();
+    if (code !== 0) this.ov.env.log(`openvz ${this.record.name}: could not write ${path} inside (exit ${code})`);
   }
 
   /** Adds and removes venet addresses of a running CT: inside (a /32 on venet0) and the host's /32 route to it. */
