@@ -1,0 +1,102 @@
+// Parsers of what an OpenVZ 7 / Virtuozzo host's tools print: `prlctl list -i -j` (one object per CT) and `vzlist -j` (fields as named), into Hangar's terms.
+import { AppError } from '../../shared/errors.js';
+import type { InstanceState } from '../../shared/schemas.js';
+
+/** One CT as `prlctl list -i -j` describes it, in Hangar's terms. */
+export interface Vz7Ct {
+  uuid: string;
+  ctid: string;
+  name: string;
+  state: InstanceState;
+  /** prlctl's own word (running, stopped, suspended, mounted, paused, ...). */
+  rawState: string;
+  ostemplate: string | null;
+  home: string | null;
+  memoryBytes: number | null;
+  cpus: number | null;
+  cpuunits: number | null;
+  /** CPU limit in percent of one CPU (prlctl prints it in percent or in MHz; only percent is kept). */
+  cpulimitPct: number | null;
+  diskBytes: number | null;
+  ips: string[];
+  hostname: string | null;
+  nameservers: string[];
+  searchdomains: string[];
+  autostart: boolean | null;
+  uptimeS: number | null;
+}
+
+/** One row of `vzlist -j`: the fields asked for, as vzlist printed them. */
+export type VzlistRow = Record<string, unknown>;
+
+/** prlctl's states in Hangar's: a mounted or suspended CT runs nothing. */
+export function vz7State(raw: string): InstanceState {
+  switch (raw) {
+    case 'running': return 'running';
+    case 'paused': return 'frozen';
+    case 'starting': case 'restoring': case 'resuming': return 'starting';
+    case 'stopping': case 'suspending': return 'stopping';
+    case 'stopped': case 'suspended': case 'mounted': return 'stopped';
+    default: return 'unknown';
+  }
+}
+
+/** A prlctl size ("1024Mb", "25390Mb", "2Gb", "512Kb") in bytes; prlctl's b is bytes of 1024 steps. */
+export function prlSize(text: unknown): number | null {
+  if (typeof text !== 'string') return null;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb|tb)?\s*$/i.exec(text);
+  if (!m) return null;
+  const mult = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3, tb: 1024 ** 4 }[(m[2] ?? 'b').toLowerCase() as 'b']!;
+  return Math.round(Number(m[1]) * mult);
+}
+
+const words = (v: unknown): string[] => (typeof v === 'string' ? v.split(/[\s,]+/).filter(Boolean) : Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : []);
+const str = (v: unknown): string | null => (typeof v === 'string' && v !== '' ? v : null);
+const num = (v: unknown): number | null => (typeof v === 'number' ? v : typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : null);
+
+/** Parses `prlctl list -i -j` (an array of objects; containers only are kept); garbage is BACKEND_FAILED naming what. */
+export function parsePrlctlInfo(text: string): Vz7Ct[] {
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (e) {
+    throw new AppError('BACKEND_FAILED', 'prlctl list -i -j printed no JSON', { cause: e });
+  }
+  if (!Array.isArray(data)) throw new AppError('BACKEND_FAILED', 'prlctl list -i -j printed no array');
+  const out: Vz7Ct[] = [];
+  for (const el of data) {
+    if (el === null || typeof el !== 'object') throw new AppError('BACKEND_FAILED', 'prlctl list -i -j printed an element that is no object');
+    const o = el as Record<string, unknown>;
+    if (o.Type !== 'CT') continue;
+    const hw = (o.Hardware ?? {}) as Record<string, Record<string, unknown>>;
+    const cpu = hw.cpu ?? {};
+    const disk = Object.entries(hw).find(([k, v]) => /^hdd\d+$/.test(k) && v.mnt === '/')?.[1] ?? hw.hdd0;
+    const venet = hw.venet0 ?? {};
+    const cpulimit = typeof cpu.cpulimit === 'string' ? /^(\d+)%$/.exec(cpu.cpulimit)?.[1] : undefined;
+    const rawState = typeof o.State === 'string' ? o.State : 'unknown';
+    const uuid = str(o.ID);
+    const ctid = str(o.EnvID);
+    if (!uuid || !ctid) throw new AppError('BACKEND_FAILED', 'prlctl list -i -j printed a container without ID or EnvID');
+    out.push({
+      uuid, ctid, name: str(o.Name) ?? ctid, state: vz7State(rawState), rawState,
+      ostemplate: str(o.OS), home: str(o.Home),
+      memoryBytes: prlSize(hw.memory?.size), cpus: num(cpu.cpus), cpuunits: num(cpu.cpuunits), cpulimitPct: cpulimit ? Number(cpulimit) : null,
+      diskBytes: prlSize(disk?.size), ips: words(venet.ips).map((a) => a.replace(/\/.*$/, '')),
+      hostname: str(o.Hostname), nameservers: words(o['DNS Servers']), searchdomains: words(o['Search Domains']),
+      autostart: o.Autostart === 'on' ? true : o.Autostart === 'off' ? false : null, uptimeS: num(o.Uptime),
+    });
+  }
+  return out;
+}
+
+/** Parses `vzlist -j` (an array of objects keyed by field name); garbage is BACKEND_FAILED. */
+export function parseVzlistJson(text: string): VzlistRow[] {
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (e) {
+    throw new AppError('BACKEND_FAILED', 'vzlist -j printed no JSON', { cause: e });
+  }
+  if (!Array.isArray(data) || data.some((r) => r === null || typeof r !== 'object' || Array.isArray(r))) throw new AppError('BACKEND_FAILED', 'vzlist -j printed no array of objects');
+  return data as VzlistRow[];
+}
