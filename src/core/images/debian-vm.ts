@@ -136,7 +136,8 @@ export async function buildDebianVmImage(host: Host, destDir: string, opts: Debi
   await host.fs.mkdir(destDir, { recursive: true, mode: 0o755 });
   await host.fs.mkdir(opts.cacheDir, { recursive: true });
   const cacheFile = posix.join(opts.cacheDir, debianVmCacheName(release, arch));
-  const work = posix.join(destDir, `.build-${process.pid}-${Math.random().toString(36).slice(2, 8)}`);
+  // Built beside the cache, not in the image's volume: debootstrap and the chroot need device nodes, which the pool (nodev) refuses.
+  const work = posix.join(opts.cacheDir, `.build-${process.pid}-${Math.random().toString(36).slice(2, 8)}`);
   const tree = posix.join(work, 'tree');
   try {
     await host.fs.mkdir(tree, { recursive: true, mode: 0o755 });
@@ -166,7 +167,8 @@ export async function buildDebianVmImage(host: Host, destDir: string, opts: Debi
 
     progress(`Creating the ${Math.round(diskSize / 1024 ** 2)} MiB disk: a boot partition (syslinux for BIOS, systemd-boot for UEFI) and the ext4 root`);
     await buildBootableDisk(host, work, tree, diskSize, release);
-    await host.fs.rename(posix.join(work, 'disk.qcow2'), posix.join(destDir, 'disk.qcow2'));
+    // Another file system: mv copies (sparse) and removes.
+    await host.exec(['mv', posix.join(work, 'disk.qcow2'), posix.join(destDir, 'disk.qcow2')], { timeoutMs: 600_000 });
     const agentVersion = await packageVersion(host, tree, 'qemu-guest-agent');
     const cloudInitVersion = await packageVersion(host, tree, 'cloud-init');
     return {

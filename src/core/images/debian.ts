@@ -76,25 +76,33 @@ export async function buildDebianRootfs(host: Host, destDir: string, opts: Debia
   const cacheFile = `${opts.cacheDir}/${debianCacheName(release, arch)}`;
   const cached = !opts.refresh && (await host.fs.stat(cacheFile))?.isFile === true;
 
-  if (cached) {
-    progress(`Unpacking cached Debian ${release} rootfs`);
+  if (!cached) {
+    // debootstrap makes device nodes in its target, which the pool (mounted nodev) refuses: it runs in a staging
+    // directory beside the cache, whose tarball the image is then unpacked from like any cached one.
+    const stage = `${opts.cacheDir}/.debootstrap-${Date.now()}-${Math.random().toString(36).slice(2, 8)}`;
     try {
-      await host.exec(['tar', '-x', '--zstd', '--numeric-owner', '-p', '--xattrs', '--xattrs-include=*', '-C', destDir, '-f', cacheFile]);
-    } catch (e) {
-      throw new AppError('HOST_FAILED', `Failed to unpack the cached Debian ${release} rootfs ${cacheFile}`, { cause: e });
+      await host.fs.mkdir(stage, { mode: 0o755 });
+      await runDebootstrap(host, stage, { release, mirror: opts.mirror, includes: DEBIAN_INCLUDES, what: `Debian ${release}` }, progress);
+      await cleanBuildLeftovers(host, stage);
+      progress(`Saving Debian ${release} rootfs to the cache`);
+      const tmp = `${cacheFile}.${Date.now()}-${Math.random().toString(36).slice(2, 8)}.tmp`;
+      try {
+        await host.exec(['tar', '-c', '--zstd', '--numeric-owner', '--xattrs', '--xattrs-include=*', '-C', stage, '-f', tmp, '.']);
+        await host.fs.rename(tmp, cacheFile);
+      } catch (e) {
+        await host.fs.rm(tmp, { force: true });
+        throw new AppError('HOST_FAILED', `Failed to save the Debian ${release} rootfs to the cache ${cacheFile}`, { cause: e });
+      }
+    } finally {
+      await unmountUnder(host, stage);
+      await host.fs.rm(stage, { recursive: true, force: true });
     }
-  } else {
-    await runDebootstrap(host, destDir, { release, mirror: opts.mirror, includes: DEBIAN_INCLUDES, what: `Debian ${release}` }, progress);
-    await cleanBuildLeftovers(host, destDir);
-    progress(`Saving Debian ${release} rootfs to the cache`);
-    const tmp = `${cacheFile}.${Date.now()}-${Math.random().toString(36).slice(2, 8)}.tmp`;
-    try {
-      await host.exec(['tar', '-c', '--zstd', '--numeric-owner', '--xattrs', '--xattrs-include=*', '-C', destDir, '-f', tmp, '.']);
-      await host.fs.rename(tmp, cacheFile);
-    } catch (e) {
-      await host.fs.rm(tmp, { force: true });
-      throw new AppError('HOST_FAILED', `Failed to save the Debian ${release} rootfs to the cache ${cacheFile}`, { cause: e });
-    }
+  }
+  progress(`Unpacking ${cached ? 'cached ' : ''}Debian ${release} rootfs`);
+  try {
+    await host.exec(['tar', '-x', '--zstd', '--numeric-owner', '-p', '--xattrs', '--xattrs-include=*', '-C', destDir, '-f', cacheFile]);
+  } catch (e) {
+    throw new AppError('HOST_FAILED', `Failed to unpack the cached Debian ${release} rootfs ${cacheFile}`, { cause: e });
   }
 
   progress('Preparing the rootfs for containers');

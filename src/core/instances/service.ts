@@ -136,6 +136,7 @@ export class InstanceService {
         await h.host.fs.mkdir(instanceDir(h, plan.name), { recursive: true });
         r.add('remove instance directory', () => h.host.fs.rm(instanceDir(h, plan.name), { recursive: true, force: true }));
         const handle = handleIn(this.d, h, row);
+        await handle.initRoot?.();
         await handle.create();
         r.add('delete backend files', () => handle.delete());
         await syncLeases(this.d, h);
@@ -483,7 +484,6 @@ export class InstanceService {
           r.add('delete root volume', () => h.pool.deleteInstanceVolume(plan.name));
         }
         const handle = handleIn(this.d, h, row);
-        await handle.initRoot?.();
         await handle.create();
         r.add('delete backend files', () => handle.delete());
         await syncLeases(this.d, h);
