@@ -248,7 +248,7 @@ describe('hangar CLI', () => {
     expect(r.out).toMatch(/^Instance: +web101 \(CT 101, container, driver openvz\)$/m);
     expect(r.out).toMatch(/^Addresses: +192\.0\.2\.101 192\.0\.2\.102$/m);
     expect(r.out).toMatch(/^Private area: +\/vz\/private\/101$/m);
-    expect(r.out).toContain('  limits.cpu.weight=200\n  limits.disk=11GiB\n  limits.memory=512MiB\n  limits.memory.swap=1GiB\n');
+    expect(r.out).toContain('  limits.cpu.weight=200\n  limits.disk=11GiB\n  limits.disk.inodes=720896\n  limits.memory=512MiB\n  limits.memory.swap=1GiB\n');
     expect(r.out).toMatch(/^Resource pairs read:\n +PARAMETER +UNIT +BARRIER +LIMIT\n +PHYSPAGES +4 KiB pages +0 +131072$/m);
     expect(r.out).toMatch(/^ +KMEMSIZE +bytes +unlimited +unlimited$/m);
     expect(r.out).toMatch(/^Not translated \(not kept\):\n(?: .*\n)* +KMEMSIZE +unlimited +a beancounter of OpenVZ kernels/m);

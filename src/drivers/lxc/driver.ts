@@ -85,7 +85,8 @@ export class LxcInstance implements InstanceHandle {
     return posix.join(this.record.instanceDir, INSTANCE_FILES.consoleLog);
   }
 
-  private async writeConfig(): Promise<void> {
+  /** Writes the container's LXC config and seccomp profile (what create does, without looking at the tree). */
+  async writeConfig(): Promise<void> {
     const seccompProfile = posix.join(this.containerDir, SECCOMP_FILE);
     const text = renderLxcConfig({
       record: this.record, facts: this.ctx.facts, prefix: this.ctx.prefix, lxcfsDir: this.ctx.lxcfsDir, seccompProfile,

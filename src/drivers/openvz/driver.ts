@@ -121,7 +121,8 @@ class OpenvzInstance implements InstanceHandle {
 
   async create(): Promise<void> {
     await this.ensurePrivate();
-    await this.withMounted(() => this.lxc.create());
+    // The private area's root is owned by 0 (mkfs root_owner): no tree to look at, so no mount for the LXC files.
+    await this.lxc.writeConfig();
   }
 
   async state(): Promise<ObservedState> {

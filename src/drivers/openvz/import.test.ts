@@ -42,18 +42,18 @@ describe('importVzConfText', () => {
     expect(t.config).toEqual({
       'limits.memory': '512MiB', 'limits.memory.swap': '1GiB', 'limits.cpu.weight': '100', 'limits.cpu.cap': '50%', 'limits.cpu': '2',
       // 2.2G is 2306867.2 KiB: whole KiB, as vzctl stores it.
-      'limits.disk': `${2306867}KiB`, 'limits.processes': '500', 'boot.autostart': 'true', 'user.description': 'front end',
+      'limits.disk': `${2306867}KiB`, 'limits.disk.inodes': '144179', 'limits.processes': '500', 'boot.autostart': 'true', 'user.description': 'front end',
     });
     expect(t.addresses).toEqual(['10.0.0.101', '10.0.0.102']);
     expect(t.ubc).toEqual([
       { param: 'PHYSPAGES', unit: 'pages', barrier: '0', limit: '131072' },
       { param: 'SWAPPAGES', unit: 'pages', barrier: '0', limit: '262144' },
       { param: 'DISKSPACE', unit: 'kib', barrier: '2097152', limit: '2306867' },
-      { param: 'NUMPROC', unit: 'items', barrier: '400', limit: '500' },
       { param: 'DISKINODES', unit: 'items', barrier: '131072', limit: '144179' },
+      { param: 'NUMPROC', unit: 'items', barrier: '400', limit: '500' },
       { param: 'KMEMSIZE', unit: 'bytes', barrier: '14372700', limit: '14790164' },
     ]);
-    expect(t.untranslated.map((u) => u.key)).toEqual(['NAMESERVER', 'DISKINODES', 'QUOTATIME', 'KMEMSIZE', 'NETFILTER', 'ORIGIN_SAMPLE', 'X_LOCAL']);
+    expect(t.untranslated.map((u) => u.key)).toEqual(['NAMESERVER', 'QUOTATIME', 'KMEMSIZE', 'NETFILTER', 'ORIGIN_SAMPLE', 'X_LOCAL']);
     expect(t.untranslated.find((u) => u.key === 'X_LOCAL')).toEqual({ key: 'X_LOCAL', value: 'mine', reason: 'not an OpenVZ setting Hangar knows' });
     // Every key of the file is accounted for, once.
     const seen = [...t.translated.map((x) => x.key), ...t.untranslated.map((x) => x.key)].sort();

@@ -134,6 +134,11 @@ export function importVzConfText(text: string, opts: { source: string; ctid?: nu
     if (s) { out.config['limits.disk'] = s; kept('DISKSPACE', conf.get('DISKSPACE')!, ['limits.disk'], disk.barrier !== disk.limit ? 'the hard limit; the soft one has no counterpart on an image-backed root' : undefined); }
     else dropped('DISKSPACE', conf.get('DISKSPACE')!, 'unlimited: the root still needs a size (the template\'s plus room), chosen at import');
   }
+  const diskinodes = pair('DISKINODES');
+  if (diskinodes) {
+    if (diskinodes.limit !== null && diskinodes.limit >= 64n) { out.config['limits.disk.inodes'] = String(diskinodes.limit); kept('DISKINODES', conf.get('DISKINODES')!, ['limits.disk.inodes'], diskinodes.barrier !== diskinodes.limit ? 'the hard limit: the ext4 private area has that many inodes' : undefined); }
+    else dropped('DISKINODES', conf.get('DISKINODES')!, diskinodes.limit === null ? 'unlimited: the private area gets ext4\'s own inode count for its size' : 'fewer than the 64 inodes a root file system needs');
+  }
   const numproc = pair('NUMPROC');
   if (numproc) {
     if (numproc.limit !== null) { out.config['limits.processes'] = String(numproc.limit); kept('NUMPROC', conf.get('NUMPROC')!, ['limits.processes'], numproc.barrier !== numproc.limit ? 'the limit; pids.max has no barrier' : undefined); }
@@ -182,7 +187,7 @@ export function importVzConfText(text: string, opts: { source: string; ctid?: nu
     done.add(key);
     if (VZ_PARAM_UNITS[key]) {
       pair(key);
-      dropped(key, v, key === 'DISKINODES' ? 'an inode limit is not enforced yet on the image-backed root (its size is)' : UNMAPPED_UBC);
+      dropped(key, v, UNMAPPED_UBC);
     } else if (VZCTL_ONLY[key]) dropped(key, v, VZCTL_ONLY[key]);
     else dropped(key, v, 'not an OpenVZ setting Hangar knows');
   }
