@@ -92,8 +92,12 @@ describe('API', () => {
     const ac = new AbortController();
     const stdout = new Writable({ write(c, _e, cb) { out += String(c); cb(); } });
     const session = client.console(name, { cols: 80, rows: 24 }, { stdin, stdout, signal: ac.signal });
-    stdin.write('\r');
-    const prompt = await pollUntil(() => /login:/.test(out), 50, 100);
+    // Enter until getty answers with its prompt (under load a first one may reach it before it reads the console).
+    let polls = 0;
+    const prompt = await pollUntil(() => {
+      if (polls++ % 10 === 0) stdin.write('\r');
+      return /login:/.test(out);
+    }, 200, 100);
     ac.abort();
     await session;
     expect(prompt, out).toBe(true);
