@@ -136,7 +136,9 @@ class OpenvzInstance implements InstanceHandle {
     return r.run(async () => {
       // A disk space changed while stopped (a shrink, or a grow made then) is applied before the mount.
       const want = resourcesOf(this.record.config).diskBytes ?? VZ_DEFAULT_DISK_BYTES;
-      if (!(await isMounted(this.area)) && (await privateBytes(this.area)) !== Math.floor(want / 4096) * 4096) {
+      // One mount table read for the start path: mounted already (vzctl mount) or not.
+      const was = await isMounted(this.area);
+      if (!was && (await privateBytes(this.area)) !== Math.floor(want / 4096) * 4096) {
         // A shrink accepted while it ran, whose data grew since, does not keep the CT from starting: it keeps its size.
         await resizePrivate(this.area, want).catch((e: unknown) => {
           if (!isAppError(e) || e.code !== 'INVALID_SIZE') throw e;
@@ -144,9 +146,10 @@ class OpenvzInstance implements InstanceHandle {
         });
       }
       await this.ensureRootsDir();
-      const was = await isMounted(this.area);
-      await mountPrivate(this.area);
-      if (!was) r.add('unmount the private area', () => umountPrivate(this.area));
+      if (!was) {
+        await mountPrivate(this.area);
+        r.add('unmount the private area', () => umountPrivate(this.area));
+      }
       await this.writeResolvConf();
       await this.proxyArpOnBridge();
       await this.lxc.start();
@@ -366,9 +369,11 @@ export const openvzDriver: Driver = {
     let reason = v.reason;
     if (v.version !== null) {
       lxc.lxcfsDir = await ensureLxcfs(env.host, posix.join(env.dataDir, 'lxcfs'), env.runDir);
-      for (const tool of ['mkfs.ext4', 'resize2fs', 'losetup', 'nsenter']) {
-        if ((await env.host.exec(['which', tool], { allowFailure: true })).code !== 0) { reason = `${tool} is not installed (e2fsprogs, util-linux)`; break; }
-      }
+      // One fork for all four: which prints the ones it finds.
+      const tools = ['mkfs.ext4', 'resize2fs', 'losetup', 'nsenter'];
+      const found = (await env.host.exec(['which', ...tools], { allowFailure: true })).stdout.split('\n').map((l) => posix.basename(l.trim()));
+      const missing = tools.find((t) => !found.includes(t));
+      if (missing) reason = `${missing} is not installed (e2fsprogs, util-linux)`;
     }
     await env.host.fs.mkdir(lxc.lxcPath, { recursive: true, mode: 0o711 });
     const criu = await env.host.exec(['criu', '--version'], { allowFailure: true }).catch(() => ({ code: 127, stdout: '' }));

@@ -54,15 +54,21 @@ const words = (v: unknown): string[] => (typeof v === 'string' ? v.split(/[\s,]+
 const str = (v: unknown): string | null => (typeof v === 'string' && v !== '' ? v : null);
 const num = (v: unknown): number | null => (typeof v === 'number' ? v : typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : null);
 
-/** Parses `prlctl list -i -j` (an array of objects; containers only are kept); garbage is BACKEND_FAILED naming what. */
-export function parsePrlctlInfo(text: string): Vz7Ct[] {
+/** A tool's JSON output that must be an array; anything else is BACKEND_FAILED naming the tool. */
+function jsonArray(text: string, tool: string): unknown[] {
   let data: unknown;
   try {
     data = JSON.parse(text);
   } catch (e) {
-    throw new AppError('BACKEND_FAILED', 'prlctl list -i -j printed no JSON', { cause: e });
+    throw new AppError('BACKEND_FAILED', `${tool} printed no JSON`, { cause: e });
   }
-  if (!Array.isArray(data)) throw new AppError('BACKEND_FAILED', 'prlctl list -i -j printed no array');
+  if (!Array.isArray(data)) throw new AppError('BACKEND_FAILED', `${tool} printed no array`);
+  return data;
+}
+
+/** Parses `prlctl list -i -j` (an array of objects; containers only are kept); garbage is BACKEND_FAILED naming what. */
+export function parsePrlctlInfo(text: string): Vz7Ct[] {
+  const data = jsonArray(text, 'prlctl list -i -j');
   const out: Vz7Ct[] = [];
   for (const el of data) {
     if (el === null || typeof el !== 'object') throw new AppError('BACKEND_FAILED', 'prlctl list -i -j printed an element that is no object');
@@ -91,12 +97,7 @@ export function parsePrlctlInfo(text: string): Vz7Ct[] {
 
 /** Parses `vzlist -j` (an array of objects keyed by field name); garbage is BACKEND_FAILED. */
 export function parseVzlistJson(text: string): VzlistRow[] {
-  let data: unknown;
-  try {
-    data = JSON.parse(text);
-  } catch (e) {
-    throw new AppError('BACKEND_FAILED', 'vzlist -j printed no JSON', { cause: e });
-  }
-  if (!Array.isArray(data) || data.some((r) => r === null || typeof r !== 'object' || Array.isArray(r))) throw new AppError('BACKEND_FAILED', 'vzlist -j printed no array of objects');
+  const data = jsonArray(text, 'vzlist -j');
+  if (data.some((r) => r === null || typeof r !== 'object' || Array.isArray(r))) throw new AppError('BACKEND_FAILED', 'vzlist -j printed no array of objects');
   return data as VzlistRow[];
 }
