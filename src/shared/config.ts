@@ -57,6 +57,13 @@ const ctid = (v: string, key: string): string => {
   if (!/^\d{1,10}$/.test(v) || Number(v) < 1 || Number(v) > 2147483647) throw new AppError('INVALID_CONFIG', `Invalid value ${JSON.stringify(v)} for ${key}: a CTID is a number from 1 to 2147483647`);
   return String(Number(v));
 };
+// A network interface name inside a container: what Linux takes (at most 15 characters, no / or blanks), not venet0 or lo.
+const ifName = (v: string, key: string): string => {
+  if (!/^[A-Za-z][A-Za-z0-9_.-]{0,14}$/.test(v) || v === 'venet0' || v === 'lo') {
+    throw new AppError('INVALID_CONFIG', `Invalid value ${JSON.stringify(v)} for ${key}: expected an interface name such as eth0 (a letter, then up to 14 letters, digits, _ . -; not venet0 or lo)`);
+  }
+  return v;
+};
 const plainText = (v: string, key: string): string => {
   if (/[\x00-\x1f\x7f]/.test(v)) throw new AppError('INVALID_CONFIG', `Invalid value for ${key}: control characters are not allowed`);
   return v;
@@ -127,6 +134,7 @@ export const CONFIG_KEYS: Record<string, KeySpec> = {
   'boot.autostart': { description: 'start the instance when hangard starts', check: bool },
   'openvz.ctid': { description: 'OpenVZ: the container\'s number (CTID), unique on the daemon; vzctl and vzlist address it by this', check: ctid },
   'openvz.ipadd': { description: 'OpenVZ: more venet addresses besides the instance\'s own, space-separated, each routed to it as a /32', check: ipv4List },
+  'openvz.netif': { description: 'OpenVZ: a veth on Hangar\'s bridge, named so inside (vzctl --netif_add eth0), like an LXC container\'s NIC: it carries the instance\'s own address, and venet0 keeps openvz.ipadd\'s', check: ifName },
   'openvz.hostname': { description: 'OpenVZ: the container\'s host name (default: the instance name)', check: hostName },
   'openvz.nameserver': { description: 'OpenVZ: resolvers written to the container\'s /etc/resolv.conf at start, space-separated', check: ipv4List },
   'openvz.searchdomain': { description: 'OpenVZ: search domains written to the container\'s /etc/resolv.conf at start', check: domainList },

@@ -232,6 +232,63 @@ describe('openvz driver on this mainline kernel', () => {
     expect(await artifacts(b)).toEqual([]);
   });
 
+  it('--netif_add: a veth on the bridge carries the CT\'s own address like an LXC NIC, venet0 the others; the change waits for a restart', async () => {
+    const c = await makeRecord('netc', { 'openvz.netif': 'eth0', 'openvz.ipadd': `${subnet}.202` });
+    const d = await makeRecord('netd');
+    const hc = ov.load(c);
+    const hd = ov.load(d);
+    for (const h of [hc, hd]) { await h.initRoot!(); await h.create(); await h.start(); }
+    const venetHost = `${c.nic.hostIfName}v`;
+    try {
+      const inside = await sh(hc, 'ip -4 -o addr show; ip route; cat /sys/class/net/eth0/address');
+      expect(inside.stdout).toMatch(new RegExp(`eth0\\s+inet ${c.nic.ipv4.replace(/\./g, '\\.')}/24`));
+      expect(inside.stdout).toMatch(new RegExp(`venet0\\s+inet ${subnet}\\.202/32`));
+      expect(inside.stdout).not.toMatch(new RegExp(`venet0\\s+inet ${c.nic.ipv4.replace(/\./g, '\\.')}/`));
+      expect(inside.stdout).toMatch(new RegExp(`default via ${subnet}\\.1 dev eth0`));
+      expect(inside.stdout).toContain(c.nic.mac);
+      // The veth is a bridge port (LXC's way); venet's host end is not, and the extra address is routed to it.
+      expect((await host.exec(['bridge', 'link', 'show'])).stdout).toContain(`${c.nic.hostIfName}`);
+      expect((await host.exec(['bridge', 'link', 'show'])).stdout).not.toContain(`${venetHost}:`);
+      expect((await host.exec(['ip', '-4', 'route', 'get', `${subnet}.202`])).stdout).toContain(`dev ${venetHost}`);
+      for (const a of [c.nic.ipv4, `${subnet}.202`]) expect((await host.exec(['ping', '-c', '1', '-W', '2', a], { allowFailure: true })).code, a).toBe(0);
+      // A venet-only CT reaches both of its addresses.
+      for (const a of [c.nic.ipv4, `${subnet}.202`]) expect((await sh(hd, `ping -c 1 -W 2 ${a}`)).code, a).toBe(0);
+
+      // Its CTID.conf says so in OpenVZ's words; a line of the user's survives the next change.
+      const confFile = posix.join(base, 'openvz', 'conf', `${c.name}.conf`);
+      const conf = await host.fs.readText(confFile);
+      expect(conf).toContain(`IP_ADDRESS="${subnet}.202"`);
+      expect(conf).toContain(`NETIF="ifname=eth0,mac=${c.nic.mac},host_ifname=${c.nic.hostIfName},bridge=${bridge}"`);
+      expect(conf).toContain(`VE_ROOT="${posix.join(base, 'openvz', 'root', c.name)}"`);
+      await host.fs.appendFile(confFile, '# mine\nX_NOTE="kept"\n');
+
+      // One more venet address, live, on venet's host end.
+      const cfg1 = { ...c.config, 'openvz.ipadd': `${subnet}.202 ${subnet}.203` };
+      expect((await hc.applyConfig(cfg1, c.config)).live).toContain('openvz.ipadd');
+      const conf1 = await host.fs.readText(confFile);
+      expect(conf1).toContain(`IP_ADDRESS="${subnet}.202 ${subnet}.203"`);
+      expect(conf1).toMatch(/# mine\nX_NOTE="kept"\n/);
+      expect((await host.exec(['ip', '-4', 'route', 'get', `${subnet}.203`])).stdout).toContain(`dev ${venetHost}`);
+      expect((await sh(hc, 'ip -4 -o addr show venet0')).stdout).toContain(`${subnet}.203/32`);
+      // Dropping the veth moves the CT's own address back to venet0 at the next start, not under it.
+      const cfg2 = { 'openvz.ipadd': `${subnet}.202 ${subnet}.203` };
+      const res = await hc.applyConfig(cfg2, cfg1);
+      expect(res.pending).toEqual(expect.arrayContaining(['openvz.netif']));
+      expect((await sh(hc, 'ip -4 -o addr show eth0')).code).toBe(0);
+      await hc.stop({ force: true, timeoutMs: 10_000 });
+      await ov.load({ ...c, config: cfg2 }).start();
+      const after = await sh(hc, 'ip -4 -o addr show; ip route');
+      expect(after.stdout).toMatch(new RegExp(`venet0\\s+inet ${c.nic.ipv4.replace(/\./g, '\\.')}/32`));
+      expect(after.stdout).not.toContain('eth0');
+      expect((await host.exec(['ping', '-c', '1', '-W', '2', c.nic.ipv4], { allowFailure: true })).code).toBe(0);
+    } finally {
+      for (const h of [hc, hd]) { await h.stop({ force: true, timeoutMs: 10_000 }); await h.delete(); }
+    }
+    expect(await artifacts(c)).toEqual([]);
+    expect(await host.fs.stat(posix.join(base, 'openvz', 'conf', `${c.name}.conf`))).toBeUndefined();
+    expect((await host.exec(['ip', 'link', 'show', venetHost], { allowFailure: true })).code).not.toBe(0);
+  });
+
   it('refuses configs it cannot honour before anything is made', () => {
     expect(ov.validate({ 'limits.disk': '1MiB' }).join(' ')).toMatch(/below the 16 MiB/);
     expect(ov.validate({ 'limits.disk.inodes': '10' }).join(' ')).toMatch(/below the 64/);

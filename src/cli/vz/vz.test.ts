@@ -57,7 +57,7 @@ describe('vzctl set → Hangar config', () => {
   const patch = (args: string[], current: Record<string, string> = {}, primary: string | null = '10.0.0.5') => setPatch(parseVzArgs(args, {
     ram: 'value', swap: 'value', memguarantee: 'value', cpus: 'value', cpuunits: 'value', cpulimit: 'value', diskspace: 'value', diskinodes: 'value',
     numproc: 'value', ipadd: 'multi', ipdel: 'multi', hostname: 'value', nameserver: 'multi', searchdomain: 'multi', onboot: 'value', description: 'value',
-    userpasswd: 'multi', physpages: 'value', swappages: 'value',
+    userpasswd: 'multi', physpages: 'value', swappages: 'value', 'netif_add': 'value', 'netif_del': 'value',
   }), current, primary);
 
   it('vSwap, CPU, disk and process options become the resource model keys', () => {
@@ -83,6 +83,17 @@ describe('vzctl set → Hangar config', () => {
       'openvz.hostname': 'a.b', 'openvz.nameserver': '1.1.1.1 8.8.8.8', 'openvz.searchdomain': 'b', 'boot.autostart': 'true', 'user.description': 'my ct',
     });
     expect(patch(['--userpasswd', 'root:s3cret']).passwords).toEqual([['root', 's3cret']]);
+  });
+
+  it('--netif_add gives the CT one veth on Hangar\'s bridge by its inside name; --netif_del removes it', () => {
+    expect(patch(['--netif_add', 'eth0']).set).toEqual({ 'openvz.netif': 'eth0' });
+    expect(patch(['--netif_add', 'eth1,,,,']).set).toEqual({ 'openvz.netif': 'eth1' });
+    expect(patch(['--netif_del', 'eth0'], { 'openvz.netif': 'eth0' }).unset).toEqual(['openvz.netif']);
+    expect(patch(['--netif_del', 'all', '--netif_add', 'eth1'], { 'openvz.netif': 'eth0' }).set).toEqual({ 'openvz.netif': 'eth1' });
+    // Another veth beside the one it has, a MAC or bridge of the user's, bad names, or removing one it has not: exit 21.
+    for (const [args, current] of [[['--netif_add', 'eth1'], { 'openvz.netif': 'eth0' }], [['--netif_add', 'eth0,02:00:00:00:00:01']], [['--netif_add', 'eth0,,,,br9']], [['--netif_add', 'venet0']], [['--netif_add', 'a b']], [['--netif_add', 'x'.repeat(16)]], [['--netif_del', 'eth0']]] as const) {
+      expect(code(() => patch([...args], { ...current })), args.join(' ')).toBe(21);
+    }
   });
 
   it('refuses bad values with exit 21', () => {

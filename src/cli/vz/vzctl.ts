@@ -25,7 +25,7 @@ vzctl enter <ctid>
 vzctl set <ctid> [--save] [--ram <bytes>] [--swap <bytes>] [--memguarantee auto|<N>%] [--cpus <N>] [--cpuunits <N>]
    [--cpulimit <N>[%]] [--diskspace [soft:]hard] [--diskinodes [soft:]hard] [--numproc [b:]l] [--ipadd <addr>]...
    [--ipdel <addr>|all]... [--hostname <name>] [--nameserver <addr>]... [--searchdomain <name>]... [--onboot yes|no]
-   [--userpasswd <user>:<password>] [--description <text>]
+   [--userpasswd <user>:<password>] [--description <text>] [--netif_add <ifname>] [--netif_del <ifname>|all]
 vzctl beancounters <ctid>
 vzctl chkpnt | restore <ctid>   (refused where the host's CRIU cannot checkpoint; host info says why)
 CTs are Hangar instances of the openvz driver; <ctid> is a CTID or a CT's name.
@@ -84,7 +84,7 @@ const SET_OPTIONS: Record<string, VzOptKind> = {
   save: 'flag', 'setmode': 'value', ram: 'value', swap: 'value', memguarantee: 'value', physpages: 'value', swappages: 'value',
   cpus: 'value', cpuunits: 'value', cpulimit: 'value', diskspace: 'value', diskinodes: 'value', numproc: 'value',
   ipadd: 'multi', ipdel: 'multi', hostname: 'value', nameserver: 'multi', searchdomain: 'multi', onboot: 'value',
-  userpasswd: 'multi', name: 'value', description: 'value',
+  userpasswd: 'multi', name: 'value', description: 'value', 'netif_add': 'value', 'netif_del': 'value',
 };
 
 const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
@@ -162,6 +162,22 @@ export function setPatch(o: ReturnType<typeof parseVzArgs>, current: Record<stri
     if (a !== primary) extra.add(a);
   }
   if (touched) put('openvz.ipadd', extra.size ? [...extra].join(' ') : null);
+  // A veth on Hangar's bridge (one per CT): --netif_del first, then --netif_add.
+  let netif = current['openvz.netif'];
+  const del = v('netif_del');
+  if (del !== undefined) {
+    if (del !== 'all' && del !== netif) throw new VzError(VZ_EXIT.INVALID_PARAMETER_VALUE, `Cannot remove veth ${del}: the CT has ${netif ? `only ${netif}` : 'none'}`);
+    netif = undefined;
+    put('openvz.netif', null);
+  }
+  const add = v('netif_add');
+  if (add !== undefined) {
+    const [ifname = '', ...rest] = add.split(',');
+    if (!/^[A-Za-z][A-Za-z0-9_.-]{0,14}$/.test(ifname) || ifname === 'venet0' || ifname === 'lo') badValue('netif_add', add, 'ifname[,mac,host_ifname,host_mac,bridge] with an interface name such as eth0');
+    if (rest.some((x) => x !== '')) throw new VzError(VZ_EXIT.INVALID_PARAMETER_VALUE, `Invalid value for --netif_add: ${JSON.stringify(add)}: Hangar gives the veth the CT's own MAC and host interface name, on its own bridge; give the interface name only`);
+    if (netif !== undefined && netif !== ifname) throw new VzError(VZ_EXIT.INVALID_PARAMETER_VALUE, `Cannot add veth ${ifname}: the CT has ${netif} already (a CT gets one veth on Hangar's bridge; --netif_del ${netif} first)`);
+    put('openvz.netif', ifname);
+  }
   if (v('hostname') !== undefined) put('openvz.hostname', v('hostname')!);
   const ns = o.multi.get('nameserver');
   if (ns) put('openvz.nameserver', ns.map((n) => address('nameserver', n)).join(' '));

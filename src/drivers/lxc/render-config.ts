@@ -25,7 +25,17 @@ export interface LxcRenderInput {
    * Routed networking (OpenVZ's venet) instead of the bridge: a veth in LXC's router mode named `name`, each address a
    * /32 routed to it from the host, the gateway answered by proxy ARP; no bridge.
    */
-  routed?: { name: string; addresses: readonly string[] };
+  routed?: {
+    name: string;
+    addresses: readonly string[];
+    /** A veth on the bridge too (OpenVZ's --netif_add), named so inside: it carries the instance's own address and the default route. */
+    bridged?: string;
+  };
+}
+
+/** The host end of a routed container's venet when it also has a bridged veth (which has the instance's own name). */
+export function venetHostIf(nic: { hostIfName: string }, bridged: boolean): string {
+  return bridged ? `${nic.hostIfName}v` : nic.hostIfName;
 }
 
 /** File names of the instance's LXC files inside its instance directory. */
@@ -112,24 +122,29 @@ export function renderLxcConfig(input: LxcRenderInput): string {
   }
 
   const nic = record.nic;
-  kv('lxc.net.0.type', 'veth');
-  if (input.routed) {
-    // LXC adds the host routes (one /32 per address, to the host end) and the proxy ARP entry for the gateway.
-    kv('lxc.net.0.veth.mode', 'router');
-    kv('lxc.net.0.veth.pair', nic.hostIfName);
-    kv('lxc.net.0.hwaddr', nic.mac);
-    for (const a of input.routed.addresses) kv('lxc.net.0.ipv4.address', `${a}/32`);
-    kv('lxc.net.0.ipv4.gateway', nic.gateway);
-    kv('lxc.net.0.flags', 'up');
-    kv('lxc.net.0.name', input.routed.name);
-  } else {
+  const bridged = input.routed ? input.routed.bridged : 'eth0';
+  if (bridged !== undefined) {
+    kv('lxc.net.0.type', 'veth');
     kv('lxc.net.0.link', nic.bridge);
     kv('lxc.net.0.veth.pair', nic.hostIfName);
     kv('lxc.net.0.hwaddr', nic.mac);
     kv('lxc.net.0.ipv4.address', `${nic.ipv4}/${nic.prefixLength} ${broadcastOf(nic.ipv4, nic.prefixLength)}`);
     kv('lxc.net.0.ipv4.gateway', nic.gateway);
     kv('lxc.net.0.flags', 'up');
-    kv('lxc.net.0.name', 'eth0');
+    kv('lxc.net.0.name', clean(bridged, 'interface name'));
+  }
+  if (input.routed) {
+    const n = bridged !== undefined ? 1 : 0;
+    // LXC adds the host routes (one /32 per address, to the host end) and the proxy ARP entry for the gateway. Beside a
+    // bridged veth, venet has no MAC of the instance's and no default route: those belong to the veth.
+    kv(`lxc.net.${n}.type`, 'veth');
+    kv(`lxc.net.${n}.veth.mode`, 'router');
+    kv(`lxc.net.${n}.veth.pair`, venetHostIf(nic, n === 1));
+    if (n === 0) kv(`lxc.net.${n}.hwaddr`, nic.mac);
+    for (const a of input.routed.addresses) kv(`lxc.net.${n}.ipv4.address`, `${a}/32`);
+    if (n === 0) kv(`lxc.net.${n}.ipv4.gateway`, nic.gateway);
+    kv(`lxc.net.${n}.flags`, 'up');
+    kv(`lxc.net.${n}.name`, input.routed.name);
   }
 
   // /dev/console is a pty that lxc-console -t 0 attaches to; its output is also kept in a bounded, rotated file.

@@ -4,8 +4,10 @@ import { resourcesOf, type InstanceConfig } from '../../shared/config.js';
 import { AppError, isAppError } from '../../shared/errors.js';
 import type { Beancounter, Usage } from '../../shared/schemas.js';
 import { readCgroupMounts } from '../../host/mounts.js';
-import { cgroupDirs } from '../lxc/render-config.js';
+import { cgroupDirs, venetHostIf } from '../lxc/render-config.js';
 import { readBeancounters } from './beancounters.js';
+import { VzConf } from './conf.js';
+import { renderCtConf } from './render-conf.js';
 import type { Host, HostProcess } from '../../host/host.js';
 import { Reverter } from '../../host/reverter.js';
 import type {
@@ -29,6 +31,8 @@ interface OpenvzHost {
   env: DriverEnv;
   lxc: LxcHost;
   rootsDir: string;
+  /** Where the CTs' CTID.conf files are. */
+  confDir: string;
 }
 
 /** Refuses a private area Hangar cannot make a CT from: missing, not a directory, a ploop layout, or stored with shifted ids. */
@@ -44,10 +48,10 @@ export async function checkSimfsPrivate(host: Host, dir: string, name: string): 
   if (!(await host.fs.stat(posix.join(dir, 'sbin', 'init'))) && !(await host.fs.stat(posix.join(dir, 'bin', 'sh')))) throw refuse('it holds no /sbin/init or /bin/sh: not a container\'s root');
 }
 
-/** The venet addresses of a record: its own address first, then openvz.ipadd's. */
+/** The venet addresses of a record: its own address first (unless a --netif_add veth carries it), then openvz.ipadd's. */
 export function venetAddresses(record: Pick<InstanceRecord, 'nic' | 'config'>): string[] {
-  const extra = (record.config['openvz.ipadd'] ?? '').split(' ').filter(Boolean);
-  return [record.nic.ipv4, ...extra.filter((a) => a !== record.nic.ipv4)];
+  const extra = (record.config['openvz.ipadd'] ?? '').split(' ').filter(Boolean).filter((a) => a !== record.nic.ipv4);
+  return record.config['openvz.netif'] !== undefined ? extra : [record.nic.ipv4, ...extra];
 }
 
 /** /etc/resolv.conf for openvz.nameserver and openvz.searchdomain, or undefined when neither is set. */
@@ -75,7 +79,7 @@ class OpenvzInstance implements InstanceHandle {
   private lxcFor(record: InstanceRecord): LxcInstance {
     return new LxcInstance({ ...record, rootPath: this.area.root }, this.ov.lxc, (r) => ({
       ...(r.config['openvz.hostname'] ? { hostname: r.config['openvz.hostname'] } : {}),
-      routed: { name: VENET_IF, addresses: venetAddresses(r) },
+      routed: { name: VENET_IF, addresses: venetAddresses(r), ...(r.config['openvz.netif'] !== undefined ? { bridged: r.config['openvz.netif'] } : {}) },
     }));
   }
 
@@ -123,6 +127,32 @@ class OpenvzInstance implements InstanceHandle {
     await this.ensurePrivate();
     // The private area's root is owned by 0 (mkfs root_owner): no tree to look at, so no mount for the LXC files.
     await this.lxc.writeConfig();
+    await this.writeCtConf(this.record);
+  }
+
+  /** Where its CTID.conf is: OpenVZ's /etc/vz/conf, in the driver's directory. */
+  private get confPath(): string {
+    return posix.join(this.ov.confDir, `${this.record.config['openvz.ctid'] ?? this.record.name}.conf`);
+  }
+
+  /** Writes the CT's CTID.conf from its config, into the file as the user left it (a file that no longer parses is written anew, and said). */
+  private async writeCtConf(record: InstanceRecord): Promise<void> {
+    const text = await this.host.fs.readTextIfExists(this.confPath);
+    let existing: VzConf | undefined;
+    try {
+      existing = text === undefined ? undefined : VzConf.parse(text, this.confPath);
+    } catch (e) {
+      this.ov.env.log(`openvz ${record.name}: ${this.confPath} is rewritten: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    const netif = record.config['openvz.netif'];
+    const out = renderCtConf({
+      name: record.name, ctid: record.config['openvz.ctid'] ?? record.name, config: record.config, venet: venetAddresses(record),
+      ...(netif !== undefined ? { netif: { ifname: netif, mac: record.nic.mac, hostIf: record.nic.hostIfName, bridge: record.nic.bridge } } : {}),
+      ostemplate: record.config['openvz.ostemplate'] ?? record.image, root: this.area.root, private: record.rootPath,
+    }, existing);
+    if (out === text) return;
+    await this.host.fs.mkdir(this.ov.confDir, { recursive: true, mode: 0o755 });
+    await this.host.fs.writeAtomic(this.confPath, out, 0o644);
   }
 
   async state(): Promise<ObservedState> {
@@ -191,6 +221,7 @@ class OpenvzInstance implements InstanceHandle {
     await this.lxc.delete();
     await umountPrivate(this.area);
     await this.host.fs.rm(this.area.image, { force: true });
+    await this.host.fs.rm(this.confPath, { force: true });
   }
 
   /** Mounts the private area at VE_ROOT (vzctl mount); the CT must not be running for umount. */
@@ -226,8 +257,10 @@ class OpenvzInstance implements InstanceHandle {
           live.push('limits.disk');
         } else pending.push('limits.disk');
       }
+      // A veth added or removed changes which interface carries which address: that waits for the next start.
+      const netifChanged = changed.includes('openvz.netif');
       if (running && st.pid !== null) {
-        if (changed.includes('openvz.ipadd')) await this.applyAddresses(st.pid, venetAddresses({ ...this.record, config: next }), venetAddresses({ ...this.record, config: prev }), r);
+        if (changed.includes('openvz.ipadd') && !netifChanged) await this.applyAddresses(st.pid, venetAddresses({ ...this.record, config: next }), venetAddresses({ ...this.record, config: prev }), r);
         if (changed.includes('openvz.hostname')) {
           const name = next['openvz.hostname'] ?? this.record.name;
           await this.host.exec(['nsenter', '-t', String(st.pid), '-u', 'hostname', name]);
@@ -236,10 +269,12 @@ class OpenvzInstance implements InstanceHandle {
       }
       // The LXC side applies the cgroup limits live and rewrites its config (addresses, host name) for the next start.
       const res = await this.lxc.applyConfig(next, prev);
-      live.push(...res.live);
-      pending.push(...res.pending);
+      const waits = (k: string) => running && netifChanged && (k === 'openvz.netif' || k === 'openvz.ipadd');
+      live.push(...res.live.filter((k) => !waits(k)));
+      pending.push(...res.pending, ...res.live.filter(waits));
     });
     this.record = { ...this.record, config: next };
+    await this.writeCtConf(this.record);
     // A running CT gets its resolvers and /etc/hostname written from inside, as its own root: the host never follows
     // paths in a tree the CT can change under it.
     if (running) {
@@ -262,7 +297,7 @@ class OpenvzInstance implements InstanceHandle {
 
   /** Adds and removes venet addresses of a running CT: inside (a /32 on venet0) and the host's /32 route to it. */
   private async applyAddresses(pid: number, next: string[], prev: string[], r: Reverter): Promise<void> {
-    const hostIf = this.record.nic.hostIfName;
+    const hostIf = venetHostIf(this.record.nic, this.record.config['openvz.netif'] !== undefined);
     const inside = (verb: 'add' | 'del', a: string) => ['nsenter', '-t', String(pid), '-n', 'ip', '-4', 'addr', verb, `${a}/32`, 'dev', VENET_IF];
     const route = (verb: 'replace' | 'del', a: string) => ['ip', '-4', 'route', verb, `${a}/32`, 'dev', hostIf];
     for (const a of next.filter((x) => !prev.includes(x))) {
@@ -305,10 +340,12 @@ class OpenvzInstance implements InstanceHandle {
     const disk = await privateUsage(this.area);
     const size = await privateBytes(this.area);
     return {
+      'config file': this.confPath,
       'private area': `${this.area.image} (ext4 image${size !== undefined ? `, ${size} bytes` : ''})`,
       root: `${this.area.root} (${disk ? 'mounted' : 'not mounted'})`,
       ...(disk ? { 'disk space': `${disk.usedBytes} of ${disk.sizeBytes} bytes used`, 'disk inodes': `${disk.usedInodes} of ${disk.inodes} used` } : {}),
-      venet: venetAddresses(this.record).map((a) => `${a}/32`).join(' '),
+      venet: venetAddresses(this.record).map((a) => `${a}/32`).join(' ') || '(no addresses)',
+      ...(this.record.config['openvz.netif'] !== undefined ? { veth: `${this.record.config['openvz.netif']} on ${this.record.nic.bridge} (${this.record.nic.ipv4}/${this.record.nic.prefixLength}, ${this.record.nic.mac})` } : {}),
     };
   }
 }
@@ -343,11 +380,11 @@ export function checkpointVerdict(criuVersion: string | null, kernel: string): s
 
 /** The OpenVZ driver on one host, from what was found there (tests build the parts directly). */
 export function openvzOnHost(env: DriverEnv, lxc: LxcHost, probe: HostDriver['probe'], checkpoint = 'not probed'): HostDriver {
-  const ov: OpenvzHost = { env, lxc, rootsDir: rootsDir(env.dataDir) };
+  const ov: OpenvzHost = { env, lxc, rootsDir: rootsDir(env.dataDir), confDir: posix.join(env.dataDir, 'openvz', 'conf') };
   return {
     driver: openvzDriver,
     probe,
-    details: () => ({ 'lxc path': lxc.lxcPath, 'private areas': 'ext4 images on loop devices (ploop needs an OpenVZ kernel)', 'VE_ROOT': posix.join(ov.rootsDir, '<name>'), network: 'venet (routed /32 addresses, proxy ARP)', cgroups: env.facts.cgroupLayout, checkpoint }),
+    details: () => ({ 'lxc path': lxc.lxcPath, 'private areas': 'ext4 images on loop devices (ploop needs an OpenVZ kernel)', 'VE_ROOT': posix.join(ov.rootsDir, '<name>'), 'CTID.conf': posix.join(ov.confDir, '<CTID>.conf'), network: 'venet (routed /32 addresses, proxy ARP)', cgroups: env.facts.cgroupLayout, checkpoint }),
     technology: () => OPENVZ_TECHNOLOGY,
     validate: (config) => validateOpenvz(config, env),
     idmap: (config) => (config['security.privileged'] === 'true' ? 'none' : config['security.idmap.isolated'] === 'false' ? 'shared' : 'isolated'),

@@ -43,6 +43,7 @@ describe('importVzConfText', () => {
       'limits.memory': '512MiB', 'limits.memory.swap': '1GiB', 'limits.cpu.weight': '100', 'limits.cpu.cap': '50%', 'limits.cpu': '2',
       // 2.2G is 2306867.2 KiB: whole KiB, as vzctl stores it.
       'limits.disk': `${2306867}KiB`, 'limits.disk.inodes': '144179', 'limits.processes': '500', 'boot.autostart': 'true', 'user.description': 'front end',
+      'openvz.nameserver': '10.0.0.1',
     });
     expect(t.addresses).toEqual(['10.0.0.101', '10.0.0.102']);
     expect(t.ubc).toEqual([
@@ -53,7 +54,7 @@ describe('importVzConfText', () => {
       { param: 'NUMPROC', unit: 'items', barrier: '400', limit: '500' },
       { param: 'KMEMSIZE', unit: 'bytes', barrier: '14372700', limit: '14790164' },
     ]);
-    expect(t.untranslated.map((u) => u.key)).toEqual(['NAMESERVER', 'QUOTATIME', 'KMEMSIZE', 'NETFILTER', 'ORIGIN_SAMPLE', 'X_LOCAL']);
+    expect(t.untranslated.map((u) => u.key)).toEqual(['QUOTATIME', 'KMEMSIZE', 'NETFILTER', 'ORIGIN_SAMPLE', 'X_LOCAL']);
     expect(t.untranslated.find((u) => u.key === 'X_LOCAL')).toEqual({ key: 'X_LOCAL', value: 'mine', reason: 'not an OpenVZ setting Hangar knows' });
     // Every key of the file is accounted for, once.
     const seen = [...t.translated.map((x) => x.key), ...t.untranslated.map((x) => x.key)].sort();

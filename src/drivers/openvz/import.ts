@@ -175,9 +175,14 @@ export function importVzConfText(text: string, opts: { source: string; ctid?: nu
   if (priv !== undefined) { out.private = veid(priv); kept('VE_PRIVATE', priv, ['private'], 'where the private area is read from (--private overrides)'); }
   const root = value('VE_ROOT');
   if (root !== undefined) { out.root = veid(root); kept('VE_ROOT', root, ['root'], 'where vzctl mount puts the root'); }
-  for (const key of ['NAMESERVER', 'SEARCHDOMAIN']) {
+  // Resolvers: written into the CT's /etc/resolv.conf at each start, as vzctl does.
+  for (const [key, to] of [['NAMESERVER', 'openvz.nameserver'], ['SEARCHDOMAIN', 'openvz.searchdomain']] as const) {
     const v = value(key);
-    if (v !== undefined) dropped(key, v, 'resolver settings are the template\'s /etc/resolv.conf; set them inside');
+    if (v === undefined) continue;
+    const words = v.split(/\s+/).filter(Boolean);
+    if (words.length === 0) { kept(key, v, [], 'empty: nothing to write'); continue; }
+    out.config[to] = words.join(' ');
+    kept(key, v, [to]);
   }
 
   // Every other beancounter: read (a bad pair is refused like any value), listed, not applied.

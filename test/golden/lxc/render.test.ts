@@ -52,6 +52,11 @@ const cases: Record<string, LxcRenderInput> = {
     record: { ...record(limits), name: 'ct101', rootPath: '/var/lib/hangar/openvz/root/ct101' }, facts: hybrid, prefix: 'hgr', seccompProfile, lxcfsDir: '/var/lib/hangar/lxcfs',
     hostname: 'web.example.org', routed: { name: 'venet0', addresses: ['10.123.0.3', '10.123.0.40'] },
   },
+  // vzctl --netif_add eth0: the instance's own address on a bridged eth0, more addresses on venet0.
+  'unprivileged-hybrid-venet-netif': {
+    record: { ...record(limits), name: 'ct102', rootPath: '/var/lib/hangar/openvz/root/ct102' }, facts: hybrid, prefix: 'hgr', seccompProfile, lxcfsDir: '/var/lib/hangar/lxcfs',
+    routed: { name: 'venet0', addresses: ['10.123.0.41'], bridged: 'eth0' },
+  },
 };
 
 describe('renderLxcConfig goldens', () => {
