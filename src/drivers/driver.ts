@@ -52,9 +52,11 @@ export interface Driver {
   readonly keys: readonly string[];
   /**
    * How the instance's root volume is used: a file tree (the pool limits it with a quota and snapshots it; container
-   * runtimes mount it through the set-uid-capable roots mount) or disk images the driver sizes and snapshots itself.
+   * runtimes mount it through the set-uid-capable roots mount) or disk images the driver sizes and snapshots itself;
+   * 'backend': the backend keeps the instance's disk itself (an OpenVZ 7 node's ploop), so Hangar makes no root volume
+   * and copies no image to the host, and a launch's image names the backend's own template, which the driver checks.
    */
-  readonly storage: 'tree' | 'image';
+  readonly storage: 'tree' | 'image' | 'backend';
   /** Opens it on a host: probes, and keeps what it learns there (its facts). Never throws for "not installed". */
   open(env: DriverEnv): Promise<HostDriver>;
 }

@@ -12,7 +12,7 @@ describe('driver registry', () => {
   it('runs lxc, qemu, xen and openvz by default, in that order (lxc stays the default container driver); unknown, repeated and empty lists are refused', () => {
     expect(DEFAULT_DRIVERS).toBe('lxc,qemu,xen,openvz');
     expect(selectDrivers(undefined).map((d) => d.name)).toEqual(['lxc', 'qemu', 'xen', 'openvz']);
-    expect(() => selectDrivers('lxc,nope')).toThrow(/Unknown driver "nope" in HANGAR_DRIVERS \(known: lxc, qemu, fake, xen, openvz\)/);
+    expect(() => selectDrivers('lxc,nope')).toThrow(/Unknown driver "nope" in HANGAR_DRIVERS \(known: lxc, qemu, fake, xen, openvz, openvz7\)/);
     expect(() => selectDrivers('qemu,qemu')).toThrow(/named twice/);
     expect(() => selectDrivers(' , ')).toThrow(/names no driver/);
   });

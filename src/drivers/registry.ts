@@ -5,13 +5,17 @@ import type { Driver, DriverEnv, HostDriver } from './driver.js';
 import { fakeDriver } from './fake/driver.js';
 import { lxcDriver } from './lxc/driver.js';
 import { openvzDriver } from './openvz/driver.js';
+import { openvz7Driver } from './openvz7/driver.js';
 import { qemuDriver } from './qemu/driver.js';
 import { xenDriver } from './xen/driver.js';
 
 /** Every backend Hangar has. */
-export const ALL_DRIVERS: readonly Driver[] = [lxcDriver, qemuDriver, fakeDriver, xenDriver, openvzDriver];
+export const ALL_DRIVERS: readonly Driver[] = [lxcDriver, qemuDriver, fakeDriver, xenDriver, openvzDriver, openvz7Driver];
 
-/** The drivers a daemon runs when HANGAR_DRIVERS is not set; the first available one of each type is that type's default. */
+/**
+ * The drivers a daemon runs when HANGAR_DRIVERS is not set; the first available one of each type is that type's default.
+ * openvz7 is left out: it drives real OpenVZ 7 nodes only, and its probe would cost forks on every other host.
+ */
 export const DEFAULT_DRIVERS = 'lxc,qemu,xen,openvz';
 
 /** The drivers named in a HANGAR_DRIVERS value ("lxc,qemu,fake"), in its order; unknown or repeated names are refused. */

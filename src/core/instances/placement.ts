@@ -29,7 +29,8 @@ export function validateFor(d: InstanceServiceDeps, h: HostContext, driver: Host
   if (r.diskBytes !== undefined && driver.driver.storage === 'tree' && h.poolSizeBytes === null) {
     throw new AppError('UNSUPPORTED', `limits.disk of instance "${name}" cannot be enforced on ${where}: its instance volumes are plain directories (disk quotas need the btrfs pool of the daemon's own host)`);
   }
-  if (r.diskBytes !== undefined && h.poolSizeBytes !== null && r.diskBytes > h.poolSizeBytes) throw new AppError('INVALID_SIZE', `limits.disk ${validated['limits.disk']} of instance "${name}" is larger than the storage pool (${formatSize(h.poolSizeBytes)})`);
+  // A backend that keeps the disk itself does not put it in the pool.
+  if (r.diskBytes !== undefined && driver.driver.storage !== 'backend' && h.poolSizeBytes !== null && r.diskBytes > h.poolSizeBytes) throw new AppError('INVALID_SIZE', `limits.disk ${validated['limits.disk']} of instance "${name}" is larger than the storage pool (${formatSize(h.poolSizeBytes)})`);
   // A key this backend does not declare is refused, naming the backends that do honour it.
   // Sizes against the host's RAM and CPUs are the driver's check (hostFitProblems), so they are said once.
   const problems = unsupportedKeys(validated, driver.driver.keys).map((k) => {

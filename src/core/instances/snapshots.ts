@@ -27,6 +27,7 @@ export async function createSnapshot(d: InstanceServiceDeps, name: string, snap:
     return;
   }
   if (stateful) throw new AppError('UNSUPPORTED', `Instance "${name}" (${row.driver}) has no stateful snapshots`);
+  if (h.drivers.get(row.driver).driver.storage === 'backend') throw new AppError('UNSUPPORTED', `Instance "${name}" has no snapshots in Hangar: its ${row.driver} backend keeps its disk on its host itself`);
   if (!ownsVolume(row)) throw new AppError('UNSUPPORTED', `Instance "${name}" was imported with its disks where they are: Hangar has no volume of it to snapshot`);
   // A consistent copy of a running tree: its processes are paused while the pool snapshots it.
   const freeze = st.state === 'running';

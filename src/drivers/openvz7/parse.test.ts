@@ -1,9 +1,9 @@
-// Unit tests of the OpenVZ 7 parsers against recorded outputs of prlctl list -i -j and vzlist -j (test/fixtures/openvz7, written from the tools' documented formats).
+// Unit tests of the OpenVZ 7 parsers against recorded outputs of prlctl list -i -j, vzlist -j, vzpkg list -O and /proc/user_beancounters (test/fixtures/openvz7, written from the tools' documented formats).
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { isAppError } from '../../shared/errors.js';
-import { parsePrlctlInfo, parseVzlistJson, prlSize, vz7State } from './parse.js';
+import { beancounterUnit, parsePrlctlInfo, parseToolVersion, parseUserBeancounters, parseVzlistCtids, parseVzlistJson, parseVzpkgList, prlSize, usageOfVzlist, vz7State } from './parse.js';
 
 const fixture = (f: string) => readFileSync(join(import.meta.dirname, '../../../test/fixtures/openvz7', f), 'utf8');
 
@@ -37,5 +37,41 @@ describe('OpenVZ 7 parsers', () => {
       expect(isAppError(err) && err.code === 'BACKEND_FAILED', text).toBe(true);
       expect((err as Error).message).toMatch(/prlctl|vzlist/);
     }
+  });
+});
+
+describe('OpenVZ 7 parsers: templates, versions, beancounters, usage', () => {
+  it('vzpkg list -O: the template names, cached or not', () => {
+    expect(parseVzpkgList(fixture('vzpkg-list-O.txt'))).toEqual(['centos-7-x86_64', 'debian-11-x86_64', 'ubuntu-20.04-x86_64', 'vzlinux-8-x86_64']);
+    expect(parseVzpkgList('\n')).toEqual([]);
+  });
+
+  it('the tools\' versions, in either wording', () => {
+    expect([parseToolVersion('prlctl version 7.0.301\n'), parseToolVersion('vzctl v.7.0.271\n'), parseToolVersion('nothing here')]).toEqual(['7.0.301', '7.0.271', null]);
+  });
+
+  it('vzlist -a -j -o ctid: the CTIDs as strings, numbers too', () => {
+    expect(parseVzlistCtids('[{"ctid": "101"}, {"ctid": 102}, {"ctid": null}]')).toEqual(['101', '102']);
+  });
+
+  it('/proc/user_beancounters: one CT\'s block, units by resource, LONG_MAX as unlimited, dummies left out', () => {
+    const text = fixture('user_beancounters');
+    const bc = parseUserBeancounters(text, '201')!;
+    expect(bc).toHaveLength(21);
+    expect(bc.map((b) => b.resource)).not.toContain('dummy');
+    expect(bc.find((b) => b.resource === 'physpages')).toEqual({ resource: 'physpages', unit: 'pages', held: 51200, maxheld: 70000, barrier: 0, limit: 524288, failcnt: 3 });
+    expect(bc.find((b) => b.resource === 'numproc')).toEqual({ resource: 'numproc', unit: 'items', held: 37, maxheld: 52, barrier: 400, limit: 400, failcnt: 0 });
+    expect(bc.find((b) => b.resource === 'kmemsize')).toEqual({ resource: 'kmemsize', unit: 'bytes', held: 8650752, maxheld: 9437184, barrier: null, limit: null, failcnt: 0 });
+    expect(bc.find((b) => b.resource === 'swappages')).toMatchObject({ unit: 'pages', limit: 262144 });
+    // The next CT's rows are its own; a CT with no block (not running) has none.
+    expect(parseUserBeancounters(text, '203')!.map((b) => b.resource)).toEqual(['kmemsize', 'numproc', 'physpages', 'swappages']);
+    expect(parseUserBeancounters(text, '202')).toBeNull();
+    expect(['tcpsndbuf', 'lockedpages', 'numfile'].map(beancounterUnit)).toEqual(['bytes', 'pages', 'items']);
+  });
+
+  it('usage from vzlist -j: RAM and its peak in bytes, processes, disk used; a stopped CT only its disk', () => {
+    const [running, stopped] = parseVzlistJson(fixture('vzlist-usage-j.json'));
+    expect(usageOfVzlist(running!)).toEqual({ memoryBytes: 51200 * 4096, memoryPeakBytes: 70000 * 4096, processes: 37, diskUsedBytes: 1843200 * 1024 });
+    expect(usageOfVzlist(stopped!)).toEqual({ diskUsedBytes: 409600 * 1024 });
   });
 });
