@@ -87,6 +87,10 @@ export function apiHandlers(deps: ApiDeps): Handlers {
       await instances.get(params.name);
       return op(`Copying instance "${params.name}" to "${body.name}"`, [res(params.name), res(body.name)], () => instances.copy(params.name, body.name, body.ipv4));
     },
+    moveInstance: async ({ params, body }) => {
+      instances.checkMove(params.name, body.host);
+      return op(`Moving instance "${params.name}" to host ${body.host}`, [res(params.name)], (progress) => instances.move(params.name, body.host, progress));
+    },
     listSnapshots: async ({ params }) => instances.listSnapshots(params.name),
     createSnapshot: async ({ params, body }) => {
       instances.listSnapshots(params.name);

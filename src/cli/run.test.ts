@@ -306,8 +306,8 @@ describe('hangar CLI', () => {
     try {
       const r = await cli(['daemon', 'install', '--output', 'hangard.service', '--tools-dir', 'sbin'], { cwd: dir, env: { HANGAR_STORAGE: '/var/lib/x y', OTHER: 'no', PATH: '/nonexistent' } });
       expect(r.code).toBe(0);
-      // vzctl and vzlist are linked to the package's launchers where no real vzctl is on PATH.
-      for (const tool of ['vzctl', 'vzlist']) expect(readlinkSync(join(dir, 'sbin', tool))).toMatch(new RegExp(`/bin/${tool}$`));
+      // vzctl, vzlist and vzmigrate are linked to the package's launchers where no real vzctl is on PATH.
+      for (const tool of ['vzctl', 'vzlist', 'vzmigrate']) expect(readlinkSync(join(dir, 'sbin', tool))).toMatch(new RegExp(`/bin/${tool}$`));
       const again = await cli(['daemon', 'install', '--output', 'again.service', '--tools-dir', 'sbin'], { cwd: dir, env: { PATH: '/nonexistent' } });
       expect(again.out).toContain('(already there)');
       // A real vzctl on PATH keeps its place: nothing is linked.

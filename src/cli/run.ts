@@ -20,6 +20,7 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
     const ctx = new Ctx(io);
     try {
       if (argv[1] === 'list') return await (await import('./vz/vzlist.js')).vzlist(ctx, argv.slice(2));
+      if (argv[1] === 'migrate') return await (await import('./vz/vzmigrate.js')).vzmigrate(ctx, argv.slice(2));
       return await (await import('./vz/vzctl.js')).vzctl(ctx, argv.slice(1));
     } finally {
       ctx.close();
@@ -186,6 +187,13 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
     .argument('<target>')
     .option('--ip <address>', 'static IPv4 address of the copy')
     .action(act(async (src: string, dst: string, o: { ip?: string }) => (await import('./commands/instances.js')).copyCommand(ctx, src, dst, o)));
+
+  program
+    .command('move')
+    .description('move a container to another host (offline: a running one is stopped, copied and started there)')
+    .argument('<name>')
+    .requiredOption('--host <host>', 'the host to move it to (hangar host list)')
+    .action(act(async (name: string, o: { host: string }) => (await import('./commands/instances.js')).moveCommand(ctx, name, o)));
 
   program
     .command('exec')

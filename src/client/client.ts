@@ -9,6 +9,7 @@ import type {
   ConfigChangeResult,
   ConfigPatchRequest,
   CopyRequest,
+  MoveRequest,
   CreateInstanceRequest,
   ExecRequest,
   ExecRunRequest,
@@ -251,6 +252,11 @@ export class HangarClient {
   /** POST /1.0/instances/{name}/copy. */
   copyInstance(name: string, req: CopyRequest): Promise<Operation> {
     return this.call('copyInstance', { name }, { body: req });
+  }
+
+  /** Moves a container to another host (an operation; offline). */
+  moveInstance(name: string, req: MoveRequest): Promise<Operation> {
+    return this.call('moveInstance', { name }, { body: req });
   }
 
   /** GET /1.0/instances/{name}/snapshots. */

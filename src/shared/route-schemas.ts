@@ -72,6 +72,7 @@ export const ROUTE_SCHEMAS = {
   changeState: { params: instanceParams, body: S.StateChangeRequestSchema, response: S.OperationSchema },
   patchConfig: { params: instanceParams, body: S.ConfigPatchRequestSchema, response: S.ConfigChangeResultSchema },
   copyInstance: { params: instanceParams, body: S.CopyRequestSchema, response: S.OperationSchema },
+  moveInstance: { params: instanceParams, body: S.MoveRequestSchema, response: S.OperationSchema },
   listSnapshots: { params: instanceParams, response: z.array(S.SnapshotSchema) },
   createSnapshot: { params: instanceParams, body: S.SnapshotRequestSchema, response: S.OperationSchema },
   restoreSnapshot: { params: snapshotParams, response: S.OperationSchema },

@@ -58,6 +58,10 @@ export const ROUTES = {
     method: 'POST', path: '/1.0/instances/{name}/copy', kind: 'operation', summary: 'Copy an instance',
     errors: ['NOT_FOUND', 'INVALID_NAME', 'INVALID_ADDRESS', 'ALREADY_EXISTS', 'INVALID_STATE', 'BUSY'],
   },
+  moveInstance: {
+    method: 'POST', path: '/1.0/instances/{name}/move', kind: 'operation', summary: 'Move a container to another host (offline: stopped, its volume copied, started there if it ran)',
+    errors: ['NOT_FOUND', 'INVALID_ARGUMENT', 'INVALID_STATE', 'UNSUPPORTED', 'INVALID_CONFIG', 'HOST_UNREACHABLE', 'HOST_FAILED', 'BUSY'],
+  },
   listSnapshots: { method: 'GET', path: '/1.0/instances/{name}/snapshots', kind: 'json', summary: 'List snapshots', errors: ['NOT_FOUND'] },
   createSnapshot: {
     method: 'POST', path: '/1.0/instances/{name}/snapshots', kind: 'operation', summary: 'Create a snapshot',

@@ -120,6 +120,9 @@ export const ConfigChangeResultSchema = z.strictObject({ live: z.array(z.string(
 /** Body of POST /1.0/instances/{name}/copy. */
 export const CopyRequestSchema = z.strictObject({ name: z.string(), ipv4: z.string().optional() });
 
+/** Body of POST /1.0/instances/{name}/move: the host to move it to (offline: a running one is stopped there and started here). */
+export const MoveRequestSchema = z.strictObject({ host: z.string() });
+
 /** Body of POST /1.0/instances/{name}/snapshots. */
 export const SnapshotRequestSchema = z.strictObject({ name: z.string(), /** Also save RAM and device state (VMs). */ stateful: z.boolean().optional() });
 
@@ -200,7 +203,7 @@ export const OperationSchema = z.strictObject({
 export const EventTypeSchema = z.enum([
   'instance-created', 'instance-deleted', 'instance-starting', 'instance-started', 'instance-stopping', 'instance-stopped',
   'instance-restarted', 'instance-restart-failed', 'instance-frozen', 'instance-unfrozen', 'instance-config-changed',
-  'instance-mounted', 'instance-unmounted',
+  'instance-mounted', 'instance-unmounted', 'instance-moved',
   'instance-drift', 'instance-error', 'instance-accel-fallback',
   'instance-snapshot-created', 'instance-snapshot-deleted', 'instance-snapshot-restored',
   'instance-shutdown', 'instance-reset', 'instance-paused', 'instance-resumed', 'instance-panicked', 'instance-balloon-changed',
@@ -456,6 +459,7 @@ export type ConfigPatchRequest = z.infer<typeof ConfigPatchRequestSchema>;
 export type ConfigChangeResult = z.infer<typeof ConfigChangeResultSchema>;
 export type Beancounter = z.infer<typeof BeancounterSchema>;
 export type CopyRequest = z.infer<typeof CopyRequestSchema>;
+export type MoveRequest = z.infer<typeof MoveRequestSchema>;
 export type Snapshot = z.infer<typeof SnapshotSchema>;
 export type ExecRequest = z.infer<typeof ExecRequestSchema>;
 export type MonitorRequest = z.infer<typeof MonitorRequestSchema>;

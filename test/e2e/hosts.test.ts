@@ -12,6 +12,8 @@ import { freePort, startSshd, type TestSshd } from '../helpers/sshd.js';
 const P = uniquePrefix('hs');
 const H = `${P}h`;
 const C = `${P}c`;
+// The CTID of this run's OpenVZ CT: a random one, so that runs on one daemon do not meet.
+const CT = 900000 + Math.floor(Math.random() * 90000);
 let sshd: TestSshd;
 let url: string;
 let scratch: string;
@@ -47,6 +49,7 @@ afterAll(async () => {
     if (findInstance(C)) {
       await pollUntil(async () => (await cliAsync(['delete', C, '--force'])).code === 0, 100, 300);
     }
+    if (findInstance(`${P}v`)) await pollUntil(async () => (await cliAsync(['delete', `${P}v`, '--force'])).code === 0, 100, 300);
     if (hostListed(H)) cli(['host', 'remove', H]);
   } finally {
     await sshd?.stop();
@@ -181,6 +184,49 @@ describe('remote hosts over SSH', () => {
     expect(adopted, JSON.stringify(adopted)).toMatchObject({ host: H, state: 'running', pid });
     expect(hostRecord(H)).toMatchObject({ state: 'up', fingerprint: sshd.hostKeyFingerprint });
     expect(cliOk(['exec', C, '--', 'echo', 'adopted'])).toBe('adopted\n');
+  });
+
+  it('vzmigrate --offline moves a running CT there and back with its private area and CTID.conf; hangar move takes the LXC container home and out again', async () => {
+    const ctid = String(CT);
+    const mk = await cliAsync(['vz', 'create', ctid, '--ostemplate', 'busybox-x86_64', '--config', 'vswap-256m', '--name', `${P}v`]);
+    expect(mk.code, mk.stderr).toBe(0);
+    expect((await cliAsync(['vz', 'start', ctid])).code).toBe(0);
+    expect((await cliAsync(['vz', 'exec', ctid, 'echo kept > /root/marker'])).code).toBe(0);
+    // Refused before anything moves: an unknown destination, a live migration (no CRIU that can), -r no, no CT.
+    expect((await cliAsync(['vz', 'migrate', '--offline', 'nowhere', ctid])).code).toBe(4);
+    const live = await cliAsync(['vz', 'migrate', '--online', H, ctid]);
+    expect(live.code).toBe(14);
+    expect(live.stderr).toMatch(/checkpoint/i);
+    expect((await cliAsync(['vz', 'migrate', '-r', 'no', H, ctid])).code).toBe(1);
+    expect((await cliAsync(['vz', 'migrate', H, '999999999'])).code).toBe(10);
+    expect(findInstance(`${P}v`)).toMatchObject({ host: 'local', state: 'running' });
+
+    const r = await cliAsync(['vz', 'migrate', '--offline', H, ctid]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain(`Migration of CT ${ctid} to ${H} completed`);
+    expect(findInstance(`${P}v`)).toMatchObject({ host: H, state: 'running', driver: 'openvz' });
+    expect(cliOk(['vz', 'exec', ctid, 'cat /root/marker'])).toBe('kept\n');
+    expect(existsSync(join(settings.dir, 'hosts', H, 'pool', 'instances', `${P}v`, 'root.hdd'))).toBe(true);
+    expect(existsSync(join(settings.dir, 'openvz', 'conf', `${ctid}.conf`))).toBe(true);
+    expect((await cliAsync(['vz', 'migrate', H, ctid])).code).toBe(1);
+    const home = await cliAsync(['vz', 'migrate', 'local', ctid]);
+    expect(home.code, home.stderr).toBe(0);
+    expect(findInstance(`${P}v`)).toMatchObject({ host: 'local', state: 'running' });
+    expect(cliOk(['vz', 'exec', ctid, 'cat /root/marker'])).toBe('kept\n');
+    expect(existsSync(join(settings.dir, 'hosts', H, 'pool', 'instances', `${P}v`))).toBe(false);
+    expect((await cliAsync(['vz', 'stop', ctid, '--fast'])).code).toBe(0);
+    expect((await cliAsync(['vz', 'destroy', ctid])).code).toBe(0);
+    expect(findInstance(`${P}v`)).toBeUndefined();
+
+    // The LXC container: home, and out again, running both times with its files.
+    expect((await cliAsync(['exec', C, '--', 'sh', '-c', 'echo lxc > /root/marker'])).code).toBe(0);
+    for (const to of ['local', H]) {
+      const m = await cliAsync(['move', C, '--host', to]);
+      expect(m.code, m.stderr).toBe(0);
+      expect(m.stdout).toBe(`Moved ${C} to host ${to}\n`);
+      expect(findInstance(C)).toMatchObject({ host: to, state: 'running' });
+      expect(cliOk(['exec', C, '--', 'cat', '/root/marker'])).toBe('lxc\n');
+    }
   });
 
   it('the container is deleted there leaving nothing; then the host is removed', async () => {

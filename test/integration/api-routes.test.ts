@@ -347,6 +347,37 @@ describe('API routes in-process (fake driver)', () => {
     expect(d.db.getHost('r1')?.fingerprint).toBe(fpB);
     expect(((await call('listInstances', {}, { query: { host: 'r1' } })).body as Instance[])[0]).toMatchObject({ state: 'running' });
 
+    // A container moves to the host with its volume (offline: stopped here, started there) and back; bad moves change nothing.
+    const marker = join(d.pool.instancePath(local), 'moved-marker');
+    writeFileSync(marker, 'mine\n');
+    await refused('moveInstance', { name: local }, 'NOT_FOUND', { body: { host: 'nope' } });
+    expect(await refused('moveInstance', { name: local }, 'INVALID_ARGUMENT', { body: { host: 'local' } })).toMatch(/is on host local already/);
+    await refused('moveInstance', { name: `${P}-none` }, 'NOT_FOUND', { body: { host: 'r1' } });
+    await refused('moveInstance', { name: local }, 'INVALID_ARGUMENT', { body: { host: 'r1', bogus: 1 } });
+    expect((await operation('createSnapshot', { name: local }, { body: { name: 's1' } })).status).toBe('success');
+    expect(await refused('moveInstance', { name: local }, 'UNSUPPORTED', { body: { host: 'r1' } })).toMatch(/1 snapshot \(s1\).*delete them first/);
+    expect((await operation('deleteSnapshot', { name: local, snap: 's1' })).status).toBe('success');
+    expect(d.db.getInstance(local)?.host).toBe('local');
+    // A step that fails there (a volume of that name is in the way) undoes the others: it is back here, running, its volume kept.
+    const inTheWay = join(d.dir, 'hosts', 'r1', 'pool', 'instances', local);
+    mkdirSync(inTheWay, { recursive: true });
+    const blocked = await operation('moveInstance', { name: local }, { body: { host: 'r1' } });
+    expect(blocked.error).toMatchObject({ code: 'ALREADY_EXISTS', message: `Failed to move instance "${local}" to host r1` });
+    expect(((await call('getInstance', { name: local })).body as Instance)).toMatchObject({ host: 'local', state: 'running' });
+    expect(readFileSync(marker, 'utf8')).toBe('mine\n');
+    rmSync(inTheWay, { recursive: true });
+    const moved = await operation('moveInstance', { name: local }, { body: { host: 'r1' } });
+    expect(moved.status, JSON.stringify(moved.error)).toBe('success');
+    expect(moved.result).toMatchObject({ name: local, host: 'r1', state: 'running' });
+    const there = join(d.dir, 'hosts', 'r1', 'pool', 'instances', local, 'moved-marker');
+    expect(readFileSync(there, 'utf8')).toBe('mine\n');
+    expect(existsSync(d.pool.instancePath(local))).toBe(false);
+    const back2 = await operation('moveInstance', { name: local }, { body: { host: 'local' } });
+    expect(back2.status, JSON.stringify(back2.error)).toBe('success');
+    expect(back2.result).toMatchObject({ name: local, host: 'local', state: 'running' });
+    expect(readFileSync(marker, 'utf8')).toBe('mine\n');
+    expect(existsSync(join(d.dir, 'hosts', 'r1', 'pool', 'instances', local))).toBe(false);
+
     // Removing a host with instances is refused; without, it is forgotten.
     expect(await refused('removeHost', { host: 'r1' }, 'IN_USE')).toMatch(new RegExp(`1 instance lives there \\(${remote}\\)`));
     await refused('removeHost', { host: 'local' }, 'INVALID_ARGUMENT');

@@ -62,20 +62,20 @@ export function renderUnit(nodePath: string, daemonPath: string, env: Record<str
   ].join('\n');
 }
 
-/** Default directory of the vzctl and vzlist links. */
+/** Default directory of the vzctl, vzlist and vzmigrate links. */
 export const TOOLS_DIR = '/usr/local/sbin';
 
 /**
- * Links bin/vzctl and bin/vzlist into dir, unless a vzctl that is not Hangar's is on PATH (a real OpenVZ host keeps
+ * Links bin/vzctl, bin/vzlist and bin/vzmigrate into dir, unless a vzctl that is not Hangar's is on PATH (a real OpenVZ host keeps
  * its own) or dir holds another file of that name; answers one line per tool saying what was done.
  */
 export function installVzTools(root: string, dir: string, path: string): string[] {
   const out: string[] = [];
   const ours = (p: string) => { try { return realpathSync(p).startsWith(`${realpathSync(root)}/`); } catch { return false; } };
   const real = path.split(':').filter(Boolean).map((d) => join(d, 'vzctl')).find((p) => existsSync(p) && !ours(p));
-  if (real) return [`Not linking vzctl and vzlist: ${real} is a real vzctl (OpenVZ's own tools stay in charge here)`];
+  if (real) return [`Not linking vzctl, vzlist and vzmigrate: ${real} is a real vzctl (OpenVZ's own tools stay in charge here)`];
   mkdirSync(dir, { recursive: true });
-  for (const tool of ['vzctl', 'vzlist']) {
+  for (const tool of ['vzctl', 'vzlist', 'vzmigrate']) {
     const link = join(dir, tool);
     const target = join(root, 'bin', tool);
     let present: string | undefined;
@@ -106,7 +106,7 @@ export async function daemonInstallCommand(ctx: Ctx, opts: { output?: string; to
     try {
       for (const line of installVzTools(root, opts.toolsDir !== undefined ? resolve(ctx.io.cwd, opts.toolsDir) : TOOLS_DIR, ctx.io.env.PATH ?? '')) ctx.out(line);
     } catch (err) {
-      throw new AppError('HOST_FAILED', 'Failed to link vzctl and vzlist', { cause: err });
+      throw new AppError('HOST_FAILED', 'Failed to link vzctl, vzlist and vzmigrate', { cause: err });
     }
   }
   if (!existsSync(daemonPath)) ctx.err(`Warning: ${daemonPath} does not exist yet; build it with: npm run build`);

@@ -167,6 +167,18 @@ export async function infoCommand(ctx: Ctx, name: string, format: Format): Promi
   ctx.out(await renderObject(inst, format, () => instanceInfoText(inst)));
 }
 
+/** `hangar move NAME --host HOST`. */
+export async function moveCommand(ctx: Ctx, name: string, opts: { host: string }): Promise<void> {
+  assertName(name);
+  const progress = ctx.progress();
+  try {
+    await ctx.client.runOperation(() => ctx.client.moveInstance(name, { host: opts.host }), { onProgress: progress.update });
+  } finally {
+    progress.end();
+  }
+  ctx.out(`Moved ${name} to host ${opts.host}`);
+}
+
 /** `hangar copy SRC DST [--ip ADDR]`. */
 export async function copyCommand(ctx: Ctx, src: string, dst: string, opts: { ip?: string }): Promise<void> {
   assertName(src);

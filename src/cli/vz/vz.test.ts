@@ -7,6 +7,8 @@ import type { Instance } from '../../shared/schemas.js';
 import { sampleConfig, templateImage, VZ_SAMPLES } from '../../shared/vz-samples.js';
 import { parseVzArgs, VzError, vzExitCode } from './args.js';
 import { AppError } from '../../shared/errors.js';
+import { findDestination } from './vzmigrate.js';
+import type { HostRecord } from '../../shared/schemas.js';
 import { findCt, parseCtidArg, readVzGlobal, setPatch, statusLine, templateTarball } from './vzctl.js';
 import { formatVzJson, formatVzText, parseVzListArgs, sortVz, VZLIST_DEFAULT, VZLIST_FIELDS, type CtView } from './vzlist.js';
 import { formatUserBeancounters } from './beancounters-text.js';
@@ -182,5 +184,18 @@ describe('vzlist', () => {
     const text = formatUserBeancounters(101, [{ resource: 'physpages', unit: 'pages', held: 5, maxheld: 9, barrier: 0, limit: null, failcnt: 2 }]);
     expect(text).toBe('Version: 2.5\n       uid  resource                     held              maxheld              barrier                limit              failcnt\n'
       + '       101:  physpages                          5                    9                    0  9223372036854775807                    2\n');
+  });
+});
+
+describe('vzmigrate destinations', () => {
+  const host = (name: string, address: string | null) => ({ name, address, local: address === null } as unknown as HostRecord);
+  it('a destination is a host\'s name, or the address of exactly one host', () => {
+    const hosts = [host('local', null), host('node2', '192.0.2.2'), host('a', '192.0.2.9'), host('b', '192.0.2.9')];
+    expect(findDestination(hosts, 'node2')?.name).toBe('node2');
+    expect(findDestination(hosts, '192.0.2.2')?.name).toBe('node2');
+    expect(findDestination(hosts, 'local')?.name).toBe('local');
+    // Two hosts at one address: ambiguous, so none; an unknown one: none.
+    expect(findDestination(hosts, '192.0.2.9')).toBeUndefined();
+    expect(findDestination(hosts, 'nowhere')).toBeUndefined();
   });
 });

@@ -17,6 +17,7 @@ import {
   admit, checkRequestedAddress, checkRequestedMac, chooseCpuset, chooseDriver, handleIn, handleOf, idmapBlockFor, placeAddress, syncLeases, uniqueMac, validateFor, volumeLimit,
 } from './placement.js';
 import { reconcile, recordGuestShutdown } from './reconcile.js';
+import { checkMove, moveInstance } from './move.js';
 import * as snapshots from './snapshots.js';
 import { toWire } from './wire.js';
 
@@ -94,9 +95,11 @@ export class InstanceService {
     this.assertFree(name);
     const h = this.hostFor(req.host ?? LOCAL_HOST, name);
     const { driver, type } = chooseDriver(h, req);
+    // A backend that keeps the disk itself (openvz7) takes its own OS template's name: Hangar's image store is not asked, its driver checks the name.
+    const backend = driver.driver.storage === 'backend';
     // A missing built-in image (busybox, debian) is built by the launch itself, as its first step.
-    const buildImage = (req.image === 'busybox' || req.image === 'debian') && !this.d.images.has(req.image, type) ? { kind: req.image, vm: type === 'vm' } as const : undefined;
-    const image = buildImage ? { alias: req.image } : this.d.images.get(req.image, type);
+    const buildImage = !backend && (req.image === 'busybox' || req.image === 'debian') && !this.d.images.has(req.image, type) ? { kind: req.image, vm: type === 'vm' } as const : undefined;
+    const image = backend || buildImage ? { alias: req.image } : this.d.images.get(req.image, type);
     const config = validateFor(this.d, h, driver, name, req.config ?? {});
     if (req.ipv4 !== undefined) checkRequestedAddress(this.d, h, req.ipv4);
     return { name, host: h.name, image: image.alias, driver, config, ...(req.ipv4 !== undefined ? { ipv4: req.ipv4 } : {}), start: req.start ?? false, ...(buildImage ? { buildImage } : {}) };
@@ -113,7 +116,8 @@ export class InstanceService {
         progress(`Building the ${plan.buildImage.kind}${plan.buildImage.vm ? ' VM' : ''} image first`);
         await this.d.images.build(plan.buildImage.kind, { vm: plan.buildImage.vm }, progress);
       }
-      const image = this.d.images.get(plan.image, plan.driver.driver.type);
+      const backend = driver.driver.storage === 'backend';
+      const image = backend ? { alias: plan.image, fingerprint: '' } : this.d.images.get(plan.image, plan.driver.driver.type);
       const ipv4 = placeAddress(this.d, h, plan.name, plan.ipv4, plan.config);
       const mac = uniqueMac(this.d, plan.name);
       const r = new Reverter();
@@ -127,12 +131,15 @@ export class InstanceService {
         this.hostFor(plan.host, plan.name);
         this.d.db.insertInstance(row);
         r.add('delete database row', () => this.d.db.deleteInstance(plan.name));
-        // A remote host gets its own copy of the image once (kept for the next instances made from it).
-        if (!h.local) await ensureImageOn(this.d.hosts.local(), h, image.fingerprint, progress);
-        progress('Creating root volume');
-        // A VM driver makes its disks in the volume, backed by the image where it is: a copy of the image would be waste.
-        await h.pool.createInstanceVolume(plan.name, image.fingerprint, volumeLimit(driver, plan.config), { empty: driver.driver.storage === 'image' });
-        r.add('delete root volume', () => h.pool.deleteInstanceVolume(plan.name));
+        // The backend that keeps the disk itself gets no image and no root volume: its driver makes the CT from its template.
+        if (!backend) {
+          // A remote host gets its own copy of the image once (kept for the next instances made from it).
+          if (!h.local) await ensureImageOn(this.d.hosts.local(), h, image.fingerprint, progress);
+          progress('Creating root volume');
+          // A VM driver makes its disks in the volume, backed by the image where it is: a copy of the image would be waste.
+          await h.pool.createInstanceVolume(plan.name, image.fingerprint, volumeLimit(driver, plan.config), { empty: driver.driver.storage === 'image' });
+          r.add('delete root volume', () => h.pool.deleteInstanceVolume(plan.name));
+        }
         await h.host.fs.mkdir(instanceDir(h, plan.name), { recursive: true });
         r.add('remove instance directory', () => h.host.fs.rm(instanceDir(h, plan.name), { recursive: true, force: true }));
         const handle = handleIn(this.d, h, row);
@@ -172,7 +179,7 @@ export class InstanceService {
       if (st.state === 'running' || st.state === 'frozen' || st.state === 'error') await handle.stop({ force: true, timeoutMs: 10_000 });
       try {
         await handle.delete();
-        await h.pool.deleteInstanceVolume(name);
+        if (h.drivers.get(row.driver).driver.storage !== 'backend') await h.pool.deleteInstanceVolume(name);
         await h.host.fs.rm(instanceDir(h, name), { recursive: true, force: true });
         this.d.db.deleteInstance(name);
         await syncLeases(this.d, h);
@@ -189,6 +196,9 @@ export class InstanceService {
     return this.d.locks.withLock([lockKey(src), lockKey(dst)], async () => {
       const from = rowOf(this.d, src);
       this.assertFree(dst);
+      if (hostOf(this.d, from).drivers.get(from.driver).driver.storage === 'backend') {
+        throw new AppError('UNSUPPORTED', `Cannot copy instance "${src}": its ${from.driver} backend keeps its disk on its host itself, so Hangar has no volume of it to copy (on an OpenVZ 7 node, prlctl clone copies a CT)`);
+      }
       if (!ownsVolume(from)) throw new AppError('UNSUPPORTED', `Instance "${src}" was imported with its disks where they are: Hangar has no volume of it to copy`);
       // A copy lives on its source's host, next to the volume it is copied from.
       const h = hostOf(this.d, from);
@@ -224,6 +234,17 @@ export class InstanceService {
       this.d.events.emit({ type: 'instance-created', instance: dst, data: { copyOf: src, ipv4: row.ipv4 } });
       return toWire(this.d, rowOf(this.d, dst), false);
     });
+  }
+
+  /** Checks a move to another host without side effects. */
+  checkMove(name: string, host: string): void {
+    checkMove(this.d, name, host);
+  }
+
+  /** Moves a container to another host, offline (src/core/instances/move.ts). */
+  async move(name: string, host: string, progress: (m: string) => void = () => undefined): Promise<Instance> {
+    await this.d.locks.withLock(lockKey(name), () => moveInstance(this.d, name, host, this.locked, progress));
+    return toWire(this.d, rowOf(this.d, name), false);
   }
 
   // ---- lifecycle ----
