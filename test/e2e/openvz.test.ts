@@ -101,6 +101,18 @@ describe('OpenVZ through vzctl and vzlist', () => {
     expect(vzctl('exec', String(ids.a), `ping -c 1 -W 1 ${ip.b2}`).code).not.toBe(0);
     expect(vzlist('-H', '-o', 'ip', String(ids.b)).stdout.trim()).toBe(`${ip.b} ${ip.b3}`);
 
+    // --netif_add: a veth on the bridge takes the CT's own address at the next start; venet0 keeps the other; CTID.conf says so.
+    expect(vzctlOk('set', String(ids.b), '--netif_add', 'eth0', '--save')).toContain('Applied at the next start: openvz.netif');
+    expect(vzctl('set', String(ids.b), '--netif_add', 'eth1').code).toBe(21);
+    vzctlOk('restart', String(ids.b));
+    const addrs = vzctlOk('exec', String(ids.b), 'ip -4 -o addr show');
+    expect(addrs).toMatch(new RegExp(`eth0\\s+inet ${ip.b.replace(/\./g, '\\.')}/24`));
+    expect(addrs).toMatch(new RegExp(`venet0\\s+inet ${ip.b3.replace(/\./g, '\\.')}/32`));
+    for (const a of [ip.b, ip.b3]) expect(vzctl('exec', String(ids.a), `ping -c 1 -W 2 ${a}`).code, a).toBe(0);
+    const conf = readFileSync(join(settings.dir, 'openvz', 'conf', `${ids.b}.conf`), 'utf8');
+    expect(conf).toContain(`IP_ADDRESS="${ip.b3}"`);
+    expect(conf).toMatch(/^NETIF="ifname=eth0,mac=[0-9a-f:]{17},host_ifname=\S+,bridge=\S+"$/m);
+
     // vSwap: 48 MiB of RAM and no swap; a 100 MiB hog is killed and physpages' failcnt rises.
     vzctlOk('set', String(ids.b), '--ram', '48M', '--swap', '0', '--cpuunits', '2000', '--cpulimit', '50', '--numproc', '100:100', '--save');
     const b = findInstance(`${P}b`) as Instance;

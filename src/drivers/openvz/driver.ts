@@ -23,6 +23,9 @@ import {
 /** The disk space of a CT that sets none: vzctl's basic sample gives 2 GiB (the image is sparse: unused space costs nothing). */
 export const VZ_DEFAULT_DISK_BYTES = 2 * 1024 ** 3;
 
+/** The mark (in the CT's volume, beside its image) of an identity initRoot left for the first mount. */
+const IDENTITY_PENDING = '.identity-pending';
+
 /** The container-side interface: OpenVZ's name for it. */
 export const VENET_IF = 'venet0';
 
@@ -101,26 +104,27 @@ class OpenvzInstance implements InstanceHandle {
     await makePrivate(this.area, from, r.diskBytes ?? VZ_DEFAULT_DISK_BYTES, inodes === undefined ? undefined : Number(inodes));
   }
 
-  /** Runs fn with the private area mounted, leaving it as it was (mounted or not) afterwards. */
-  private async withMounted<T>(fn: () => Promise<T>): Promise<T> {
-    const was = await isMounted(this.area);
-    await this.ensureRootsDir();
-    await mountPrivate(this.area);
-    try {
-      return await fn();
-    } finally {
-      if (!was) await umountPrivate(this.area);
-    }
-  }
-
   private async ensureRootsDir(): Promise<void> {
     await this.host.fs.mkdir(this.ov.rootsDir, { recursive: true, mode: 0o700 });
     await this.host.fs.chmod(this.ov.rootsDir, 0o700);
   }
 
+  /** Marks the identity (hostname, hosts, machine-id) as due at the first mount: one mount fewer on the launch path (a loop umount flushes the journal, ~20 ms). */
   async initRoot(): Promise<void> {
     await this.ensurePrivate();
-    await this.withMounted(() => this.lxc.initRoot());
+    await this.host.fs.writeAtomic(this.identityPending, '', 0o600);
+  }
+
+  /** Where the mark of an identity still to be written is: beside the image, outside what the CT sees. */
+  private get identityPending(): string {
+    return posix.join(this.record.rootPath, IDENTITY_PENDING);
+  }
+
+  /** Writes the identity into the just mounted area of a CT that has never run, once. */
+  private async writeIdentityIfPending(): Promise<void> {
+    if (!(await this.host.fs.stat(this.identityPending))) return;
+    await this.lxc.initRoot();
+    await this.host.fs.rm(this.identityPending, { force: true });
   }
 
   async create(): Promise<void> {
@@ -180,6 +184,7 @@ class OpenvzInstance implements InstanceHandle {
         await mountPrivate(this.area);
         r.add('unmount the private area', () => umountPrivate(this.area));
       }
+      await this.writeIdentityIfPending();
       await this.writeResolvConf();
       await this.proxyArpOnBridge();
       await this.lxc.start();
@@ -228,6 +233,7 @@ class OpenvzInstance implements InstanceHandle {
   async mount(): Promise<void> {
     await this.ensureRootsDir();
     await mountPrivate(this.area);
+    await this.writeIdentityIfPending();
   }
 
   /** Unmounts a stopped CT's private area (vzctl umount). */
