@@ -54,7 +54,8 @@ export function apiHandlers(deps: ApiDeps): Handlers {
     },
     listInstances: ({ query }) => instances.list(query.host),
     importInstance: async ({ body }) => {
-      const plan = imports.validate(body);
+      // An OpenVZ 7 CT is read on its node first: a CT that is not there is this answer's 404, not a failed operation.
+      const plan = await imports.validate(body);
       return op(`Importing instance "${plan.adopt.name}" on host ${plan.adopt.host}`, [res(plan.adopt.name)], (p) => imports.run(plan, p));
     },
     translateImport: async ({ body }) => imports.translate(body),

@@ -268,6 +268,23 @@ describe('hangar CLI', () => {
     }
   });
 
+  it('import openvz7 --dry-run reads the CT on its node and prints its translation; --host is required, an unknown CT is named', async () => {
+    const r = await cli(['import', 'openvz7', '201', '--host', 'vz1', '--dry-run']);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toMatch(/^Instance: +web201 \(container, driver openvz7, on host vz1\)$/m);
+    expect(r.out).toMatch(/^CT: +201 "web201" \(uuid 5f0c3a52-1b7e-4c0d-9a44-000000000201\), running$/m);
+    expect(r.out).toContain('Hangar config:\n  limits.memory=2GiB\n  openvz.ctid=201\n');
+    expect(r.out).toMatch(/Hardware\.cpu\.cpulimit +150Mhz +not a percentage of one CPU/);
+    expect(fake.requests.at(-1)).toMatchObject({ method: 'POST', path: '/1.0/imports/translate', body: { kind: 'openvz7', host: 'vz1', ctid: '201' } });
+    expect(JSON.parse((await cli(['import', 'openvz7', 'web201', '--host', 'vz1', '--name', 'legacy', '--dry-run', '--format', 'json'])).out)).toMatchObject({ name: 'legacy', ctid: '201' });
+    const noHost = await cli(['import', 'openvz7', '201', '--dry-run']);
+    expect(noHost.code).not.toBe(0);
+    expect(noHost.err).toContain("required option '--host <name>' not specified");
+    const unknown = await cli(['import', 'openvz7', '999', '--host', 'vz1', '--dry-run']);
+    expect(unknown.code).toBe(1);
+    expect(unknown.err).toContain('CT "999" not found on host vz1');
+  });
+
   it('import xen: bad syntax with its position, a missing file, a host without Xen, and an adoption', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'hangar-import-'));
     try {

@@ -312,6 +312,15 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
     .option('--dry-run', 'only print the translation (needs no OpenVZ host, changes nothing)')
     .addOption(new Option('--format <format>', 'output format').choices(['table', 'json', 'yaml']).default('table'))
     .action(act(async (file: string, o: { host?: string; name?: string; private?: string; dryRun?: boolean; format: Format }) => (await import('./commands/import.js')).importOpenvzCommand(ctx, file, o)));
+  importCmd
+    .command('openvz7')
+    .description('adopt a CT already on an OpenVZ 7 node (read there with prlctl and vzlist): RAM, swap, guarantee, CPUs, weight, cap, processes, disk, venet addresses, name service, autostart; it is not made again, and what cannot be kept is listed')
+    .argument('<ct>', 'the CT\'s CTID, or its name on the node')
+    .requiredOption('--host <name>', 'the node (a host added with hangar host add, its openvz7 driver available)')
+    .option('--name <name>', 'the instance name (default: the CT\'s name when it is a valid one, else ctCTID)')
+    .option('--dry-run', 'only print the translation (reads the CT on the node, changes nothing)')
+    .addOption(new Option('--format <format>', 'output format').choices(['table', 'json', 'yaml']).default('table'))
+    .action(act(async (ct: string, o: { host: string; name?: string; dryRun?: boolean; format: Format }) => (await import('./commands/import.js')).importOpenvz7Command(ctx, ct, o)));
 
   const operation = program.command('operation').description('long-running operations');
   operation

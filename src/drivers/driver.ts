@@ -78,11 +78,32 @@ export interface HostDriver {
   load(record: InstanceRecord): InstanceHandle;
   /** Work for after the daemon is up (QEMU: the Linux accelerator check). */
   background?(): Promise<void>;
+  /** Reads a domain of this backend that Hangar did not make, by the backend's id or name, in Hangar's terms (an import's source); NOT_FOUND when there is none. */
+  inspectForeign?(ref: string): Promise<ForeignInstance>;
   /**
    * Where its instances' memory guarantees come from when that is not the host's own RAM (Xen: the hypervisor's memory
    * outside Dom0): the bytes they may guarantee together. The host's reserve for its own processes does not apply.
    */
   memoryCapacityBytes?(): number | undefined;
+}
+
+/** A domain a backend has that Hangar did not make (what an import adopts), in Hangar's terms. */
+export interface ForeignInstance {
+  /** The backend's own id of it (an OpenVZ CTID). */
+  id: string;
+  /** Its UUID on the backend, where it has one: an import checks that the domain it adopts is still the one read. */
+  uuid: string | null;
+  /** Its name on the backend (not necessarily a valid instance name). */
+  name: string;
+  state: InstanceState;
+  /** Its settings as Hangar config keys (its id among them where the backend has a key for it). */
+  config: InstanceConfig;
+  /** Its IPv4 addresses in order: the first is the instance's own, the others are in config too (openvz.ipadd). */
+  addresses: string[];
+  /** The settings read that became keys or fields (to: which; empty when nothing is needed). */
+  translated: { key: string; value: string; to: string[]; note?: string }[];
+  /** The settings Hangar does not keep, each with why (they stay as they are on the backend). */
+  untranslated: { key: string; value: string; reason: string }[];
 }
 
 /** Network attachment of an instance. */
@@ -181,6 +202,8 @@ export interface InstanceHandle {
   unfreeze(): Promise<void>;
   /** Removes the backend's own files; the instance must be stopped. */
   delete(): Promise<void>;
+  /** Drops only what Hangar keeps of an adopted domain, leaving the domain itself as it was (an import's undo); without it the undo is delete(). */
+  forget?(): Promise<void>;
   state(): Promise<ObservedState>;
   /** Applies a changed config to a running instance where possible. */
   applyConfig(next: InstanceConfig, prev: InstanceConfig): Promise<ConfigApplyResult>;

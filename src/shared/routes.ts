@@ -40,12 +40,12 @@ export const ROUTES = {
     errors: ['INVALID_NAME', 'INVALID_CONFIG', 'INVALID_SIZE', 'INVALID_ADDRESS', 'NOT_FOUND', 'ALREADY_EXISTS', 'UNSUPPORTED', 'INSUFFICIENT_RESOURCES', 'HOST_UNREACHABLE'],
   },
   importInstance: {
-    method: 'POST', path: '/1.0/instances/import', kind: 'operation', summary: 'Adopt an existing domain: translate its config (an xl.cfg) and create the instance on a host',
-    errors: ['INVALID_CONFIG', 'INVALID_NAME', 'INVALID_ADDRESS', 'NOT_FOUND', 'ALREADY_EXISTS', 'UNSUPPORTED', 'HOST_UNREACHABLE'],
+    method: 'POST', path: '/1.0/instances/import', kind: 'operation', summary: 'Adopt an existing domain: translate its config (an xl.cfg, an OpenVZ CTID.conf, a CT read on an OpenVZ 7 node) and create the instance on a host',
+    errors: ['INVALID_CONFIG', 'INVALID_NAME', 'INVALID_ADDRESS', 'NOT_FOUND', 'ALREADY_EXISTS', 'CONFLICT', 'UNSUPPORTED', 'HOST_UNREACHABLE', 'BACKEND_FAILED', 'TIMEOUT'],
   },
   translateImport: {
-    method: 'POST', path: '/1.0/imports/translate', kind: 'json', summary: 'Translate a foreign config (an xl.cfg, an OpenVZ CTID.conf) into Hangar terms without creating anything',
-    errors: ['INVALID_CONFIG', 'INVALID_NAME'],
+    method: 'POST', path: '/1.0/imports/translate', kind: 'json', summary: 'Translate a foreign config (an xl.cfg, an OpenVZ CTID.conf, a CT read on an OpenVZ 7 node) into Hangar terms without creating anything',
+    errors: ['INVALID_CONFIG', 'INVALID_NAME', 'NOT_FOUND', 'UNSUPPORTED', 'HOST_UNREACHABLE', 'BACKEND_FAILED', 'TIMEOUT'],
   },
   getInstance: { method: 'GET', path: '/1.0/instances/{name}', kind: 'json', summary: 'One instance with usage', errors: ['NOT_FOUND'] },
   deleteInstance: { method: 'DELETE', path: '/1.0/instances/{name}', kind: 'operation', summary: 'Delete an instance (force=true stops it first)', errors: INSTANCE_STATE },

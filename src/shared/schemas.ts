@@ -422,11 +422,32 @@ export const OpenvzImportSchema = z.strictObject({
   untranslated: z.array(z.strictObject({ key: z.string(), value: z.string(), reason: z.string() })),
 });
 
-/** What POST /1.0/imports/translate answers: the translation of the kind asked for (driver tells which). */
-export const ImportTranslationSchema = z.union([XenImportSchema, OpenvzImportSchema]);
+/** What Hangar makes of a CT already on an OpenVZ 7 node (read there with prlctl and vzlist): its keys and addresses, and every setting it does not keep, with why. */
+export const Openvz7ImportSchema = z.strictObject({
+  /** The CT's CTID and UUID on the node, and its name there. */
+  ctid: z.string(),
+  uuid: z.string().nullable(),
+  ctName: z.string(),
+  /** The instance name: the one asked for, else the CT's name when it is a valid one, else ctCTID. */
+  name: z.string(),
+  /** The node it is on. */
+  host: z.string(),
+  type: z.literal('container'),
+  driver: z.literal('openvz7'),
+  /** Its state now, as prlctl tells it. */
+  state: InstanceStateSchema,
+  config: ConfigSchema,
+  /** Its venet IPv4 addresses, in order; the first is the instance's address, the others are openvz.ipadd. */
+  addresses: z.array(z.string()),
+  translated: z.array(z.strictObject({ key: z.string(), value: z.string(), to: z.array(z.string()), note: z.string().optional() })),
+  untranslated: z.array(z.strictObject({ key: z.string(), value: z.string(), reason: z.string() })),
+});
 
-/** Body of POST /1.0/imports/translate: a foreign config file's text to translate (nothing is created). */
-export const ImportTranslateRequestSchema = z.strictObject({
+/** What POST /1.0/imports/translate answers: the translation of the kind asked for (driver tells which). */
+export const ImportTranslationSchema = z.union([XenImportSchema, OpenvzImportSchema, Openvz7ImportSchema]);
+
+/** An import from a foreign config file's text: an xl.cfg of a Xen domain, or an OpenVZ container's CTID.conf. */
+const FileImportTranslateSchema = z.strictObject({
   /** What the text is: an xl.cfg of a Xen domain, or an OpenVZ container's CTID.conf. */
   kind: z.enum(['xen', 'openvz']),
   /** The file's content (the CLI reads the file where it runs). */
@@ -439,13 +460,30 @@ export const ImportTranslateRequestSchema = z.strictObject({
   ctid: z.number().int().optional(),
 });
 
-/** Body of POST /1.0/instances/import: translate a foreign config and create the instance from it on a host. */
-export const ImportInstanceRequestSchema = ImportTranslateRequestSchema.extend({
-  /** The host the domain lives on (default "local"); its xen driver must be enabled and available. */
-  host: z.string().optional(),
-  /** openvz: the CT's private area (a simfs directory) on that host; default the conf's VE_PRIVATE. */
-  private: z.string().min(1).max(4096).optional(),
+/** An import of a CT already on an OpenVZ 7 node: read there (no file text), so even a translation needs the node. */
+const Openvz7ImportRequestSchema = z.strictObject({
+  kind: z.literal('openvz7'),
+  /** The node (a Hangar host whose openvz7 driver is available). */
+  host: z.string().min(1),
+  /** The CT: its CTID, or its name (or UUID) on that node. */
+  ctid: z.string().min(1).max(255),
+  /** The instance name to use instead of the one derived from the CT's name. */
+  name: z.string().optional(),
 });
+
+/** Body of POST /1.0/imports/translate: a foreign domain to translate (nothing is created): a config file's text, or a CT of an OpenVZ 7 node. */
+export const ImportTranslateRequestSchema = z.discriminatedUnion('kind', [FileImportTranslateSchema, Openvz7ImportRequestSchema]);
+
+/** Body of POST /1.0/instances/import: translate a foreign domain and create the instance from it on a host. */
+export const ImportInstanceRequestSchema = z.discriminatedUnion('kind', [
+  FileImportTranslateSchema.extend({
+    /** The host the domain lives on (default "local"); its xen driver must be enabled and available. */
+    host: z.string().optional(),
+    /** openvz: the CT's private area (a simfs directory) on that host; default the conf's VE_PRIVATE. */
+    private: z.string().min(1).max(4096).optional(),
+  }),
+  Openvz7ImportRequestSchema,
+]);
 
 export type Format = z.infer<typeof FormatSchema>;
 export type InstanceType = z.infer<typeof InstanceTypeSchema>;
@@ -483,6 +521,7 @@ export type AddHostRequest = z.infer<typeof AddHostRequestSchema>;
 export type TrustHostRequest = z.infer<typeof TrustHostRequestSchema>;
 export type XenImportTranslation = z.infer<typeof XenImportSchema>;
 export type OpenvzImportTranslation = z.infer<typeof OpenvzImportSchema>;
+export type Openvz7ImportTranslation = z.infer<typeof Openvz7ImportSchema>;
 export type ImportTranslation = z.infer<typeof ImportTranslationSchema>;
 export type ImportTranslateRequest = z.infer<typeof ImportTranslateRequestSchema>;
 export type ImportInstanceRequest = z.infer<typeof ImportInstanceRequestSchema>;

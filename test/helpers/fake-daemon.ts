@@ -187,10 +187,23 @@ export async function startFakeDaemon(): Promise<FakeDaemon> {
       if (params.host !== 'dom0') throw new AppError('NOT_FOUND', `Host "${params.host}" not found`);
       return startOp({ result: fakeHost('dom0', { fingerprint: 'SHA256:ReinstalledReinstalledReinstalledReinstall1', instances: 1 }) });
     },
-    translateImport: async ({ body }) => (body.kind === 'openvz'
-      ? importVzConfText(body.text, { source: body.source ?? 'CTID.conf', ...(body.name ? { name: body.name } : {}) })
-      : importXlConfigText(body.text, { ...(body.source ? { source: body.source } : {}), ...(body.name ? { name: body.name } : {}) })),
+    translateImport: async ({ body }) => {
+      // The fake daemon's one OpenVZ 7 node, vz1, has CT 201.
+      if (body.kind === 'openvz7') {
+        if (body.host !== 'vz1') throw new AppError('NOT_FOUND', `Host "${body.host}" not found`);
+        if (body.ctid !== '201' && body.ctid !== 'web201') throw new AppError('NOT_FOUND', `CT "${body.ctid}" not found on host vz1: no CT there has that CTID, name or UUID (prlctl list -i -j ${body.ctid})`);
+        return {
+          ctid: '201', uuid: '5f0c3a52-1b7e-4c0d-9a44-000000000201', ctName: 'web201', name: body.name ?? 'web201', host: 'vz1', type: 'container' as const, driver: 'openvz7' as const,
+          state: 'running' as const, config: { 'openvz.ctid': '201', 'limits.memory': '2GiB' }, addresses: ['10.123.0.21'],
+          translated: [{ key: 'Hardware.memsize', value: '2048Mb', to: ['limits.memory'] }], untranslated: [{ key: 'Hardware.cpu.cpulimit', value: '150Mhz', reason: 'not a percentage of one CPU' }],
+        };
+      }
+      return body.kind === 'openvz'
+        ? importVzConfText(body.text, { source: body.source ?? 'CTID.conf', ...(body.name ? { name: body.name } : {}) })
+        : importXlConfigText(body.text, { ...(body.source ? { source: body.source } : {}), ...(body.name ? { name: body.name } : {}) });
+    },
     importInstance: async ({ body }) => {
+      if (body.kind === 'openvz7') throw new AppError('NOT_FOUND', `Host "${body.host}" not found`);
       if (body.kind === 'openvz') {
         const ct = importVzConfText(body.text, { source: body.source ?? 'CTID.conf' });
         throw new AppError('UNSUPPORTED', `Cannot import container ${ct.ctid} ("${ct.name}") on host ${body.host ?? 'local'}: the openvz driver is not available there: it is not enabled (HANGAR_DRIVERS names lxc, qemu)`);

@@ -1,8 +1,8 @@
-// Import commands: `hangar import xen FILE.cfg` (adopting an existing Xen domain) and `hangar import openvz CTID.conf`, or with --dry-run showing the translation only.
+// Import commands: `hangar import xen FILE.cfg` (adopting an existing Xen domain), `hangar import openvz CTID.conf` and `hangar import openvz7 CTID --host NODE`, or with --dry-run showing the translation only.
 import { AppError } from '../../shared/errors.js';
 import { assertHostRef } from '../../shared/hosts.js';
 import { assertName } from '../../shared/names.js';
-import type { Format, ImportTranslateRequest, ImportTranslation, Instance, OpenvzImportTranslation, XenImportTranslation } from '../../shared/schemas.js';
+import type { Format, ImportTranslateRequest, ImportTranslation, Instance, Openvz7ImportTranslation, OpenvzImportTranslation, XenImportTranslation } from '../../shared/schemas.js';
 import type { Ctx } from '../context.js';
 import { instanceInfoText } from './instances.js';
 import { keyValues, renderObject, renderTable } from '../format.js';
@@ -67,9 +67,23 @@ export function openvzTranslationText(t: OpenvzImportTranslation): string {
   return out + keptAndDropped(t);
 }
 
-/** The human view of either translation. */
+/** The human view of an OpenVZ 7 CT's translation: the CT and the instance it becomes, its addresses and Hangar keys, and every setting not kept, with why. */
+export function openvz7TranslationText(t: Openvz7ImportTranslation): string {
+  let out = keyValues([
+    ['Instance', `${t.name} (${t.type}, driver ${t.driver}, on host ${t.host})`],
+    ['CT', `${t.ctid} "${t.ctName}"${t.uuid ? ` (uuid ${t.uuid})` : ''}, ${t.state}`],
+    ['Addresses', t.addresses.join(' ') || '(none)'],
+  ]);
+  const keys = Object.keys(t.config).sort();
+  out += keys.length ? `Hangar config:\n${keys.map((k) => `  ${k}=${t.config[k]}`).join('\n')}\n` : 'Hangar config: (none: the backend\'s defaults)\n';
+  return out + keptAndDropped(t);
+}
+
+/** The human view of any translation. */
 function anyTranslationText(t: ImportTranslation): string {
-  return t.driver === 'openvz' ? openvzTranslationText(t) : translationText(t);
+  if (t.driver === 'openvz') return openvzTranslationText(t);
+  if (t.driver === 'openvz7') return openvz7TranslationText(t);
+  return translationText(t);
 }
 
 /** `hangar import xen FILE.cfg [--host NAME] [--name N] [--dry-run] [--format json|yaml|table]`: the file is read here and its text sent. */
@@ -82,7 +96,39 @@ export async function importOpenvzCommand(ctx: Ctx, file: string, opts: ImportXe
   return importCommand(ctx, 'openvz', file, opts);
 }
 
-async function importCommand(ctx: Ctx, kind: ImportTranslateRequest['kind'], file: string, opts: ImportXenOptions): Promise<void> {
+/** Options of `hangar import openvz7`: the node is required, the CT is read there. */
+export interface ImportOpenvz7Options {
+  host: string;
+  name?: string;
+  dryRun?: boolean;
+  format: Format;
+}
+
+/** `hangar import openvz7 CTID|NAME --host NODE [--name N] [--dry-run] ...`: a CT already on an OpenVZ 7 node, read there (so a dry run needs the node too). */
+export async function importOpenvz7Command(ctx: Ctx, ct: string, opts: ImportOpenvz7Options): Promise<void> {
+  if (opts.name !== undefined) assertName(opts.name);
+  assertHostRef(opts.host);
+  const req: ImportTranslateRequest = { kind: 'openvz7', host: opts.host, ctid: ct, ...(opts.name !== undefined ? { name: opts.name } : {}) };
+  if (opts.dryRun) {
+    const t = await ctx.client.translateImport(req);
+    ctx.out(await renderObject(t, opts.format, () => anyTranslationText(t)));
+    return;
+  }
+  const inst = await runImport(ctx, req);
+  ctx.out(await renderObject(inst, opts.format, () => `Imported ${inst.name} (openvz7) on host ${inst.host} from CT ${ct}\n${instanceInfoText(inst)}(what was translated and what not: hangar import openvz7 ${ct} --host ${opts.host} --dry-run)\n`));
+}
+
+/** Runs an import operation with progress; answers the instance it made. */
+async function runImport(ctx: Ctx, req: Parameters<Ctx['client']['importInstance']>[0]): Promise<Instance> {
+  const progress = ctx.progress();
+  try {
+    return (await ctx.client.runOperation(() => ctx.client.importInstance(req), { onProgress: progress.update })) as Instance;
+  } finally {
+    progress.end();
+  }
+}
+
+async function importCommand(ctx: Ctx, kind: 'xen' | 'openvz', file: string, opts: ImportXenOptions): Promise<void> {
   if (opts.name !== undefined) assertName(opts.name);
   if (opts.host !== undefined) assertHostRef(opts.host);
   const { readFile } = await import('node:fs/promises');
@@ -93,20 +139,14 @@ async function importCommand(ctx: Ctx, kind: ImportTranslateRequest['kind'], fil
   } catch (err) {
     throw new AppError('NOT_FOUND', `Cannot read ${file}`, { cause: err });
   }
-  const req: ImportTranslateRequest = { kind, text, source: file, ...(opts.name !== undefined ? { name: opts.name } : {}) };
+  const req = { kind, text, source: file, ...(opts.name !== undefined ? { name: opts.name } : {}) } satisfies ImportTranslateRequest;
   if (opts.dryRun) {
     const t = await ctx.client.translateImport(req);
     ctx.out(await renderObject(t, opts.format, () => anyTranslationText(t)));
     return;
   }
-  const progress = ctx.progress();
-  let inst: Instance;
-  try {
-    inst = (await ctx.client.runOperation(() => ctx.client.importInstance({
-      ...req, ...(opts.host !== undefined ? { host: opts.host } : {}), ...(kind === 'openvz' && opts.private !== undefined ? { private: resolve(ctx.io.cwd, opts.private) } : {}),
-    }), { onProgress: progress.update })) as Instance;
-  } finally {
-    progress.end();
-  }
+  const inst = await runImport(ctx, {
+    ...req, ...(opts.host !== undefined ? { host: opts.host } : {}), ...(kind === 'openvz' && opts.private !== undefined ? { private: resolve(ctx.io.cwd, opts.private) } : {}),
+  });
   ctx.out(await renderObject(inst, opts.format, () => `Imported ${inst.name} (${kind}) on host ${inst.host} from ${file}\n${instanceInfoText(inst)}(what was translated and what not: hangar import ${kind} ${file} --dry-run)\n`));
 }

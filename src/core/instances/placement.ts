@@ -39,8 +39,12 @@ export function validateFor(d: InstanceServiceDeps, h: HostContext, driver: Host
   });
   problems.push(...driver.validate(validated));
   const ctid = validated['openvz.ctid'];
-  const holder = ctid === undefined ? undefined : d.db.listInstances().find((r) => r.name !== name && (r.config['openvz.ctid'] === ctid || r.pendingConfig['openvz.ctid'] === ctid));
-  if (holder) throw new AppError('ALREADY_EXISTS', `CTID ${ctid} is taken by instance "${holder.name}"`);
+  // Hangar's own CTs are numbered across the daemon (vzctl finds a CT by its CTID alone, on any host); an OpenVZ 7
+  // node numbers its own, so there a CTID is taken only by another CT of that node.
+  const perNode = driver.driver.storage === 'backend';
+  const holder = ctid === undefined ? undefined : d.db.listInstances().find((r) => r.name !== name && r.driver === driver.driver.name && (!perNode || r.host === h.name)
+    && (r.config['openvz.ctid'] === ctid || r.pendingConfig['openvz.ctid'] === ctid));
+  if (holder) throw new AppError('ALREADY_EXISTS', `CTID ${ctid} is taken by instance "${holder.name}"${h.local && holder.host === h.name ? '' : ` (on host ${holder.host})`}`);
   if (problems.length === 0 && validated['openvz.ipadd']) {
     // Extra venet addresses are routed from this host's subnet, like the instance's own, and are no one else's.
     const taken = takenAddresses(d, name);

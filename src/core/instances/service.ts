@@ -506,9 +506,13 @@ export class InstanceService {
         }
         const handle = handleIn(this.d, h, row);
         await handle.create();
-        r.add('delete backend files', () => handle.delete());
+        // The domain was there before the import: its undo forgets it where the driver can, never destroys it.
+        r.add('forget backend files', () => (handle.forget ? handle.forget() : handle.delete()));
         await syncLeases(this.d, h);
         r.add('remove address lease', () => syncLeases(this.d, h, plan.name));
+        // A domain adopted while it runs is recorded as running (with its pid), not left for reconciliation to call drift.
+        const now = await handle.state().catch(() => null);
+        if (now && (now.state === 'running' || now.state === 'frozen')) this.d.db.updateInstance(plan.name, { expectedState: now.state, initPid: now.pid, initStartTime: now.startTime });
         this.d.events.emit({ type: 'instance-created', instance: plan.name, data: { importedFrom: plan.origin.source ?? null, host: h.name, ipv4 } });
         return toWire(this.d, rowOf(this.d, plan.name), false);
       }).catch((err: unknown) => { throw wrap(err, `Failed to import instance "${plan.name}"`); });

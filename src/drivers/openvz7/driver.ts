@@ -5,17 +5,20 @@ import { AppError, isAppError } from '../../shared/errors.js';
 import type { Beancounter, Usage } from '../../shared/schemas.js';
 import type { HostProcess } from '../../host/host.js';
 import { Reverter } from '../../host/reverter.js';
-import type { ConfigApplyResult, Driver, DriverEnv, DriverProbe, ExecSpec, HostDriver, InstanceHandle, InstanceRecord, ObservedState, StopOptions } from '../driver.js';
+import type { ConfigApplyResult, Driver, DriverEnv, DriverProbe, ExecSpec, ForeignInstance, HostDriver, InstanceHandle, InstanceRecord, ObservedState, StopOptions } from '../driver.js';
 import { hostFitProblems } from '../host-fit.js';
-import { usageOfVzlist } from './parse.js';
+import { IMPORT_FIELDS, translateCt, usageOfVzlist } from './parse.js';
 import { ENV_NAME, execCommandLine, renderCreateArgs, renderSetArgs, vz7Settings, type Vz7Settings } from './render-args.js';
 import { PRLCTL, VZCTL, Vz7Tools } from './vz7-tools.js';
 
 /** Config keys the openvz7 backend honours (besides user.* and the daemon's). */
 export const VZ7_CONFIG_KEYS: readonly string[] = [
   'limits.memory', 'limits.memory.guarantee', 'limits.memory.swap', 'limits.cpu', 'limits.cpu.weight', 'limits.cpu.cap', 'limits.processes',
-  'limits.disk', 'limits.disk.inodes', 'openvz.ctid', 'openvz.ipadd', 'openvz.hostname', 'openvz.nameserver', 'openvz.searchdomain',
+  'limits.disk', 'limits.disk.inodes', 'openvz.ctid', 'openvz.ipadd', 'openvz.hostname', 'openvz.nameserver', 'openvz.searchdomain', 'openvz.ostemplate',
 ];
+
+/** The origin kind of an instance adopted from a CT already on the node (`hangar import openvz7`). */
+export const IMPORT_ORIGIN = 'openvz7-import';
 
 /** The lowest CTID the driver chooses: vzctl(8) reserves CT IDs up to 100 for OpenVZ's own use. */
 export const CTID_MIN = 101;
@@ -33,6 +36,13 @@ export interface Vz7CtState {
   ctid: string;
   uuid: string | null;
   applied: Vz7Settings;
+}
+
+/** The CT an adopted instance's origin names (its CTID, and its UUID when read), or null for an instance Hangar made. */
+export function importedCt(record: InstanceRecord): { ctid: string; uuid: string | null } | null {
+  const o = record.origin;
+  if (!o || o.kind !== IMPORT_ORIGIN || typeof o.ctid !== 'string') return null;
+  return { ctid: o.ctid, uuid: typeof o.uuid === 'string' ? o.uuid : null };
 }
 
 /** What the driver keeps per node: its tools and versions, its OS templates, the CTs it knows, the queue creates wait in. */
@@ -141,7 +151,8 @@ class Vz7Instance implements InstanceHandle {
 
   /**
    * Makes the CT when it has none (`vzctl create`, then `vzctl set` of every setting), else gives it what changed since
-   * the last call (a config changed while it was stopped); idempotent. The template is the launch's image name.
+   * the last call (a config changed while it was stopped); idempotent. The template is the launch's image name. An
+   * adopted instance's CT exists already: it is recorded, not made (adopt).
    */
   async create(): Promise<void> {
     if (!this.node.probe.available) throw this.unavailable('create');
@@ -156,6 +167,8 @@ class Vz7Instance implements InstanceHandle {
       await this.remember({ ...st, applied: want });
       return;
     }
+    const imported = importedCt(this.record);
+    if (imported) return this.adopt(imported, want);
     await this.serial(async () => {
       const rev = new Reverter();
       await rev.run(async () => {
@@ -176,6 +189,29 @@ class Vz7Instance implements InstanceHandle {
         await this.remember({ ctid, uuid: made?.uuid ?? null, applied: want });
       });
     });
+  }
+
+  /**
+   * Records an imported CT instead of making one: read again (it must still be the CT the import read, by UUID), its
+   * settings now in Hangar's terms become the record's applied ones, so the first config change sends only what differs.
+   * What the config differs in already (the CT changed since the import was checked) is given it now in one vzctl set;
+   * a translated CT needs none. Nothing is made, so nothing is destroyed when this fails.
+   */
+  private async adopt(imported: { ctid: string; uuid: string | null }, want: Vz7Settings): Promise<void> {
+    const where = `host ${this.node.env.host.name}`;
+    const found = await this.step('import', () => this.tools.describe(imported.ctid));
+    if (!found || found.ct.ctid !== imported.ctid) throw new AppError('NOT_FOUND', `Failed to import instance "${this.name}": CT ${imported.ctid} is no longer on ${where}`);
+    if (imported.uuid !== null && found.ct.uuid !== imported.uuid) {
+      throw new AppError('CONFLICT', `Failed to import instance "${this.name}": CT ${imported.ctid} on ${where} is not the CT the import read (UUID ${found.ct.uuid}, not ${imported.uuid}); import it again`);
+    }
+    const row = await this.step('import', () => this.tools.row(imported.ctid, IMPORT_FIELDS));
+    const now = translateCt(found, row);
+    const applied: Vz7Settings = { ...vz7Settings(now.config, this.name, now.addresses[0] ?? this.record.nic.ipv4), addresses: now.addresses };
+    const st: Vz7CtState = { ctid: imported.ctid, uuid: found.ct.uuid, applied };
+    this.checkFixed(st, this.record.config, want, 'import');
+    const args = renderSetArgs(st.ctid, want, applied);
+    if (args) await this.step('import', () => this.tools.vzctl(args));
+    await this.remember({ ...st, applied: want });
   }
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {
@@ -249,6 +285,13 @@ class Vz7Instance implements InstanceHandle {
     this.node.vanished.delete(this.name);
   }
 
+  /** Drops the record of the CT and leaves the CT on the node: an import that failed after adopt() must not destroy the user's CT. */
+  async forget(): Promise<void> {
+    await this.node.env.host.fs.rm(this.stateFile, { force: true });
+    this.node.cts.delete(this.name);
+    this.node.vanished.delete(this.name);
+  }
+
   /** One `vzctl set CTID <what changed> --save`: VZ7 gives a running CT new RAM, swap, guarantee, CPUs, weight, cap, process limit, disk size, addresses and name service at once. */
   async applyConfig(next: InstanceConfig, prev: InstanceConfig): Promise<ConfigApplyResult> {
     const changed = [...new Set([...Object.keys(next), ...Object.keys(prev)])].filter((k) => next[k] !== prev[k]).sort();
@@ -298,7 +341,8 @@ class Vz7Instance implements InstanceHandle {
     if (!ct) return { ct: `${st.ctid} (not found on host ${this.node.env.host.name})` };
     return {
       ct: `${ct.ctid} (uuid ${ct.uuid}, name ${ct.name})`,
-      'os template': this.record.image,
+      // An adopted CT was not made from an image of Hangar's: its template is what the import read.
+      'os template': this.record.image || this.record.config['openvz.ostemplate'] || 'unknown',
       state: `${ct.rawState} (prlctl)`,
       ...(ct.home ? { private: ct.home } : {}),
       ...(ct.hostname ? { hostname: ct.hostname } : {}),
@@ -341,7 +385,28 @@ export function vz7OnHost(env: DriverEnv, tools: Vz7Tools, found: { probe: Drive
     validate: (config) => validateVz7(config, env),
     idmap: () => 'none',
     load: (record) => new Vz7Instance(record, node),
+    inspectForeign: (ref) => inspectCt(node, ref),
   };
+}
+
+/** A CT already on the node by CTID, name or UUID, in Hangar's terms (what `hangar import openvz7` adopts); NOT_FOUND naming the node when it has none. */
+async function inspectCt(node: Vz7Node, ref: string): Promise<ForeignInstance> {
+  const where = `host ${node.env.host.name}`;
+  if (!node.probe.available) throw new AppError('UNSUPPORTED', `Failed to read CT "${ref}": the openvz7 driver is not available on ${where} (${node.probe.reason})`);
+  // prlctl would take a reference that starts with "-" for an option.
+  if (ref === '' || ref.startsWith('-') || /[\x00-\x1f\x7f]/.test(ref)) {
+    throw new AppError('INVALID_ARGUMENT', `Invalid CT ${JSON.stringify(ref)}: a CTID, CT name or UUID, not starting with "-"`);
+  }
+  let found: Awaited<ReturnType<Vz7Tools['describe']>>;
+  let row: Awaited<ReturnType<Vz7Tools['row']>> = null;
+  try {
+    found = await node.tools.describe(ref);
+    if (found) row = await node.tools.row(found.ct.ctid, IMPORT_FIELDS);
+  } catch (err) {
+    throw new AppError(isAppError(err) ? err.code : 'BACKEND_FAILED', `Failed to read CT "${ref}" on ${where}`, { cause: err });
+  }
+  if (!found) throw new AppError('NOT_FOUND', `CT "${ref}" not found on ${where}: no CT there has that CTID, name or UUID (prlctl list -i -j ${ref})`);
+  return translateCt(found, row);
 }
 
 /** Probes a node: prlctl first (it is what only an OpenVZ 7 / Virtuozzo node has: Hangar itself installs a vzctl elsewhere), then vzctl and the templates together. */

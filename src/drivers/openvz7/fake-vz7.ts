@@ -25,6 +25,11 @@ export interface FakeCt {
   ips: string[];
   nameservers: string[];
   searchdomains: string[];
+  /** prlctl's Autostart: whether the node starts it at its own boot. */
+  autostart: boolean;
+  description: string;
+  /** Further elements of its prlctl Hardware (a veth NIC, a second disk) that the driver does not manage. */
+  extraHardware: Record<string, Record<string, unknown>>;
   /** What it holds while it runs: RAM pages, processes, disk KiB used. */
   physpagesHeld: number;
   numprocHeld: number;
@@ -98,7 +103,7 @@ export class FakeVz7 {
     const full: FakeCt = {
       uuid: `5f0c3a52-1b7e-4c0d-9a44-${String(this.nextUuid++).padStart(12, '0')}`, name: ct.ctid, state: 'stopped', ostemplate: 'centos-7-x86_64', hostname: '',
       ramBytes: 512 * MIB, swapBytes: 0, guarantee: 'auto', cpus: 0, cpuunits: 1000, cpulimit: 0, numproc: null, diskKiB: 10 * 1024 * 1024, diskInodes: 655360,
-      ips: [], nameservers: [], searchdomains: [], physpagesHeld: 0, numprocHeld: 0, diskUsedKiB: 0, ...ct,
+      ips: [], nameservers: [], searchdomains: [], autostart: false, description: '', extraHardware: {}, physpagesHeld: 0, numprocHeld: 0, diskUsedKiB: 0, ...ct,
     };
     this.cts.set(full.ctid, full);
     this.syncProc();
@@ -108,8 +113,8 @@ export class FakeVz7 {
   /** prlctl list -i -j's element for a CT, with the keys and value forms of a VZ7 node's. */
   infoElement(ct: FakeCt): Record<string, unknown> {
     return {
-      ID: ct.uuid, EnvID: ct.ctid, Name: ct.name, Description: '', Type: 'CT', State: ct.state, OS: ct.ostemplate.split('-').slice(0, 2).join(''),
-      Template: 'no', Uptime: ct.state === 'running' ? '3600' : '0', Home: `/vz/private/${ct.ctid}`, Owner: 'root', Autostart: 'off', Autostop: 'suspend', Autocompact: 'on',
+      ID: ct.uuid, EnvID: ct.ctid, Name: ct.name, Description: ct.description, Type: 'CT', State: ct.state, OS: ct.ostemplate.split('-').slice(0, 2).join(''),
+      Template: 'no', Uptime: ct.state === 'running' ? '3600' : '0', Home: `/vz/private/${ct.ctid}`, Owner: 'root', Autostart: ct.autostart ? 'on' : 'off', Autostop: 'suspend', Autocompact: 'on',
       Hardware: {
         cpu: { sockets: 1, cpus: ct.cpus, cores: 1, 'VT-x': true, hotplug: true, accl: 'high', mode: '64', cpuunits: ct.cpuunits, ...(ct.cpulimit ? { cpulimit: `${ct.cpulimit}%` } : {}), ioprio: 4 },
         memory: { size: `${Math.round(ct.ramBytes / MIB)}Mb`, hotplug: true },
@@ -117,6 +122,7 @@ export class FakeVz7 {
         memory_guarantee: ct.guarantee === 'auto' ? { auto: true } : { auto: false, value: `${ct.guarantee}%` },
         hdd0: { enabled: true, port: 'scsi:0', image: `/vz/private/${ct.ctid}/root.hdd`, type: 'expanded', size: `${Math.round(ct.diskKiB / 1024)}Mb`, mnt: '/', subtype: 'virtio-scsi' },
         venet0: { enabled: true, type: 'routed', ips: ct.ips.map((a) => `${a} `).join('') },
+        ...ct.extraHardware,
       },
       Features: '', 'Disabled Windows logo': 'on', 'Nested virtualization': 'off', 'Offline management': { enabled: false },
       Hostname: ct.hostname, 'DNS Servers': ct.nameservers.join(' '), 'Search Domains': ct.searchdomains.join(' '),
@@ -132,8 +138,10 @@ export class FakeVz7 {
   private vzlistRow(ct: FakeCt, fields: string[]): Record<string, unknown> {
     const running = ct.state === 'running';
     const all: Record<string, unknown> = {
-      ctid: ct.ctid, status: ct.state === 'paused' ? 'running' : ct.state, hostname: ct.hostname || null, ip: ct.ips, name: ct.name,
+      ctid: ct.ctid, status: ct.state === 'paused' ? 'running' : ct.state, hostname: ct.hostname || null, ip: ct.ips, name: ct.name, ostemplate: ct.ostemplate,
       physpages: this.ubc(ct, ct.physpagesHeld, ct.ramBytes / PAGE),
+      swappages: this.ubc(ct, 0, ct.swapBytes / PAGE),
+      diskinodes: { usage: 24_576, softlimit: ct.diskInodes, hardlimit: ct.diskInodes },
       numproc: this.ubc(ct, ct.numprocHeld, ct.numproc ?? LONG_MAX),
       diskspace: { usage: ct.diskUsedKiB, softlimit: ct.diskKiB, hardlimit: ct.diskKiB },
       laverage: running ? [0.12, 0.08, 0.01] : null,
@@ -175,7 +183,9 @@ export class FakeVz7 {
     if (cmd === 'prlctl') {
       if (sub === '--version') return { stdout: 'prlctl version 7.0.301\n' };
       if (sub === 'list' && rest[0] === '-i' && rest[1] === '-j') {
-        const ct = this.cts.get(rest[2]!);
+        // prlctl takes a CTID, a name or a UUID.
+        const ref = rest[2]!;
+        const ct = this.cts.get(ref) ?? [...this.cts.values()].find((c) => c.name === ref || c.uuid === ref);
         if (!ct) return { code: 1, stderr: 'Failed to get VM config: The virtual machine could not be found.\n' };
         return { stdout: `${JSON.stringify([this.infoElement(ct)], null, 4)}\n` };
       }

@@ -1,8 +1,8 @@
-// The tools of one OpenVZ 7 / Virtuozzo 7 node, through Host.exec argv only: prlctl (CT info), vzlist (CTIDs, usage), vzpkg (OS templates) and vzctl (create, set, start, stop, destroy, exec2, console).
+// The tools of one OpenVZ 7 / Virtuozzo 7 node, through Host.exec argv only: prlctl (CT info), vzlist (CTIDs, usage, an import's limits), vzpkg (OS templates) and vzctl (create, set, start, stop, destroy, exec2, console).
 import { AppError, causeChain, isAppError } from '../../shared/errors.js';
 import type { Beancounter } from '../../shared/schemas.js';
 import type { ExecResult, Host, HostProcess } from '../../host/host.js';
-import { parsePrlctlInfo, parseToolVersion, parseUserBeancounters, parseVzlistCtids, parseVzlistJson, parseVzpkgList, type Vz7Ct, type VzlistRow } from './parse.js';
+import { parsePrlctlElements, parseToolVersion, parseUserBeancounters, parseVzlistCtids, parseVzlistJson, parseVzpkgList, type Vz7Ct, type Vz7CtElement, type VzlistRow } from './parse.js';
 
 /** prlctl (on PATH of a VZ7 node): what only an OpenVZ 7 / Virtuozzo node has. */
 export const PRLCTL = 'prlctl';
@@ -83,15 +83,27 @@ export class Vz7Tools {
     return res && res.code === 0 ? parseVzpkgList(res.stdout) : null;
   }
 
-  /** One CT as `prlctl list -i -j CTID` describes it, or null when the node has no such CT. */
-  async info(ctid: string): Promise<Vz7Ct | null> {
-    const what = `prlctl list -i -j ${ctid}`;
-    const res = await this.run([PRLCTL, 'list', '-i', '-j', ctid], what, { allowFailure: true });
+  /** The CTs `prlctl list -i -j REF` prints (none when prlctl knows no such CT). */
+  private async listInfo(ref: string): Promise<Vz7CtElement[]> {
+    const what = `prlctl list -i -j ${ref}`;
+    const res = await this.run([PRLCTL, 'list', '-i', '-j', ref], what, { allowFailure: true });
     if (res.code !== 0) {
-      if (NO_SUCH_CT.test(res.stderr) || NO_SUCH_CT.test(res.stdout)) return null;
+      if (NO_SUCH_CT.test(res.stderr) || NO_SUCH_CT.test(res.stdout)) return [];
       throw this.fail(what, res);
     }
-    return parsePrlctlInfo(res.stdout).find((c) => c.ctid === ctid) ?? null;
+    return parsePrlctlElements(res.stdout);
+  }
+
+  /** One CT as `prlctl list -i -j CTID` describes it, or null when the node has no such CT. */
+  async info(ctid: string): Promise<Vz7Ct | null> {
+    return (await this.listInfo(ctid)).find((e) => e.ct.ctid === ctid)?.ct ?? null;
+  }
+
+  /** The CT a CTID, else a name or UUID, names (`prlctl list -i -j REF`, which takes any of them), with its element; null when the node has none. */
+  async describe(ref: string): Promise<Vz7CtElement | null> {
+    const all = await this.listInfo(ref);
+    const uuid = ref.replace(/^\{(.*)\}$/, '$1');
+    return all.find((e) => e.ct.ctid === ref) ?? all.find((e) => e.ct.name === ref || e.ct.uuid.replace(/^\{(.*)\}$/, '$1') === uuid) ?? null;
   }
 
   /** The CTIDs of every CT on the node (`vzlist -a -j -o ctid`). */
@@ -101,7 +113,12 @@ export class Vz7Tools {
 
   /** One CT's usage row (`vzlist -a -j -o FIELDS CTID`), or null when vzlist lists none. */
   async usage(ctid: string): Promise<VzlistRow | null> {
-    const res = await this.run([VZLIST, '-a', '-j', '-o', USAGE_FIELDS.join(','), ctid], `vzlist of CT ${ctid}`, { allowFailure: true });
+    return this.row(ctid, USAGE_FIELDS);
+  }
+
+  /** One CT's row of these fields (`vzlist -a -j -o FIELDS CTID`), or null when vzlist lists none. */
+  async row(ctid: string, fields: readonly string[]): Promise<VzlistRow | null> {
+    const res = await this.run([VZLIST, '-a', '-j', '-o', fields.join(','), ctid], `vzlist of CT ${ctid}`, { allowFailure: true });
     if (res.code !== 0) return null;
     return parseVzlistJson(res.stdout).find((r) => String(r.ctid) === ctid) ?? null;
   }
