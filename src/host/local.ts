@@ -7,6 +7,7 @@ import type { Duplex } from 'node:stream';
 import { PassThrough } from 'node:stream';
 import { createRequire } from 'node:module';
 import { AppError } from '../shared/errors.js';
+import { fastExec, fastExecAddon, fastSpawn } from './fast-exec.js';
 import type { ExecOptions, ExecResult, Host, HostFs, HostProcess, HostStat, SpawnOptions } from './host.js';
 
 const MAX_OUTPUT = 64 * 1024 * 1024;
@@ -79,18 +80,38 @@ export function baseEnvFrom(from: Readonly<Record<string, string | undefined>>):
   return env;
 }
 
+/** An exec's result from how its command ended; a non-zero exit is HOST_FAILED unless allowFailure. */
+function execResult(argv: readonly string[], opts: ExecOptions, code: number, signal: NodeJS.Signals | null, stdout: Buffer, stderr: Buffer): ExecResult {
+  const res: ExecResult = { code, signal, stdout: stdout.toString('utf8'), stderr: stderr.toString('utf8') };
+  if (res.code !== 0 && !opts.allowFailure) {
+    const detail = res.stderr.trim() || res.stdout.trim() || (signal ? `killed by ${signal}` : `exit code ${res.code}`);
+    throw new AppError('HOST_FAILED', `Command failed: ${argvForDisplay(argv)}`, { cause: new Error(detail), details: { code: res.code } });
+  }
+  return res;
+}
+
 /** The local machine. */
 export class LocalHost implements Host {
   readonly name = 'local';
   readonly fs: HostFs = new LocalFs();
   private readonly env: Record<string, string>;
 
-  /** env: the base environment of every command (default: BASE_ENV plus the proxies of this process). */
-  constructor(opts: { env?: Record<string, string> } = {}) {
+  private readonly fast: boolean;
+
+  /** env: the base environment of every command (default: BASE_ENV plus the proxies of this process); fastExec: false runs every exec through child_process. */
+  constructor(opts: { env?: Record<string, string>; fastExec?: boolean } = {}) {
     this.env = opts.env ?? baseEnvFrom(process.env);
+    this.fast = opts.fastExec ?? true;
   }
 
   exec(argv: readonly string[], opts: ExecOptions = {}): Promise<ExecResult> {
+    const fast = this.fast && argv.length > 0 ? fastExecAddon() : null;
+    if (fast) {
+      return fastExec(fast, { argv, env: { ...this.env, ...opts.env }, cwd: opts.cwd, input: opts.input, timeoutMs: opts.timeoutMs, maxOutput: MAX_OUTPUT }).then(
+        (r) => execResult(argv, opts, r.code, r.signal, r.stdout, r.stderr),
+        (e: unknown) => { throw new AppError('HOST_FAILED', `Failed to run ${argvForDisplay(argv)}`, { cause: e }); },
+      );
+    }
     return new Promise((resolve, reject) => {
       const [cmd, ...args] = argv;
       if (!cmd) { reject(new AppError('INVALID_ARGUMENT', 'Empty command')); return; }
@@ -111,13 +132,11 @@ export class LocalHost implements Host {
       }
       child.on('error', (e) => reject(new AppError('HOST_FAILED', `Failed to run ${argvForDisplay(argv)}`, { cause: e })));
       child.on('close', (code, signal) => {
-        const res: ExecResult = { code: code ?? -1, signal: signal ?? null, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') };
-        if (res.code !== 0 && !opts.allowFailure) {
-          const detail = res.stderr.trim() || res.stdout.trim() || (signal ? `killed by ${signal}` : `exit code ${res.code}`);
-          reject(new AppError('HOST_FAILED', `Command failed: ${argvForDisplay(argv)}`, { cause: new Error(detail), details: { code: res.code } }));
-          return;
+        try {
+          resolve(execResult(argv, opts, code ?? -1, signal ?? null, Buffer.concat(out), Buffer.concat(err)));
+        } catch (e) {
+          reject(e);
         }
-        resolve(res);
       });
     });
   }
@@ -138,6 +157,9 @@ export class LocalHost implements Host {
       });
       return { pid: Promise.resolve(child.pid ?? -1), stdin: null, stdout: null, stderr: null, wait: () => exited, kill: (s) => { child.kill(s); } };
     }
+    const fast = this.fast ? fastExecAddon() : null;
+    const quick = fast ? fastSpawn(fast, argv, env, opts.cwd) : null;
+    if (quick) return quick;
     const child = cpSpawn(cmd, args, { cwd: opts.cwd, env, stdio: ['pipe', 'pipe', 'pipe'] });
     const exited = new Promise<{ code: number | null; signal: string | null }>((res) => {
       child.on('close', (code, signal) => res({ code, signal }));
