@@ -162,7 +162,10 @@ export async function startSshd(): Promise<TestSshd> {
   };
   const dropConnections = async () => {
     if (sshdPid <= 0) return;
+    // Paused meanwhile, as in halt(): no session is accepted between the walk and the kills.
+    killQuietly(sshdPid, 'SIGSTOP');
     for (const p of descendants(sshdPid)) killQuietly(p, 'SIGKILL');
+    killQuietly(sshdPid, 'SIGCONT');
     await new Promise((r) => setTimeout(r, 100));
   };
   const halt = async () => {
@@ -170,9 +173,11 @@ export async function startSshd(): Promise<TestSshd> {
     if (!c || exitedWith !== null) return;
     const gone = new Promise((r) => c.once('exit', r));
     if (sshdPid > 0) {
-      const kids = descendants(sshdPid);
-      killQuietly(sshdPid, 'SIGTERM');
-      for (const p of kids) killQuietly(p, 'SIGKILL');
+      // Stopped first, so that it forks no session between the walk of its children and its end: a connection
+      // accepted in that gap would outlive the halt (with the old host key, say) and the daemon would never see it drop.
+      killQuietly(sshdPid, 'SIGSTOP');
+      for (const p of descendants(sshdPid)) killQuietly(p, 'SIGKILL');
+      killQuietly(sshdPid, 'SIGKILL');
     }
     // The watchdog's stdin at its end: it exits without killing anything once sshd is gone.
     c.stdin!.end();
