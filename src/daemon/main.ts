@@ -91,7 +91,8 @@ async function main(settings: Settings): Promise<void> {
   log(`network: bridge ${settings.bridge} ${settings.subnet}`);
   await network.ensure();
   const locks = new LockManager();
-  const ops = new OperationManager(events);
+  const ops = new OperationManager(events, db);
+  for (const op of ops.recoverInterrupted()) log(`operation ${op.id} (${op.description}) was interrupted by the previous daemon's end`);
   const images = new ImageService({ host, db, events, pool, mirror: settings.mirror, cacheDir: settings.cacheDir });
   const local: HostContext = {
     name: LOCAL_HOST, local: true, host, facts, drivers, pool, network, networkProblem: null,

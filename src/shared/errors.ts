@@ -22,6 +22,7 @@ export const ErrorCodes = [
   'HOST_FAILED',
   'HOST_UNREACHABLE',
   'INTERNAL',
+  'INTERRUPTED',
 ] as const;
 
 /** One of the error codes. */

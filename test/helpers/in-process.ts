@@ -108,7 +108,7 @@ export async function inProcessDaemon(opts: InProcessOptions = {}): Promise<InPr
     await pool.ensure();
     const network = new FakeNetwork({ ...(opts.subnet ? { subnet: opts.subnet } : {}), ifPrefix: prefix });
     const locks = new LockManager();
-    const ops = new OperationManager(events);
+    const ops = new OperationManager(events, db);
     const images = new ImageService({ host, db, events, pool, mirror: 'http://deb.debian.org/debian', cacheDir: join(dir, 'cache') });
     for (const alias of opts.images ?? ['busybox']) await seedImage(host, pool, db, alias);
     const local: HostContext = {

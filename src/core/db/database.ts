@@ -1,7 +1,7 @@
 // The SQLite state database: schema migrations and typed row access for instances, snapshots, images and remote hosts.
 import Database from 'better-sqlite3';
 import type { InstanceConfig } from '../../shared/config.js';
-import type { InstanceType } from '../../shared/schemas.js';
+import type { InstanceType, Operation } from '../../shared/schemas.js';
 import { AppError } from '../../shared/errors.js';
 
 /** Desired state recorded for an instance (what it should be doing). */
@@ -57,6 +57,15 @@ export interface ImageRow {
   createdAt: string;
   source: string;
   props: Record<string, string>;
+}
+
+/** A journaled intent: a multi-step change recorded before its first side effect, removed when it is done or undone. */
+export interface IntentRow {
+  id: number;
+  kind: string;
+  instance: string;
+  data: Record<string, unknown>;
+  createdAt: string;
 }
 
 /** A snapshot row. */
@@ -133,6 +142,21 @@ const MIGRATIONS: string[] = [
    ALTER TABLE instances ADD COLUMN origin TEXT;`,
   // A host's own bridge instances attach to (null: the managed network, replicated there).
   `ALTER TABLE hosts ADD COLUMN bridge TEXT;`,
+  // Operations as records (the wire object as JSON): one that was running when hangard died is answered as interrupted.
+  `CREATE TABLE operations (
+     id TEXT PRIMARY KEY,
+     status TEXT NOT NULL,
+     updated_at TEXT NOT NULL,
+     record TEXT NOT NULL
+   );
+   CREATE INDEX operations_status ON operations (status);
+   CREATE TABLE intents (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     kind TEXT NOT NULL,
+     instance TEXT NOT NULL,
+     data TEXT NOT NULL,
+     created_at TEXT NOT NULL
+   );`,
 ];
 
 interface RawInstance {
@@ -181,6 +205,46 @@ export class StateDb {
 
   /** Closes the database. */
   close(): void { this.db.close(); }
+
+  /** Journals an intent; answers its id. */
+  addIntent(kind: string, instance: string, data: Record<string, unknown>): number {
+    return this.write(() => Number(this.db.prepare('INSERT INTO intents (kind, instance, data, created_at) VALUES (?, ?, ?, ?)').run(kind, instance, JSON.stringify(data), new Date().toISOString()).lastInsertRowid));
+  }
+
+  /** Removes an intent that was carried out or undone. */
+  removeIntent(id: number): void {
+    this.write(() => this.db.prepare('DELETE FROM intents WHERE id = ?').run(id));
+  }
+
+  /** The intents still journaled (those of a daemon that ended in their middle), oldest first. */
+  listIntents(): IntentRow[] {
+    return (this.db.prepare('SELECT * FROM intents ORDER BY id').all() as { id: number; kind: string; instance: string; data: string; created_at: string }[])
+      .map((r) => ({ id: r.id, kind: r.kind, instance: r.instance, data: JSON.parse(r.data) as Record<string, unknown>, createdAt: r.created_at }));
+  }
+
+  /** Records an operation (inserted, or replaced by its newer state). */
+  saveOperation(op: Operation): void {
+    this.write(() => this.db.prepare('INSERT OR REPLACE INTO operations (id, status, updated_at, record) VALUES (?, ?, ?, ?)').run(op.id, op.status, op.updatedAt, JSON.stringify(op)));
+  }
+
+  /** One recorded operation or undefined. */
+  getOperation(id: string): Operation | undefined {
+    const r = this.db.prepare('SELECT record FROM operations WHERE id = ?').get(id) as { record: string } | undefined;
+    return r ? JSON.parse(r.record) as Operation : undefined;
+  }
+
+  /** The recorded operations, oldest first; only those with this status when given. */
+  listOperations(status?: Operation['status']): Operation[] {
+    const rows = (status === undefined
+      ? this.db.prepare('SELECT record FROM operations').all()
+      : this.db.prepare('SELECT record FROM operations WHERE status = ?').all(status)) as { record: string }[];
+    return rows.map((r) => JSON.parse(r.record) as Operation).sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+  }
+
+  /** Forgets finished operations last changed before `before` (an ISO time); answers how many. */
+  pruneOperations(before: string): number {
+    return this.write(() => this.db.prepare("DELETE FROM operations WHERE status != 'running' AND updated_at < ?").run(before).changes);
+  }
 
   /** All instances, by name. */
   listInstances(): InstanceRow[] {

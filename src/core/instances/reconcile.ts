@@ -4,6 +4,7 @@ import type { ExpectedState } from '../db/database.js';
 import type { HostContext } from '../hosts/context.js';
 import { instanceDir, lockKey, ownsVolume, type InstanceServiceDeps } from './context.js';
 import { handleIn, handleOf, syncLeases } from './placement.js';
+import { intentsByInstance, recoverInstance } from './recover.js';
 
 /** What an observed state means for the recorded one: a faulted instance still runs as far as its resources go. */
 export function expectedFrom(st: ObservedState): ExpectedState {
@@ -17,7 +18,7 @@ export async function reconcile(d: InstanceServiceDeps, h: HostContext): Promise
       const handle = handleIn(d, h, row);
       // An imported domain has no root volume of Hangar's: its disks are where they were.
       const rootExists = !ownsVolume(row) || await h.pool.instanceExists(row.name);
-      const st = await handle.state();
+      let st = await handle.state();
       // Something that still runs is adopted even without its root volume; a stopped instance without one is gone.
       if (!rootExists && expectedFrom(st) === 'stopped') {
         d.events.emit({ type: 'instance-drift', instance: row.name, message: `Instance "${row.name}" was deleted while hangard was down`, data: { expected: row.expectedState, actual: 'deleted' } });
@@ -26,6 +27,9 @@ export async function reconcile(d: InstanceServiceDeps, h: HostContext): Promise
         d.db.deleteInstance(row.name);
         return;
       }
+      // What an interrupted change left (a snapshot's freeze, volumes out of step with rows) is repaired first.
+      // Read under the lock: an intent of this daemon's own change of the instance is gone by now.
+      if (rootExists) st = await recoverInstance(d, h, row, handle, st, intentsByInstance(d).get(row.name) ?? []);
       // A faulted instance's fault is reported by its own instance-error event.
       const actual = expectedFrom(st);
       const where = h.local ? 'hangard was down' : `hangard was down or host "${h.name}" was unreachable`;
@@ -37,6 +41,9 @@ export async function reconcile(d: InstanceServiceDeps, h: HostContext): Promise
       d.db.updateInstance(row.name, { expectedState: actual, initPid: st.pid, initStartTime: st.startTime });
     });
   }
+  // Intents of instances that are gone (deleted, or forgotten above) have nothing left to repair.
+  const known = new Set(d.db.listInstances().map((r) => r.name));
+  for (const [name, list] of intentsByInstance(d)) if (!known.has(name)) for (const i of list) d.db.removeIntent(i.id);
   await syncLeases(d, h);
 }
 

@@ -5,6 +5,10 @@ import { assertLegal } from './actions.js';
 import { DEFAULT_STOP_TIMEOUT_S, hostOf, ownsVolume, rowOf, wrap, type InstanceServiceDeps, type LockedLifecycle } from './context.js';
 import { handleIn } from './placement.js';
 
+/** The journal kinds of pool snapshots (recover.ts finishes or undoes them after a crash). */
+export const SNAPSHOT_CREATE = 'snapshot-create';
+export const SNAPSHOT_DELETE = 'snapshot-delete';
+
 /** Snapshots of an instance. */
 export function listSnapshots(d: InstanceServiceDeps, name: string): Snapshot[] {
   rowOf(d, name);
@@ -29,17 +33,23 @@ export async function createSnapshot(d: InstanceServiceDeps, name: string, snap:
   if (stateful) throw new AppError('UNSUPPORTED', `Instance "${name}" (${row.driver}) has no stateful snapshots`);
   if (h.drivers.get(row.driver).driver.storage === 'backend') throw new AppError('UNSUPPORTED', `Instance "${name}" has no snapshots in Hangar: its ${row.driver} backend keeps its disk on its host itself`);
   if (!ownsVolume(row)) throw new AppError('UNSUPPORTED', `Instance "${name}" was imported with its disks where they are: Hangar has no volume of it to snapshot`);
-  // A consistent copy of a running tree: its processes are paused while the pool snapshots it.
+  // A consistent copy of a running tree: its processes are paused while the pool snapshots it. Journaled first: a
+  // daemon that ends in the middle leaves the intent, and the next one unfreezes the instance and drops the volume.
   const freeze = st.state === 'running';
-  if (freeze) await handle.freeze();
+  const intent = d.db.addIntent(SNAPSHOT_CREATE, name, { snapshot: snap, froze: freeze });
   try {
-    await h.pool.createSnapshot(name, snap);
-  } catch (err) {
-    throw wrap(err, `Failed to snapshot instance "${name}"`);
+    if (freeze) await handle.freeze();
+    try {
+      await h.pool.createSnapshot(name, snap);
+    } catch (err) {
+      throw wrap(err, `Failed to snapshot instance "${name}"`);
+    } finally {
+      if (freeze) await handle.unfreeze();
+    }
+    d.db.insertSnapshot({ instance: name, name: snap, createdAt: new Date().toISOString(), stateful: false });
   } finally {
-    if (freeze) await handle.unfreeze();
+    d.db.removeIntent(intent);
   }
-  d.db.insertSnapshot({ instance: name, name: snap, createdAt: new Date().toISOString(), stateful: false });
   d.events.emit({ type: 'instance-snapshot-created', instance: name, data: { snapshot: snap } });
 }
 
@@ -65,6 +75,10 @@ export async function restoreSnapshot(d: InstanceServiceDeps, name: string, snap
     if (!snapRow.stateful && wasRunning) await lifecycle.start(name);
     return;
   }
+  // Checked before the instance is stopped: a row whose volume is gone must not cost a running instance its uptime.
+  if (!(await h.pool.snapshotNames(name)).includes(snap)) {
+    throw new AppError('NOT_FOUND', `Snapshot "${snap}" of instance "${name}" has no volume in the storage pool (it is dropped from the list at the daemon's next start)`);
+  }
   if (wasRunning) await lifecycle.stop(name, { timeout: DEFAULT_STOP_TIMEOUT_S });
   try {
     await h.pool.restoreSnapshot(name, snap);
@@ -82,8 +96,18 @@ export async function deleteSnapshot(d: InstanceServiceDeps, name: string, snap:
   const h = hostOf(d, row);
   const handle = handleIn(d, h, row);
   assertLegal('snapshot-delete', await handle.state(), name);
-  if (handle.snapshots) await handle.snapshots.delete(snap);
-  else await h.pool.deleteSnapshot(name, snap);
+  if (handle.snapshots) {
+    await handle.snapshots.delete(snap);
+  } else {
+    // Journaled: a daemon that ends between the volume's deletion and the row's leaves the intent, and the next one drops the row.
+    const intent = d.db.addIntent(SNAPSHOT_DELETE, name, { snapshot: snap });
+    try {
+      // A row whose volume is gone already is only forgotten.
+      if ((await h.pool.snapshotNames(name)).includes(snap)) await h.pool.deleteSnapshot(name, snap);
+    } finally {
+      d.db.removeIntent(intent);
+    }
+  }
   d.db.deleteSnapshot(name, snap);
   d.events.emit({ type: 'instance-snapshot-deleted', instance: name, data: { snapshot: snap } });
 }

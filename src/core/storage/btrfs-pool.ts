@@ -279,6 +279,13 @@ export class BtrfsPool implements StoragePool {
     await this.deleteSubvolumes([old], `instance "${name}"`).catch(() => undefined);
   }
 
+  /** The names of an instance volume's snapshots in the pool ([] when it has none). */
+  async snapshotNames(name: string): Promise<string[]> {
+    const dir = this.snapshotDir(name);
+    // Names starting with a dot are an interrupted operation's temporaries, never snapshots.
+    return (await this.host.fs.stat(dir)) ? (await this.host.fs.readdir(dir)).filter((n) => !n.startsWith('.')).sort() : [];
+  }
+
   /** Deletes one snapshot of an instance. */
   async deleteSnapshot(name: string, snap: string): Promise<void> {
     const target = this.snapshotPath(name, snap);

@@ -138,6 +138,13 @@ export class DirectoryPool implements StoragePool {
     await this.host.fs.rm(old, { recursive: true, force: true }).catch(() => undefined);
   }
 
+  /** The names of an instance volume's snapshots in the pool ([] when it has none). */
+  async snapshotNames(name: string): Promise<string[]> {
+    const dir = this.snapshotDir(name);
+    // Names starting with a dot are an interrupted operation's temporaries, never snapshots.
+    return (await this.host.fs.stat(dir)) ? (await this.host.fs.readdir(dir)).filter((n) => !n.startsWith('.')).sort() : [];
+  }
+
   /** Deletes one snapshot of an instance. */
   async deleteSnapshot(name: string, snap: string): Promise<void> {
     const target = this.snapshotPath(name, snap);

@@ -53,6 +53,8 @@ export interface StoragePool {
   restoreSnapshot(name: string, snap: string): Promise<void>;
   /** Deletes one snapshot of an instance volume. */
   deleteSnapshot(name: string, snap: string): Promise<void>;
+  /** The names of an instance volume's snapshots, as they are in the pool (one read of a directory; [] when it has none). */
+  snapshotNames(name: string): Promise<string[]>;
   /** Copies an instance volume to a new, independent one; returns its path. */
   copyInstance(src: string, dst: string, sizeBytes?: number): Promise<string>;
   /** True when the instance has a volume. */

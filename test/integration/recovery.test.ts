@@ -1,0 +1,90 @@
+// Start-up repair of interrupted changes (in-process daemon, fake driver, directory pool): a snapshot's freeze undone and its volume removed, an interrupted delete finished, rows and volumes brought into step, each reported as drift; restore and delete of a snapshot whose volume is gone.
+import { existsSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { HangarEvent } from '../../src/shared/schemas.js';
+import { isAppError } from '../../src/shared/errors.js';
+import { inProcessDaemon, type InProcessDaemon } from '../helpers/in-process.js';
+
+const caught = async (p: Promise<unknown>): Promise<unknown> => p.then(() => undefined, (e: unknown) => e);
+
+describe('reconciliation repairs what an interrupted change left', () => {
+  let d: InProcessDaemon;
+  const name = `rec-${process.pid}`;
+  const drift: HangarEvent[] = [];
+
+  beforeAll(async () => {
+    d = await inProcessDaemon();
+    d.events.subscribe((e) => { if (e.type === 'instance-drift') drift.push(e); });
+    await d.instances.create(d.instances.validateCreate({ name, image: 'busybox' }));
+    await d.instances.start(name);
+  });
+  afterAll(async () => { await d?.cleanup(); });
+
+  it('journals a snapshot while it is taken and removes the intent once it is done', async () => {
+    await d.instances.createSnapshot(name, 'good');
+    expect(d.db.listIntents()).toEqual([]);
+    expect(d.instances.listSnapshots(name).map((s) => s.name)).toEqual(['good']);
+    expect((await d.instances.get(name)).state).toBe('running');
+  });
+
+  it('a snapshot cut off while the instance was frozen for it: thawed, its unacknowledged volume removed, the intent gone', async () => {
+    // What a daemon killed between the pool snapshot and the row leaves: the intent, the freeze, the volume.
+    d.db.addIntent('snapshot-create', name, { snapshot: 'cut', froze: true });
+    await d.instances.freeze(name);
+    d.db.updateInstance(name, { expectedState: 'running' });
+    await d.pool.createSnapshot(name, 'cut');
+    drift.length = 0;
+    await d.instances.reconcile();
+    expect((await d.instances.get(name)).state).toBe('running');
+    expect(d.db.getInstance(name)?.expectedState).toBe('running');
+    expect(existsSync(d.pool.snapshotPath(name, 'cut'))).toBe(false);
+    expect(d.instances.listSnapshots(name).map((s) => s.name)).toEqual(['good']);
+    expect(d.db.listIntents()).toEqual([]);
+    expect(drift.map((e) => e.data?.repair)).toEqual(['unfrozen', 'snapshot-removed']);
+    expect(drift[0]?.message).toBe(`Instance "${name}" was left frozen by snapshot "cut", which hangard's end interrupted: it is thawed`);
+    // The name is free again.
+    await d.instances.createSnapshot(name, 'cut');
+    expect(d.instances.listSnapshots(name).map((s) => s.name)).toEqual(['good', 'cut']);
+  });
+
+  it('a freeze the user asked for is kept', async () => {
+    d.db.addIntent('snapshot-create', name, { snapshot: 'other', froze: true });
+    await d.instances.freeze(name);
+    drift.length = 0;
+    await d.instances.reconcile();
+    expect((await d.instances.get(name)).state).toBe('frozen');
+    expect(drift).toEqual([]);
+    await d.instances.unfreeze(name);
+  });
+
+  it('an interrupted delete whose volume went is finished; rows without volumes are dropped, volumes without rows listed again', async () => {
+    await d.pool.deleteSnapshot(name, 'cut');
+    d.db.addIntent('snapshot-delete', name, { snapshot: 'cut' });
+    d.db.insertSnapshot({ instance: name, name: 'ghost', createdAt: new Date().toISOString(), stateful: false });
+    await d.pool.createSnapshot(name, 'orphan');
+    drift.length = 0;
+    await d.instances.reconcile();
+    expect(d.instances.listSnapshots(name).map((s) => s.name).sort()).toEqual(['good', 'orphan']);
+    expect(drift.map((e) => [e.data?.repair, e.data?.snapshot])).toEqual([['snapshot-forgotten', 'cut'], ['snapshot-forgotten', 'ghost'], ['snapshot-adopted', 'orphan']]);
+    // A second start changes nothing.
+    drift.length = 0;
+    await d.instances.reconcile();
+    expect(drift).toEqual([]);
+  });
+
+  it('restoring a snapshot whose volume is gone is refused before the running instance is stopped; deleting it forgets it', async () => {
+    d.db.insertSnapshot({ instance: name, name: 'lost', createdAt: new Date().toISOString(), stateful: false });
+    const pid = (await d.instances.get(name)).pid;
+    const err = await caught(d.instances.restoreSnapshot(name, 'lost'));
+    expect(isAppError(err, 'NOT_FOUND') && err.message).toBe(`Snapshot "lost" of instance "${name}" has no volume in the storage pool (it is dropped from the list at the daemon's next start)`);
+    expect(await d.instances.get(name)).toMatchObject({ state: 'running', pid });
+    await d.instances.deleteSnapshot(name, 'lost');
+    expect(d.instances.listSnapshots(name).map((s) => s.name)).not.toContain('lost');
+  });
+
+  it('drops the intents of an instance that is gone', async () => {
+    d.db.addIntent('snapshot-create', 'no-such-instance', { snapshot: 'x', froze: false });
+    await d.instances.reconcile();
+    expect(d.db.listIntents()).toEqual([]);
+  });
+});
