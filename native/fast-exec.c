@@ -1,4 +1,4 @@
-// fast-exec: a Node-API addon that runs a command to completion with posix_spawn (vfork semantics: no copy of the daemon's page tables) and reports its exit, output and errors through the daemon's own event loop.
+// fast-exec: a Node-API addon that runs commands with posix_spawn (vfork semantics: no copy of the daemon's page tables), reports their exit, output and errors through the daemon's own event loop, and watches other processes' end through pidfds.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -300,11 +300,99 @@ static napi_value start(napi_env env, napi_callback_info info, int streaming) {
 static napi_value run(napi_env env, napi_callback_info info) { return start(env, info, 0); }
 static napi_value spawn_(napi_env env, napi_callback_info info) { return start(env, info, 1); }
 
+// Watches of processes that are not our children (a container's init): a pidfd turns readable when the process ends.
+typedef struct exit_watch_s {
+  uv_poll_t poll;
+  napi_env env;
+  napi_ref cb;
+  int fd;
+  int id;
+  int open;
+  struct exit_watch_s *next;
+} exit_watch_t;
+
+static exit_watch_t *watches;
+static int next_watch_id = 1;
+
+static void on_watch_closed(uv_handle_t *h) {
+  exit_watch_t *w = (exit_watch_t *)h;
+  close(w->fd);
+  napi_delete_reference(w->env, w->cb);
+  free(w);
+}
+
+static void end_watch(exit_watch_t *w) {
+  for (exit_watch_t **p = &watches; *p; p = &(*p)->next) if (*p == w) { *p = w->next; break; }
+  w->open = 0;
+  uv_poll_stop(&w->poll);
+  uv_close((uv_handle_t *)&w->poll, on_watch_closed);
+}
+
+static void on_watch(uv_poll_t *p, int status, int events) {
+  exit_watch_t *w = (exit_watch_t *)p;
+  napi_env env = w->env;
+  napi_handle_scope scope;
+  napi_open_handle_scope(env, &scope);
+  napi_value cb, global, result, name;
+  napi_get_reference_value(env, w->cb, &cb);
+  napi_get_global(env, &global);
+  end_watch(w);
+  napi_async_context ctx;
+  napi_create_string_utf8(env, "fast-exec-watch", NAPI_AUTO_LENGTH, &name);
+  napi_async_init(env, NULL, name, &ctx);
+  napi_make_callback(env, ctx, global, cb, 0, NULL, &result);
+  napi_async_destroy(env, ctx);
+  napi_close_handle_scope(env, scope);
+}
+
+// watch(pid, cb()) -> id: cb once the process ends (at once when it is gone already); throws when it cannot be watched.
+static napi_value watch(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value a[2];
+  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
+  int32_t pid;
+  napi_get_value_int32(env, a[0], &pid);
+  int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+  if (fd < 0) return throw_errno(env, "pidfd_open", errno);
+  exit_watch_t *w = calloc(1, sizeof *w);
+  w->env = env;
+  w->fd = fd;
+  w->id = next_watch_id++;
+  w->open = 1;
+  napi_create_reference(env, a[1], 1, &w->cb);
+  uv_loop_t *loop;
+  napi_get_uv_event_loop(env, &loop);
+  uv_poll_init(loop, &w->poll, fd);
+  uv_poll_start(&w->poll, UV_READABLE, on_watch);
+  // Unref'd: a watch alone does not keep the daemon's event loop alive.
+  uv_unref((uv_handle_t *)&w->poll);
+  w->next = watches;
+  watches = w;
+  napi_value out;
+  napi_create_int32(env, w->id, &out);
+  return out;
+}
+
+// unwatch(id): the callback will not be called; no-op for a watch that fired or ended already.
+static napi_value unwatch(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value a[1];
+  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
+  int32_t id;
+  napi_get_value_int32(env, a[0], &id);
+  for (exit_watch_t *w = watches; w; w = w->next) if (w->id == id) { end_watch(w); break; }
+  return NULL;
+}
+
 NAPI_MODULE_INIT() {
   napi_value fn;
   napi_create_function(env, "run", NAPI_AUTO_LENGTH, run, NULL, &fn);
   napi_set_named_property(env, exports, "run", fn);
   napi_create_function(env, "spawn", NAPI_AUTO_LENGTH, spawn_, NULL, &fn);
   napi_set_named_property(env, exports, "spawn", fn);
+  napi_create_function(env, "watch", NAPI_AUTO_LENGTH, watch, NULL, &fn);
+  napi_set_named_property(env, exports, "watch", fn);
+  napi_create_function(env, "unwatch", NAPI_AUTO_LENGTH, unwatch, NULL, &fn);
+  napi_set_named_property(env, exports, "unwatch", fn);
   return exports;
 }

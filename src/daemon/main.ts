@@ -179,6 +179,7 @@ async function main(settings: Settings): Promise<void> {
 
   const shutdown = (sig: string) => {
     log(`${sig}: shutting down (instances keep running)`);
+    instances.close();
     hosts.close();
     void server.close();
     setTimeout(() => { db.close(); process.exit(0); }, 200).unref();

@@ -57,6 +57,8 @@ export interface Driver {
    * and copies no image to the host, and a launch's image names the backend's own template, which the driver checks.
    */
   readonly storage: 'tree' | 'image' | 'backend';
+  /** True when state().pid is a process of the host whose end is the instance's end (a container's init): the core then watches it. */
+  readonly pidIsInit?: boolean;
   /** Opens it on a host: probes, and keeps what it learns there (its facts). Never throws for "not installed". */
   open(env: DriverEnv): Promise<HostDriver>;
 }

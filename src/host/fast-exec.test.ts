@@ -2,6 +2,7 @@
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { spawn } from 'node:child_process';
 import { afterAll, describe, expect, it } from 'vitest';
 import { causeChain, isAppError } from '../shared/errors.js';
 import { fastExecAddon, resolveCommand } from './fast-exec.js';
@@ -34,6 +35,30 @@ describe('the fast-exec addon', () => {
     expect((await host.exec(['hangar-t'])).stdout).toBe('one\n');
     rmSync(join(bin1, 'hangar-t'));
     expect((await host.exec(['hangar-t'])).stdout).toBe('two\n');
+  });
+});
+
+describe('LocalHost.watchExit', () => {
+  const host = new LocalHost();
+  const sleeper = () => { const c = spawn('sleep', ['30'], { stdio: 'ignore' }); return c; };
+
+  it.skipIf(!fastExecAddon())('calls back once a process that is not its child ends, and not after a cancel (skipped only where the addon is not built)', async () => {
+    const a = sleeper();
+    const b = sleeper();
+    const ended: string[] = [];
+    const onA = new Promise<void>((res) => { expect(host.watchExit(a.pid!, () => { ended.push('a'); res(); })).toBeTypeOf('function'); });
+    const cancelB = host.watchExit(b.pid!, () => ended.push('b'))!;
+    cancelB();
+    b.kill('SIGKILL');
+    a.kill('SIGKILL');
+    await onA;
+    await new Promise((r) => setTimeout(r, 50));
+    expect(ended).toEqual(['a']);
+  });
+
+  it('answers undefined for a pid that is no process, and where the addon is not used', () => {
+    expect(host.watchExit(2 ** 22 + 12345, () => undefined)).toBeUndefined();
+    expect(new LocalHost({ fastExec: false }).watchExit(process.pid, () => undefined)).toBeUndefined();
   });
 });
 

@@ -13,6 +13,9 @@ interface FastExecAddon {
     cb: (code: number, signal: number, stdout: Buffer, stderr: Buffer) => void): number;
   /** Starts a command with three pipes, which are the caller's: [pid, stdin, stdout, stderr]; cb when it exits. */
   spawn(path: string, argv: string[], envp: string[], cwd: string | null, cb: (code: number, signal: number) => void): [number, number, number, number];
+  /** Calls cb once the process (any, not only a child) ends; answers the watch's id. Throws when there is no such process. */
+  watch(pid: number, cb: () => void): number;
+  unwatch(id: number): void;
 }
 
 /** How a command ended: as child_process reports it (code -1 with the signal's name when a signal ended it). */
@@ -180,4 +183,15 @@ export function fastSpawn(a: FastExecAddon, argv: readonly string[], env: Record
     wait: () => all,
     kill: (sig) => { if (!done) { try { process.kill(pid, sig ?? 'SIGTERM'); } catch { /* gone already */ } } },
   };
+}
+
+/** Calls onExit once process pid ends (at once when it is gone already), through a pidfd: no poll. Answers the cancel, or null when pid is no process. */
+export function watchExit(a: FastExecAddon, pid: number, onExit: () => void): (() => void) | null {
+  let id: number;
+  try {
+    id = a.watch(pid, onExit);
+  } catch {
+    return null;
+  }
+  return () => a.unwatch(id);
 }

@@ -96,5 +96,10 @@ export interface Host {
   connectUnix(path: string): Promise<Duplex>;
   /** Sends a signal to a process; false when it does not exist. */
   kill(pid: number, signal?: NodeJS.Signals | 0): Promise<boolean>;
+  /**
+   * Calls onExit once process pid of this host ends, seen by the kernel (a pidfd), not by a poll; answers the cancel.
+   * Undefined where the host cannot (over SSH, without the fast-exec addon) or pid is no process: callers then read states as they always did.
+   */
+  watchExit?(pid: number, onExit: () => void): (() => void) | undefined;
   readonly fs: HostFs;
 }

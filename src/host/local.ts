@@ -7,7 +7,7 @@ import type { Duplex } from 'node:stream';
 import { PassThrough } from 'node:stream';
 import { createRequire } from 'node:module';
 import { AppError } from '../shared/errors.js';
-import { fastExec, fastExecAddon, fastSpawn } from './fast-exec.js';
+import { fastExec, fastExecAddon, fastSpawn, watchExit } from './fast-exec.js';
 import type { ExecOptions, ExecResult, Host, HostFs, HostProcess, HostStat, SpawnOptions } from './host.js';
 
 const MAX_OUTPUT = 64 * 1024 * 1024;
@@ -175,6 +175,11 @@ export class LocalHost implements Host {
       sock.once('connect', () => { sock.removeListener('error', reject); resolve(sock); });
       sock.once('error', reject);
     });
+  }
+
+  watchExit(pid: number, onExit: () => void): (() => void) | undefined {
+    const a = this.fast ? fastExecAddon() : null;
+    return (a && watchExit(a, pid, onExit)) ?? undefined;
   }
 
   async kill(pid: number, signal: NodeJS.Signals | 0 = 'SIGTERM'): Promise<boolean> {

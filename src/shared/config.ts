@@ -132,6 +132,13 @@ export const CONFIG_KEYS: Record<string, KeySpec> = {
   'security.devices.tun': { description: 'container: allow /dev/net/tun (VPNs and tap/tun devices inside)', check: bool },
   'security.idmap.isolated': { description: 'give the unprivileged container an id map of its own (default true); false shares one map with every such container', check: bool },
   'boot.autostart': { description: 'start the instance when hangard starts', check: bool },
+  'boot.autorestart': {
+    description: 'on-failure: start a container again when it stops outside Hangar (its init ended), after 1, 2, 4, 8, 16 s; at most 5 times in 10 minutes; no (default): record it stopped',
+    check: (v, key) => {
+      if (v === 'no' || v === 'on-failure') return v;
+      throw new AppError('INVALID_CONFIG', `Invalid value ${JSON.stringify(v)} for ${key}: expected no or on-failure`);
+    },
+  },
   'openvz.ctid': { description: 'OpenVZ: the container\'s number (CTID), unique on the daemon; vzctl and vzlist address it by this', check: ctid },
   'openvz.ipadd': { description: 'OpenVZ: more venet addresses besides the instance\'s own, space-separated, each routed to it as a /32', check: ipv4List },
   'openvz.netif': { description: 'OpenVZ: a veth on Hangar\'s bridge, named so inside (vzctl --netif_add eth0), like an LXC container\'s NIC: it carries the instance\'s own address, and venet0 keeps openvz.ipadd\'s', check: ifName },
@@ -142,7 +149,7 @@ export const CONFIG_KEYS: Record<string, KeySpec> = {
 };
 
 /** Keys every backend takes: they belong to the daemon, not to a technology. */
-export const DAEMON_KEYS: readonly string[] = ['boot.autostart'];
+export const DAEMON_KEYS: readonly string[] = ['boot.autostart', 'boot.autorestart'];
 
 /** True when key is in a backend's key list: an exact key, or "prefix.*" for the keys below prefix. */
 export function keyAllowed(key: string, keys: readonly string[]): boolean {

@@ -104,6 +104,46 @@ describe('daemon restart', () => {
     });
   }
 
+  it('a container whose init is killed from outside is recorded stopped at once, with an event; boot.autorestart=on-failure starts it again', async () => {
+    const E = `${P}e`;
+    const F = `${P}f`;
+    cliOk(['launch', 'busybox', E]);
+    cliOk(['launch', 'busybox', F, '-c', 'boot.autorestart=on-failure']);
+    const sub = await collectEvents({ types: ['instance-stopped', 'instance-restarted'] });
+    try {
+      const e0 = initOf(E);
+      const f0 = initOf(F);
+      process.kill(e0.pid, 'SIGKILL');
+      process.kill(f0.pid, 'SIGKILL');
+      // The event comes from the pidfd's wake-up, not a poll; the bound is only there to fail rather than hang.
+      const stopped = await pollUntil(() => sub.events.some((e) => e.type === 'instance-stopped' && e.instance === E), 100, 50);
+      expect(stopped, JSON.stringify(sub.events)).toBe(true);
+      expect(sub.events.find((e) => e.type === 'instance-stopped' && e.instance === E)?.data).toEqual({ by: 'outside', pid: e0.pid });
+      expect(findInstance(E)).toMatchObject({ state: 'stopped', pid: null });
+      // The recorded state, not only the observed one: a daemon restart finds no drift for it.
+      const restarted = await pollUntil(() => sub.events.some((e) => e.type === 'instance-restarted' && e.instance === F), 150, 100);
+      expect(restarted, JSON.stringify(sub.events)).toBe(true);
+      expect(sub.events.find((e) => e.type === 'instance-restarted' && e.instance === F)?.data).toMatchObject({ by: 'autorestart', attempt: 1 });
+      const f1 = initOf(F);
+      expect(f1.pid).not.toBe(f0.pid);
+      // Stopped by Hangar itself, it is not restarted.
+      cliOk(['stop', F, '--force']);
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(findInstance(F)?.state).toBe('stopped');
+      expect(sub.events.filter((e) => e.type === 'instance-restarted' && e.instance === F)).toHaveLength(1);
+      expect(sub.events.filter((e) => e.type === 'instance-stopped' && e.instance === F).map((e) => e.data?.by ?? 'hangar')).toEqual(['outside', 'hangar']);
+      expect(() => cliOk(['config', 'set', F, 'boot.autorestart=always'])).toThrow(/expected no or on-failure/);
+    } finally {
+      sub.close();
+    }
+    const oldPid = await daemonPid();
+    await stopDaemon(d, 'SIGTERM');
+    expect(await pollUntil(() => !alive(oldPid))).toBe(true);
+    await restartDaemon();
+    const drift = await replayedDrift();
+    expect(drift.filter((e) => e.instance === E || e.instance === F)).toEqual([]);
+  });
+
   it('boot.autostart=true: a created (never started) instance runs after a daemon restart; one without it stays stopped', async () => {
     cliOk(['create', 'busybox', C, '-c', 'boot.autostart=true']);
     cliOk(['create', 'busybox', D]);

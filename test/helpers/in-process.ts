@@ -148,6 +148,7 @@ export async function inProcessDaemon(opts: InProcessOptions = {}): Promise<InPr
     const openDb = db;
     const cleanup = async (): Promise<void> => {
       await ops.drain();
+      instances.close();
       hosts.close();
       // The fake driver's world is per process: instances of this daemon that were not deleted leave it here.
       for (const row of openDb.listInstances()) fakeWorld.delete(row.name);

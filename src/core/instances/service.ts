@@ -20,6 +20,7 @@ import { reconcile, recordGuestShutdown } from './reconcile.js';
 import { checkMove, moveInstance } from './move.js';
 import * as snapshots from './snapshots.js';
 import { toWire } from './wire.js';
+import { ExitWatcher } from './exit-watch.js';
 
 /** Dependencies of the instance service (defined in context.ts, shared by its parts). */
 export type { InstanceServiceDeps } from './context.js';
@@ -64,7 +65,17 @@ export class InstanceService {
     stop: (name, opts) => this.stopLocked(name, opts),
   };
 
-  constructor(private readonly d: InstanceServiceDeps) {}
+  /** The inits of running containers, watched so that an end outside Hangar is recorded at once. */
+  private readonly exits: ExitWatcher;
+
+  constructor(private readonly d: InstanceServiceDeps) {
+    this.exits = new ExitWatcher(d, (name) => this.start(name));
+  }
+
+  /** Ends the watches of inits and pending automatic restarts (daemon shutdown, tests). */
+  close(): void {
+    this.exits.close();
+  }
 
   // ---- queries ----
 
@@ -182,6 +193,7 @@ export class InstanceService {
         if (h.drivers.get(row.driver).driver.storage !== 'backend') await h.pool.deleteInstanceVolume(name);
         await h.host.fs.rm(instanceDir(h, name), { recursive: true, force: true });
         this.d.db.deleteInstance(name);
+        this.exits.disarm(name);
         await syncLeases(this.d, h);
       } catch (err) {
         throw wrap(err, `Failed to delete instance "${name}"`);
@@ -449,6 +461,7 @@ export class InstanceService {
   /** Compares the database with what really runs on the local host; reports drift as events and adopts what is there (remote hosts: hostUp). */
   async reconcile(): Promise<void> {
     await reconcile(this.d, this.d.hosts.local());
+    this.exits.armHost(LOCAL_HOST);
   }
 
   /** Starts every stopped instance of a host (default: the local one) with boot.autostart=true. */
@@ -462,6 +475,7 @@ export class InstanceService {
   /** A remote host came up: its instances are reconciled with what runs there (drift as events), and the first time since start autostarted. */
   readonly hostUp = async (h: HostContext, first: boolean): Promise<void> => {
     await reconcile(this.d, h);
+    this.exits.armHost(h.name);
     if (first) await this.autostart((name, err) => this.d.log?.(`autostart of "${name}" on host ${h.name} failed: ${err instanceof Error ? err.message : String(err)}`), h.name);
   };
 
@@ -512,7 +526,10 @@ export class InstanceService {
         r.add('remove address lease', () => syncLeases(this.d, h, plan.name));
         // A domain adopted while it runs is recorded as running (with its pid), not left for reconciliation to call drift.
         const now = await handle.state().catch(() => null);
-        if (now && (now.state === 'running' || now.state === 'frozen')) this.d.db.updateInstance(plan.name, { expectedState: now.state, initPid: now.pid, initStartTime: now.startTime });
+        if (now && (now.state === 'running' || now.state === 'frozen')) {
+          this.d.db.updateInstance(plan.name, { expectedState: now.state, initPid: now.pid, initStartTime: now.startTime });
+          this.exits.arm(plan.name);
+        }
         this.d.events.emit({ type: 'instance-created', instance: plan.name, data: { importedFrom: plan.origin.source ?? null, host: h.name, ipv4 } });
         return toWire(this.d, rowOf(this.d, plan.name), false);
       }).catch((err: unknown) => { throw wrap(err, `Failed to import instance "${plan.name}"`); });
@@ -585,6 +602,7 @@ export class InstanceService {
     }
     const now = started ?? await handle.state();
     this.d.db.updateInstance(name, { expectedState: 'running', initPid: now.pid, initStartTime: now.startTime });
+    this.exits.arm(name);
     this.d.events.emit({ type: 'instance-started', instance: name, data: { pid: now.pid } });
     return now;
   }
@@ -606,6 +624,7 @@ export class InstanceService {
       throw wrap(err, `Failed to stop instance "${name}"`);
     }
     this.d.db.updateInstance(name, { expectedState: 'stopped', initPid: null, initStartTime: null, cpuset: null });
+    this.exits.disarm(name);
     this.d.events.emit({ type: 'instance-stopped', instance: name, ...(opts.stateful ? { data: { stateful: true } } : {}) });
   }
 }

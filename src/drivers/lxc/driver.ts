@@ -492,6 +492,7 @@ export const lxcDriver: Driver = {
     'security.privileged', 'security.idmap.isolated', 'security.devices.fuse', 'security.devices.tun',
   ],
   storage: 'tree',
+  pidIsInit: true,
   async open(env) {
     const v = await lxcVersion(env.host);
     const lxc: LxcHost = { env, lxcPath: posix.join(env.dataDir, 'lxc'), lxcfsDir: null };

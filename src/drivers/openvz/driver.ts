@@ -406,6 +406,7 @@ export const openvzDriver: Driver = {
   technology: OPENVZ_TECHNOLOGY,
   keys: [...lxcDriver.keys, 'limits.disk.inodes', 'openvz.*'],
   storage: 'image',
+  pidIsInit: true,
   async open(env) {
     const v = await lxcVersion(env.host);
     const lxc: LxcHost = { env, lxcPath: posix.join(env.dataDir, 'openvz', 'lxc'), lxcfsDir: null };
