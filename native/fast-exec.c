@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <node_api.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
@@ -183,13 +184,18 @@ static napi_value throw_errno(napi_env env, const char *what, int err) {
 }
 
 // run(path, argv[], envp[], cwd|null, input Buffer|null, maxOut, cb(code, signal, stdout, stderr)) -> pid; throws on spawn failure.
-// spawn(path, argv[], envp[], cwd|null, cb(code, signal)) -> [pid, stdin, stdout, stderr]: the pipes are the caller's.
+// spawn(path, argv[], envp[], cwd|null, cb(code, signal), group) -> [pid, stdin, stdout, stderr]: the pipes are the caller's; group: a process group of its own.
 static napi_value start(napi_env env, napi_callback_info info, int streaming) {
   size_t argc = 7;
   napi_value a[7];
   napi_get_cb_info(env, info, &argc, a, NULL, NULL);
+  bool group = false;
   if (streaming) {
-    // spawn's arguments: its callback is the fifth; stdin is a pipe; nothing is buffered.
+    // spawn's arguments: its callback is the fifth, then whether it leads a process group of its own; stdin is a
+    // pipe; nothing is buffered.
+    napi_valuetype gt;
+    napi_typeof(env, a[5], &gt);
+    if (argc > 5 && gt == napi_boolean) napi_get_value_bool(env, a[5], &group);
     a[6] = a[4];
     napi_get_boolean(env, 1, &a[4]);
     napi_create_double(env, 0, &a[5]);
@@ -229,7 +235,13 @@ static napi_value start(napi_env env, napi_callback_info info, int streaming) {
   sigemptyset(&none);
   posix_spawnattr_setsigdefault(&at, &all);
   posix_spawnattr_setsigmask(&at, &none);
-  posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+  short flags = POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK;
+  if (group) {
+    // Its own process group (its pid): what it starts can be signalled with it as one, never the daemon's group.
+    posix_spawnattr_setpgroup(&at, 0);
+    flags |= POSIX_SPAWN_SETPGROUP;
+  }
+  posix_spawnattr_setflags(&at, flags);
   char **argv = string_array(env, a[1]);
   char **envp = string_array(env, a[2]);
   pid_t pid;

@@ -1,5 +1,5 @@
 // Unit tests of LocalHost.exec on both paths, the fast-exec addon and child_process: the same results for output, input, exit codes, signals, cwd, env, timeouts and commands that cannot start.
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
@@ -154,6 +154,25 @@ for (const fast of [true, false]) {
       q.stderr!.resume();
       q.kill();
       expect(await q.wait()).toEqual({ code: null, signal: 'SIGTERM' });
+    });
+
+    it('kills what a group leader started with it (group: true), and only that', async () => {
+      const mark = `hangar-group-${process.pid}-${fast ? 'fast' : 'cp'}`;
+      const p = host.spawn(['sh', '-c', `sleep 1000 & sleep 1001 & echo started; wait # ${mark}`], { group: true });
+      p.stderr!.resume();
+      await new Promise<void>((res) => p.stdout!.once('data', () => res()));
+      const leader = await p.pid;
+      const members = () => readdirSync('/proc').filter((e) => /^\d+$/.test(e)).filter((e) => {
+        // Zombies count as gone: who reaps an orphan here is the machine's init's business.
+        try { const f = readFileSync(`/proc/${e}/stat`, 'utf8').split(') ')[1]!.split(' '); return f[2] === String(leader) && f[0] !== 'Z'; } catch { return false; }
+      });
+      expect(members().length).toBe(3);
+      // Not the test process's own group: a kill of the group never reaches the caller.
+      expect(readFileSync('/proc/self/stat', 'utf8').split(') ')[1]!.split(' ')[2]).not.toBe(String(leader));
+      p.kill('SIGKILL');
+      await p.wait();
+      await new Promise((r) => setTimeout(r, 100));
+      expect(members()).toEqual([]);
     });
 
     it('spawns in cwd, with the host\'s environment', async () => {

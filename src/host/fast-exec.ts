@@ -12,7 +12,7 @@ interface FastExecAddon {
   run(path: string, argv: string[], envp: string[], cwd: string | null, input: Buffer | null, maxOut: number,
     cb: (code: number, signal: number, stdout: Buffer, stderr: Buffer) => void): number;
   /** Starts a command with three pipes, which are the caller's: [pid, stdin, stdout, stderr]; cb when it exits. */
-  spawn(path: string, argv: string[], envp: string[], cwd: string | null, cb: (code: number, signal: number) => void): [number, number, number, number];
+  spawn(path: string, argv: string[], envp: string[], cwd: string | null, cb: (code: number, signal: number) => void, group: boolean): [number, number, number, number];
   /** Calls cb once the process (any, not only a child) ends; answers the watch's id. Throws when there is no such process. */
   watch(pid: number, cb: () => void): number;
   unwatch(id: number): void;
@@ -152,7 +152,7 @@ export function fastExec(a: FastExecAddon, spec: FastExecSpec): Promise<FastExec
  * (the addon reaps it after that callback, so the pid is never another process's). Null when it cannot be started
  * (the caller's child_process path then reports that as it always has).
  */
-export function fastSpawn(a: FastExecAddon, argv: readonly string[], env: Record<string, string>, cwd: string | undefined): HostProcess | null {
+export function fastSpawn(a: FastExecAddon, argv: readonly string[], env: Record<string, string>, cwd: string | undefined, group = false): HostProcess | null {
   const file = resolveCommand(argv[0]!, env.PATH);
   if (file === null) return null;
   let exit!: (v: { code: number | null; signal: string | null }) => void;
@@ -163,7 +163,7 @@ export function fastSpawn(a: FastExecAddon, argv: readonly string[], env: Record
     fds = a.spawn(file, [...argv], Object.entries(env).map(([k, v]) => `${k}=${v}`), cwd ?? null, (code, signal) => {
       done = true;
       exit(signal ? { code: null, signal: SIGNAL_NAMES.get(signal) ?? String(signal) } : { code, signal: null });
-    });
+    }, group);
   } catch {
     return null;
   }
@@ -181,7 +181,8 @@ export function fastSpawn(a: FastExecAddon, argv: readonly string[], env: Record
   return {
     pid: Promise.resolve(pid), stdin, stdout, stderr,
     wait: () => all,
-    kill: (sig) => { if (!done) { try { process.kill(pid, sig ?? 'SIGTERM'); } catch { /* gone already */ } } },
+    // A group leader's signal goes to its whole group, which outlives it where what it started stays.
+    kill: (sig) => { if (!done || group) { try { process.kill(group ? -pid : pid, sig ?? 'SIGTERM'); } catch { /* gone already */ } } },
   };
 }
 

@@ -29,6 +29,11 @@ export interface SpawnOptions {
   detached?: boolean;
   /** With detached: append stdout and stderr here. */
   logFile?: string;
+  /**
+   * Run it as the leader of a process group of its own: kill() then signals the whole group, so what it started (the
+   * command lxc-attach runs, and that command's children) goes with it. Local hosts; SSH sessions are groups already.
+   */
+  group?: boolean;
   /** Allocate a pseudo-terminal of this size (stdout carries the merged terminal output). */
   pty?: { cols: number; rows: number };
 }

@@ -158,15 +158,20 @@ export class LocalHost implements Host {
       return { pid: Promise.resolve(child.pid ?? -1), stdin: null, stdout: null, stderr: null, wait: () => exited, kill: (s) => { child.kill(s); } };
     }
     const fast = this.fast ? fastExecAddon() : null;
-    const quick = fast ? fastSpawn(fast, argv, env, opts.cwd) : null;
+    const quick = fast ? fastSpawn(fast, argv, env, opts.cwd, opts.group ?? false) : null;
     if (quick) return quick;
-    const child = cpSpawn(cmd, args, { cwd: opts.cwd, env, stdio: ['pipe', 'pipe', 'pipe'] });
+    // detached: a session of its own (setsid), so its pid is its group's; it still has its pipes to hangard.
+    const child = cpSpawn(cmd, args, { cwd: opts.cwd, env, stdio: ['pipe', 'pipe', 'pipe'], ...(opts.group ? { detached: true } : {}) });
     const exited = new Promise<{ code: number | null; signal: string | null }>((res) => {
       child.on('close', (code, signal) => res({ code, signal }));
       child.on('error', () => res({ code: 127, signal: null }));
     });
     child.stdin.on('error', () => undefined);
-    return { pid: Promise.resolve(child.pid ?? -1), stdin: child.stdin, stdout: child.stdout, stderr: child.stderr, wait: () => exited, kill: (s) => { child.kill(s); } };
+    const kill = (s?: NodeJS.Signals) => {
+      if (!opts.group || child.pid === undefined) { child.kill(s); return; }
+      try { process.kill(-child.pid, s ?? 'SIGTERM'); } catch { /* gone already */ }
+    };
+    return { pid: Promise.resolve(child.pid ?? -1), stdin: child.stdin, stdout: child.stdout, stderr: child.stderr, wait: () => exited, kill };
   }
 
   connectUnix(path: string): Promise<Duplex> {

@@ -1,5 +1,5 @@
 // E2e: instance lifecycle through the CLI (stop/start/restart/freeze, live and pending config, console log, timeouts) and conflicting concurrent requests.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -170,6 +170,20 @@ describe('lifecycle', () => {
     cliOk(['stop', HANG, '--force']);
     expect(stateOf(HANG)).toBe('stopped');
     expect(alive(pid)).toBe(false);
+  });
+
+  it('an exec whose client goes away ends with it: the command and what it started in the container are killed', async () => {
+    const tag = String(1_000_000 + Math.floor(Math.random() * 1_000_000));
+    const inContainer = () => cliOk(['exec', N, '--', 'ps']).split('\n').filter((l) => l.includes(`sleep ${tag}`) || l.includes(`sleep 2${tag}`));
+    const child = spawn(process.execPath, [join(import.meta.dirname, '../../dist/hangar.mjs'), 'exec', N, '--', 'sh', '-c', `sleep 2${tag} & sleep ${tag}`], { env: { ...process.env, ...TEST_ENV }, stdio: 'ignore' });
+    try {
+      expect(await pollUntil(() => inContainer().length === 2, 100, 100), 'both sleeps run in the container').toBe(true);
+    } finally {
+      // The client dies without a word: its connection drops.
+      child.kill('SIGKILL');
+    }
+    expect(await pollUntil(() => inContainer().length === 0, 100, 100), `left in the container: ${inContainer().join('; ')}`).toBe(true);
+    expect(findInstance(N)?.state).toBe('running');
   });
 
   it('delete of a running instance without --force is refused; it keeps running', () => {

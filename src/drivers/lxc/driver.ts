@@ -406,7 +406,9 @@ export class LxcInstance implements InstanceHandle {
   exec(spec: ExecSpec): HostProcess {
     const argv = lxcAttachArgv(this.target, { command: spec.command, env: spec.env, cwd: spec.cwd, tty: spec.tty !== undefined });
     // lxc-attach changes into the caller's cwd when that path exists in the container: make it "/" deterministically.
-    return this.host.spawn(argv, { cwd: '/', ...(spec.tty ? { pty: spec.tty } : {}) });
+    // A group of its own: a kill (the client went away) reaches the command lxc-attach runs and what that started,
+    // which a signal to lxc-attach alone never does.
+    return this.host.spawn(argv, { cwd: '/', ...(spec.tty ? { pty: spec.tty } : { group: true }) });
   }
 
   attachConsole(size: { cols: number; rows: number }): HostProcess {
