@@ -82,6 +82,30 @@ describe('reconciliation repairs what an interrupted change left', () => {
     expect(d.instances.listSnapshots(name).map((s) => s.name)).not.toContain('lost');
   });
 
+  it('a create or copy the daemon\'s end interrupted is removed with all it made; finished ones leave no intent', async () => {
+    const half = `${name}-half`;
+    const copy = `${name}-copy`;
+    await d.instances.create(d.instances.validateCreate({ name: half, image: 'busybox', start: true }));
+    await d.instances.copy(name, copy);
+    expect(d.db.listIntents()).toEqual([]);
+    // What a kill in their middle leaves: the rows, volumes and backend files, and their intents.
+    d.db.addIntent('instance-create', half, { image: 'busybox' });
+    d.db.addIntent('instance-create', copy, { copyOf: name });
+    drift.length = 0;
+    await d.instances.reconcile();
+    for (const n of [half, copy]) {
+      expect(d.db.getInstance(n)).toBeUndefined();
+      expect(existsSync(d.pool.instancePath(n))).toBe(false);
+      expect(d.network.addressOf(n)).toBeUndefined();
+    }
+    expect(drift.map((e) => [e.instance, e.data?.repair])).toEqual([[copy, 'create-undone'], [half, 'create-undone']]);
+    expect(d.db.listIntents()).toEqual([]);
+    // The source is untouched, and the names are free again.
+    expect((await d.instances.get(name)).state).toBe('running');
+    await d.instances.copy(name, copy);
+    await d.instances.delete(copy, true);
+  });
+
   it('drops the intents of an instance that is gone', async () => {
     d.db.addIntent('snapshot-create', 'no-such-instance', { snapshot: 'x', froze: false });
     await d.instances.reconcile();

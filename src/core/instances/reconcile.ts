@@ -4,7 +4,7 @@ import type { ExpectedState } from '../db/database.js';
 import type { HostContext } from '../hosts/context.js';
 import { instanceDir, lockKey, ownsVolume, type InstanceServiceDeps } from './context.js';
 import { handleIn, handleOf, syncLeases } from './placement.js';
-import { intentsByInstance, recoverInstance } from './recover.js';
+import { INSTANCE_CREATE, intentsByInstance, recoverInstance } from './recover.js';
 
 /** What an observed state means for the recorded one: a faulted instance still runs as far as its resources go. */
 export function expectedFrom(st: ObservedState): ExpectedState {
@@ -19,6 +19,13 @@ export async function reconcile(d: InstanceServiceDeps, h: HostContext): Promise
       // An imported domain has no root volume of Hangar's: its disks are where they were.
       const rootExists = !ownsVolume(row) || await h.pool.instanceExists(row.name);
       let st = await handle.state();
+      // Read under the lock: an intent of this daemon's own change of the instance is gone by now.
+      const intents = intentsByInstance(d).get(row.name) ?? [];
+      // A half-made instance (an interrupted create or copy) is removed whatever it got to.
+      if (intents.some((i) => i.kind === INSTANCE_CREATE)) {
+        await recoverInstance(d, h, row, handle, st, intents);
+        return;
+      }
       // Something that still runs is adopted even without its root volume; a stopped instance without one is gone.
       if (!rootExists && expectedFrom(st) === 'stopped') {
         d.events.emit({ type: 'instance-drift', instance: row.name, message: `Instance "${row.name}" was deleted while hangard was down`, data: { expected: row.expectedState, actual: 'deleted' } });
@@ -28,8 +35,11 @@ export async function reconcile(d: InstanceServiceDeps, h: HostContext): Promise
         return;
       }
       // What an interrupted change left (a snapshot's freeze, volumes out of step with rows) is repaired first.
-      // Read under the lock: an intent of this daemon's own change of the instance is gone by now.
-      if (rootExists) st = await recoverInstance(d, h, row, handle, st, intentsByInstance(d).get(row.name) ?? []);
+      if (rootExists) {
+        const repaired = await recoverInstance(d, h, row, handle, st, intents);
+        if (repaired === 'removed') return;
+        st = repaired;
+      }
       // A faulted instance's fault is reported by its own instance-error event.
       const actual = expectedFrom(st);
       const where = h.local ? 'hangard was down' : `hangard was down or host "${h.name}" was unreachable`;

@@ -2,8 +2,11 @@
 import type { InstanceHandle, ObservedState } from '../../drivers/driver.js';
 import type { InstanceRow, IntentRow } from '../db/database.js';
 import type { HostContext } from '../hosts/context.js';
-import { ownsVolume, type InstanceServiceDeps } from './context.js';
+import { instanceDir, ownsVolume, type InstanceServiceDeps } from './context.js';
 import { SNAPSHOT_CREATE, SNAPSHOT_DELETE } from './snapshots.js';
+
+/** The journal kind of a create or copy: until it is done, the instance is half-made. */
+export const INSTANCE_CREATE = 'instance-create';
 
 /** The journal's intents by instance, read once per reconciliation. */
 export function intentsByInstance(d: InstanceServiceDeps): Map<string, IntentRow[]> {
@@ -24,9 +27,22 @@ function poolSnapshots(h: HostContext, row: InstanceRow, handle: InstanceHandle)
  *   snapshot, never acknowledged (its operation answers "interrupted"), is removed if its volume was made.
  * - snapshot-delete: a row whose volume is gone is dropped (the delete is finished).
  * - any other row without a volume is dropped; a volume without a row is listed again (adopted, its data kept).
+ * - instance-create (a create, launch or copy): everything it made is removed, as its own undo would have
+ *   (its operation answers "interrupted"); answers 'removed'.
  */
-export async function recoverInstance(d: InstanceServiceDeps, h: HostContext, row: InstanceRow, handle: InstanceHandle, st: ObservedState, intents: readonly IntentRow[]): Promise<ObservedState> {
+export async function recoverInstance(d: InstanceServiceDeps, h: HostContext, row: InstanceRow, handle: InstanceHandle, st: ObservedState, intents: readonly IntentRow[]): Promise<ObservedState | 'removed'> {
   const drift = (message: string, data: Record<string, unknown>) => d.events.emit({ type: 'instance-drift', instance: row.name, message, data: { host: h.name, ...data } });
+  if (intents.some((i) => i.kind === INSTANCE_CREATE)) {
+    if (st.state !== 'stopped') await handle.stop({ force: true, timeoutMs: 5000 }).catch(() => undefined);
+    await handle.delete().catch(() => undefined);
+    if (ownsVolume(row) && h.drivers.get(row.driver).driver.storage !== 'backend') await h.pool.deleteInstanceVolume(row.name);
+    await h.host.fs.rm(instanceDir(h, row.name), { recursive: true, force: true });
+    for (const s of d.db.listSnapshots(row.name)) d.db.deleteSnapshot(row.name, s.name);
+    d.db.deleteInstance(row.name);
+    for (const i of intents) d.db.removeIntent(i.id);
+    drift(`Creating instance "${row.name}" was interrupted by hangard's end: what it had made is removed`, { repair: 'create-undone', expected: row.expectedState, actual: 'deleted' });
+    return 'removed';
+  }
   const pooled = poolSnapshots(h, row, handle);
   const volumes = async (): Promise<string[]> => (pooled ? h.pool.snapshotNames(row.name).catch(() => []) : []);
   let now = st;

@@ -21,6 +21,7 @@ import { checkMove, moveInstance } from './move.js';
 import * as snapshots from './snapshots.js';
 import { toWire } from './wire.js';
 import { ExitWatcher } from './exit-watch.js';
+import { INSTANCE_CREATE } from './recover.js';
 
 /** Dependencies of the instance service (defined in context.ts, shared by its parts). */
 export type { InstanceServiceDeps } from './context.js';
@@ -132,6 +133,9 @@ export class InstanceService {
       const ipv4 = placeAddress(this.d, h, plan.name, plan.ipv4, plan.config);
       const mac = uniqueMac(this.d, plan.name);
       const r = new Reverter();
+      // Journaled before the first side effect: a daemon that ends before it is done leaves the intent, and the next
+      // one removes what was made (its operation answers "interrupted"; a half-made instance never lingers).
+      const intent = this.d.db.addIntent(INSTANCE_CREATE, plan.name, { image: image.alias });
       try {
         const row: InstanceRow = {
           name: plan.name, type: driver.driver.type, driver: driver.driver.name, image: image.alias, imageFingerprint: image.fingerprint,
@@ -167,9 +171,11 @@ export class InstanceService {
           now = await this.startLocked(plan.name, { state: 'stopped', pid: null, startTime: null });
         }
         r.success();
+        this.d.db.removeIntent(intent);
         return await toWire(this.d, rowOf(this.d, plan.name), false, now);
       } catch (err) {
         await r.fail();
+        this.d.db.removeIntent(intent);
         if (r.undoErrors.length > 0) {
           throw new AppError('BACKEND_FAILED', `Failed to create instance "${plan.name}" (and could not undo everything: ${r.undoErrors.map((u) => u.what).join(', ')})`, { cause: err });
         }
@@ -226,6 +232,8 @@ export class InstanceService {
         config, idmapBlock: idmapBlockFor(this.d, h, driver, config, null),
       };
       const r = new Reverter();
+      // Journaled like a create: an interrupted copy is removed by the next daemon.
+      const intent = this.d.db.addIntent(INSTANCE_CREATE, dst, { copyOf: src });
       try {
         this.d.db.insertInstance(row);
         r.add('delete database row', () => this.d.db.deleteInstance(dst));
@@ -239,8 +247,10 @@ export class InstanceService {
         r.add('delete backend files', () => handle.delete());
         await syncLeases(this.d, h);
         r.success();
+        this.d.db.removeIntent(intent);
       } catch (err) {
         await r.fail();
+        this.d.db.removeIntent(intent);
         throw wrap(err, `Failed to copy instance "${src}" to "${dst}"`);
       }
       this.d.events.emit({ type: 'instance-created', instance: dst, data: { copyOf: src, ipv4: row.ipv4 } });
