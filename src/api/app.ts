@@ -8,9 +8,8 @@ import { AppError, toErrorBody } from '../shared/errors.js';
 import { ROUTES, type RouteId } from '../shared/routes.js';
 import { ROUTE_SCHEMAS, type BodyOf, type ParamsOf, type QueryOf, type ResponseOf, type RouteSchema } from '../shared/route-schemas.js';
 import type { Operation } from '../shared/schemas.js';
-import type { HostProcess } from '../host/host.js';
 import { httpStatusFor } from './http-status.js';
-import { streamExec } from './streams.js';
+import { streamExec, type SessionProcess } from './streams.js';
 
 /** A validated request as a handler sees it. */
 export interface RouteRequest<K extends RouteId> {
@@ -19,9 +18,9 @@ export interface RouteRequest<K extends RouteId> {
   body: BodyOf<K>;
 }
 
-/** What a POST exec handler starts: the process and the whole stdin to feed it. */
-export interface ExecStart {
-  proc: HostProcess;
+/** What a POST exec handler starts: the process, its exec id, the whole stdin to feed it, and what its client's going away does. */
+export interface ExecStart extends SessionProcess {
+  id: string;
   stdin?: Buffer;
 }
 
@@ -235,7 +234,7 @@ function mountRoute(app: FastifyInstance, id: RouteId, handler: unknown): void {
         case 'exec-stream': {
           const start = await call(r) as ExecStart;
           reply.hijack();
-          streamExec(reply.raw, start.proc, start.stdin);
+          streamExec(reply.raw, start);
           return reply;
         }
         default:

@@ -106,21 +106,25 @@ export function apiHandlers(deps: ApiDeps): Handlers {
       return op(`Deleting snapshot "${params.snap}" of instance "${params.name}"`, [res(params.name)], () => instances.deleteSnapshot(params.name, params.snap));
     },
     execRun: async ({ params, body }) => {
-      const proc = await instances.exec(params.name, { command: body.command, ...(body.env ? { env: body.env } : {}), ...(body.cwd ? { cwd: body.cwd } : {}) });
-      return { proc, ...(body.stdin === undefined ? {} : { stdin: Buffer.from(body.stdin, 'base64') }) };
+      const run = await instances.exec(params.name, {
+        command: body.command, ...(body.env ? { env: body.env } : {}), ...(body.cwd ? { cwd: body.cwd } : {}), disconnectSignal: body.disconnectSignal,
+      });
+      return { ...run, ...(body.stdin === undefined ? {} : { stdin: Buffer.from(body.stdin, 'base64') }) };
     },
+    listExecs: async ({ params }) => instances.listExecs(params.name),
+    signalExec: async ({ params, body }) => instances.signalExec(params.name, params.id, body.signal),
     execSession: {
       check: async ({ params }) => { await instances.get(params.name); },
       open: (ws, { params }) => streamSession(ws, ROUTE_SCHEMAS.execSession.frames.first, (req) => instances.exec(params.name, {
         command: req.command, ...(req.env ? { env: req.env } : {}), ...(req.cwd ? { cwd: req.cwd } : {}),
-        ...(req.tty ? { tty: { cols: req.cols ?? 80, rows: req.rows ?? 24 } } : {}),
+        ...(req.tty ? { tty: { cols: req.cols ?? 80, rows: req.rows ?? 24 } } : {}), disconnectSignal: req.disconnectSignal,
       })),
     },
     console: {
       check: async ({ params }) => { await instances.get(params.name); },
       open: (ws, { params, query }) => (query.type === 'vga'
         ? relaySession(ws, () => instances.openGraphicalConsole(params.name))
-        : streamSession(ws, ROUTE_SCHEMAS.console.frames.first, (size) => instances.attachConsole(params.name, { cols: size.cols ?? 80, rows: size.rows ?? 24 }))),
+        : streamSession(ws, ROUTE_SCHEMAS.console.frames.first, async (size) => ({ proc: await instances.attachConsole(params.name, { cols: size.cols ?? 80, rows: size.rows ?? 24 }) }))),
     },
     consoleLog: ({ params }) => instances.consoleLog(params.name),
     monitor: async ({ params, body }) => ({ return: (await instances.monitor(params.name, body.command, body.arguments)) ?? null }),

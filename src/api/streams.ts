@@ -17,14 +17,26 @@ export interface EventSource {
 
 const toBuffer = (d: RawData): Buffer => (Buffer.isBuffer(d) ? d : Array.isArray(d) ? Buffer.concat(d) : Buffer.from(d));
 
+/** A process a stream serves, and what its client's going away does to it (SIGKILL unless said otherwise). */
+export interface SessionProcess {
+  proc: HostProcess;
+  disconnected?: () => void;
+}
+
+/** The header of a POST exec answer that carries the exec's id (for GET .../execs and POST .../execs/{id}/signal). */
+export const EXEC_ID_HEADER = 'x-hangar-exec-id';
+
+const hangUp = (s: SessionProcess) => (s.disconnected ? s.disconnected() : s.proc.kill('SIGKILL'));
+
 /** Streams a process's output as frames [channel][uint32 BE length][payload], ending with an exit frame (JSON). */
-export function streamExec(res: ServerResponse, proc: HostProcess, stdin: Buffer | undefined): void {
-  res.writeHead(200, { 'Content-Type': 'application/vnd.hangar.exec-stream' });
+export function streamExec(res: ServerResponse, start: SessionProcess & { id: string; stdin?: Buffer | undefined }): void {
+  const { proc } = start;
+  res.writeHead(200, { 'Content-Type': 'application/vnd.hangar.exec-stream', [EXEC_ID_HEADER]: start.id });
   const frame = (ch: number, d: Buffer | string) => res.write(encodeExecFrame(ch, Buffer.isBuffer(d) ? d : Buffer.from(d)));
-  proc.stdin?.end(stdin);
+  proc.stdin?.end(start.stdin);
   proc.stdout?.on('data', (d: Buffer | string) => frame(ExecFrame.stdout, d));
   proc.stderr?.on('data', (d: Buffer | string) => frame(ExecFrame.stderr, d));
-  res.on('close', () => { if (!res.writableFinished) proc.kill('SIGKILL'); });
+  res.on('close', () => { if (!res.writableFinished) hangUp(start); });
   void exitCodeOf(proc).then((code) => {
     frame(ExecFrame.exit, JSON.stringify({ code }));
     res.end();
@@ -56,7 +68,8 @@ export function failSession(ws: WebSocket, err: unknown): void {
 }
 
 /** Runs a process for a stream websocket: the first text frame (checked by `first`) starts it; then channel and control frames. */
-export function streamSession<T extends z.ZodType>(ws: WebSocket, first: T, start: (req: z.output<T>) => Promise<HostProcess>): void {
+export function streamSession<T extends z.ZodType>(ws: WebSocket, first: T, start: (req: z.output<T>) => Promise<SessionProcess>): void {
+  let session: SessionProcess | undefined;
   let proc: HostProcess | undefined;
   let started = false;
   const pending: Array<[Buffer, boolean]> = [];
@@ -71,9 +84,11 @@ export function streamSession<T extends z.ZodType>(ws: WebSocket, first: T, star
         failSession(ws, new AppError('INVALID_ARGUMENT', `Invalid first frame: ${req.error.issues.slice(0, 5).map((i) => `${i.path.join('.') || '(frame)'}: ${i.message}`).join('; ')}`));
         return;
       }
-      start(req.data).then((p) => {
+      start(req.data).then((s) => {
+        session = s;
+        const p = s.proc;
         proc = p;
-        if (ws.readyState !== ws.OPEN) { p.kill('SIGKILL'); return; }
+        if (ws.readyState !== ws.OPEN) { hangUp(s); return; }
         for (const [b, bin] of pending.splice(0)) handleFrame(p, b, bin);
         pump(ws, p);
       }, (err: unknown) => failSession(ws, err));
@@ -83,7 +98,7 @@ export function streamSession<T extends z.ZodType>(ws: WebSocket, first: T, star
     handleFrame(proc, buf, isBinary);
   });
   ws.on('close', () => {
-    if (proc) { proc.stdin?.end(); proc.kill('SIGKILL'); }
+    if (session) { session.proc.stdin?.end(); hangUp(session); }
   });
 }
 

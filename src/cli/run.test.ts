@@ -105,6 +105,29 @@ describe('hangar CLI', () => {
     expect(JSON.parse(r.out)).toEqual({ command: ['env', '-x', '--y'], env: { A: '1' }, cwd: '/srv' });
   });
 
+  it('exec --disconnect-signal sends the signal asked for; an unknown one is refused before any request', async () => {
+    const r = await cli(['exec', 'web1', '--disconnect-signal', 'term', '--', 'env']);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.out)).toEqual({ command: ['env'], disconnectSignal: 'SIGTERM' });
+    const before = fake.requests.length;
+    const bad = await cli(['exec', 'web1', '--disconnect-signal', 'SIGSTOP', '--', 'env']);
+    expect(bad.code).toBe(1);
+    expect(bad.err).toContain('Invalid signal "SIGSTOP": expected one of SIGHUP, SIGINT, SIGQUIT, SIGKILL, SIGTERM');
+    expect(fake.requests.length).toBe(before);
+  });
+
+  it('execs lists the running execs in every format; exec-signal sends a signal by id and reports an unknown id', async () => {
+    const table = await cli(['execs', 'web1']);
+    expect(table.out).toBe('ID      COMMAND   TTY  STARTED                   ON DISCONNECT\ne1f00d  sleep 99  no   2026-01-02T03:04:05.000Z  SIGTERM\n');
+    expect(JSON.parse((await cli(['execs', 'web1', '--format', 'json'])).out)).toEqual([{ id: 'e1f00d', command: ['sleep', '99'], tty: false, startedAt: '2026-01-02T03:04:05.000Z', disconnectSignal: 'SIGTERM' }]);
+    const ok = await cli(['exec-signal', 'web1', 'e1f00d', 'INT']);
+    expect(ok.code).toBe(0);
+    expect(fake.requests.at(-1)).toEqual({ method: 'POST', path: '/1.0/instances/web1/execs/e1f00d/signal', body: { signal: 'SIGINT' } });
+    const missing = await cli(['exec-signal', 'web1', 'nope', 'SIGTERM']);
+    expect(missing.code).not.toBe(0);
+    expect(missing.err).toContain('No running exec "nope" in instance "web1"');
+  });
+
   it('launch validates locally and maps the sugar options to config keys', async () => {
     const bad = await cli(['launch', 'busybox', 'Bad_Name']);
     expect(bad.code).toBe(1);

@@ -204,7 +204,21 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
     .option('-t, --tty', 'allocate a terminal (raw mode, resizes forwarded)')
     .option('--env <key=value>', 'environment variable (repeatable)', collect, [])
     .option('--cwd <dir>', 'working directory inside the instance')
-    .action(act(async (name: string, command: string[], o: { tty?: boolean; env: string[]; cwd?: string }) => (await import('./commands/exec.js')).execCommand(ctx, name, command, o)));
+    .option('--disconnect-signal <signal>', 'signal for the command (its process group) if this client goes away: SIGKILL (default), SIGTERM, SIGHUP, SIGINT or SIGQUIT; SIGKILL follows after 10 s')
+    .action(act(async (name: string, command: string[], o: { tty?: boolean; env: string[]; cwd?: string; disconnectSignal?: string }) => (await import('./commands/exec.js')).execCommand(ctx, name, command, o)));
+  program
+    .command('execs')
+    .description('list the commands running in an instance through exec, with their ids')
+    .argument('<name>')
+    .addOption(formatOption())
+    .action(act(async (name: string, o: { format: Format }) => (await import('./commands/exec.js')).execListCommand(ctx, name, o.format)));
+  program
+    .command('exec-signal')
+    .description('send a signal to a running exec (its process group in a container)')
+    .argument('<name>')
+    .argument('<id>', 'the exec id (hangar execs NAME)')
+    .argument('<signal>', 'SIGTERM, SIGINT, SIGHUP, SIGQUIT or SIGKILL')
+    .action(act(async (name: string, id: string, signal: string) => (await import('./commands/exec.js')).execSignalCommand(ctx, name, id, signal)));
   program
     .command('console')
     .description('attach to an instance console (detach with Ctrl-a q)')

@@ -32,6 +32,8 @@ import type {
   VirtFact,
   ImportTranslation,
   Beancounter,
+  ExecInfo,
+  ExecSignal,
 } from '../shared/schemas.js';
 import { noExitError, runStreamSession, subscribeEvents, type EventStream, type EventsOptions, type StreamIo } from './streams.js';
 import { appErrorFromBody, connectionError, DEFAULT_SOCKET, errorFromResponse } from './wire-errors.js';
@@ -264,6 +266,16 @@ export class HangarClient {
     return this.call('listSnapshots', { name });
   }
 
+  /** GET /1.0/instances/{name}/execs: the commands running in it through exec. */
+  listExecs(name: string): Promise<ExecInfo[]> {
+    return this.call('listExecs', { name });
+  }
+
+  /** POST /1.0/instances/{name}/execs/{id}/signal. */
+  signalExec(name: string, id: string, signal: ExecSignal): Promise<ExecInfo> {
+    return this.call('signalExec', { name, id }, { body: { signal } });
+  }
+
   /** POST /1.0/instances/{name}/snapshots. */
   createSnapshot(name: string, snapshot: string, opts: { stateful?: boolean } = {}): Promise<Operation> {
     return this.call('createSnapshot', { name }, { body: { name: snapshot, ...(opts.stateful ? { stateful: true } : {}) } });
@@ -390,7 +402,9 @@ export class HangarClient {
   }
 
   private execPost(name: string, req: ExecRequest, io: StreamIo): Promise<number> {
-    const body: ExecRunRequest = { command: req.command, ...(req.env ? { env: req.env } : {}), ...(req.cwd ? { cwd: req.cwd } : {}) };
+    const body: ExecRunRequest = {
+      command: req.command, ...(req.env ? { env: req.env } : {}), ...(req.cwd ? { cwd: req.cwd } : {}), ...(req.disconnectSignal ? { disconnectSignal: req.disconnectSignal } : {}),
+    };
     if (io.stdin !== undefined) body.stdin = Buffer.from(io.stdin as string | Buffer).toString('base64');
     const payload = Buffer.from(JSON.stringify(body));
     const path = routePath('execRun', { name });
@@ -403,6 +417,8 @@ export class HangarClient {
           res.on('end', () => reject(errorFromResponse(status, Buffer.concat(chunks).toString('utf8'), `POST ${path}`)));
           return;
         }
+        const id = res.headers['x-hangar-exec-id'];
+        if (io.onExecId && typeof id === 'string') io.onExecId(id);
         let buf: Buffer<ArrayBufferLike> = Buffer.alloc(0);
         let code: number | undefined;
         res.on('data', (c: Buffer) => {

@@ -124,6 +124,8 @@ export interface StreamIo {
   onSignal?: (send: (signal: string) => void) => () => void;
   /** Closes the session from this side (console detach); the call then resolves without an exit code. */
   signal?: AbortSignal;
+  /** Told the exec's id once it runs, for listExecs/signalExec (the POST path, used without a tty or streamed stdin). */
+  onExecId?: (id: string) => void;
 }
 
 /** Runs one stream session: sends `first` as a text frame, pumps stdin, routes output; resolves with the exit code (null when closed without one). */

@@ -2,7 +2,6 @@
 import { z } from 'zod';
 import type { RouteId } from './routes.js';
 import * as S from './schemas.js';
-import { STREAM_SIGNALS } from './exec-frames.js';
 
 /** What one route takes and answers; websockets describe their frames instead of a body. */
 export interface RouteSchema {
@@ -17,6 +16,7 @@ export interface RouteSchema {
 const segment = (what: string) => z.string().min(1).refine((s) => !s.includes('\0'), `The ${what} in the request path contains a NUL byte`);
 const instanceParams = z.strictObject({ name: segment('name') });
 const snapshotParams = z.strictObject({ name: segment('name'), snap: segment('snap') });
+const execParams = z.strictObject({ name: segment('name'), id: segment('id') });
 const hostParams = z.strictObject({ host: segment('host') });
 const hostQuery = z.strictObject({ host: segment('host').optional() });
 const flag = z.enum(['true', 'false']).transform((v) => v === 'true');
@@ -25,7 +25,7 @@ const flag = z.enum(['true', 'false']).transform((v) => v === 'true');
 export const StreamControlFrameSchema = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('eof') }),
   z.strictObject({ type: z.literal('resize'), cols: z.number().int().min(1).max(10_000), rows: z.number().int().min(1).max(10_000) }),
-  z.strictObject({ type: z.literal('signal'), signal: z.enum(Object.keys(STREAM_SIGNALS) as [keyof typeof STREAM_SIGNALS, ...Array<keyof typeof STREAM_SIGNALS>]) }),
+  z.strictObject({ type: z.literal('signal'), signal: S.ExecSignalSchema }),
 ]);
 
 /** Server → client text frames of the exec and console websockets: how the session ended. */
@@ -78,6 +78,8 @@ export const ROUTE_SCHEMAS = {
   restoreSnapshot: { params: snapshotParams, response: S.OperationSchema },
   deleteSnapshot: { params: snapshotParams, response: S.OperationSchema },
   execRun: { params: instanceParams, body: S.ExecRunRequestSchema },
+  listExecs: { params: instanceParams, response: z.array(S.ExecInfoSchema) },
+  signalExec: { params: execParams, body: S.ExecSignalRequestSchema, response: S.ExecInfoSchema },
   execSession: { params: instanceParams, frames: { first: S.ExecRequestSchema, client: StreamControlFrameSchema, server: StreamServerFrameSchema } },
   console: {
     params: instanceParams,

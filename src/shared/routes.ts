@@ -73,6 +73,10 @@ export const ROUTES = {
     method: 'POST', path: '/1.0/instances/{name}/exec', kind: 'exec-stream',
     summary: 'Run a command without a terminal; its output comes back as a framed stream (1 stdout, 2 stderr, 3 exit)', errors: ['NOT_FOUND', 'INVALID_STATE'],
   },
+  listExecs: { method: 'GET', path: '/1.0/instances/{name}/execs', kind: 'json', summary: 'Commands running in an instance through exec (POST or websocket), with their ids', errors: ['NOT_FOUND'] },
+  signalExec: {
+    method: 'POST', path: '/1.0/instances/{name}/execs/{id}/signal', kind: 'json', summary: 'Send a signal to a running exec (its process group in a container)', errors: ['NOT_FOUND', 'INVALID_ARGUMENT'],
+  },
   execSession: {
     method: 'GET', path: '/1.0/instances/{name}/exec', kind: 'websocket',
     summary: 'Websocket: run a command, optionally on a terminal (first frame: the request; then channel frames and control frames)', errors: ['NOT_FOUND', 'INVALID_STATE'],

@@ -1,6 +1,7 @@
 // Wire types of the Hangar API as zod schemas; TypeScript types are inferred from them.
 import { z } from 'zod';
 import { ErrorCodes } from './errors.js';
+import { STREAM_SIGNALS } from './exec-frames.js';
 
 /** Output formats every list command accepts. */
 export const FormatSchema = z.enum(['table', 'json', 'yaml', 'csv']);
@@ -133,6 +134,9 @@ export const SnapshotSchema = z.strictObject({ name: z.string(), createdAt: z.st
 const noNul = (what: string) => z.string().refine((s) => !s.includes('\0'), `${what} must not contain a NUL byte`);
 const termSize = z.number().int().min(1).max(10_000);
 
+/** The signals a client may send to a running exec, by name. */
+export const ExecSignalSchema = z.enum(Object.keys(STREAM_SIGNALS) as [keyof typeof STREAM_SIGNALS, ...Array<keyof typeof STREAM_SIGNALS>]);
+
 /** Body of POST /1.0/instances/{name}/exec: starts a command; its streams flow over the returned websocket. */
 export const ExecRequestSchema = z.strictObject({
   command: z.array(noNul('a command argument')).min(1),
@@ -141,7 +145,21 @@ export const ExecRequestSchema = z.strictObject({
   tty: z.boolean().optional(),
   cols: termSize.optional(),
   rows: termSize.optional(),
+  /** Sent to the command's process group when the client's connection ends (default SIGKILL; another is followed by SIGKILL after a grace). */
+  disconnectSignal: ExecSignalSchema.optional(),
 });
+
+/** A command running in an instance through exec, as GET /1.0/instances/{name}/execs lists it. */
+export const ExecInfoSchema = z.strictObject({
+  id: z.string(),
+  command: z.array(z.string()),
+  tty: z.boolean(),
+  startedAt: z.string(),
+  disconnectSignal: ExecSignalSchema,
+});
+
+/** Body of POST /1.0/instances/{name}/execs/{id}/signal. */
+export const ExecSignalRequestSchema = z.strictObject({ signal: ExecSignalSchema });
 
 /** First frame of the console websocket: the terminal size. */
 export const ConsoleSizeSchema = z.strictObject({ cols: termSize.optional(), rows: termSize.optional() });
@@ -503,6 +521,8 @@ export type ExecRequest = z.infer<typeof ExecRequestSchema>;
 export type MonitorRequest = z.infer<typeof MonitorRequestSchema>;
 export type MonitorResponse = z.infer<typeof MonitorResponseSchema>;
 export type ExecRunRequest = z.infer<typeof ExecRunRequestSchema>;
+export type ExecSignal = z.infer<typeof ExecSignalSchema>;
+export type ExecInfo = z.infer<typeof ExecInfoSchema>;
 export type Image = z.infer<typeof ImageSchema>;
 export type ImageBuildRequest = z.infer<typeof ImageBuildRequestSchema>;
 export type ImageImportRequest = z.infer<typeof ImageImportRequestSchema>;

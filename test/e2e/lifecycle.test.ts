@@ -2,6 +2,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isAppError } from '../../src/shared/errors.js';
 import type { Operation } from '../../src/shared/schemas.js';
@@ -184,6 +185,49 @@ describe('lifecycle', () => {
     }
     expect(await pollUntil(() => inContainer().length === 0, 100, 100), `left in the container: ${inContainer().join('; ')}`).toBe(true);
     expect(findInstance(N)?.state).toBe('running');
+  });
+
+  it('an exec is listed and signalled by id through the API; its disconnect signal is the one asked for, on both exec paths', async () => {
+    const tag = String(1_000_000 + Math.floor(Math.random() * 1_000_000));
+    const mark = (what: string) => join(settings.poolDir, 'instances', N, 'tmp', `${what}${tag}`);
+    const marked = (what: string) => (existsSync(mark(what)) ? readFileSync(mark(what), 'utf8') : '');
+    const trapping = (sig: string, what: string) => ['sh', '-c', `trap "echo ${what} > /tmp/${what}${tag}; exit 42" ${sig}; echo ready; while :; do sleep 1; done`];
+    await withClient(async (c) => {
+      let id: string | undefined;
+      let out = '';
+      const stdout = new Writable({ write(chunk: Buffer, _e, cb) { out += chunk.toString(); cb(); } });
+      const run = c.exec(N, { command: trapping('INT', 'int') }, { stdout, stderr: stdout, onExecId: (x) => { id = x; } });
+      expect(await pollUntil(() => id !== undefined && out.includes('ready'), 100, 50), out).toBe(true);
+      expect((await c.listExecs(N)).find((e) => e.id === id)).toMatchObject({ command: trapping('INT', 'int'), tty: false, disconnectSignal: 'SIGKILL' });
+      expect((await c.signalExec(N, id!, 'SIGINT')).id).toBe(id);
+      // The trap's own exit code, or lxc-attach's own end by the same signal (130): either way the command got SIGINT and ran its trap.
+      expect([42, 130]).toContain(await run);
+      expect(marked('int')).toBe('int\n');
+      expect((await c.listExecs(N)).map((e) => e.id)).not.toContain(id);
+      const err = await c.signalExec(N, id!, 'SIGINT').then(() => undefined, (e: unknown) => e);
+      expect(isAppError(err, 'NOT_FOUND'), String(err)).toBe(true);
+    });
+    // The POST path: the client goes away (its connection closed); SIGHUP was asked for, so the trap for it runs.
+    const gone = new HangarClient({ socketPath: TEST_ENV.HANGAR_SOCKET });
+    let started = false;
+    const sink = new Writable({ write(chunk: Buffer, _e, cb) { if (chunk.toString().includes('ready')) started = true; cb(); } });
+    const hung = gone.exec(N, { command: trapping('HUP', 'hup'), disconnectSignal: 'SIGHUP' }, { stdout: sink, stderr: sink }).catch(() => undefined);
+    expect(await pollUntil(() => started, 100, 50)).toBe(true);
+    gone.close();
+    await hung;
+    expect(await pollUntil(() => marked('hup') === 'hup\n', 100, 100), 'the HUP trap ran').toBe(true);
+    // The websocket path (the CLI forwards signals, so it uses one): the CLI is SIGKILLed; SIGTERM was asked for.
+    const child = spawn(process.execPath, [join(import.meta.dirname, '../../dist/hangar.mjs'), 'exec', N, '--disconnect-signal', 'SIGTERM', '--', ...trapping('TERM', 'term')], { env: { ...process.env, ...TEST_ENV }, stdio: ['ignore', 'pipe', 'ignore'] });
+    let childOut = '';
+    child.stdout.on('data', (b: Buffer) => { childOut += b.toString(); });
+    try {
+      expect(await pollUntil(() => childOut.includes('ready'), 100, 100)).toBe(true);
+    } finally {
+      child.kill('SIGKILL');
+    }
+    expect(await pollUntil(() => marked('term') === 'term\n', 100, 100), 'the TERM trap ran').toBe(true);
+    expect(await pollUntil(async () => (await withClient((c) => c.listExecs(N))).length === 0, 100, 100)).toBe(true);
+    cliOk(['exec', N, '--', 'rm', '-f', `/tmp/int${tag}`, `/tmp/hup${tag}`, `/tmp/term${tag}`]);
   });
 
   it('delete of a running instance without --force is refused; it keeps running', () => {

@@ -110,7 +110,10 @@ const backendFailed = () => appErrorFromBody({ code: 'BACKEND_FAILED', message: 
  * A fake process: `cat` echoes its stdin after eof, writes "warn\n" to stderr and exits 3;
  * `env` prints what it was asked to run (as JSON) and exits 0.
  */
-function fakeProcess(req: { command: string[]; env?: Record<string, string>; cwd?: string }): HostProcess {
+/** The one running exec the fake daemon lists. */
+const FAKE_EXEC = { id: 'e1f00d', command: ['sleep', '99'], tty: false, startedAt: '2026-01-02T03:04:05.000Z', disconnectSignal: 'SIGTERM' as const };
+
+function fakeProcess(req: { command: string[]; env?: Record<string, string>; cwd?: string; disconnectSignal?: string }): HostProcess {
   const stdin = new PassThrough();
   const stdout = new PassThrough();
   const stderr = new PassThrough();
@@ -118,7 +121,7 @@ function fakeProcess(req: { command: string[]; env?: Record<string, string>; cwd
   const exit = new Promise<{ code: number | null; signal: string | null }>((r) => { exited = r; });
   const finish = (code: number) => { stdout.end(); stderr.end(); exited({ code, signal: null }); };
   if (req.command[0] === 'env') {
-    stdout.write(`${JSON.stringify({ command: req.command, ...(req.env ? { env: req.env } : {}), ...(req.cwd ? { cwd: req.cwd } : {}) })}\n`);
+    stdout.write(`${JSON.stringify({ command: req.command, ...(req.env ? { env: req.env } : {}), ...(req.cwd ? { cwd: req.cwd } : {}), ...(req.disconnectSignal ? { disconnectSignal: req.disconnectSignal } : {}) })}\n`);
     stdin.resume();
     setImmediate(() => finish(0));
   } else {
@@ -240,13 +243,19 @@ export async function startFakeDaemon(): Promise<FakeDaemon> {
     execRun: async ({ params, body }) => {
       if (params.name === 'missing') throw notFound();
       if (body.command[0] === 'explode') throw backendFailed();
-      return { proc: fakeProcess(body), ...(body.stdin === undefined ? {} : { stdin: Buffer.from(body.stdin, 'base64') }) };
+      return { id: 'fake', proc: fakeProcess(body), ...(body.stdin === undefined ? {} : { stdin: Buffer.from(body.stdin, 'base64') }) };
+    },
+    listExecs: async ({ params }) => { instanceOnly(params.name); return [FAKE_EXEC]; },
+    signalExec: async ({ params }) => {
+      instanceOnly(params.name);
+      if (params.id !== FAKE_EXEC.id) throw new AppError('NOT_FOUND', `No running exec "${params.id}" in instance "${params.name}"`);
+      return FAKE_EXEC;
     },
     execSession: {
       check: async ({ params }) => { if (params.name === 'missing') throw notFound(); },
       open: (ws) => streamSession(ws, ROUTE_SCHEMAS.execSession.frames.first, async (req) => {
         if (req.command[0] === 'explode') throw backendFailed();
-        return fakeProcess(req);
+        return { proc: fakeProcess(req) };
       }),
     },
     events: {

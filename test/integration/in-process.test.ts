@@ -55,7 +55,7 @@ describe('in-process daemon (fake driver, directory pool, fake network)', () => 
     await d.instances.start(name);
     expect((await d.instances.get(name)).state).toBe('running');
 
-    const run = await finish(await d.instances.exec(name, { command: ['true'] }));
+    const run = await finish((await d.instances.exec(name, { command: ['true'] })).proc);
     expect(run.code).toBe(0);
 
     await d.instances.stop(name);

@@ -1,9 +1,18 @@
 // Interactive commands: exec (exit code passed through) and console (attach with Ctrl-a q to detach, or --show-log).
 import { AppError } from '../../shared/errors.js';
 import { assertName } from '../../shared/names.js';
-import type { ExecRequest } from '../../shared/schemas.js';
+import { STREAM_SIGNALS } from '../../shared/exec-frames.js';
+import type { ExecInfo, ExecRequest, ExecSignal, Format } from '../../shared/schemas.js';
 import type { StreamIo } from '../../client/client.js';
 import type { CliIo, Ctx } from '../context.js';
+import { renderList } from '../format.js';
+
+/** Checks a signal name an exec may be sent (SIGTERM, or TERM). */
+export function parseExecSignal(s: string): ExecSignal {
+  const name = (s.toUpperCase().startsWith('SIG') ? s.toUpperCase() : `SIG${s.toUpperCase()}`) as ExecSignal;
+  if (!(name in STREAM_SIGNALS)) throw new AppError('INVALID_ARGUMENT', `Invalid signal ${JSON.stringify(s)}: expected one of ${Object.keys(STREAM_SIGNALS).join(', ')}`);
+  return name;
+}
 
 /** Parses `--env K=V` pairs into a map. */
 export function parseEnvPairs(pairs: readonly string[]): Record<string, string> {
@@ -39,12 +48,13 @@ function resizeSource(io: CliIo): StreamIo['onResize'] {
 }
 
 /** `hangar exec NAME [-t] [--env K=V] [--cwd DIR] -- CMD...`: answers the remote exit code. */
-export async function execCommand(ctx: Ctx, name: string, command: string[], opts: { tty?: boolean; env: string[]; cwd?: string }): Promise<number> {
+export async function execCommand(ctx: Ctx, name: string, command: string[], opts: { tty?: boolean; env: string[]; cwd?: string; disconnectSignal?: string }): Promise<number> {
   assertName(name);
   if (!command.length) throw new AppError('INVALID_ARGUMENT', 'exec needs a command: hangar exec NAME -- CMD [ARGS...]');
   const env = parseEnvPairs(opts.env);
   const tty = Boolean(opts.tty);
   const req: ExecRequest = { command };
+  if (opts.disconnectSignal !== undefined) req.disconnectSignal = parseExecSignal(opts.disconnectSignal);
   if (Object.keys(env).length) req.env = env;
   if (opts.cwd !== undefined) req.cwd = opts.cwd;
   if (tty) {
@@ -64,6 +74,24 @@ export async function execCommand(ctx: Ctx, name: string, command: string[], opt
   } finally {
     restore();
   }
+}
+
+/** `hangar execs NAME`: the commands running in an instance through exec, with their ids. */
+export async function execListCommand(ctx: Ctx, name: string, format: Format): Promise<void> {
+  assertName(name);
+  ctx.out(await renderList<ExecInfo>(await ctx.client.listExecs(name), format, [
+    { header: 'ID', value: (e) => e.id },
+    { header: 'COMMAND', value: (e) => e.command.join(' ') },
+    { header: 'TTY', value: (e) => (e.tty ? 'yes' : 'no') },
+    { header: 'STARTED', value: (e) => e.startedAt },
+    { header: 'ON DISCONNECT', value: (e) => e.disconnectSignal },
+  ]));
+}
+
+/** `hangar exec-signal NAME ID SIGNAL`: sends a signal to a running exec. */
+export async function execSignalCommand(ctx: Ctx, name: string, id: string, signal: string): Promise<void> {
+  assertName(name);
+  await ctx.client.signalExec(name, id, parseExecSignal(signal));
 }
 
 /** Byte filter spotting the detach sequence Ctrl-a q; Ctrl-a Ctrl-a sends one Ctrl-a, Ctrl-a with anything else passes both. */

@@ -4,7 +4,7 @@ import { AppError, isAppError } from '../../shared/errors.js';
 import { assertName } from '../../shared/names.js';
 import { LOCAL_HOST } from '../../shared/hosts.js';
 import { resourcesOf, type InstanceConfig } from '../../shared/config.js';
-import type { Beancounter, ConfigChangeResult, CreateInstanceRequest, Instance, Snapshot } from '../../shared/schemas.js';
+import type { Beancounter, ConfigChangeResult, CreateInstanceRequest, ExecInfo, ExecSignal, Instance, Snapshot } from '../../shared/schemas.js';
 import type { BackendEvent, ExecSpec, HostDriver, ObservedState } from '../../drivers/driver.js';
 import type { HostProcess } from '../../host/host.js';
 import { Reverter } from '../../host/reverter.js';
@@ -21,6 +21,7 @@ import { checkMove, moveInstance } from './move.js';
 import * as snapshots from './snapshots.js';
 import { toWire } from './wire.js';
 import { ExitWatcher } from './exit-watch.js';
+import { ExecRegistry, type StartedExec } from './execs.js';
 import { INSTANCE_CREATE } from './recover.js';
 
 /** Dependencies of the instance service (defined in context.ts, shared by its parts). */
@@ -66,8 +67,11 @@ export class InstanceService {
     stop: (name, opts) => this.stopLocked(name, opts),
   };
 
-  /** The inits of running containers, watched so that an end outside Hangar is recorded at once. */
+  /** The inits of running containers and the QEMUs of VMs, watched so that an end outside Hangar is recorded at once. */
   private readonly exits: ExitWatcher;
+
+  /** The commands running through exec, listed and signalled by id. */
+  private readonly execs = new ExecRegistry();
 
   constructor(private readonly d: InstanceServiceDeps) {
     this.exits = new ExitWatcher(d, (name) => this.start(name));
@@ -394,14 +398,27 @@ export class InstanceService {
   // ---- exec / console ----
 
   /** Runs a command in a running instance. */
-  async exec(name: string, spec: ExecSpec): Promise<HostProcess> {
+  async exec(name: string, spec: ExecSpec & { disconnectSignal?: ExecSignal | undefined }): Promise<StartedExec> {
     const row = rowOf(this.d, name);
     const h = hostOf(this.d, row);
     const driver = h.drivers.get(row.driver).driver;
     if (spec.tty && !driver.features.execTty) throw new AppError('UNSUPPORTED', `Instance "${name}" (${driver.name}) does not support a terminal for exec`);
     const handle = handleIn(this.d, h, row);
     assertLegal('exec', await handle.state(), name);
-    return handle.exec(spec);
+    const { disconnectSignal, ...run } = spec;
+    return this.execs.add(name, handle.exec(run), { command: spec.command, tty: spec.tty !== undefined, disconnectSignal });
+  }
+
+  /** The commands running in an instance through exec. */
+  listExecs(name: string): ExecInfo[] {
+    rowOf(this.d, name);
+    return this.execs.list(name);
+  }
+
+  /** Sends a signal to a running exec of an instance. */
+  signalExec(name: string, id: string, signal: ExecSignal): ExecInfo {
+    rowOf(this.d, name);
+    return this.execs.signal(name, id, signal);
   }
 
   /** Attaches to the console of a running instance. */
