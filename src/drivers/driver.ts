@@ -57,7 +57,7 @@ export interface Driver {
    * and copies no image to the host, and a launch's image names the backend's own template, which the driver checks.
    */
   readonly storage: 'tree' | 'image' | 'backend';
-  /** True when state().pid is a process of the host whose end is the instance's end (a container's init): the core then watches it. */
+  /** True when state().pid is a process of the host whose end is the instance's end (a container's init, a VM's QEMU): the core then watches it. */
   readonly pidIsInit?: boolean;
   /** Opens it on a host: probes, and keeps what it learns there (its facts). Never throws for "not installed". */
   open(env: DriverEnv): Promise<HostDriver>;
@@ -80,6 +80,10 @@ export interface HostDriver {
   load(record: InstanceRecord): InstanceHandle;
   /** Work for after the daemon is up (QEMU: the Linux accelerator check). */
   background?(): Promise<void>;
+  /** The instance names the backend holds host resources for outside an instance's own files (a VM's cgroup): what reconciliation checks. */
+  leftovers?(): Promise<string[]>;
+  /** Removes those of one name (the core calls it under the name's lock, for a name it has no running instance of); answers what went, one line each. */
+  clearLeftovers?(name: string): Promise<string[]>;
   /** Reads a domain of this backend that Hangar did not make, by the backend's id or name, in Hangar's terms (an import's source); NOT_FOUND when there is none. */
   inspectForeign?(ref: string): Promise<ForeignInstance>;
   /**
@@ -233,5 +237,7 @@ export interface InstanceHandle {
     /** Restores one: a stateful snapshot needs (and leaves) the instance running; a disk snapshot needs it stopped. */
     restore(name: string, opts: { stateful: boolean }): Promise<void>;
     delete(name: string): Promise<void>;
+    /** The snapshots the backend holds now (reconciliation compares them with Hangar's rows). */
+    list(): Promise<{ name: string; stateful: boolean }[]>;
   };
 }

@@ -154,6 +154,39 @@ describe('QEMU VMs', () => {
     await waitForGuest(VM, { marker: 'HANGAR-READY', count: 3 });
   }, 180_000);
 
+  it('a QEMU killed from outside is seen at once (its pidfd): stopped with an event and its tap released; boot.autorestart=on-failure boots it again', async () => {
+    const boots = (consoleLogText(VM).match(/HANGAR-READY/g) ?? []).length;
+    const stream = await collectEvents({ types: ['instance-stopped', 'instance-restarted'] });
+    try {
+      const pid0 = findInstance(VM)!.pid!;
+      process.kill(pid0, 'SIGKILL');
+      // The bound is only there to fail rather than hang: the event comes from the pidfd's wake-up.
+      const seen = await pollUntil(() => stream.events.some((e) => e.instance === VM && e.type === 'instance-stopped'), 100, 50);
+      expect(seen, JSON.stringify(stream.events)).toBe(true);
+      expect(stream.events.find((e) => e.instance === VM && e.type === 'instance-stopped')?.data).toEqual({ by: 'outside', pid: pid0 });
+      expect(findInstance(VM)).toMatchObject({ state: 'stopped', pid: null });
+      expect(spawnSync('ip', ['link', 'show', hostIfName(VM)]).status).not.toBe(0);
+      cliOk(['config', 'set', VM, 'boot.autorestart=on-failure']);
+      cliOk(['start', VM]);
+      // Killed once it has booted: the automatic boot must print its own marker.
+      await waitForGuest(VM, { marker: 'HANGAR-READY', count: boots + 1 });
+      const pid1 = findInstance(VM)!.pid!;
+      process.kill(pid1, 'SIGKILL');
+      const restarted = await pollUntil(() => stream.events.some((e) => e.instance === VM && e.type === 'instance-restarted'), 150, 100);
+      expect(restarted, JSON.stringify(stream.events)).toBe(true);
+      expect(stream.events.find((e) => e.instance === VM && e.type === 'instance-restarted')?.data).toMatchObject({ by: 'autorestart', attempt: 1 });
+      const now = findInstance(VM)!;
+      expect(now.state).toBe('running');
+      expect(now.pid).not.toBe(pid1);
+      expect(spawnSync('ip', ['link', 'show', hostIfName(VM)]).status).toBe(0);
+    } finally {
+      stream.close();
+      cli(['config', 'set', VM, 'boot.autorestart=no']);
+    }
+    // Two boots more: the start by hand and the automatic one.
+    await waitForGuest(VM, { marker: 'HANGAR-READY', count: boots + 2 });
+  }, 360_000);
+
   it('a guest kernel panic is seen at once through pvpanic: panicked event, then stopped', async () => {
     const name = `${P}pan`;
     cliOk(['launch', 'busybox', name, '--vm']);
@@ -283,6 +316,40 @@ describe('QEMU VMs', () => {
     expect(stat === '' || stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')).toBe(true);
     expect((consoleLogText(VM).match(/HANGAR-POWERDOWN/g) ?? []).length).toBe(downs);
   });
+
+  it('qcow2 snapshot tables are reconciled with the rows: a row without an entry is refused for restore (the VM keeps running) and dropped at start, an entry without a row listed again', async () => {
+    const disk = join(settings.poolDir, 'instances', VM, 'root.qcow2');
+    const table = () => (JSON.parse(spawnSync('qemu-img', ['info', '--output=json', '-U', disk], { encoding: 'utf8' }).stdout) as { snapshots?: { name: string }[] }).snapshots?.map((x) => x.name) ?? [];
+    expect(findInstance(VM)?.state).toBe('stopped');
+    cliOk(['snapshot', 'create', VM, 'kept']);
+    expect(table()).toContain('kept');
+    // What a crash between the table and the row leaves, both ways round.
+    expect(spawnSync('qemu-img', ['snapshot', '-d', 'kept', disk]).status).toBe(0);
+    expect(spawnSync('qemu-img', ['snapshot', '-c', 'stray', disk]).status).toBe(0);
+    cliOk(['start', VM]);
+    const pid = findInstance(VM)!.pid;
+    const r = cli(['snapshot', 'restore', VM, 'kept']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/is not in its disk's snapshot table/);
+    expect(findInstance(VM)).toMatchObject({ state: 'running', pid });
+    process.kill(await daemonPid(), 'SIGKILL');
+    await pollUntil(() => !existsSync(TEST_ENV.HANGAR_SOCKET) || cli(['list']).code !== 0, 50, 100);
+    setSharedDaemon(await startDaemon(TEST_ENV));
+    const list = JSON.parse(cliOk(['snapshot', 'list', VM, '--format', 'json'])) as { name: string }[];
+    expect(list.map((x) => x.name)).toEqual(['stray']);
+    const sub = await collectEvents({ replay: true, types: ['instance-drift'] });
+    try {
+      await pollUntil(() => sub.events.filter((e) => e.instance === VM).length >= 2, 50, 100);
+      expect(sub.events.filter((e) => e.instance === VM).map((e) => [e.data?.repair, e.data?.snapshot])).toEqual([['snapshot-forgotten', 'kept'], ['snapshot-adopted', 'stray']]);
+    } finally {
+      sub.close();
+    }
+    // The adopted entry is Hangar's now: deleted live through QMP.
+    cliOk(['snapshot', 'delete', VM, 'stray']);
+    expect(table()).toEqual([]);
+    expect(findInstance(VM)).toMatchObject({ state: 'running', pid });
+    cliOk(['stop', '--force', VM]);
+  }, 180_000);
 
   it('limits.cpu.cap and limits.cpu.weight hold the whole QEMU process in a cgroup, changed live', async () => {
     const name = `${P}cpu`;

@@ -1,4 +1,4 @@
-// Outside ends of instances, seen at once: the init of each running container is watched through a pidfd (Host.watchExit), its end recorded and published, and with boot.autorestart=on-failure the container started again with a backoff.
+// Outside ends of instances, seen at once: the init of each running container and the QEMU of each VM is watched through a pidfd (Host.watchExit), its end recorded and published, and with boot.autorestart=on-failure the instance started again with a backoff.
 import { hostOf, lockKey, type InstanceServiceDeps } from './context.js';
 import { handleIn } from './placement.js';
 
@@ -8,7 +8,7 @@ export const RESTART_WINDOW_MS = 10 * 60 * 1000;
 /** The first restart's delay; each next one doubles it. */
 export const RESTART_BASE_DELAY_MS = 1000;
 
-/** Watches the inits of running instances whose driver's pid is their init (containers), on hosts that can watch. */
+/** Watches the processes of running instances whose driver's pid is their life (a container's init, a VM's QEMU), on hosts that can watch. */
 export class ExitWatcher {
   private readonly armed = new Map<string, { pid: number; cancel: () => void }>();
   private readonly restarts = new Map<string, number[]>();
@@ -76,10 +76,10 @@ export class ExitWatcher {
         }
         return;
       }
-      // What the instance held on the host (an OpenVZ private area's mount) is released as a stop would.
+      // What the instance held on the host (an OpenVZ private area's mount, a VM's tap) is released as a stop would.
       await handle.stop({ force: true, timeoutMs: 1000 }).catch(() => undefined);
       this.d.db.updateInstance(name, { expectedState: 'stopped', initPid: null, initStartTime: null, cpuset: null });
-      this.d.events.emit({ type: 'instance-stopped', instance: name, message: `Instance "${name}" stopped outside Hangar: its init (pid ${pid}) ended`, data: { by: 'outside', pid } });
+      this.d.events.emit({ type: 'instance-stopped', instance: name, message: `Instance "${name}" stopped outside Hangar: its ${row.type === 'vm' ? 'QEMU process' : 'init'} (pid ${pid}) ended`, data: { by: 'outside', pid } });
       restart = row.config['boot.autorestart'] === 'on-failure';
     });
     if (restart) this.scheduleRestart(name);

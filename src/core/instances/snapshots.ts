@@ -5,7 +5,7 @@ import { assertLegal } from './actions.js';
 import { DEFAULT_STOP_TIMEOUT_S, hostOf, ownsVolume, rowOf, wrap, type InstanceServiceDeps, type LockedLifecycle } from './context.js';
 import { handleIn } from './placement.js';
 
-/** The journal kinds of pool snapshots (recover.ts finishes or undoes them after a crash). */
+/** The journal kinds of snapshots, pool and backend (recover.ts finishes or undoes them after a crash). */
 export const SNAPSHOT_CREATE = 'snapshot-create';
 export const SNAPSHOT_DELETE = 'snapshot-delete';
 
@@ -25,8 +25,14 @@ export async function createSnapshot(d: InstanceServiceDeps, name: string, snap:
   assertLegal('snapshot-create', st, name);
   const stateful = opts.stateful ?? false;
   if (handle.snapshots) {
-    await handle.snapshots.create(snap, { stateful }).catch((e) => { throw wrap(e, `Failed to snapshot instance "${name}"`); });
-    d.db.insertSnapshot({ instance: name, name: snap, createdAt: new Date().toISOString(), stateful });
+    // Journaled: a snapshot its table got but the daemon never acknowledged is deleted from the table at the next start.
+    const intent = d.db.addIntent(SNAPSHOT_CREATE, name, { snapshot: snap, froze: false });
+    try {
+      await handle.snapshots.create(snap, { stateful }).catch((e) => { throw wrap(e, `Failed to snapshot instance "${name}"`); });
+      d.db.insertSnapshot({ instance: name, name: snap, createdAt: new Date().toISOString(), stateful });
+    } finally {
+      d.db.removeIntent(intent);
+    }
     d.events.emit({ type: 'instance-snapshot-created', instance: name, data: { snapshot: snap, stateful } });
     return;
   }
@@ -64,6 +70,10 @@ export async function restoreSnapshot(d: InstanceServiceDeps, name: string, snap
   assertLegal('snapshot-restore', st, name);
   const wasRunning = st.state === 'running' || st.state === 'frozen';
   if (handle.snapshots) {
+    // As for pool volumes below: a row the backend's table lacks must not cost a running instance its uptime.
+    if (!(await handle.snapshots.list()).some((s) => s.name === snap)) {
+      throw new AppError('NOT_FOUND', `Snapshot "${snap}" of instance "${name}" is not in its disk's snapshot table (it is dropped from the list at the daemon's next start)`);
+    }
     // A stateful snapshot restores RAM too: the instance ends up running where the snapshot was taken.
     if (!snapRow.stateful && wasRunning) await lifecycle.stop(name, { timeout: DEFAULT_STOP_TIMEOUT_S });
     await handle.snapshots.restore(snap, { stateful: snapRow.stateful }).catch((e) => { throw wrap(e, `Failed to restore snapshot "${snap}" of instance "${name}"`); });
@@ -96,18 +106,18 @@ export async function deleteSnapshot(d: InstanceServiceDeps, name: string, snap:
   const h = hostOf(d, row);
   const handle = handleIn(d, h, row);
   assertLegal('snapshot-delete', await handle.state(), name);
-  if (handle.snapshots) {
-    await handle.snapshots.delete(snap);
-  } else {
-    // Journaled: a daemon that ends between the volume's deletion and the row's leaves the intent, and the next one drops the row.
-    const intent = d.db.addIntent(SNAPSHOT_DELETE, name, { snapshot: snap });
-    try {
-      // A row whose volume is gone already is only forgotten.
-      if ((await h.pool.snapshotNames(name)).includes(snap)) await h.pool.deleteSnapshot(name, snap);
-    } finally {
-      d.db.removeIntent(intent);
+  // Journaled: a daemon that ends between the volume's (or table entry's) deletion and the row's leaves the intent, and the next one drops the row.
+  const intent = d.db.addIntent(SNAPSHOT_DELETE, name, { snapshot: snap });
+  try {
+    // A row whose volume is gone already is only forgotten.
+    if (handle.snapshots) {
+      if ((await handle.snapshots.list()).some((s) => s.name === snap)) await handle.snapshots.delete(snap);
+    } else if ((await h.pool.snapshotNames(name)).includes(snap)) {
+      await h.pool.deleteSnapshot(name, snap);
     }
+    d.db.deleteSnapshot(name, snap);
+  } finally {
+    d.db.removeIntent(intent);
   }
-  d.db.deleteSnapshot(name, snap);
   d.events.emit({ type: 'instance-snapshot-deleted', instance: name, data: { snapshot: snap } });
 }

@@ -28,6 +28,16 @@ async function rejection(p: Promise<unknown>): Promise<AppError> {
 }
 
 describe('qemu-img argv', () => {
+  it('snapshotList reads the table of a held image (-U): tags, and RAM state where vm-state-size > 0', async () => {
+    const stdout = JSON.stringify({ format: 'qcow2', snapshots: [{ id: '1', name: 'disk', 'vm-state-size': 0 }, { id: '2', name: 'live', 'vm-state-size': 4096 }, { id: '3' }] });
+    const host = new ScriptedHost(() => ({ stdout }));
+    expect(await qemuImg.snapshotList(host, '/v/root.qcow2')).toEqual([{ name: 'disk', stateful: false }, { name: 'live', stateful: true }]);
+    expect(host.commands('qemu-img')).toEqual([['qemu-img', 'info', '--output=json', '-U', '/v/root.qcow2']]);
+    expect(await qemuImg.snapshotList(new ScriptedHost(() => ({ stdout: '{"format":"qcow2"}' })), '/v/root.qcow2')).toEqual([]);
+    const err = await rejection(qemuImg.snapshotList(new ScriptedHost(() => ({ stdout: '{"snapshots":{}}' })), '/v/root.qcow2'));
+    expect(err.message).toMatch(/not a list/);
+  });
+
   it('create: format, backing file and format, optional size', async () => {
     const host = new ScriptedHost();
     await qemuImg.create(host, '/v/root.qcow2', { format: 'qcow2', backing: { path: '/img/disk.qcow2', format: 'qcow2' }, sizeBytes: 1024 });

@@ -118,6 +118,23 @@ export async function check(host: Host, source: string, opts: QemuImgRunOptions 
   return host.exec(['qemu-img', 'check', '--output=json', source], { allowFailure: true, ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}) });
 }
 
+/** One internal snapshot of an image's table: its tag, and whether it holds a VM's RAM and device state. */
+export interface QemuImgSnapshotEntry {
+  name: string;
+  stateful: boolean;
+}
+
+/** The internal snapshots of an image (also while a running QEMU holds it), from `qemu-img info`'s table. */
+export async function snapshotList(host: Host, path: string, opts: QemuImgRunOptions = {}): Promise<QemuImgSnapshotEntry[]> {
+  const table = (await info(host, path, { ...opts, forceShare: true })).snapshots;
+  if (table === undefined) return [];
+  if (!Array.isArray(table)) throw new AppError('HOST_FAILED', `qemu-img info of ${path} printed a snapshot table that is not a list`, { details: { tool: 'qemu-img', operation: 'info', file: path } });
+  return table.flatMap((e: unknown) => {
+    const o = typeof e === 'object' && e !== null ? (e as Record<string, unknown>) : {};
+    return typeof o.name === 'string' ? [{ name: o.name, stateful: Number(o['vm-state-size'] ?? 0) > 0 }] : [];
+  });
+}
+
 /** Creates, applies or deletes the internal snapshot tag of an image that no QEMU holds. */
 export async function snapshot(host: Host, path: string, op: QemuImgSnapshotOp, tag: string, opts: QemuImgRunOptions = {}): Promise<void> {
   await run(host, 'snapshot', path, [SNAPSHOT_FLAGS[op], tag, path], opts);

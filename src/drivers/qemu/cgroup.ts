@@ -43,6 +43,38 @@ export async function writeLimits(host: Host, dir: string, writes: CgroupWrite[]
   for (const w of writes) await host.fs.appendFile(posix.join(dir, w.file), w.value);
 }
 
+/** The names of the VM cgroups under <root>/<prefix>.vm. */
+export async function vmCgroupNames(host: Host, layout: CgroupLayout, prefix: string): Promise<string[]> {
+  const root = await cpuControllerRoot(host, layout);
+  const parent = root ? posix.join(root, `${prefix}.vm`) : null;
+  if (!parent || !(await host.fs.stat(parent))) return [];
+  const out: string[] = [];
+  for (const name of await host.fs.readdir(parent)) if ((await host.fs.stat(posix.join(parent, name)))?.isDirectory) out.push(name);
+  return out;
+}
+
+/**
+ * Removes the cgroup of a VM that does not run (what an interrupted start, stop or delete left), ending a QEMU still
+ * in it first: a process in Hangar's own VM cgroup was started by Hangar. Answers what went.
+ */
+export async function clearVmCgroup(host: Host, layout: CgroupLayout, prefix: string, name: string): Promise<string[]> {
+  const root = await cpuControllerRoot(host, layout);
+  if (!root) return [];
+  const dir = vmCgroupDir(root, prefix, name);
+  if (!(await host.fs.stat(dir))) return [];
+  const pids = async () => ((await host.fs.readTextIfExists(posix.join(dir, 'cgroup.procs'))) ?? '').split('\n').filter(Boolean).map(Number);
+  const ended: number[] = [];
+  for (const pid of await pids()) {
+    const argv0 = ((await host.fs.readTextIfExists(`/proc/${pid}/cmdline`)) ?? '').split('\0')[0] ?? '';
+    if (posix.basename(argv0).startsWith('qemu-system') && (await host.kill(pid, 'SIGKILL'))) ended.push(pid);
+  }
+  // An ended process leaves the cgroup once the kernel has reaped it.
+  for (let i = 0; i < 50 && (await pids()).length > 0; i++) await new Promise((r) => setTimeout(r, 50));
+  await host.fs.rmdir(dir).catch(() => undefined);
+  if (await host.fs.stat(dir)) return [];
+  return [`VM cgroup ${dir}${ended.length ? ` and the QEMU in it (pid ${ended.join(', ')})` : ''}`];
+}
+
 /** Removes the VM's cgroup once QEMU has gone (an empty cgroup is removed with rmdir). */
 export async function removeVmCgroup(host: Host, dir: string): Promise<void> {
   // A cgroup still holding a (dying) process cannot go yet; the next stop or start tries again.

@@ -17,6 +17,7 @@ import { applyLiveConfig } from './hotplug.js';
 import { killQemu, launchQemu, livePid, qemuUsage, removeRunFiles, startTimeOf, waitExit } from './process.js';
 import { machineFamilyOf, qemuMachineType } from './render-argv.js';
 import { addTap, attachTap, placeInCgroup, releaseHostResources } from './resources.js';
+import { clearVmCgroup, vmCgroupNames } from './cgroup.js';
 import { dropSessions, openMonitor, type Monitor } from './sessions.js';
 import { vmSnapshots } from './snapshots.js';
 import { accelModeOf, validateQemu } from './validate.js';
@@ -264,6 +265,8 @@ export function qemuOnHost(q: QemuHost): HostDriver {
     load: (record) => new QemuInstance(record, q),
     // The Linux boot check (when the ROM probe left KVM's verdict open) runs after start-up; VM starts wait for it.
     background: async () => { await q.accel?.confirm(); },
+    leftovers: () => vmCgroupNames(env.host, env.facts.cgroupLayout, env.prefix),
+    clearLeftovers: (name) => clearVmCgroup(env.host, env.facts.cgroupLayout, env.prefix, name),
   };
 }
 
@@ -278,6 +281,8 @@ export const qemuDriver: Driver = {
     'devices.*', 'cloud-init.user-data', 'cloud-init.ssh-keys', 'boot.firmware', 'boot.accel', 'boot.kernel', 'boot.initrd', 'boot.cmdline',
   ],
   storage: 'image',
+  // state().pid is QEMU's own: its end is the VM's end, whoever caused it.
+  pidIsInit: true,
   async open(env) {
     const mode = accelModeOf(env.settings);
     const p = await probeQemu(env.host);

@@ -57,5 +57,6 @@ export function vmSnapshots(vm: Vm, life: SnapshotLifecycle): NonNullable<Instan
         await qemuImg.snapshot(vm.host, rootDisk, 'delete', snap);
       }
     },
+    list: () => qemuImg.snapshotList(vm.host, rootDisk),
   };
 }
