@@ -1,8 +1,9 @@
 // E2e: hangard killed (-9, SIGTERM, SIGINT) leaves containers running; the next hangard adopts them, reports drift, autostarts.
 import { spawnSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HangarEvent } from '../../src/shared/schemas.js';
-import { cliOk, setSharedDaemon, sharedDaemon, startDaemon, stopDaemon, TEST_ENV, uniquePrefix, type TestDaemon } from '../helpers/daemon.js';
+import { cliAsync, cliOk, setSharedDaemon, sharedDaemon, startDaemon, stopDaemon, TEST_ENV, uniquePrefix, type TestDaemon } from '../helpers/daemon.js';
 import { alive, collectEvents, daemonPid, deleteAllWithPrefix, findInstance, pollUntil, procStartTime, settings } from '../helpers/e2e.js';
 
 const P = uniquePrefix('dr');
@@ -87,6 +88,29 @@ describe('daemon restart', () => {
     // The adopted state is usable: B starts again with a new init.
     cliOk(['start', B]);
     expect(initOf(B).pid).not.toBe(b0.pid);
+  });
+
+  it('kill -9 while an exec runs: its command outlives the daemon, and the next hangard ends it (exec-ended drift)', async () => {
+    const marker = String(400_000 + (process.pid % 100_000));
+    const sleeps = () => readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
+      try { return readFileSync(`/proc/${p}/cmdline`, 'utf8') === `sleep\0${marker}\0`; } catch { return false; }
+    }).map(Number);
+    const run = cliAsync(['exec', A, '--', 'sleep', marker]);
+    expect(await pollUntil(() => sleeps().length === 1, 100, 100), 'the exec\'s sleep runs').toBe(true);
+    const [pid] = sleeps();
+    const oldPid = await daemonPid();
+    d.client.close();
+    process.kill(oldPid, 'SIGKILL');
+    expect(await pollUntil(() => !alive(oldPid)), 'hangard gone after SIGKILL').toBe(true);
+    expect((await run).code).not.toBe(0);
+    // Nothing a client could do reaches it now: only the next daemon can end it.
+    await new Promise((r) => setTimeout(r, 500));
+    expect(alive(pid!), 'the command outlived its client and daemon').toBe(true);
+    await restartDaemon();
+    expect(await pollUntil(() => !alive(pid!), 50, 100), 'the orphaned exec ended by the next daemon').toBe(true);
+    const drift = (await replayedDrift(A)).filter((e) => e.instance === A);
+    expect(drift.map((e) => e.data?.repair)).toEqual(['exec-ended']);
+    expect(initOf(A).pid).toBe(findInstance(A)!.pid);
   });
 
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {

@@ -172,6 +172,21 @@ describe('API routes in-process (fake driver)', () => {
     expect(await client.exec(name, { command: ['cat'] }, { stdin: new PassThrough().end('typed'), stdout: wsOut, onSignal: () => () => undefined })).toBe(0);
     expect(wsOut.text()).toBe('typed');
     ok.add('execSession');
+    // A command whose stdin stays open keeps running: listed by id, signalled through the API.
+    const held = new PassThrough();
+    const running = client.exec(name, { command: ['cat'] }, { stdin: held, stdout: sink(), onSignal: () => () => undefined }).catch(() => -1);
+    let execs: { id: string; command: string[] }[] = [];
+    for (let i = 0; i < 50 && execs.length === 0; i++) {
+      execs = (await call('listExecs', { name })).body as typeof execs;
+      if (execs.length === 0) await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(execs.map((e) => e.command)).toEqual([['cat']]);
+    expect((await call('signalExec', { name, id: execs[0]!.id }, { body: { signal: 'SIGTERM' } })).body).toMatchObject({ id: execs[0]!.id, command: ['cat'] });
+    await refused('signalExec', { name, id: 'nope' }, 'NOT_FOUND', { body: { signal: 'SIGTERM' } });
+    await refused('signalExec', { name, id: execs[0]!.id }, 'INVALID_ARGUMENT', { body: { signal: 'SIGFOO' } });
+    await refused('listExecs', { name: `${P}-none` }, 'NOT_FOUND');
+    held.end();
+    await running;
     const bad = await client.exec(name, { command: [] }, { stdout: sink(), onSignal: () => () => undefined }).catch((e: unknown) => e);
     expect(bad).toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/^Invalid first frame/) });
     expect(await client.exec(`${P}-none`, { command: ['true'] }, { stdout: sink(), onSignal: () => () => undefined }).catch((e: unknown) => e)).toMatchObject({ code: 'NOT_FOUND' });

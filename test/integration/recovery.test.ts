@@ -1,5 +1,7 @@
 // Start-up repair of interrupted changes (in-process daemon, fake driver, directory pool): a snapshot's freeze undone and its volume removed, an interrupted delete finished, rows and volumes brought into step, each reported as drift; restore and delete of a snapshot whose volume is gone.
-import { existsSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HangarEvent } from '../../src/shared/schemas.js';
 import { isAppError } from '../../src/shared/errors.js';
@@ -13,7 +15,8 @@ describe('reconciliation repairs what an interrupted change left', () => {
   const drift: HangarEvent[] = [];
 
   beforeAll(async () => {
-    d = await inProcessDaemon();
+    // Its own interface prefix: other in-process daemons sweep taps of theirs at the same time.
+    d = await inProcessDaemon({ prefix: 'hgw' });
     d.events.subscribe((e) => { if (e.type === 'instance-drift') drift.push(e); });
     await d.instances.create(d.instances.validateCreate({ name, image: 'busybox' }));
     await d.instances.start(name);
@@ -104,6 +107,49 @@ describe('reconciliation repairs what an interrupted change left', () => {
     expect((await d.instances.get(name)).state).toBe('running');
     await d.instances.copy(name, copy);
     await d.instances.delete(copy, true);
+  });
+
+  it('an interrupted delete is finished: the instance and all it had are gone, reported as delete-finished', async () => {
+    const gone = `${name}-del`;
+    await d.instances.create(d.instances.validateCreate({ name: gone, image: 'busybox', start: true }));
+    d.db.addIntent('instance-delete', gone, {});
+    drift.length = 0;
+    await d.instances.reconcile();
+    expect(d.db.getInstance(gone)).toBeUndefined();
+    expect(existsSync(d.pool.instancePath(gone))).toBe(false);
+    expect(existsSync(join(d.dir, 'instances', gone))).toBe(false);
+    expect(drift.map((e) => [e.instance, e.data?.repair])).toEqual([[gone, 'delete-finished']]);
+    expect(d.db.listIntents()).toEqual([]);
+  });
+
+  it('sweeps what no instance owns: a directory without a row goes, a volume without one is reported and kept', async () => {
+    mkdirSync(join(d.dir, 'instances', 'stray-dir', 'sub'), { recursive: true });
+    writeFileSync(join(d.dir, 'instances', 'stray-dir', 'sub', 'console.log'), 'x');
+    await d.pool.createInstanceVolume('stray-vol', null, undefined, { empty: true });
+    drift.length = 0;
+    await d.instances.reconcile();
+    expect(existsSync(join(d.dir, 'instances', 'stray-dir'))).toBe(false);
+    expect(existsSync(join(d.dir, 'instances', name))).toBe(true);
+    expect(existsSync(d.pool.instancePath('stray-vol'))).toBe(true);
+    expect(drift.map((e) => [e.instance, e.data?.repair])).toEqual([['stray-dir', 'directory-removed'], ['stray-vol', 'volume-kept']]);
+    await d.pool.deleteInstanceVolume('stray-vol');
+  });
+
+  it.skipIf(process.getuid?.() !== 0)('sweeps host interfaces of Hangar\'s naming: an unknown one and a stopped instance\'s go, a running instance\'s stays (needs root for taps)', async () => {
+    const stopped = `${name}-st`;
+    await d.instances.create(d.instances.validateCreate({ name: stopped, image: 'busybox' }));
+    const taps = { unknown: d.network.hostIfName(`${name}-unknown`), stopped: d.network.hostIfName(stopped), running: d.network.hostIfName(name) };
+    try {
+      for (const t of Object.values(taps)) expect(spawnSync('ip', ['tuntap', 'add', 'dev', t, 'mode', 'tap']).status).toBe(0);
+      drift.length = 0;
+      await d.instances.reconcile();
+      const exists = (t: string) => spawnSync('ip', ['link', 'show', t]).status === 0;
+      expect([exists(taps.unknown), exists(taps.stopped), exists(taps.running)]).toEqual([false, false, true]);
+      expect(drift.filter((e) => e.data?.repair === 'interface-removed').map((e) => [e.instance, e.data?.interface]).sort()).toEqual([[stopped, taps.stopped], [undefined, taps.unknown]].sort());
+    } finally {
+      for (const t of Object.values(taps)) spawnSync('ip', ['link', 'del', t]);
+      await d.instances.delete(stopped, true);
+    }
   });
 
   it('drops the intents of an instance that is gone', async () => {

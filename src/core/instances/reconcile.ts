@@ -1,10 +1,11 @@
-// Reconciliation of the database with what really runs on a host: at daemon start and whenever a remote host comes up (drift reported as events, what is there adopted), and after a guest powered itself off.
+// Reconciliation of the database with what really runs on a host: at daemon start and whenever a remote host comes up (drift reported as events, what is there adopted, what nothing owns swept), and after a guest powered itself off.
 import type { ObservedState } from '../../drivers/driver.js';
 import type { ExpectedState } from '../db/database.js';
 import type { HostContext } from '../hosts/context.js';
 import { instanceDir, lockKey, ownsVolume, type InstanceServiceDeps } from './context.js';
 import { handleIn, handleOf, syncLeases } from './placement.js';
-import { INSTANCE_CREATE, intentsByInstance, recoverInstance } from './recover.js';
+import { INSTANCE_CREATE, INSTANCE_DELETE, intentsByInstance, recoverInstance } from './recover.js';
+import { settleOrphanTools, sweepHost } from './sweep.js';
 
 /** What an observed state means for the recorded one: a faulted instance still runs as far as its resources go. */
 export function expectedFrom(st: ObservedState): ExpectedState {
@@ -13,6 +14,8 @@ export function expectedFrom(st: ObservedState): ExpectedState {
 
 /** Compares the rows of a host's instances with what runs there; reports drift as events, forgets instances deleted behind hangard's back, then rewrites the leases. */
 export async function reconcile(d: InstanceServiceDeps, h: HostContext): Promise<void> {
+  // Before any instance is read: a tool the ended daemon left running would change it behind this reconciliation's back.
+  await settleOrphanTools(d, h);
   for (const row of d.db.listInstances().filter((r) => r.host === h.name)) {
     await d.locks.withLock(lockKey(row.name), async () => {
       const handle = handleIn(d, h, row);
@@ -21,8 +24,8 @@ export async function reconcile(d: InstanceServiceDeps, h: HostContext): Promise
       let st = await handle.state();
       // Read under the lock: an intent of this daemon's own change of the instance is gone by now.
       const intents = intentsByInstance(d).get(row.name) ?? [];
-      // A half-made instance (an interrupted create or copy) is removed whatever it got to.
-      if (intents.some((i) => i.kind === INSTANCE_CREATE)) {
+      // A half-made instance (an interrupted create or copy) is removed whatever it got to, a half-deleted one too.
+      if (intents.some((i) => i.kind === INSTANCE_CREATE || i.kind === INSTANCE_DELETE)) {
         await recoverInstance(d, h, row, handle, st, intents);
         return;
       }
@@ -55,6 +58,7 @@ export async function reconcile(d: InstanceServiceDeps, h: HostContext): Promise
   const known = new Set(d.db.listInstances().map((r) => r.name));
   for (const [name, list] of intentsByInstance(d)) if (!known.has(name)) for (const i of list) d.db.removeIntent(i.id);
   await syncLeases(d, h);
+  await sweepHost(d, h);
 }
 
 /** Records a guest's own power-off once its backend sees it stopped, releasing what the backend held (a VM's tap); a stop Hangar asked for has already been recorded. */

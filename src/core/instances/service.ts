@@ -22,7 +22,7 @@ import * as snapshots from './snapshots.js';
 import { toWire } from './wire.js';
 import { ExitWatcher } from './exit-watch.js';
 import { ExecRegistry, type StartedExec } from './execs.js';
-import { INSTANCE_CREATE } from './recover.js';
+import { EXEC_RUNNING, INSTANCE_CREATE, INSTANCE_DELETE } from './recover.js';
 
 /** Dependencies of the instance service (defined in context.ts, shared by its parts). */
 export type { InstanceServiceDeps } from './context.js';
@@ -197,15 +197,20 @@ export class InstanceService {
       const st = await handle.state();
       assertLegal(force ? 'force-delete' : 'delete', st, name);
       // Nothing runs in a faulted instance that a delete could lose; its process only holds resources.
-      if (st.state === 'running' || st.state === 'frozen' || st.state === 'error') await handle.stop({ force: true, timeoutMs: 10_000 });
+      // Journaled: a delete the daemon's end cuts off is finished by the next one (an instance half-deleted never lingers).
+      const intent = this.d.db.addIntent(INSTANCE_DELETE, name, {});
       try {
+        if (st.state === 'running' || st.state === 'frozen' || st.state === 'error') await handle.stop({ force: true, timeoutMs: 10_000 });
         await handle.delete();
         if (h.drivers.get(row.driver).driver.storage !== 'backend') await h.pool.deleteInstanceVolume(name);
         await h.host.fs.rm(instanceDir(h, name), { recursive: true, force: true });
         this.d.db.deleteInstance(name);
+        this.d.db.removeIntent(intent);
         this.exits.disarm(name);
         await syncLeases(this.d, h);
       } catch (err) {
+        // The instance is still there (its stop or removal failed): it can be deleted again, nothing to finish later.
+        if (this.d.db.getInstance(name)) this.d.db.removeIntent(intent);
         throw wrap(err, `Failed to delete instance "${name}"`);
       }
       this.d.events.emit({ type: 'instance-deleted', instance: name });
@@ -406,7 +411,17 @@ export class InstanceService {
     const handle = handleIn(this.d, h, row);
     assertLegal('exec', await handle.state(), name);
     const { disconnectSignal, ...run } = spec;
-    return this.execs.add(name, handle.exec(run), { command: spec.command, tty: spec.tty !== undefined, disconnectSignal });
+    const proc = handle.exec(run);
+    // A container's exec on this machine leads a process group that outlives a killed daemon: journaled, so that the
+    // next daemon ends what this one's death left without a client (recover.ts).
+    if (h.local && driver.type === 'container') {
+      void proc.pid.then((pid) => {
+        if (pid <= 0) return;
+        const intent = this.d.db.addIntent(EXEC_RUNNING, name, { pid, daemon: process.pid });
+        void proc.wait().catch(() => undefined).then(() => this.d.db.removeIntent(intent));
+      }).catch(() => undefined);
+    }
+    return this.execs.add(name, proc, { command: spec.command, tty: spec.tty !== undefined, disconnectSignal });
   }
 
   /** The commands running in an instance through exec. */

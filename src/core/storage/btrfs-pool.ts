@@ -279,6 +279,12 @@ export class BtrfsPool implements StoragePool {
     await this.deleteSubvolumes([old], `instance "${name}"`).catch(() => undefined);
   }
 
+  /** The names of the instance volumes in the pool (temporaries, starting with a dot, are none). */
+  async instanceNames(): Promise<string[]> {
+    const dir = join(this.poolDir, 'instances');
+    return (await this.host.fs.stat(dir)) ? (await this.host.fs.readdir(dir)).filter((n) => !n.startsWith('.')).sort() : [];
+  }
+
   /** The names of an instance volume's snapshots in the pool ([] when it has none). */
   async snapshotNames(name: string): Promise<string[]> {
     const dir = this.snapshotDir(name);

@@ -138,6 +138,12 @@ export class DirectoryPool implements StoragePool {
     await this.host.fs.rm(old, { recursive: true, force: true }).catch(() => undefined);
   }
 
+  /** The names of the instance volumes in the pool (temporaries, starting with a dot, are none). */
+  async instanceNames(): Promise<string[]> {
+    const dir = join(this.dir, 'instances');
+    return (await this.host.fs.stat(dir)) ? (await this.host.fs.readdir(dir)).filter((n) => !n.startsWith('.')).sort() : [];
+  }
+
   /** The names of an instance volume's snapshots in the pool ([] when it has none). */
   async snapshotNames(name: string): Promise<string[]> {
     const dir = this.snapshotDir(name);

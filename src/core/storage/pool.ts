@@ -59,6 +59,8 @@ export interface StoragePool {
   copyInstance(src: string, dst: string, sizeBytes?: number): Promise<string>;
   /** True when the instance has a volume. */
   instanceExists(name: string): Promise<boolean>;
+  /** The names of the instance volumes in the pool (reconciliation reports those without an instance). */
+  instanceNames(): Promise<string[]>;
 }
 
 // Names become path components under a pool: no separators, no leading dot (temporary volumes start with one).
