@@ -393,6 +393,30 @@ describe('API routes in-process (fake driver)', () => {
     expect(readFileSync(marker, 'utf8')).toBe('mine\n');
     expect(existsSync(join(d.dir, 'hosts', 'r1', 'pool', 'instances', local))).toBe(false);
 
+    // Moves a daemon's end cut off (journaled): one not yet re-homed is undone, one re-homed is finished.
+    const drift: HangarEvent[] = [];
+    const unsub = d.events.subscribe((e) => { if (e.type === 'instance-drift' && e.instance === local) drift.push(e); });
+    mkdirSync(join(d.dir, 'hosts', 'r1', 'pool', 'instances', local, 'partial'), { recursive: true });
+    d.db.addIntent('instance-move', local, { from: 'local', to: 'r1' });
+    await d.instances.reconcile();
+    expect(existsSync(join(d.dir, 'hosts', 'r1', 'pool', 'instances', local))).toBe(false);
+    expect(((await call('getInstance', { name: local })).body as Instance)).toMatchObject({ host: 'local', state: 'running' });
+    expect((await operation('changeState', { name: local }, { body: { action: 'stop', force: true } })).status).toBe('success');
+    mkdirSync(join(d.dir, 'hosts', 'r1', 'pool', 'instances', local), { recursive: true });
+    writeFileSync(join(d.dir, 'hosts', 'r1', 'pool', 'instances', local, 'moved-marker'), 'mine\n');
+    d.db.updateInstance(local, { host: 'r1' });
+    d.db.addIntent('instance-move', local, { from: 'local', to: 'r1' });
+    await d.instances.reconcile();
+    unsub();
+    // The sweep after it: this host's directory of an instance that lives on r1 now.
+    expect(drift.map((e) => e.data?.repair)).toEqual(['move-undone', 'move-finished', 'directory-removed']);
+    expect(existsSync(d.pool.instancePath(local))).toBe(false);
+    expect(d.db.listIntents()).toEqual([]);
+    expect((await operation('changeState', { name: local }, { body: { action: 'start' } })).status).toBe('success');
+    expect(((await call('getInstance', { name: local })).body as Instance)).toMatchObject({ host: 'r1', state: 'running' });
+    expect((await operation('moveInstance', { name: local }, { body: { host: 'local' } })).status).toBe('success');
+    expect(readFileSync(marker, 'utf8')).toBe('mine\n');
+
     // Removing a host with instances is refused; without, it is forgotten.
     expect(await refused('removeHost', { host: 'r1' }, 'IN_USE')).toMatch(new RegExp(`1 instance lives there \\(${remote}\\)`));
     await refused('removeHost', { host: 'local' }, 'INVALID_ARGUMENT');

@@ -4,8 +4,56 @@ import { Reverter } from '../../host/reverter.js';
 import { subnetContains } from '../network/ipam.js';
 import type { HostContext } from '../hosts/context.js';
 import { streamTree } from '../hosts/images.js';
-import { DEFAULT_STOP_TIMEOUT_S, hostOf, instanceDir, rowOf, wrap, type InstanceServiceDeps, type LockedLifecycle } from './context.js';
+import { DEFAULT_STOP_TIMEOUT_S, hostOf, instanceDir, lockKey, rowOf, wrap, type InstanceServiceDeps, type LockedLifecycle } from './context.js';
 import { handleIn, idmapBlockFor, subnetOf, syncLeases, validateFor, volumeLimit } from './placement.js';
+
+/** The journal kind of a move: {from, to}, the hosts it goes between. */
+export const INSTANCE_MOVE = 'instance-move';
+
+/**
+ * Undoes or finishes the moves a daemon's end interrupted, each once both its hosts are up (at start, and as each
+ * remote host comes up): a record still on the source keeps the instance there and the target's copy goes; a record
+ * on the target gets its backend files there and the source's volume and files go. Either way the instance is left
+ * stopped (it was stopped for the move), reported as drift.
+ */
+export async function recoverMoves(d: InstanceServiceDeps): Promise<void> {
+  for (const intent of d.db.listIntents().filter((i) => i.kind === INSTANCE_MOVE)) {
+    const name = intent.instance;
+    const [fromName, toName] = [String(intent.data.from), String(intent.data.to)];
+    if (!d.hosts.has(fromName) || !d.hosts.has(toName)) { d.db.removeIntent(intent.id); continue; }
+    if (d.hosts.problem(fromName) || d.hosts.problem(toName)) continue;
+    await d.locks.withLock(lockKey(name), async () => {
+      const row = d.db.getInstance(name);
+      if (!row) { d.db.removeIntent(intent.id); return; }
+      const from = d.hosts.get(fromName);
+      const to = d.hosts.get(toName);
+      const shared = await sameMachine(from, to);
+      const drift = (message: string, repair: string) => d.events.emit({ type: 'instance-drift', instance: name, message, data: { repair, from: fromName, to: toName, host: row.host } });
+      try {
+        if (row.host === fromName) {
+          await to.pool.deleteInstanceVolume(name);
+          if (!shared) await to.host.fs.rm(instanceDir(to, name), { recursive: true, force: true });
+          drift(`Moving instance "${name}" to host ${toName} was interrupted by hangard's end before it was re-homed: it stays on host ${fromName}, the copy there is removed`, 'move-undone');
+        } else if (row.host === toName) {
+          const moved = handleIn(d, to, row);
+          await to.host.fs.mkdir(instanceDir(to, name), { recursive: true });
+          await moved.delete().catch(() => undefined);
+          await moved.create();
+          if (!shared) {
+            await handleIn(d, from, row).delete().catch(() => undefined);
+            await from.host.fs.rm(instanceDir(from, name), { recursive: true, force: true });
+          }
+          await from.pool.deleteInstanceVolume(name);
+          await syncLeases(d, to);
+          drift(`Moving instance "${name}" to host ${toName} was interrupted by hangard's end after it was re-homed: the move is finished`, 'move-finished');
+        }
+        d.db.removeIntent(intent.id);
+      } catch (err) {
+        drift(`Could not repair the interrupted move of instance "${name}" to host ${toName}: ${err instanceof Error ? err.message : String(err)}`, 'failed');
+      }
+    });
+  }
+}
 
 /** True when two host entries reach one machine (the same boot): their paths outside the pools are then the same files. */
 async function sameMachine(a: HostContext, b: HostContext): Promise<boolean> {
@@ -50,6 +98,9 @@ export async function moveInstance(d: InstanceServiceDeps, name: string, target:
   if (st.state === 'unknown') throw new AppError('INVALID_STATE', `Cannot move instance "${name}": its state on host ${from.name} is unknown`);
   const wasRunning = st.state === 'running' || st.state === 'frozen' || st.state === 'error';
   const r = new Reverter();
+  // Journaled: a move the daemon's end cuts off is undone (record still on the source) or finished (record re-homed) by
+  // the next daemon once both hosts are up (recoverMoves below).
+  const intent = d.db.addIntent(INSTANCE_MOVE, name, { from: from.name, to: to.name });
   await r.run(async () => {
     if (wasRunning) {
       progress(`Stopping it on host ${from.name}`);
@@ -90,6 +141,6 @@ export async function moveInstance(d: InstanceServiceDeps, name: string, target:
     } catch (err) {
       d.log?.(`instance "${name}" moved to host ${to.name}, but its files on host ${from.name} were not all removed: ${err instanceof Error ? err.message : String(err)}`);
     }
-  }).catch((err: unknown) => { throw wrap(err, `Failed to move instance "${name}" to host ${target}`); });
+  }).catch((err: unknown) => { throw wrap(err, `Failed to move instance "${name}" to host ${target}`); }).finally(() => d.db.removeIntent(intent));
   d.events.emit({ type: 'instance-moved', instance: name, data: { from: from.name, to: to.name, restarted: wasRunning } });
 }

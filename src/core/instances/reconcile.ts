@@ -6,6 +6,7 @@ import { instanceDir, lockKey, ownsVolume, type InstanceServiceDeps } from './co
 import { handleIn, handleOf, syncLeases } from './placement.js';
 import { INSTANCE_CREATE, INSTANCE_DELETE, intentsByInstance, recoverInstance } from './recover.js';
 import { settleOrphanTools, sweepHost } from './sweep.js';
+import { recoverMoves } from './move.js';
 
 /** What an observed state means for the recorded one: a faulted instance still runs as far as its resources go. */
 export function expectedFrom(st: ObservedState): ExpectedState {
@@ -58,6 +59,7 @@ export async function reconcile(d: InstanceServiceDeps, h: HostContext): Promise
   const known = new Set(d.db.listInstances().map((r) => r.name));
   for (const [name, list] of intentsByInstance(d)) if (!known.has(name)) for (const i of list) d.db.removeIntent(i.id);
   await syncLeases(d, h);
+  await recoverMoves(d);
   await sweepHost(d, h);
 }
 

@@ -82,7 +82,8 @@ export async function recoverInstance(d: InstanceServiceDeps, h: HostContext, ro
     }
     d.db.removeIntent(intent.id);
   }
-  for (const intent of intents.filter((i) => i.kind !== EXEC_RUNNING)) {
+  // A move's intent needs both its hosts: recoverMoves (move.ts) takes it.
+  for (const intent of intents.filter((i) => i.kind === SNAPSHOT_CREATE || i.kind === SNAPSHOT_DELETE)) {
     const snap = typeof intent.data.snapshot === 'string' ? intent.data.snapshot : '';
     const hasRow = () => d.db.listSnapshots(row.name).some((s) => s.name === snap);
     try {

@@ -84,7 +84,8 @@ export async function sweepHost(d: InstanceServiceDeps, h: HostContext): Promise
     await d.locks.withLock(lockKey(name), async () => {
       if (known(name)) return;
       await h.host.fs.rm(instanceDir(h, name), { recursive: true, force: true });
-      drift(name, `Instance directory of "${name}", which Hangar does not have, is removed`, { repair: 'directory-removed', path: instanceDir(h, name) });
+      const elsewhere = d.db.getInstance(name)?.host;
+      drift(name, `Instance directory of "${name}" on host "${h.name}", ${elsewhere ? `which lives on host "${elsewhere}"` : 'which Hangar does not have'}, is removed`, { repair: 'directory-removed', path: instanceDir(h, name) });
     });
   }
 
