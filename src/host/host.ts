@@ -103,7 +103,8 @@ export interface Host {
   kill(pid: number, signal?: NodeJS.Signals | 0): Promise<boolean>;
   /**
    * Calls onExit once process pid of this host ends, seen by the kernel (a pidfd), not by a poll; answers the cancel.
-   * Undefined where the host cannot (over SSH, without the fast-exec addon) or pid is no process: callers then read states as they always did.
+   * Over SSH a perl on the host holds the pidfd (one channel per process). Undefined where the host cannot (locally
+   * without the fast-exec addon) or pid is no process here: callers then read states as they always did.
    */
   watchExit?(pid: number, onExit: () => void): (() => void) | undefined;
   readonly fs: HostFs;

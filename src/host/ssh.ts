@@ -24,6 +24,17 @@ const KILL_SCRIPT = 'kill -s "$1" -- "$2" 2>/dev/null || kill -s "$1" "$2" 2>/de
 // The whole process group first (sshd makes each session's process a group leader), then the process alone.
 const KILL_GROUP_SCRIPT = 'for t in "-$2" "$2"; do kill -s "$1" -- "$t" 2>/dev/null || kill -s "$1" "$t" 2>/dev/null && exit 0; done; exit 1';
 
+// Waits for a process of the host to end through a pidfd (pidfd_open is syscall 434 on every Linux architecture since
+// 5.3), with perl, which every Debian system has (perl-base is essential): prints "gone" once it ended, or at once
+// when there is no such process; exits 2 where pidfd_open is missing, so that the caller knows it cannot watch.
+const WATCH_EXIT_SCRIPT = [
+  'my $fd = syscall(434, $ARGV[0] + 0, 0);',
+  'if ($fd < 0) { if ($! == 3) { print "gone\\n"; exit 0 } exit 2 }',
+  'my $rin = ""; vec($rin, $fd, 1) = 1;',
+  'select($rin, undef, undef, undef);',
+  'print "gone\\n";',
+].join(' ');
+
 /** Options of an SshHost: how to reach and trust the host, and the base environment of its commands. */
 export interface SshHostOptions extends SshConnectOptions {
   /** The base environment of every command (default: BASE_ENV plus hangard's proxies, as LocalHost). */
@@ -302,5 +313,21 @@ export class SshHost implements Host {
 
   async kill(pid: number, signal: NodeJS.Signals | 0 = 'SIGTERM'): Promise<boolean> {
     return this.signalRemote(pid, signal, false);
+  }
+
+  /** A pidfd on the host, held by a perl there (one channel per watched process); a lost connection ends the watch without calling onExit. */
+  watchExit(pid: number, onExit: () => void): (() => void) | undefined {
+    if (!Number.isInteger(pid) || pid <= 0) return undefined;
+    let done = false;
+    const proc = this.spawn(['perl', '-e', WATCH_EXIT_SCRIPT, String(pid)]);
+    proc.stdin?.end();
+    let out = '';
+    proc.stdout?.on('data', (c: Buffer) => {
+      out += c.toString('utf8');
+      if (!done && out.includes('gone\n')) { done = true; onExit(); }
+    });
+    proc.stderr?.resume();
+    void proc.wait().catch(() => undefined);
+    return () => { if (!done) { done = true; proc.kill('SIGKILL'); } };
   }
 }

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HostRecord, Instance, XenImportTranslation } from '../../src/shared/schemas.js';
 import { cli, cliAsync, cliOk, ROOT, setSharedDaemon, sharedDaemon, startDaemon, TEST_ENV, uniquePrefix } from '../helpers/daemon.js';
-import { alive, findInstance, instanceUntil, listJson, pollUntil, settings } from '../helpers/e2e.js';
+import { alive, collectEvents, findInstance, instanceUntil, listJson, pollUntil, settings } from '../helpers/e2e.js';
 import { freePort, startSshd, type TestSshd } from '../helpers/sshd.js';
 
 const P = uniquePrefix('hs');
@@ -184,6 +184,23 @@ describe('remote hosts over SSH', () => {
     expect(adopted, JSON.stringify(adopted)).toMatchObject({ host: H, state: 'running', pid });
     expect(hostRecord(H)).toMatchObject({ state: 'up', fingerprint: sshd.hostKeyFingerprint });
     expect(cliOk(['exec', C, '--', 'echo', 'adopted'])).toBe('adopted\n');
+  });
+
+  it('a container there whose init is killed from outside is recorded stopped at once (a pidfd on the host, held by perl over SSH), with an event', async () => {
+    const sub = await collectEvents({ types: ['instance-stopped'] });
+    try {
+      const pid = findInstance(C)!.pid!;
+      process.kill(pid, 'SIGKILL');
+      // The bound is only there to fail rather than hang: the event comes from the pidfd there.
+      const seen = await pollUntil(() => sub.events.some((e) => e.instance === C && e.type === 'instance-stopped'), 100, 50);
+      expect(seen, JSON.stringify(sub.events)).toBe(true);
+      expect(sub.events.find((e) => e.instance === C && e.type === 'instance-stopped')?.data).toEqual({ by: 'outside', pid });
+      expect(findInstance(C)).toMatchObject({ state: 'stopped', pid: null });
+    } finally {
+      sub.close();
+    }
+    cliOk(['start', C]);
+    expect(findInstance(C)?.state).toBe('running');
   });
 
   it('vzmigrate --offline moves a running CT there and back with its private area and CTID.conf; hangar move takes the LXC container home and out again', async () => {
