@@ -27,6 +27,7 @@ export function vmCgroupDir(root: string, prefix: string, name: string): string 
 
 /** Creates the VM's cgroup, writes its cpu limits and moves the QEMU process (all its threads) into it. */
 export async function placeVm(host: Host, layout: CgroupLayout, dir: string, config: InstanceConfig, pid: number): Promise<void> {
+  keepVmCgroup(dir);
   if (layout === 'v2') {
     // The cpu controller must be enabled for the children of every level above the VM's cgroup.
     const root = posix.dirname(posix.dirname(dir));
@@ -75,8 +76,30 @@ export async function clearVmCgroup(host: Host, layout: CgroupLayout, prefix: st
   return [`VM cgroup ${dir}${ended.length ? ` and the QEMU in it (pid ${ended.join(', ')})` : ''}`];
 }
 
+// Removals waiting for a reaper, by cgroup directory: a start of the same VM cancels its own before it uses the directory.
+const pendingRemovals = new Map<string, { cancelled: boolean }>();
+
 /** Removes the VM's cgroup once QEMU has gone (an empty cgroup is removed with rmdir). */
 export async function removeVmCgroup(host: Host, dir: string): Promise<void> {
-  // A cgroup still holding a (dying) process cannot go yet; the next stop or start tries again.
-  if (await host.fs.stat(dir)) await host.fs.rmdir(dir).catch(() => undefined);
+  const tryRemove = async () => !(await host.fs.stat(dir)) || (await host.fs.rmdir(dir).then(() => true, () => false));
+  if (await tryRemove()) return;
+  // A killed QEMU stays in its cgroup until its reaper (pid 1: QEMU daemonizes) collects it, which can take seconds:
+  // the stop does not wait for that; the removal is tried again meanwhile, for up to 10 s, then left to reconciliation.
+  keepVmCgroup(dir);
+  const job = { cancelled: false };
+  pendingRemovals.set(dir, job);
+  void (async () => {
+    for (let i = 0; i < 100 && !job.cancelled; i++) {
+      await new Promise((r) => setTimeout(r, 100).unref());
+      if (job.cancelled || (await tryRemove().catch(() => false))) break;
+    }
+    if (pendingRemovals.get(dir) === job) pendingRemovals.delete(dir);
+  })();
+}
+
+/** Cancels a pending removal of a VM's cgroup directory (its VM starts again). */
+export function keepVmCgroup(dir: string): void {
+  const job = pendingRemovals.get(dir);
+  if (job) job.cancelled = true;
+  pendingRemovals.delete(dir);
 }
