@@ -1,4 +1,4 @@
-// Outside ends of instances, seen at once: the init of each running container and the QEMU of each VM is watched through a pidfd (Host.watchExit), its end recorded and published, and with boot.autorestart=on-failure the instance started again with a backoff.
+// Outside ends of instances, seen at once: the init of each running container and the QEMU of each VM is watched through a pidfd (Host.watchExit), a Xen domain through its backend's event (HostDriver.watchEnd), its end recorded and published, and with boot.autorestart=on-failure the instance started again with a backoff.
 import { hostOf, lockKey, type InstanceServiceDeps } from './context.js';
 import { handleIn } from './placement.js';
 
@@ -25,18 +25,24 @@ export class ExitWatcher {
     this.disarm(name);
     if (this.closed || !row || row.initPid === null || row.expectedState === 'stopped' || !this.d.hosts.has(row.host)) return;
     const h = this.d.hosts.get(row.host);
-    if (!h.host.watchExit || !h.drivers.all().some((x) => x.driver.name === row.driver && x.driver.pidIsInit === true)) return;
+    const hd = h.drivers.all().find((x) => x.driver.name === row.driver);
     const pid = row.initPid;
-    const cancel = h.host.watchExit(pid, () => {
+    const onEnd = () => {
       if (this.armed.get(name)?.pid === pid) this.armed.delete(name);
       void this.ended(name, pid).catch((err: unknown) => this.d.log?.(`recording the end of "${name}" failed: ${err instanceof Error ? err.message : String(err)}`));
-    });
+    };
+    // The backend's own event where it has one (a Xen domid is no host process), else the pidfd of its process.
+    const cancel = hd?.watchEnd ? hd.watchEnd(pid, onEnd) : hd?.driver.pidIsInit === true ? h.host.watchExit?.(pid, onEnd) : undefined;
     if (cancel) this.armed.set(name, { pid, cancel });
   }
 
-  /** Watches every running instance of a host (after its reconciliation). */
+  /** Watches every running instance of a host anew (after its reconciliation: a remote host's watches died with its connection). */
   armHost(host: string): void {
-    for (const row of this.d.db.listInstances()) if (row.host === host) this.arm(row.name);
+    for (const row of this.d.db.listInstances()) {
+      if (row.host !== host) continue;
+      this.disarm(row.name);
+      this.arm(row.name);
+    }
   }
 
   /** Stops watching an instance. */
@@ -68,6 +74,8 @@ export class ExitWatcher {
         await new Promise((r) => setTimeout(r, 20));
         st = await handle.state();
       }
+      // Confirmed by a second read: one failed backend read (an xl list under load) must not cost a running instance its run.
+      if (st.state === 'stopped') st = await handle.state();
       if (st.state !== 'stopped') {
         // Its init is another process by now (restarted behind Hangar's back): that one is recorded and watched.
         if (st.pid !== null && st.pid !== pid) {
@@ -79,7 +87,8 @@ export class ExitWatcher {
       // What the instance held on the host (an OpenVZ private area's mount, a VM's tap) is released as a stop would.
       await handle.stop({ force: true, timeoutMs: 1000 }).catch(() => undefined);
       this.d.db.updateInstance(name, { expectedState: 'stopped', initPid: null, initStartTime: null, cpuset: null });
-      this.d.events.emit({ type: 'instance-stopped', instance: name, message: `Instance "${name}" stopped outside Hangar: its ${row.type === 'vm' ? 'QEMU process' : 'init'} (pid ${pid}) ended`, data: { by: 'outside', pid } });
+      const what = !h.drivers.all().some((x) => x.driver.name === row.driver && x.driver.pidIsInit === true) ? `domain (id ${pid})` : row.type === 'vm' ? `QEMU process (pid ${pid})` : `init (pid ${pid})`;
+      this.d.events.emit({ type: 'instance-stopped', instance: name, message: `Instance "${name}" stopped outside Hangar: its ${what} ended`, data: { by: 'outside', pid } });
       restart = row.config['boot.autorestart'] === 'on-failure';
     });
     if (restart) this.scheduleRestart(name);
