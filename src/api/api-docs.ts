@@ -22,7 +22,7 @@ const ROUTE_NOTES: Partial<Record<RouteId, string>> = {
   copyInstance: 'the result is the new `Instance`',
   moveInstance: 'the result is the moved `Instance`',
   execRun: 'no tty; the whole stdin base64 in `stdin`; the answer is frames `[channel][uint32 BE length][payload]`: 1 stdout, 2 stderr, 3 exit `{"code":n}` (last)',
-  signalExec: 'the id comes from `GET .../execs` or the `x-hangar-exec-id` header of the POST exec answer; a container\'s exec gets the signal in its whole process group; when a client goes away, its exec gets `disconnectSignal` (default SIGKILL; any other is followed by SIGKILL after 10 s)',
+  signalExec: 'the id comes from `GET .../execs` or the `x-hangar-exec-id` header of the POST exec answer; a container\'s exec gets the signal in its whole process group; when a client goes away, its exec gets `disconnectSignal` (default SIGKILL; any other is followed by SIGKILL after 10 s); `UNSUPPORTED` for a VM\'s exec, which its guest agent runs and cannot signal',
   monitor: 'a QMP command of a running VM, as `virsh qemu-monitor-command`; `UNSUPPORTED` for backends without a monitor; QEMU\'s error is the cause of a `BACKEND_FAILED`',
   importImage: 'a path on the daemon\'s host; `vm: true` imports a qcow2 or raw disk as a VM image (format from `qemu-img info`, never the name), refused with `INVALID_ARCHIVE` before anything is created: other formats, backing or external data files, encryption, a qcow2 that `qemu-img check` calls corrupt, a raw file that is not whole 512-byte sectors with the boot signature 55 AA at offset 510',
   waitOperation: 'answers once the operation is done, or when the timeout (default 60 s) passes with it still running',

@@ -75,7 +75,7 @@ export const ROUTES = {
   },
   listExecs: { method: 'GET', path: '/1.0/instances/{name}/execs', kind: 'json', summary: 'Commands running in an instance through exec (POST or websocket), with their ids', errors: ['NOT_FOUND'] },
   signalExec: {
-    method: 'POST', path: '/1.0/instances/{name}/execs/{id}/signal', kind: 'json', summary: 'Send a signal to a running exec (its process group in a container)', errors: ['NOT_FOUND', 'INVALID_ARGUMENT'],
+    method: 'POST', path: '/1.0/instances/{name}/execs/{id}/signal', kind: 'json', summary: 'Send a signal to a running exec (its process group in a container)', errors: ['NOT_FOUND', 'INVALID_ARGUMENT', 'UNSUPPORTED'],
   },
   execSession: {
     method: 'GET', path: '/1.0/instances/{name}/exec', kind: 'websocket',

@@ -68,6 +68,15 @@ describe('ExecRegistry', () => {
     expect(polite.signals).toEqual(['SIGHUP']);
   });
 
+  it('a command a guest agent runs is listed, and a signal to it is refused (the agent cannot signal), never pretended', () => {
+    const reg = new ExecRegistry();
+    const p = fakeProc();
+    const e = reg.add('vm1', p, { command: ['sleep', '9'], tty: false, signallable: false });
+    expect(reg.list('vm1').map((x) => x.id)).toEqual([e.id]);
+    expect(() => reg.signal('vm1', e.id, 'SIGTERM')).toThrow(/guest agent, which cannot signal a process/);
+    expect(p.signals).toEqual([]);
+  });
+
   it('a disconnect after the command ended signals nothing', async () => {
     const reg = new ExecRegistry();
     const p = fakeProc();

@@ -15,7 +15,7 @@ export interface StartedExec {
   disconnected(): void;
 }
 
-interface Entry { instance: string; info: ExecInfo; proc: HostProcess }
+interface Entry { instance: string; info: ExecInfo; proc: HostProcess; signallable: boolean }
 
 /** The running execs of this daemon, by id; an exec leaves when its process exits. */
 export class ExecRegistry {
@@ -23,11 +23,14 @@ export class ExecRegistry {
 
   constructor(private readonly graceMs = DISCONNECT_GRACE_MS) {}
 
-  /** Records a started process of an instance. */
-  add(instance: string, proc: HostProcess, spec: { command: string[]; tty: boolean; disconnectSignal?: ExecSignal | undefined }): StartedExec {
+  /**
+   * Records a started process of an instance; signallable is false for a command a guest agent runs (it cannot signal
+   * a process: such a command keeps running when its client goes, and a signal to it is refused).
+   */
+  add(instance: string, proc: HostProcess, spec: { command: string[]; tty: boolean; disconnectSignal?: ExecSignal | undefined; signallable?: boolean }): StartedExec {
     const id = randomBytes(8).toString('hex');
     const info: ExecInfo = { id, command: spec.command, tty: spec.tty, startedAt: new Date().toISOString(), disconnectSignal: spec.disconnectSignal ?? 'SIGKILL' };
-    this.byId.set(id, { instance, info, proc });
+    this.byId.set(id, { instance, info, proc, signallable: spec.signallable ?? true });
     let exited = false;
     void proc.wait().catch(() => undefined).then(() => { exited = true; this.byId.delete(id); });
     const disconnected = () => {
@@ -51,6 +54,7 @@ export class ExecRegistry {
   signal(instance: string, id: string, signal: ExecSignal): ExecInfo {
     const e = this.byId.get(id);
     if (!e || e.instance !== instance) throw new AppError('NOT_FOUND', `No running exec "${id}" in instance "${instance}"`);
+    if (!e.signallable) throw new AppError('UNSUPPORTED', `Cannot send ${signal} to exec "${id}" of instance "${instance}": it runs through the guest agent, which cannot signal a process`);
     e.proc.kill(signal);
     return e.info;
   }
