@@ -32,6 +32,8 @@ const hangUp = (s: SessionProcess) => (s.disconnected ? s.disconnected() : s.pro
 export function streamExec(res: ServerResponse, start: SessionProcess & { id: string; stdin?: Buffer | undefined }): void {
   const { proc } = start;
   res.writeHead(200, { 'Content-Type': 'application/vnd.hangar.exec-stream', [EXEC_ID_HEADER]: start.id });
+  // At once, not with the first output: a VM's agent sends all output at the end, and the id is wanted before.
+  res.flushHeaders();
   const frame = (ch: number, d: Buffer | string) => res.write(encodeExecFrame(ch, Buffer.isBuffer(d) ? d : Buffer.from(d)));
   proc.stdin?.end(start.stdin);
   proc.stdout?.on('data', (d: Buffer | string) => frame(ExecFrame.stdout, d));

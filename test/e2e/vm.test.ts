@@ -82,6 +82,29 @@ describe('QEMU VMs', () => {
     expect(t.stderr).toMatch(/terminal|-t/);
   });
 
+  it('an exec in the VM is signalled by id through a guest kill of its process group, and ended when its client goes', async () => {
+    const tag = String(700 + Math.floor(Math.random() * 200));
+    const script = `sleep ${tag} & sleep ${tag}; true`;
+    const guestSleeps = () => cliOk(['exec', VM, '--', 'ps']).split('\n').filter((l) => new RegExp(`\\ssleep ${tag}$`).test(l.trimEnd())).length;
+    const c = new HangarClient({ socketPath: TEST_ENV.HANGAR_SOCKET });
+    try {
+      let id: string | undefined;
+      const run = c.exec(VM, { command: ['sh', '-c', script] }, { stdin: '', stdout: new PassThrough(), stderr: new PassThrough(), onExecId: (x) => { id = x; } });
+      expect(await pollUntil(() => id !== undefined && guestSleeps() === 2, 100, 200), 'both sleeps run in the guest').toBe(true);
+      expect((await c.signalExec(VM, id!, 'SIGTERM')).id).toBe(id);
+      expect(await run).toBe(128 + 15);
+      expect(await pollUntil(() => guestSleeps() === 0, 50, 200), 'the background sleep went with its group').toBe(true);
+    } finally {
+      c.close();
+    }
+    const gone = new HangarClient({ socketPath: TEST_ENV.HANGAR_SOCKET });
+    const hung = gone.exec(VM, { command: ['sh', '-c', script] }, { stdin: '', stdout: new PassThrough(), stderr: new PassThrough() }).catch(() => undefined);
+    expect(await pollUntil(() => guestSleeps() === 2, 100, 200)).toBe(true);
+    gone.close();
+    await hung;
+    expect(await pollUntil(() => guestSleeps() === 0, 50, 200), 'the guest commands ended with their client').toBe(true);
+  }, 120_000);
+
   it('is on the managed bridge: host <-> VM <-> container', () => {
     const vmIp = findInstance(VM)!.ipv4!;
     cliOk(['launch', 'busybox', CT]);

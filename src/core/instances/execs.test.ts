@@ -68,12 +68,12 @@ describe('ExecRegistry', () => {
     expect(polite.signals).toEqual(['SIGHUP']);
   });
 
-  it('a command a guest agent runs is listed, and a signal to it is refused (the agent cannot signal), never pretended', () => {
+  it('a process that cannot be signalled (a guest agent without kill) says why: the signal is refused, never pretended', () => {
     const reg = new ExecRegistry();
-    const p = fakeProc();
-    const e = reg.add('vm1', p, { command: ['sleep', '9'], tty: false, signallable: false });
+    const p = { ...fakeProc(), signalProblem: () => 'the guest agent cannot signal a process' };
+    const e = reg.add('vm1', p, { command: ['sleep', '9'], tty: false });
     expect(reg.list('vm1').map((x) => x.id)).toEqual([e.id]);
-    expect(() => reg.signal('vm1', e.id, 'SIGTERM')).toThrow(/guest agent, which cannot signal a process/);
+    expect(() => reg.signal('vm1', e.id, 'SIGTERM')).toThrow(/guest agent cannot signal a process/);
     expect(p.signals).toEqual([]);
   });
 

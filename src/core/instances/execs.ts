@@ -15,7 +15,7 @@ export interface StartedExec {
   disconnected(): void;
 }
 
-interface Entry { instance: string; info: ExecInfo; proc: HostProcess; signallable: boolean }
+interface Entry { instance: string; info: ExecInfo; proc: HostProcess }
 
 /** The running execs of this daemon, by id; an exec leaves when its process exits. */
 export class ExecRegistry {
@@ -23,14 +23,11 @@ export class ExecRegistry {
 
   constructor(private readonly graceMs = DISCONNECT_GRACE_MS) {}
 
-  /**
-   * Records a started process of an instance; signallable is false for a command a guest agent runs (it cannot signal
-   * a process: such a command keeps running when its client goes, and a signal to it is refused).
-   */
-  add(instance: string, proc: HostProcess, spec: { command: string[]; tty: boolean; disconnectSignal?: ExecSignal | undefined; signallable?: boolean }): StartedExec {
+  /** Records a started process of an instance. */
+  add(instance: string, proc: HostProcess, spec: { command: string[]; tty: boolean; disconnectSignal?: ExecSignal | undefined }): StartedExec {
     const id = randomBytes(8).toString('hex');
     const info: ExecInfo = { id, command: spec.command, tty: spec.tty, startedAt: new Date().toISOString(), disconnectSignal: spec.disconnectSignal ?? 'SIGKILL' };
-    this.byId.set(id, { instance, info, proc, signallable: spec.signallable ?? true });
+    this.byId.set(id, { instance, info, proc });
     let exited = false;
     void proc.wait().catch(() => undefined).then(() => { exited = true; this.byId.delete(id); });
     const disconnected = () => {
@@ -54,7 +51,9 @@ export class ExecRegistry {
   signal(instance: string, id: string, signal: ExecSignal): ExecInfo {
     const e = this.byId.get(id);
     if (!e || e.instance !== instance) throw new AppError('NOT_FOUND', `No running exec "${id}" in instance "${instance}"`);
-    if (!e.signallable) throw new AppError('UNSUPPORTED', `Cannot send ${signal} to exec "${id}" of instance "${instance}": it runs through the guest agent, which cannot signal a process`);
+    // A guest agent that cannot deliver it says why: refused, never pretended.
+    const why = e.proc.signalProblem?.();
+    if (why) throw new AppError('UNSUPPORTED', `Cannot send ${signal} to exec "${id}" of instance "${instance}": ${why}`);
     e.proc.kill(signal);
     return e.info;
   }

@@ -421,8 +421,7 @@ export class InstanceService {
         void proc.wait().catch(() => undefined).then(() => this.d.db.removeIntent(intent));
       }).catch(() => undefined);
     }
-    // A VM's command runs through its guest agent, which has no way to signal it.
-    return this.execs.add(name, proc, { command: spec.command, tty: spec.tty !== undefined, disconnectSignal, signallable: driver.type === 'container' });
+    return this.execs.add(name, proc, { command: spec.command, tty: spec.tty !== undefined, disconnectSignal });
   }
 
   /** The commands running in an instance through exec. */

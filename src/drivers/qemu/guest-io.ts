@@ -8,9 +8,16 @@ import { dropAgent, openAgent } from './sessions.js';
 import type { Vm } from './vm.js';
 
 const AGENT_READY_MS = 30_000;
+// Runs the command as the leader of a session (and process group) of its own where the guest has setsid, so that a
+// signal to its group reaches what it started too; the agent's child is no group leader, so setsid does not fork.
+const SETSID_WRAP = 'command -v setsid >/dev/null 2>&1 && exec setsid "$@"; exec "$@"';
 const GUEST_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
-/** Runs spec in the guest through its agent once stdin ends (the agent takes stdin whole); no terminal. */
+/**
+ * Runs spec in the guest through its agent once stdin ends (the agent takes stdin whole); no terminal. kill() sends
+ * the signal through a guest `kill` to the command's process group (POSIX guests; the agent has no kill of its own);
+ * a kill before the command started means it never starts.
+ */
 export function execInGuest(vm: Vm, spec: ExecSpec): HostProcess {
   const name = vm.record.name;
   if (spec.tty) throw new AppError('UNSUPPORTED', `Instance "${name}" is a VM: exec runs through the guest agent, which has no terminal (drop -t)`);
@@ -18,11 +25,27 @@ export function execInGuest(vm: Vm, spec: ExecSpec): HostProcess {
   const stdout = new PassThrough();
   const stderr = new PassThrough();
   const input: Buffer[] = [];
-  let kill: (() => void) | undefined;
+  let posix: boolean | undefined;
+  let guestPid: number | undefined;
+  let pending: string | undefined;
+  let killedEarly: string | undefined;
+  let agent: Awaited<ReturnType<typeof openAgent>> | undefined;
+  const signalGuest = (sig: string) => {
+    if (agent && guestPid !== undefined && posix) void agent.signal(guestPid, sig).catch(() => undefined);
+    else pending = sig;
+  };
+  let started = false;
   const done = new Promise<{ code: number | null; signal: string | null }>((resolve) => {
     stdin.on('data', (d: Buffer) => input.push(d));
     stdin.on('end', () => {
+      started = true;
       void (async () => {
+        if (killedEarly) {
+          stdout.end();
+          stderr.end();
+          resolve({ code: null, signal: killedEarly });
+          return;
+        }
         try {
           const m = await vm.settledMon();
           // A guest that faults (now or while we wait for its agent) ends the wait at once, with the reason.
@@ -31,9 +54,16 @@ export function execInGuest(vm: Vm, spec: ExecSpec): HostProcess {
           const qga = await openAgent(vm.host, vm.files.qga);
           await Promise.race([qga.waitReady(AGENT_READY_MS), faulted]);
           m.agentSeen = true;
-          const argv = spec.cwd ? withCwd(spec.command, spec.cwd) : spec.command;
+          posix = await qga.isPosix();
+          agent = qga;
+          const base = spec.cwd ? withCwd(spec.command, spec.cwd) : spec.command;
+          const argv = posix ? ['/bin/sh', '-c', SETSID_WRAP, 'hangar-exec', ...base] : base;
+          const onPid = (pid: number) => {
+            guestPid = pid;
+            if (pending) signalGuest(pending);
+          };
           // The agent replaces the whole environment when one is given: keep a usable PATH.
-          const res = await Promise.race([qga.run(argv, { input: Buffer.concat(input), ...(spec.env ? { env: { PATH: GUEST_PATH, ...spec.env } } : {}) }), faulted]);
+          const res = await Promise.race([qga.run(argv, { input: Buffer.concat(input), onPid, ...(spec.env ? { env: { PATH: GUEST_PATH, ...spec.env } } : {}) }), faulted]);
           stdout.end(res.stdout);
           stderr.end(res.stderr);
           resolve({ code: res.code, signal: null });
@@ -45,9 +75,17 @@ export function execInGuest(vm: Vm, spec: ExecSpec): HostProcess {
         }
       })();
     });
-    kill = () => { stdin.end(); };
   });
-  return { pid: Promise.resolve(-1), stdin, stdout, stderr, wait: () => done, kill: () => kill?.() };
+  const kill = (sig: NodeJS.Signals = 'SIGTERM') => {
+    if (!started) {
+      killedEarly = sig;
+      stdin.end();
+      return;
+    }
+    signalGuest(sig);
+  };
+  const signalProblem = () => (posix === false ? `the guest agent of VM "${name}" runs it on a guest without a POSIX kill, and cannot signal a process itself` : undefined);
+  return { pid: Promise.resolve(-1), stdin, stdout, stderr, wait: () => done, kill, signalProblem };
 }
 
 /** The serial console: a connection to QEMU's console socket (its output is also logged by QEMU). */

@@ -33,6 +33,8 @@ export interface QgaRunOptions {
   timeoutMs?: number;
   /** Longest interval between guest-exec-status polls (default 250 ms; polling starts faster). */
   pollMs?: number;
+  /** Told the guest pid as soon as the agent started the process. */
+  onPid?: (pid: number) => void;
 }
 
 /** Result of QgaClient.run. */
@@ -86,6 +88,7 @@ export function withCwd(argv: readonly string[], cwd: string): string[] {
 /** A connection to a guest agent; commands go one at a time because replies carry no usable id. */
 export class QgaClient {
   private synced = false;
+  private posix: Promise<boolean> | undefined;
   private current: Current | undefined;
   private tail: Promise<void> = Promise.resolve();
   private readonly link: JsonLines;
@@ -163,6 +166,7 @@ export class QgaClient {
     if (opts.env) args.env = Object.entries(opts.env).map(([k, v]) => `${k}=${v}`);
     if (opts.input !== undefined) args['input-data'] = opts.input.toString('base64');
     const { pid } = await this.execute<{ pid: number }>('guest-exec', args);
+    opts.onPid?.(pid);
     const stdout: Buffer[] = [];
     const stderr: Buffer[] = [];
     let truncated = false;
@@ -187,6 +191,21 @@ export class QgaClient {
       await sleep(interval);
       interval = Math.min(interval * 2, maxPoll);
     }
+  }
+
+  /** True when the guest's kernel is not Windows (guest-get-osinfo), asked once per connection: a POSIX shell and kill are there. */
+  async isPosix(): Promise<boolean> {
+    this.posix ??= this.execute<{ 'kernel-name'?: string; id?: string }>('guest-get-osinfo')
+      .then((o) => !/windows/i.test(`${o['kernel-name'] ?? ''} ${o.id ?? ''}`), () => false);
+    return this.posix;
+  }
+
+  /** Sends a signal to a guest process group (its leader's pid), else to the process: the agent has no kill of its own, so a guest kill does it. */
+  async signal(pid: number, signal: string): Promise<void> {
+    if (!Number.isInteger(pid) || pid <= 1) throw new AppError('INVALID_ARGUMENT', `Invalid guest pid ${pid}`);
+    const name = signal.replace(/^SIG/, '');
+    if (!/^[A-Z0-9]+$/.test(name)) throw new AppError('INVALID_ARGUMENT', `Invalid signal ${JSON.stringify(signal)}`);
+    await this.execute('guest-exec', { path: '/bin/sh', arg: ['-c', 'kill -s "$1" -- "-$2" 2>/dev/null || kill -s "$1" -"$2" 2>/dev/null || kill -s "$1" "$2"', 'sh', name, String(pid)] });
   }
 
   /** Closes the connection; the current and queued commands reject. */
