@@ -219,6 +219,8 @@ export interface InstanceHandle {
   /** Applies a changed config to a running instance where possible. */
   applyConfig(next: InstanceConfig, prev: InstanceConfig): Promise<ConfigApplyResult>;
   exec(spec: ExecSpec): HostProcess;
+  /** Ends a command its guest agent still runs for an exec whose daemon ended (the agent's own record says it has not exited); true when it did. */
+  endGuestProcess?(pid: number): Promise<boolean>;
   /** Attaches to the console (a pty process whose stdin/stdout is the console). */
   attachConsole(size: { cols: number; rows: number }): HostProcess;
   /** Opens the graphical console (VNC/RFB byte stream), where the backend has one. */

@@ -48,6 +48,8 @@ export interface HostProcess {
   /** Resolves when the process exits. */
   wait(): Promise<{ code: number | null; signal: string | null }>;
   kill(signal?: NodeJS.Signals): void;
+  /** For a command a guest agent runs: its pid in the guest once started (the journal keeps it, so that the next daemon can end it). */
+  readonly guestPid?: Promise<number>;
   /** Why kill() cannot deliver a signal to it (a guest agent that cannot signal), or undefined when it can; absent: it can. */
   signalProblem?(): string | undefined;
   /** Resizes the pseudo-terminal (pty processes only). */

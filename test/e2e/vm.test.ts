@@ -105,6 +105,28 @@ describe('QEMU VMs', () => {
     expect(await pollUntil(() => guestSleeps() === 0, 50, 200), 'the guest commands ended with their client').toBe(true);
   }, 120_000);
 
+  it('kill -9 while an exec runs in the VM: the next hangard ends the command its agent still runs in the guest (exec-ended drift)', async () => {
+    const tag = String(900 + Math.floor(Math.random() * 90));
+    const guestSleeps = () => cliOk(['exec', VM, '--', 'ps']).split('\n').filter((l) => new RegExp(`\\ssleep ${tag}$`).test(l.trimEnd())).length;
+    const c = new HangarClient({ socketPath: TEST_ENV.HANGAR_SOCKET });
+    const run = c.exec(VM, { command: ['sleep', tag] }, { stdin: '', stdout: new PassThrough(), stderr: new PassThrough() }).catch(() => -1);
+    expect(await pollUntil(() => guestSleeps() === 1, 100, 200), 'the sleep runs in the guest').toBe(true);
+    const pid = findInstance(VM)!.pid;
+    process.kill(await daemonPid(), 'SIGKILL');
+    await pollUntil(() => !existsSync(TEST_ENV.HANGAR_SOCKET) || cli(['list']).code !== 0, 50, 100);
+    await run;
+    c.close();
+    setSharedDaemon(await startDaemon(TEST_ENV));
+    expect(findInstance(VM)?.pid).toBe(pid);
+    expect(await pollUntil(() => guestSleeps() === 0, 50, 200), 'the guest command ended by the next daemon').toBe(true);
+    const sub = await collectEvents({ replay: true, types: ['instance-drift'] });
+    try {
+      expect(await pollUntil(() => sub.events.some((e) => e.instance === VM && e.data?.repair === 'exec-ended'), 50, 100), JSON.stringify(sub.events)).toBe(true);
+    } finally {
+      sub.close();
+    }
+  }, 180_000);
+
   it('is on the managed bridge: host <-> VM <-> container', () => {
     const vmIp = findInstance(VM)!.ipv4!;
     cliOk(['launch', 'busybox', CT]);

@@ -8,7 +8,7 @@ import { SNAPSHOT_CREATE, SNAPSHOT_DELETE } from './snapshots.js';
 /** The journal kind of a create or copy: until it is done, the instance is half-made. */
 export const INSTANCE_CREATE = 'instance-create';
 
-/** The journal kind of a container exec on the local host: {pid, daemon}, the leader of its process group and the daemon that ran it. */
+/** The journal kind of a running exec: {pid, daemon} for a container on the local host (the leader of its process group), {guestPid, vmPid, vmStart, daemon} for a VM's (its guest pid, the QEMU run it is in); daemon: the one that ran it. */
 export const EXEC_RUNNING = 'exec-running';
 
 /** The journal kind of a delete: until it is done, the instance is half-deleted. */
@@ -74,6 +74,15 @@ export async function recoverInstance(d: InstanceServiceDeps, h: HostContext, ro
   for (const intent of intents.filter((i) => i.kind === EXEC_RUNNING)) {
     // Only another daemon's: this one's own execs still have their clients.
     if (intent.data.daemon === process.pid) continue;
+    if (typeof intent.data.guestPid === 'number') {
+      // Only in the same run of the VM: after a reboot the guest's pids are other processes'.
+      const same = now.state !== 'stopped' && now.pid === intent.data.vmPid && now.startTime === intent.data.vmStart;
+      if (same && (await handle.endGuestProcess?.(intent.data.guestPid).catch(() => false))) {
+        drift(`A command run through exec in instance "${row.name}" (guest pid ${intent.data.guestPid}) lost its client with hangard's end: it is ended`, { repair: 'exec-ended', guestPid: intent.data.guestPid });
+      }
+      d.db.removeIntent(intent.id);
+      continue;
+    }
     const pid = Number(intent.data.pid);
     const argv = ((await h.host.fs.readTextIfExists(`/proc/${pid}/cmdline`).catch(() => undefined)) ?? '').split('\0');
     // The pid is that exec's lxc-attach still (not a reused pid): its whole group goes, as a lost client's would.

@@ -420,6 +420,13 @@ export class InstanceService {
         const intent = this.d.db.addIntent(EXEC_RUNNING, name, { pid, daemon: process.pid });
         void proc.wait().catch(() => undefined).then(() => this.d.db.removeIntent(intent));
       }).catch(() => undefined);
+    } else if (proc.guestPid && handle.endGuestProcess) {
+      // A VM's command outlives a killed daemon in the guest: journaled with the VM's QEMU it runs in.
+      const vm = { vmPid: row.initPid, vmStart: row.initStartTime };
+      void proc.guestPid.then((guestPid) => {
+        const intent = this.d.db.addIntent(EXEC_RUNNING, name, { guestPid, daemon: process.pid, ...vm });
+        void proc.wait().catch(() => undefined).then(() => this.d.db.removeIntent(intent));
+      }).catch(() => undefined);
     }
     return this.execs.add(name, proc, { command: spec.command, tty: spec.tty !== undefined, disconnectSignal });
   }

@@ -12,7 +12,7 @@ import { findUefiFirmware, probeQemu } from './probe.js';
 import { bootOf, chooseAccel, pinnedMachine, prepareBoot } from './boot.js';
 import { createRootDisk, readPorts, removeDiskFiles } from './disks.js';
 import { onFault } from './faults.js';
-import { attachSerialConsole, execInGuest, openVncConsole } from './guest-io.js';
+import { attachSerialConsole, endGuestProcess, execInGuest, openVncConsole } from './guest-io.js';
 import { applyLiveConfig } from './hotplug.js';
 import { killQemu, launchQemu, livePid, qemuUsage, removeRunFiles, startTimeOf, waitExit } from './process.js';
 import { machineFamilyOf, qemuMachineType } from './render-argv.js';
@@ -193,6 +193,10 @@ class QemuInstance implements InstanceHandle, Vm {
 
   exec(spec: ExecSpec): HostProcess {
     return execInGuest(this, spec);
+  }
+
+  endGuestProcess(pid: number): Promise<boolean> {
+    return endGuestProcess(this, pid);
   }
 
   /** Machine type, accelerator, boot path and firmware, hot-plug ports in use, and (running) the guest RAM the balloon leaves. */

@@ -35,6 +35,8 @@ export function execInGuest(vm: Vm, spec: ExecSpec): HostProcess {
     else pending = sig;
   };
   let started = false;
+  let gotPid!: (pid: number) => void;
+  const guestPidKnown = new Promise<number>((r) => { gotPid = r; });
   const done = new Promise<{ code: number | null; signal: string | null }>((resolve) => {
     stdin.on('data', (d: Buffer) => input.push(d));
     stdin.on('end', () => {
@@ -60,6 +62,7 @@ export function execInGuest(vm: Vm, spec: ExecSpec): HostProcess {
           const argv = posix ? ['/bin/sh', '-c', SETSID_WRAP, 'hangar-exec', ...base] : base;
           const onPid = (pid: number) => {
             guestPid = pid;
+            gotPid(pid);
             if (pending) signalGuest(pending);
           };
           // The agent replaces the whole environment when one is given: keep a usable PATH.
@@ -85,7 +88,17 @@ export function execInGuest(vm: Vm, spec: ExecSpec): HostProcess {
     signalGuest(sig);
   };
   const signalProblem = () => (posix === false ? `the guest agent of VM "${name}" runs it on a guest without a POSIX kill, and cannot signal a process itself` : undefined);
-  return { pid: Promise.resolve(-1), stdin, stdout, stderr, wait: () => done, kill, signalProblem };
+  return { pid: Promise.resolve(-1), guestPid: guestPidKnown, stdin, stdout, stderr, wait: () => done, kill, signalProblem };
+}
+
+/** Ends guest process pid if the agent's record of it says it still runs (a pid the agent did not start, or that exited, is left alone); true when it was ended. */
+export async function endGuestProcess(vm: Vm, pid: number): Promise<boolean> {
+  const qga = await openAgent(vm.host, vm.files.qga);
+  await qga.waitReady(5_000);
+  const st = await qga.execute<{ exited?: boolean }>('guest-exec-status', { pid }).catch(() => ({ exited: true }));
+  if (st.exited !== false || !(await qga.isPosix())) return false;
+  await qga.signal(pid, 'SIGKILL');
+  return true;
 }
 
 /** The serial console: a connection to QEMU's console socket (its output is also logged by QEMU). */
