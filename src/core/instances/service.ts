@@ -414,19 +414,16 @@ export class InstanceService {
     const proc = handle.exec(run);
     // A container's exec on this machine leads a process group that outlives a killed daemon: journaled, so that the
     // next daemon ends what this one's death left without a client (recover.ts).
+    const journal = (data: Record<string, unknown>) => {
+      const intent = this.d.db.addIntent(EXEC_RUNNING, name, { ...data, daemon: process.pid });
+      void proc.wait().catch(() => undefined).then(() => this.d.db.removeIntent(intent));
+    };
     if (h.local && driver.type === 'container') {
-      void proc.pid.then((pid) => {
-        if (pid <= 0) return;
-        const intent = this.d.db.addIntent(EXEC_RUNNING, name, { pid, daemon: process.pid });
-        void proc.wait().catch(() => undefined).then(() => this.d.db.removeIntent(intent));
-      }).catch(() => undefined);
+      void proc.pid.then((pid) => { if (pid > 0) journal({ pid }); }).catch(() => undefined);
     } else if (proc.guestPid && handle.endGuestProcess) {
       // A VM's command outlives a killed daemon in the guest: journaled with the VM's QEMU it runs in.
       const vm = { vmPid: row.initPid, vmStart: row.initStartTime };
-      void proc.guestPid.then((guestPid) => {
-        const intent = this.d.db.addIntent(EXEC_RUNNING, name, { guestPid, daemon: process.pid, ...vm });
-        void proc.wait().catch(() => undefined).then(() => this.d.db.removeIntent(intent));
-      }).catch(() => undefined);
+      void proc.guestPid.then((guestPid) => journal({ guestPid, ...vm })).catch(() => undefined);
     }
     return this.execs.add(name, proc, { command: spec.command, tty: spec.tty !== undefined, disconnectSignal });
   }

@@ -59,14 +59,6 @@ function hostIfPattern(h: HostContext): RegExp {
   return new RegExp(`^${prefix}[0-9a-f]{8}$`);
 }
 
-/** The interface names of `ip -o link show` ("7: name@peer: <...>"). */
-export function parseLinkNames(out: string): string[] {
-  return out.split('\n').flatMap((l) => {
-    const m = /^\d+:\s+([^:@\s]+)/.exec(l);
-    return m ? [m[1]!] : [];
-  });
-}
-
 /**
  * Removes what no instance of this host owns: an instance directory without a row (under that name's lock, so no
  * create is in the middle of making it), a veth or tap of Hangar's naming whose instance is gone or stopped, and what
@@ -76,8 +68,8 @@ export function parseLinkNames(out: string): string[] {
 export async function sweepHost(d: InstanceServiceDeps, h: HostContext): Promise<void> {
   const drift = (instance: string | undefined, message: string, data: Record<string, unknown>) =>
     d.events.emit({ type: 'instance-drift', ...(instance ? { instance } : {}), message, data: { host: h.name, ...data } });
-  const rowsHere = () => d.db.listInstances().filter((r) => r.host === h.name);
-  const known = (name: string) => rowsHere().some((r) => r.name === name);
+  // One row lookup per name (names are unique across hosts), not a listing per directory or interface.
+  const known = (name: string) => d.db.getInstance(name)?.host === h.name;
 
   for (const name of (await h.host.fs.stat(h.instancesDir)) ? await h.host.fs.readdir(h.instancesDir) : []) {
     if (nameProblem(name) !== undefined || known(name)) continue;
@@ -89,10 +81,12 @@ export async function sweepHost(d: InstanceServiceDeps, h: HostContext): Promise
     });
   }
 
-  const links = await h.host.exec(['ip', '-o', 'link', 'show'], { allowFailure: true });
+  // The kernel's list of interfaces, read as files (no fork; over SFTP on a remote host).
   const ours = hostIfPattern(h);
-  for (const ifname of links.code === 0 ? parseLinkNames(links.stdout).filter((n) => ours.test(n)) : []) {
-    const owner = rowsHere().find((r) => h.network.hostIfName(r.name) === ifname);
+  const links = (await h.host.fs.readdir('/sys/class/net').catch(() => [] as string[])).filter((n) => ours.test(n));
+  const ownerOf = links.length === 0 ? new Map<string, { name: string }>() : new Map(d.db.listInstances().filter((r) => r.host === h.name).map((r) => [h.network.hostIfName(r.name), r] as const));
+  for (const ifname of links) {
+    const owner = ownerOf.get(ifname);
     const remove = async (why: string) => {
       const del = await h.host.exec(['ip', 'link', 'del', ifname], { allowFailure: true });
       if (del.code === 0) drift(owner?.name, `Interface ${ifname} ${why}: it is removed`, { repair: 'interface-removed', interface: ifname });
