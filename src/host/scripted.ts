@@ -1,9 +1,9 @@
 // ScriptedHost: a Host for unit tests; files live in memory, commands are answered by a script, nothing touches the machine.
 import { PassThrough } from 'node:stream';
-import { AppError } from '../shared/errors.js';
+import { AppError, isAppError } from '../shared/errors.js';
 import type { ExecOptions, ExecResult, Host, HostFs, HostProcess, HostStat } from './host.js';
 
-/** Answers one command: a partial result (code 0 and empty output by default), or an Error to throw as a spawn failure. */
+/** Answers one command: a partial result (code 0 and empty output by default), an AppError the host throws as it is, or another Error to throw as a spawn failure. */
 export type ExecScript = (argv: readonly string[], opts: ExecOptions) => Partial<ExecResult> | Error | undefined | Promise<Partial<ExecResult> | Error | undefined>;
 
 interface Node { data?: Buffer; mode: number; target?: string }
@@ -51,6 +51,8 @@ export class ScriptedHost implements Host {
   async exec(argv: readonly string[], opts: ExecOptions = {}): Promise<ExecResult> {
     this.calls.push({ argv: [...argv], opts });
     const r = await this.script(argv, opts);
+    // An AppError is the host's own answer (HOST_UNREACHABLE of a dropped connection, say); another Error a spawn failure.
+    if (isAppError(r)) throw r;
     if (r instanceof Error) throw new AppError('HOST_FAILED', `Failed to run ${argv.join(' ')}`, { cause: r });
     const res: ExecResult = { code: 0, signal: null, stdout: '', stderr: '', ...(r ?? {}) };
     if (res.code !== 0 && !opts.allowFailure) throw new AppError('HOST_FAILED', `Command failed: ${argv.join(' ')}`, { cause: new Error(res.stderr || `exit code ${res.code}`) });

@@ -201,7 +201,7 @@ export class SshHost implements Host {
       ...(opts.cwd !== undefined ? { cwd: opts.cwd } : {}), ...(opts.logFile !== undefined ? { logFile: opts.logFile } : {}),
     });
     // Fails fast, before any stream exists, when the host is down.
-    this.conn.current();
+    this.conn.usable();
     return opts.detached ? this.spawnDetached(command, argv) : this.spawnAttached(command, opts);
   }
 

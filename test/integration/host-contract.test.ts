@@ -414,6 +414,25 @@ describe('SshHost only', () => {
     await ssh.ready();
   });
 
+  it('a call made right after a drop waits for the reconnection that follows it, and runs once', async () => {
+    const h = await SshHost.connect(sshOptions({ name: 'rejoin' }));
+    try {
+      expect((await h.exec(['true'])).code).toBe(0);
+      const before = h.stats.connects;
+      await sshd.dropConnections();
+      // The moment the drop is noticed (the reconnection is under way then: an SSH handshake takes far longer than a turn of the event loop).
+      for (let i = 0; i < 200_000 && h.connected; i++) await new Promise((r) => setImmediate(r));
+      expect(h.connected).toBe(false);
+      const [ran, file] = [h.exec(['sh', '-c', `echo x >> ${join(dir, 'rejoin.log')}; echo after`]), join(dir, 'rejoin.log')];
+      expect((await ran).stdout).toBe('after\n');
+      expect(readFileSync(file, 'utf8')).toBe('x\n');
+      expect(h.stats.connects).toBe(before + 1);
+    } finally {
+      h.close();
+    }
+    await ssh.ready();
+  });
+
   it('a detached process outlives the SshHost that started it', async () => {
     const h = await SshHost.connect(sshOptions({ name: 'detach' }));
     const p = h.spawn(['sleep', '61'], { detached: true, logFile: join(dir, 'survivor.log') });

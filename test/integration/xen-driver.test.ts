@@ -59,6 +59,11 @@ async function setupEnv(): Promise<void> {
 
 async function teardownEnv(): Promise<void> {
   try {
+    // A connection that dropped during the run: why dropbear ended it is in its log on the Dom0 (the client sees only the close).
+    if (host && host.stats.connects > 1) {
+      const log = await host.exec(['sh', '-c', 'grep -i exit /var/log/dropbear.log | grep -v "Disconnect received" | tail -n 20'], { allowFailure: true }).catch(() => undefined);
+      console.log(`the SSH connection to the Dom0 was made ${host.stats.connects} times; dropbear's exits: ${log?.stdout ?? '(unreadable)'}; serial tail: ${xenHost?.serialTail(15) ?? ''}`);
+    }
     if (host) {
       // Every domain this test made, by its prefixed name, then its files on the Dom0's tmpfs.
       for (const d of await xl.list().catch(() => [])) if (d.name.startsWith(`${prefix}-`)) await xl.destroy(d.name).catch(() => undefined);

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { ScriptedHost } from '../../host/scripted.js';
 import type { ExecResult } from '../../host/host.js';
-import { isAppError } from '../../shared/errors.js';
+import { AppError, isAppError } from '../../shared/errors.js';
 import { Xl } from './xl.js';
 
 const recording = (answer: (argv: readonly string[]) => Partial<ExecResult> | Error | undefined = () => undefined) => {
@@ -113,5 +113,23 @@ describe('Xl.domid', () => {
     expect(await xl.domid('gone')).toBeNull();
     const err = await caught(xl.domid('odd'));
     expect(isAppError(err, 'BACKEND_FAILED') && err.message).toBe('xl domid of domain "odd" printed "seven", not a domid');
+  });
+});
+
+describe('Xl over a connection that drops', () => {
+  it('asks a read once more when the host was unreachable for it; a change is never repeated', async () => {
+    let drops = 2;
+    const { host, xl } = recording((argv) => {
+      if (drops > 0) { drops--; return new AppError('HOST_UNREACHABLE', 'Host "dom0" is unreachable: the connection dropped while running xl'); }
+      return argv[1] === 'list' ? { stdout: 'Name ID Mem VCPUs State Time(s) UUID Reason-Code Security Label\nweb1 3 128 1 -b---- 1.0 0b3c7a1e-0000-4000-8000-000000000001 - -\n' } : undefined;
+    });
+    expect(isAppError(await caught(xl.pause('web1')), 'BACKEND_FAILED')).toBe(true);
+    expect((await xl.find('web1'))?.domid).toBe(3);
+    expect(host.calls.map((c) => c.argv)).toEqual([['xl', 'pause', 'web1'], ['xl', 'list', '-v', 'web1'], ['xl', 'list', '-v', 'web1']]);
+    // Twice unreachable: the read fails with the host's error in its cause.
+    drops = 2;
+    const err = await caught(xl.list());
+    expect(isAppError(err, 'BACKEND_FAILED') && String((err as Error).cause)).toContain('unreachable');
+    expect(host.calls).toHaveLength(5);
   });
 });

@@ -1,5 +1,5 @@
 // The xl toolstack of one Xen host, through Host.exec argv only: create, list, info, shutdown/destroy, pause, save/restore, live memory and vCPUs, scheduler, console.
-import { AppError, causeChain } from '../../shared/errors.js';
+import { AppError, causeChain, isAppError } from '../../shared/errors.js';
 import type { ExecResult, Host, HostProcess } from '../../host/host.js';
 import {
   isNoSuchDomain, parseXlInfo, parseXlList, parseXlListLong, parseXlSched, parseXlVcpuList, xlMessage,
@@ -46,13 +46,20 @@ export class Xl {
     return new AppError('BACKEND_FAILED', `${what} failed`, { cause: new Error(said), details: { xlNotFound: notFound } });
   }
 
-  /** Runs `xl ARGS`; answers the result (allowFailure) or throws BACKEND_FAILED with xl's message. */
-  private async run(args: readonly string[], what: string, opts: { timeoutMs?: number; allowFailure?: boolean } = {}): Promise<ExecResult> {
+  /**
+   * Runs `xl ARGS`; answers the result (allowFailure) or throws BACKEND_FAILED with xl's message. A read (changes
+   * nothing) whose connection to the host dropped is asked once more, after the reconnection the host waits for.
+   */
+  private async run(args: readonly string[], what: string, opts: { timeoutMs?: number; allowFailure?: boolean; read?: boolean } = {}): Promise<ExecResult> {
     let res: ExecResult;
-    try {
-      res = await this.host.exec([this.binary, ...args], { allowFailure: true, timeoutMs: opts.timeoutMs ?? COMMAND_TIMEOUT_MS });
-    } catch (err) {
-      throw this.fail(what, null, err);
+    for (let tries = 0; ; tries++) {
+      try {
+        res = await this.host.exec([this.binary, ...args], { allowFailure: true, timeoutMs: opts.timeoutMs ?? COMMAND_TIMEOUT_MS });
+        break;
+      } catch (err) {
+        if (opts.read && tries === 0 && isAppError(err, 'HOST_UNREACHABLE')) continue;
+        throw this.fail(what, null, err);
+      }
     }
     if (res.code !== 0 && !opts.allowFailure) throw this.fail(what, res);
     return res;
@@ -65,7 +72,7 @@ export class Xl {
 
   /** The domid of a domain (`xl domid NAME`: one number, far cheaper than a listing), or null when there is no such domain. */
   async domid(name: string): Promise<number | null> {
-    const res = await this.run(['domid', name], `xl domid of domain "${name}"`, { allowFailure: true });
+    const res = await this.run(['domid', name], `xl domid of domain "${name}"`, { allowFailure: true, read: true });
     if (res.code !== 0) {
       if (isNoSuchDomain(res.stderr)) return null;
       throw this.fail(`xl domid of domain "${name}"`, res);
@@ -77,12 +84,12 @@ export class Xl {
 
   /** Every domain (`xl list -v`), Domain-0 included. */
   async list(): Promise<XlListEntry[]> {
-    return parseXlList((await this.run(['list', '-v'], 'xl list')).stdout);
+    return parseXlList((await this.run(['list', '-v'], 'xl list', { read: true })).stdout);
   }
 
   /** One domain's row (`xl list -v NAME`: state flags, memory, vCPUs, CPU time and UUID), or null when there is no such domain. */
   async find(name: string): Promise<XlListEntry | null> {
-    const res = await this.run(['list', '-v', name], `xl list of domain "${name}"`, { allowFailure: true });
+    const res = await this.run(['list', '-v', name], `xl list of domain "${name}"`, { allowFailure: true, read: true });
     if (res.code !== 0) {
       if (isNoSuchDomain(res.stderr)) return null;
       throw this.fail(`xl list of domain "${name}"`, res);
@@ -92,7 +99,7 @@ export class Xl {
 
   /** What the domain really got (`xl list -l NAME`, libxl's JSON), or null when there is no such domain. */
   async listLong(name: string): Promise<XlLongDomain | null> {
-    const res = await this.run(['list', '-l', name], `xl list -l of domain "${name}"`, { allowFailure: true });
+    const res = await this.run(['list', '-l', name], `xl list -l of domain "${name}"`, { allowFailure: true, read: true });
     if (res.code !== 0) {
       if (isNoSuchDomain(res.stderr)) return null;
       throw this.fail(`xl list -l of domain "${name}"`, res);
@@ -106,7 +113,7 @@ export class Xl {
 
   /** The hypervisor's and host's facts (`xl info`). */
   async info(): Promise<XlInfo> {
-    return parseXlInfo((await this.run(['info'], 'xl info')).stdout);
+    return parseXlInfo((await this.run(['info'], 'xl info', { read: true })).stdout);
   }
 
   /**
@@ -186,7 +193,7 @@ export class Xl {
 
   /** The domain's vCPUs (`xl vcpu-list NAME`). */
   async vcpuList(name: string): Promise<XlVcpu[]> {
-    return parseXlVcpuList((await this.run(['vcpu-list', name], `xl vcpu-list of domain "${name}"`)).stdout);
+    return parseXlVcpuList((await this.run(['vcpu-list', name], `xl vcpu-list of domain "${name}"`, { read: true })).stdout);
   }
 
   /** Sets the domain's weight and cap on the host's credit or credit2 scheduler (`xl sched-credit[2] -d NAME -w W -c C`). */
@@ -196,7 +203,7 @@ export class Xl {
 
   /** The domain's weight and cap on the credit or credit2 scheduler, or null when xl lists no row for it. */
   async sched(scheduler: 'credit' | 'credit2', name: string): Promise<XlSchedParams | null> {
-    const rows = parseXlSched((await this.run([`sched-${scheduler}`, '-d', name], `xl sched-${scheduler} of domain "${name}"`)).stdout);
+    const rows = parseXlSched((await this.run([`sched-${scheduler}`, '-d', name], `xl sched-${scheduler} of domain "${name}"`, { read: true })).stdout);
     return rows.find((r) => r.name === name) ?? null;
   }
 

@@ -58,7 +58,7 @@ const REFUSED_RETRY_MS = 100;
 interface Waiter { resolve: () => void; reject: (e: unknown) => void }
 interface ReadyWaiter extends Waiter { failFast: boolean }
 
-/** The connection of one SshHost; everything fails fast with HOST_UNREACHABLE while it is down. */
+/** The connection of one SshHost; everything fails fast with HOST_UNREACHABLE while it is down (calls right after a drop wait for the one reconnection attempt that follows it). */
 export class SshConnection {
   readonly stats: SshStats = { connects: 0, sessions: 0, forwards: 0, sftpRequests: 0 };
   private readonly opts: SshConnectOptions;
@@ -70,6 +70,9 @@ export class SshConnection {
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   private connecting = false;
+  // From a drop until the first reconnection attempt after it ends: calls made meanwhile wait for that attempt
+  // (bounded by its connect budget) instead of failing for a drop the next moment may already have mended.
+  private rejoining = false;
   private readyWaiters: ReadyWaiter[] = [];
   // Session slots of the current connection; a waiter is rejected when that connection goes.
   private active = 0;
@@ -112,9 +115,20 @@ export class SshConnection {
     return this.client;
   }
 
+  /** Throws HOST_UNREACHABLE unless connected or reconnecting right after a drop (what a call would then wait for). */
+  usable(): void {
+    if (!this.client && !this.rejoining) throw this.unreachable();
+  }
+
+  /** The live client; right after a drop, the outcome of the reconnection under way; else HOST_UNREACHABLE at once. */
+  private async live(): Promise<Client> {
+    if (!this.client && this.rejoining && !this.closed) await this.ready(true);
+    return this.current();
+  }
+
   /** Opens a session channel once a slot is free: open(client) makes the request; the slot is freed when the channel closes. */
   async session(open: (c: Client, cb: (err: Error | undefined, ch: ClientChannel) => void) => void): Promise<ClientChannel> {
-    const client = this.current();
+    const client = await this.live();
     // A waiter is handed the slot of the session that closed (active stays as it is), so none is ever over the limit.
     if (this.active >= this.sessionLimit()) await new Promise<void>((resolve, reject) => this.queue.push({ resolve, reject }));
     else this.active++;
@@ -151,8 +165,8 @@ export class SshConnection {
   }
 
   /** A channel to a unix socket on the host (OpenSSH stream-local forwarding; not a session, so no slot). */
-  forwardUnix(path: string): Promise<ClientChannel> {
-    const client = this.current();
+  async forwardUnix(path: string): Promise<ClientChannel> {
+    const client = await this.live();
     this.stats.forwards++;
     return new Promise((resolve, reject) => {
       try { client.openssh_forwardOutStreamLocal(path, (err, ch) => (err ? reject(err) : resolve(ch))); } catch (e) { reject(e); }
@@ -160,8 +174,8 @@ export class SshConnection {
   }
 
   /** The connection's SFTP session, opened on first use and kept. */
-  sftp(): Promise<SFTPWrapper> {
-    this.current();
+  async sftp(): Promise<SFTPWrapper> {
+    await this.live();
     if (!this.sftpChannel) {
       const opening = this.session((c, cb) => c.sftp((err, s) => cb(err, s as unknown as ClientChannel))).then((ch) => ch as unknown as SFTPWrapper);
       this.sftpChannel = opening;
@@ -225,6 +239,7 @@ export class SshConnection {
     void this.connectOnce().then(
       (c) => {
         this.connecting = false;
+        this.rejoining = false;
         if (this.closed) { c.end(); return; }
         this.client = c;
         this.failures = 0;
@@ -236,6 +251,7 @@ export class SshConnection {
       },
       (err: AppError) => {
         this.connecting = false;
+        this.rejoining = false;
         this.failures++;
         this.lastError = err;
         for (const w of this.readyWaiters.filter((x) => x.failFast)) w.reject(err);
@@ -287,6 +303,7 @@ export class SshConnection {
         const why = failure instanceof Error ? `: ${failure.message}` : '';
         this.dropped(new AppError('HOST_UNREACHABLE', `Host "${o.name}" is unreachable: the connection dropped (${this.address})${why}`, { cause: failure, details }));
         this.lastError = new AppError('HOST_UNREACHABLE', `Host "${o.name}" is unreachable: the connection dropped, reconnecting (${this.address})${why}`, { cause: failure, details });
+        this.rejoining = !this.closed;
         this.attempt();
       });
       const config: ConnectConfig = {
