@@ -80,6 +80,11 @@ export interface HostDriver {
   load(record: InstanceRecord): InstanceHandle;
   /** Work for after the daemon is up (QEMU: the Linux accelerator check). */
   background?(): Promise<void>;
+  /**
+   * Calls onEnd once the instance whose state().pid is id ends, seen by the backend's own event rather than a host
+   * process (Xen: xenstore's @releaseDomain for a domid); answers the cancel, or undefined where it cannot watch.
+   */
+  watchEnd?(id: number, onEnd: () => void): (() => void) | undefined;
   /** The instance names the backend holds host resources for outside an instance's own files (a VM's cgroup): what reconciliation checks. */
   leftovers?(): Promise<string[]>;
   /** Removes those of one name (the core calls it under the name's lock, for a name it has no running instance of); answers what went, one line each. */

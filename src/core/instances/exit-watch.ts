@@ -1,4 +1,4 @@
-// Outside ends of instances, seen at once: the init of each running container and the QEMU of each VM is watched through a pidfd (Host.watchExit), its end recorded and published, and with boot.autorestart=on-failure the instance started again with a backoff.
+// Outside ends of instances, seen at once: the init of each running container and the QEMU of each VM is watched through a pidfd (Host.watchExit), a Xen domain through its backend's event (HostDriver.watchEnd), its end recorded and published, and with boot.autorestart=on-failure the instance started again with a backoff.
 import { hostOf, lockKey, type InstanceServiceDeps } from './context.js';
 import { handleIn } from './placement.js';
 
@@ -31,7 +31,8 @@ export class ExitWatcher {
       if (this.armed.get(name)?.pid === pid) this.armed.delete(name);
       void this.ended(name, pid).catch((err: unknown) => this.d.log?.(`recording the end of "${name}" failed: ${err instanceof Error ? err.message : String(err)}`));
     };
-    const cancel = hd?.driver.pidIsInit === true ? h.host.watchExit?.(pid, onEnd) : undefined;
+    // The backend's own event where it has one (a Xen domid is no host process), else the pidfd of its process.
+    const cancel = hd?.watchEnd ? hd.watchEnd(pid, onEnd) : hd?.driver.pidIsInit === true ? h.host.watchExit?.(pid, onEnd) : undefined;
     if (cancel) this.armed.set(name, { pid, cancel });
   }
 
@@ -86,7 +87,7 @@ export class ExitWatcher {
       // What the instance held on the host (an OpenVZ private area's mount, a VM's tap) is released as a stop would.
       await handle.stop({ force: true, timeoutMs: 1000 }).catch(() => undefined);
       this.d.db.updateInstance(name, { expectedState: 'stopped', initPid: null, initStartTime: null, cpuset: null });
-      const what = row.type === 'vm' ? `QEMU process (pid ${pid})` : `init (pid ${pid})`;
+      const what = !h.drivers.all().some((x) => x.driver.name === row.driver && x.driver.pidIsInit === true) ? `domain (id ${pid})` : row.type === 'vm' ? `QEMU process (pid ${pid})` : `init (pid ${pid})`;
       this.d.events.emit({ type: 'instance-stopped', instance: name, message: `Instance "${name}" stopped outside Hangar: its ${what} ended`, data: { by: 'outside', pid } });
       restart = row.config['boot.autorestart'] === 'on-failure';
     });

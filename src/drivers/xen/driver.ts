@@ -8,6 +8,7 @@ import type { Host, HostProcess } from '../../host/host.js';
 import { Reverter } from '../../host/reverter.js';
 import type { ConfigApplyResult, Driver, DriverEnv, ExecSpec, HostDriver, InstanceHandle, InstanceRecord, ObservedState, StopOptions } from '../driver.js';
 import { attachXenConsole } from './console.js';
+import { DomainWatch } from './watch.js';
 import { domainName, domainUuid, extraDiskPath, guestTypeOf, importedOf, xenFiles, xenState, type XenFiles, type XenHost, type XenImported, type XenRun } from './domain.js';
 import { ensureRawDisk, placeImage, type XenImageSource } from './images.js';
 import { applyLive, changedKeys, LIVE_KEYS } from './live.js';
@@ -325,6 +326,7 @@ export function xenOnHost(env: DriverEnv, probed: Awaited<ReturnType<typeof prob
   const x: XenHost = { env, probe: probed.probe, facts: probed.facts, xl, imageSource: opts.imageSource, startTimes: new Map(), consoles: new Map() };
   const facts = x.facts;
   const info = facts?.info;
+  const watch = new DomainWatch(env.host, xl);
   const checkedAt = new Date().toISOString();
   return {
     driver: xenDriver,
@@ -359,6 +361,7 @@ export function xenOnHost(env: DriverEnv, probed: Awaited<ReturnType<typeof prob
     validate: (config) => validateXen(config, facts, env.facts),
     idmap: () => 'none',
     load: (record) => new XenInstance(record, x),
+    ...(facts ? { watchEnd: (domid: number, onEnd: () => void) => watch.watch(domid, onEnd) } : {}),
   };
 }
 

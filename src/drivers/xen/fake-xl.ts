@@ -104,6 +104,11 @@ export class FakeXl {
       const d = [...this.domains.values()].find((x) => x.uuid === m?.[1]);
       return d ? { stdout: `${d.startTime}.25\n` } : { code: 1, stderr: `xenstore-read: couldn't read path ${sub}\n` };
     }
+    if (cmd === 'xenstore-exists') {
+      // A domain's home, /local/domain/DOMID, is there while the domain is.
+      const m = /^\/local\/domain\/(\d+)$/.exec(sub ?? '');
+      return m && [...this.domains.values()].some((x) => x.domid === Number(m[1])) ? undefined : { code: 1 };
+    }
     if (cmd === 'cp') { this.host.put(rest[0] ?? argv[2]!, this.host.text(sub!) ?? ''); return undefined; }
     if (cmd === 'truncate') { const f = rest[1]!; const size = Number(rest[0]); const old = Buffer.from(this.host.text(f) ?? ''); this.host.put(f, Buffer.concat([old, Buffer.alloc(Math.max(0, size - old.length))])); return undefined; }
     if (cmd === 'gunzip' && rest.length === 1 && sub === '-f' && rest[0]!.endsWith('.gz')) {
