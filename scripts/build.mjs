@@ -8,6 +8,7 @@ const entries = [
   ['src/cli/main.ts', 'dist/hangar.mjs'],
   ['src/daemon/main.ts', 'dist/hangard.mjs'],
   ['bench/containers.ts', 'dist/bench-containers.mjs'],
+  ['bench/cli.ts', 'dist/bench-cli.mjs'],
   ['bench/vms.ts', 'dist/bench-vms.mjs'],
   ['bench/vm-choices.ts', 'dist/bench-vm-choices.mjs'],
   ['bench/xen.ts', 'dist/bench-xen.mjs'],
