@@ -1,8 +1,9 @@
 // Smoke test of the bundled CLI (built like scripts/build.mjs does, with code splitting) run as a real process.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeDaemon, type FakeDaemon } from '../../test/helpers/fake-daemon.js';
@@ -35,8 +36,8 @@ afterAll(async () => {
 });
 
 /** Runs the bundled CLI in a child process (asynchronously: the fake daemon lives in this process's event loop). */
-function hangar(args: string[], input?: string): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [join(outdir, 'hangar.mjs'), ...args], { env: { ...process.env, HANGAR_SOCKET: fake.socketPath } });
+function hangar(args: string[], input?: string, nodeArgs: string[] = []): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [...nodeArgs, join(outdir, 'hangar.mjs'), ...args], { env: { ...process.env, HANGAR_SOCKET: fake.socketPath } });
   let stdout = '';
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
@@ -76,6 +77,25 @@ describe('bundled hangar', () => {
     expect(r.status).toBe(3);
     expect(r.stdout).toBe('from stdin');
     expect(r.stderr).toBe('warn\n');
+  });
+
+  it('loads no zod for the everyday commands: the answers are not checked against the schemas in the CLI', async () => {
+    // A loader hook (module.register) writes every module URL the CLI loads into a file.
+    const log = join(outdir, 'loaded.log');
+    writeFileSync(join(outdir, 'hooks.mjs'), `import { appendFileSync } from 'node:fs';\nexport async function load(url, context, next) { appendFileSync(${JSON.stringify(log)}, url + '\\n'); return next(url, context); }\n`);
+    writeFileSync(join(outdir, 'register.mjs'), `import { register } from 'node:module';\nregister('./hooks.mjs', import.meta.url);\n`);
+    const zodChunks = (urls: string[]) => urls.filter((u) => u.includes('/cli-chunks/') && /\$ZodType|zod\/v4/.test(readFileSync(new URL(u), 'utf8')));
+    for (const args of [['list', '--format', 'json'], ['info', 'web1'], ['list']]) {
+      writeFileSync(log, '');
+      const r = await hangar(args, undefined, ['--import', join(outdir, 'register.mjs')]);
+      expect(r.status, r.stderr).toBe(0);
+      const urls = readFileSync(log, 'utf8').split('\n').filter((u) => u.startsWith('file:'));
+      expect(urls.some((u) => u.includes('/cli-chunks/')), 'the hook saw the chunks').toBe(true);
+      expect(zodChunks(urls), args.join(' ')).toEqual([]);
+    }
+    // The check itself can fail: zod is in the bundle, in a chunk the detector tells.
+    const all = readdirSync(join(outdir, 'cli-chunks')).filter((f) => f.endsWith('.mjs')).map((f) => pathToFileURL(join(outdir, 'cli-chunks', f)).href);
+    expect(zodChunks(all).length).toBeGreaterThan(0);
   });
 
   it('prints errors with causes and exits 1', async () => {

@@ -27,7 +27,9 @@ export class Ctx {
 
   /** The API client (created on first use, socket from HANGAR_SOCKET). */
   get client(): HangarClient {
-    this.clientInstance ??= new HangarClient(this.io.env.HANGAR_SOCKET ? { socketPath: this.io.env.HANGAR_SOCKET } : {});
+    // Answers are not checked against the zod schemas here: hangard builds them from those schemas' types, and loading
+    // zod (a 780 KB chunk) to check one answer cost ~70 ms of every command's ~190 ms (bench/cli, BENCHMARKS.md).
+    this.clientInstance ??= new HangarClient({ validate: false, ...(this.io.env.HANGAR_SOCKET ? { socketPath: this.io.env.HANGAR_SOCKET } : {}) });
     return this.clientInstance;
   }
 
