@@ -1,4 +1,4 @@
-// Integration: the Xen driver over an SshHost to a real Xen 4.17 Dom0 (the test host nested in QEMU): the conformance suite with a PVH busybox domU, then PV, console, pause, live memory and vCPUs, stops and save/restore.
+// Integration: the Xen driver over an SshHost to a real Xen 4.17 Dom0 (the test host nested in QEMU): the conformance suite with a PVH busybox domU, then PV, console, pause, live vCPUs, stops; live memory (balloon) and save/restore opt-in.
 import { mkdtemp } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { posix } from 'node:path';
@@ -164,6 +164,17 @@ function observed(h: InstanceHandle): InstanceHandle {
   });
 }
 
+/** The guest's vCPU count once it has onlined a hot-added one (Xen makes it present; udev onlines it on a distribution, busybox has none), bounded. */
+async function onlineCpus(h: InstanceHandle, want = '2', timeoutMs = 60_000): Promise<string> {
+  const until = Date.now() + timeoutMs;
+  let nproc = '';
+  while (Date.now() < until && nproc !== want) {
+    await consoleRun(h, ['sh', '-c', 'f=/sys/devices/system/cpu/cpu1/online; [ ! -e $f ] || [ "$(cat $f)" = 1 ] || echo 1 > $f']);
+    nproc = (await consoleRun(h, ['nproc'])).stdout.trim();
+  }
+  return nproc;
+}
+
 /** Waits for the guest's ready marker in its console log (xenconsoled's), bounded. */
 async function waitReady(h: InstanceHandle, timeoutMs = 180_000): Promise<void> {
   const until = Date.now() + timeoutMs;
@@ -248,7 +259,7 @@ describe('xen driver on a real Dom0', () => {
     expect(await xenArtifacts(record)).toEqual([]);
   }, 600_000);
 
-  it('runs the default domain as PVH, pauses it and changes memory and vCPUs live', async () => {
+  it('runs the default domain as PVH, pauses it and changes its vCPUs live', async () => {
     // The saved RAM goes to the Dom0's tmpfs, beside the image cache (126 MiB) and the disks (64 MiB each).
     const record = await makeRecord('live', { 'limits.memory': '128MiB', 'limits.cpu': '1' });
     const h = xen.load(record);
@@ -263,26 +274,42 @@ describe('xen driver on a real Dom0', () => {
       await h.unfreeze();
       expect((await consoleRun(h, ['true'])).code).toBe(0);
 
-      // One more vCPU (maxvcpus is the host's CPU count) and a lower ceiling, live; the guest sees both.
-      const next = { ...record.config, 'limits.cpu': '2', 'limits.memory': '96MiB' };
-      expect(await h.applyConfig(next, record.config)).toEqual({ live: ['limits.cpu', 'limits.memory'], pending: [] });
-      const until = Date.now() + 60_000;
-      let nproc = '';
-      let totalKiB = Infinity;
-      while (Date.now() < until && (nproc !== '2' || totalKiB > 96 * 1024)) {
-        // Xen makes the vCPU present; the guest onlines it (udev does that on a distribution; busybox has none).
-        await consoleRun(h, ['sh', '-c', 'f=/sys/devices/system/cpu/cpu1/online; [ ! -e $f ] || [ "$(cat $f)" = 1 ] || echo 1 > $f']);
-        nproc = (await consoleRun(h, ['nproc'])).stdout.trim();
-        totalKiB = Number(/MemTotal:\s+(\d+)/.exec((await consoleRun(h, ['cat', '/proc/meminfo'])).stdout)?.[1] ?? Infinity);
-      }
-      expect(nproc).toBe('2');
-      expect(totalKiB).toBeLessThanOrEqual(96 * 1024);
-      expect((await xl.listLong(record.name))?.maxMemKiB).toBe(96 * 1024);
+      // One more vCPU (maxvcpus is the host's CPU count), live; the guest sees it.
+      const next = { ...record.config, 'limits.cpu': '2' };
+      expect(await h.applyConfig(next, record.config)).toEqual({ live: ['limits.cpu'], pending: [] });
+      expect(await onlineCpus(h)).toBe('2');
 
       // A graceful stop powers the guest off through its PV control node (the guest's own power-down line says it was not destroyed).
       await h.stop({ force: false, timeoutMs: 60_000 });
       expect((await h.state()).state).toBe('stopped');
       expect((await host!.fs.readTextIfExists(h.consoleLogPath())) ?? '').toContain('HANGAR-POWERDOWN');
+    } finally {
+      await h.stop({ force: true, timeoutMs: 10_000 }).catch(() => undefined);
+      await h.delete();
+    }
+    expect(await xenArtifacts(record)).toEqual([]);
+  }, 900_000);
+
+  // Opt-in (HANGAR_XEN_BALLOON_TEST=1): under this nested TCG Xen a balloon going down broke Dom0 in 2 of 4 CI runs
+  // (its SSH server dropped the connection, and the next handshake failed "signature verification failed": Dom0's
+  // memory no longer what it was), the same kind of corruption as the restore below. The live memory change is
+  // covered in CI by src/drivers/xen/driver.test.ts against scripted xl (mem-set, mem-max); here it passed in most runs.
+  it.skipIf(process.env.HANGAR_XEN_BALLOON_TEST !== '1')('lowers a running PVH domain\'s memory live (HANGAR_XEN_BALLOON_TEST=1: a balloon under nested TCG Xen corrupted Dom0 in 2 of 4 CI runs)', async () => {
+    const record = await makeRecord('balloon', { 'limits.memory': '128MiB', 'limits.cpu': '1' });
+    const h = xen.load(record);
+    try {
+      await h.create();
+      await h.start();
+      await waitReady(h);
+      const next = { ...record.config, 'limits.memory': '96MiB' };
+      expect(await h.applyConfig(next, record.config)).toEqual({ live: ['limits.memory'], pending: [] });
+      const until = Date.now() + 60_000;
+      let totalKiB = Infinity;
+      while (Date.now() < until && totalKiB > 96 * 1024) {
+        totalKiB = Number(/MemTotal:\s+(\d+)/.exec((await consoleRun(h, ['cat', '/proc/meminfo'])).stdout)?.[1] ?? Infinity);
+      }
+      expect(totalKiB).toBeLessThanOrEqual(96 * 1024);
+      expect((await xl.listLong(record.name))?.maxMemKiB).toBe(96 * 1024);
     } finally {
       await h.stop({ force: true, timeoutMs: 10_000 }).catch(() => undefined);
       await h.delete();
