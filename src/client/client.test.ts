@@ -1,22 +1,11 @@
 // Unit tests of HangarClient against the fake daemon: error mapping, operations, exec framing, events.
-import { PassThrough, Writable } from 'node:stream';
+import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AppError, causeChain } from '../shared/errors.js';
 import type { HangarEvent } from '../shared/schemas.js';
 import { HangarClient } from './client.js';
 import { startFakeDaemon, type FakeDaemon } from '../../test/helpers/fake-daemon.js';
-
-/** A writable collecting everything written to it. */
-function sink(): Writable & { text: () => string } {
-  const chunks: Buffer[] = [];
-  const w = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      chunks.push(Buffer.from(chunk));
-      cb();
-    },
-  });
-  return Object.assign(w, { text: () => Buffer.concat(chunks).toString('utf8') });
-}
+import { sink } from '../../test/helpers/sink.js';
 
 let fake: FakeDaemon;
 let client: HangarClient;

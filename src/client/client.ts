@@ -45,6 +45,9 @@ export type { EventStream, EventsOptions, StreamIo } from './streams.js';
 
 type RouteSchemas = typeof import('../shared/route-schemas.js');
 
+/** An empty TLS name: without it Node's agent checks the host name with an IPv6 regex it must first compile (~3 ms a command), for a unix socket. */
+const UNIX_NO_TLS_NAME = { servername: '' };
+
 /** The part of a zod schema the client uses, so the client itself stays free of zod until it validates. */
 type Validator = { safeParse(v: unknown): { success: true; data: unknown } | { success: false; error: { issues: Array<{ path: PropertyKey[]; message: string }> } } };
 
@@ -114,7 +117,7 @@ export class HangarClient {
     }
     const what = `${method} ${path}`;
     return new Promise((resolve, reject) => {
-      const req = httpRequest({ socketPath: this.socketPath, path, method, headers, agent: this.agent }, (res) => {
+      const req = httpRequest({ socketPath: this.socketPath, path, method, headers, agent: this.agent, ...UNIX_NO_TLS_NAME }, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('error', (err) => reject(connectionError(err, this.socketPath)));
@@ -391,9 +394,9 @@ export class HangarClient {
 
   /** Runs a command in an instance, streaming stdin/stdout/stderr; answers the remote exit code. */
   async exec(name: string, req: ExecRequest, io: StreamIo): Promise<number> {
-    // Without a terminal, a streamed stdin or signals to forward, a plain POST on a kept-alive connection does the job
-    // and saves the websocket's connect and upgrade.
-    if (!req.tty && !io.onSignal && !io.onResize && !io.signal && (io.stdin === undefined || typeof io.stdin === 'string' || Buffer.isBuffer(io.stdin))) {
+    // Without a terminal or a streamed stdin, a plain POST on a kept-alive connection does the job and saves the
+    // websocket's connect and upgrade; signals then go by the exec's id (signalExec).
+    if (!req.tty && !io.onResize && !io.signal && (io.stdin === undefined || typeof io.stdin === 'string' || Buffer.isBuffer(io.stdin))) {
       return this.execPost(name, req, io);
     }
     const code = await runStreamSession(this.socketPath, routePath('execSession', { name }), req, io);
@@ -409,7 +412,7 @@ export class HangarClient {
     const payload = Buffer.from(JSON.stringify(body));
     const path = routePath('execRun', { name });
     const attempt = (): Promise<number> => new Promise((resolve, reject) => {
-      const req2 = httpRequest({ socketPath: this.socketPath, path, method: 'POST', agent: this.agent, headers: { 'content-type': 'application/json', 'content-length': payload.length } }, (res) => {
+      const req2 = httpRequest({ socketPath: this.socketPath, path, method: 'POST', agent: this.agent, ...UNIX_NO_TLS_NAME, headers: { 'content-type': 'application/json', 'content-length': payload.length } }, (res) => {
         const status = res.statusCode ?? 0;
         if (status < 200 || status >= 300) {
           const chunks: Buffer[] = [];
@@ -418,7 +421,10 @@ export class HangarClient {
           return;
         }
         const id = res.headers['x-hangar-exec-id'];
-        if (io.onExecId && typeof id === 'string') io.onExecId(id);
+        if (typeof id === 'string') {
+          io.onExecId?.(id);
+          forward.ready(id);
+        }
         let buf: Buffer<ArrayBufferLike> = Buffer.alloc(0);
         let code: number | undefined;
         res.on('data', (c: Buffer) => {
@@ -445,10 +451,30 @@ export class HangarClient {
       });
       req2.end(payload);
     });
-    return attempt().catch((err: unknown) => {
-      if ((err as { staleKeepAlive?: boolean }).staleKeepAlive) return attempt();
-      throw err;
-    });
+    const forward = this.signalForwarder(name, io.onSignal);
+    return attempt()
+      .catch((err: unknown) => {
+        if ((err as { staleKeepAlive?: boolean }).staleKeepAlive) return attempt();
+        throw err;
+      })
+      .finally(() => forward.stop());
+  }
+
+  /** Forwards local signals to a POST exec by its id: those caught before the id is known go once it is. */
+  private signalForwarder(name: string, onSignal: StreamIo['onSignal']): { ready: (id: string) => void; stop: () => void } {
+    if (!onSignal) return { ready: () => undefined, stop: () => undefined };
+    let id: string | undefined;
+    const early: string[] = [];
+    // The command may have ended meanwhile (NOT_FOUND): the signal then has nothing left to reach.
+    const send = (signal: string): void => void this.signalExec(name, id!, signal as ExecSignal).catch(() => undefined);
+    const stop = onSignal((signal) => (id === undefined ? early.push(signal) : send(signal)));
+    return {
+      ready: (execId) => {
+        id = execId;
+        for (const s of early.splice(0)) send(s);
+      },
+      stop,
+    };
   }
 
   /** Attaches to an instance's console until the daemon closes it or io.signal aborts (detach). */

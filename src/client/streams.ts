@@ -1,11 +1,11 @@
-// Websocket side of the client: the events stream and the exec/console channel framing (ws is loaded lazily).
+// Websocket side of the client: the events stream and the exec/console channel framing (./websocket.ts, loaded lazily).
 import type { IncomingMessage } from 'node:http';
 import type { Readable, Writable } from 'node:stream';
-import type { WebSocket as WsSocket, RawData } from 'ws';
 import { AppError } from '../shared/errors.js';
 import { StreamChannel } from '../shared/exec-frames.js';
 import { routePath } from '../shared/routes.js';
 import type { EventType, HangarEvent } from '../shared/schemas.js';
+import type { UnixWebSocket } from './websocket.js';
 import { appErrorFromBody, connectionError, errorBodyOf, errorFromResponse } from './wire-errors.js';
 
 
@@ -19,34 +19,16 @@ export function encodeFrame(channel: number, payload: Buffer | string): Buffer {
 }
 
 /** Opens a websocket to `path` on the daemon's unix socket; resolves once open, rejects with a mapped AppError otherwise. */
-export async function openSocket(socketPath: string, path: string): Promise<WsSocket> {
-  const { WebSocket } = await import('ws');
-  const ws = new WebSocket(`ws+unix://${socketPath}:${path}`, { perMessageDeflate: false });
-  return new Promise<WsSocket>((resolve, reject) => {
-    let settled = false;
-    const fail = (err: unknown): void => {
-      if (settled) return;
-      settled = true;
-      reject(err);
-    };
-    ws.once('open', () => {
-      if (settled) return;
-      settled = true;
-      ws.off('error', onError);
-      resolve(ws);
-    });
-    const onError = (err: Error): void => fail(connectionError(err, socketPath));
-    ws.on('error', onError);
-    ws.once('unexpected-response', (_req: unknown, res: IncomingMessage) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        fail(errorFromResponse(res.statusCode ?? 0, Buffer.concat(chunks).toString('utf8'), `GET ${path}`));
-        ws.terminate();
-      });
-      res.on('error', (err) => fail(connectionError(err, socketPath)));
-    });
-  });
+export async function openSocket(socketPath: string, path: string): Promise<UnixWebSocket> {
+  // Loaded here, not at import: the websocket client pulls in node:crypto (~3 ms), which list and info do not need.
+  const { connectWebSocket, WebSocketRefused } = await import('./websocket.js');
+  try {
+    return await connectWebSocket(socketPath, path);
+  } catch (err) {
+    if (err instanceof WebSocketRefused && err.status !== 101) throw errorFromResponse(err.status, err.body, `GET ${path}`);
+    if (err instanceof WebSocketRefused) throw new AppError('INTERNAL', `Failed to open GET ${path}`, { cause: err });
+    throw connectionError(err, socketPath);
+  }
 }
 
 /** Options of an events subscription. */
@@ -72,24 +54,24 @@ export interface EventStream {
 /** Subscribes to the daemon's events websocket. */
 export function subscribeEvents(socketPath: string, opts: EventsOptions): EventStream {
   const path = routePath('events', {}, { type: opts.types && opts.types.length > 0 ? opts.types.join(',') : undefined });
-  let ws: WsSocket | undefined;
+  let ws: UnixWebSocket | undefined;
   let closing = false;
   let markClosed!: () => void;
   const closed = new Promise<void>((resolve) => (markClosed = resolve));
   const ready = openSocket(socketPath, path).then(
     (sock) => {
       ws = sock;
-      sock.on('message', (data: RawData, isBinary: boolean) => {
+      sock.on('message', (data: Buffer, isBinary: boolean) => {
         if (isBinary) return;
         let ev: unknown;
         try {
-          ev = JSON.parse(rawToBuffer(data).toString('utf8'));
+          ev = JSON.parse(data.toString('utf8'));
         } catch {
           return;
         }
         if (typeof ev === 'object' && ev !== null && typeof (ev as HangarEvent).type === 'string') opts.onEvent(ev as HangarEvent);
       });
-      sock.on('error', (err) => opts.onError?.(connectionError(err, socketPath)));
+      sock.on('error', (err: Error) => opts.onError?.(connectionError(err, socketPath)));
       sock.on('close', () => markClosed());
       if (closing) sock.close();
     },
@@ -148,8 +130,7 @@ export async function runStreamSession(socketPath: string, path: string, first: 
       if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(msg));
     };
 
-    ws.on('message', (data: RawData, isBinary: boolean) => {
-      const buf = rawToBuffer(data);
+    ws.on('message', (buf: Buffer, isBinary: boolean) => {
       if (isBinary) {
         if (buf.length === 0) return;
         const target = buf[0] === StreamChannel.stderr ? (io.stderr ?? io.stdout) : buf[0] === StreamChannel.stdout ? io.stdout : undefined;
@@ -179,7 +160,7 @@ export async function runStreamSession(socketPath: string, path: string, first: 
         finish();
       }
     });
-    ws.on('error', (err) => {
+    ws.on('error', (err: Error) => {
       if (failure === undefined && exitCode === null) failure = connectionError(err, socketPath);
     });
     ws.on('close', finish);
@@ -200,12 +181,12 @@ export async function runStreamSession(socketPath: string, path: string, first: 
     ws.send(JSON.stringify(first));
     pumpStdin(ws, io.stdin, cleanups);
   }).finally(() => {
-    if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.terminate();
+    if (ws.readyState === ws.OPEN) ws.terminate();
   });
 }
 
 /** Sends stdin as channel-0 frames, one in flight at a time, then `{type:"eof"}`. */
-function pumpStdin(ws: WsSocket, stdin: StreamIo['stdin'], cleanups: Array<() => void>): void {
+function pumpStdin(ws: UnixWebSocket, stdin: StreamIo['stdin'], cleanups: Array<() => void>): void {
   const eof = (): void => {
     if (ws.readyState === ws.OPEN) ws.send(JSON.stringify({ type: 'eof' }));
   };
@@ -235,13 +216,6 @@ function pumpStdin(ws: WsSocket, stdin: StreamIo['stdin'], cleanups: Array<() =>
     // Leave a shared stdin (the terminal) paused so the process can exit.
     stdin.pause();
   });
-}
-
-/** Normalises ws message data to one Buffer. */
-function rawToBuffer(data: RawData): Buffer {
-  if (Buffer.isBuffer(data)) return data;
-  if (Array.isArray(data)) return Buffer.concat(data);
-  return Buffer.from(data);
 }
 
 /** Error for a session that closed without telling how the command ended. */

@@ -2,7 +2,7 @@
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough, Writable } from 'node:stream';
+import { PassThrough } from 'node:stream';
 import * as tar from 'tar';
 import { WebSocket } from 'ws';
 import type { FastifyInstance } from 'fastify';
@@ -15,6 +15,7 @@ import { ErrorResponseSchema, type HangarEvent, type HostRecord, type Instance, 
 import { FakeXl } from '../../src/drivers/xen/fake-xl.js';
 import { inProcessDaemon, type InProcessDaemon } from '../helpers/in-process.js';
 import { testFingerprint } from '../helpers/loopback-hosts.js';
+import { sink } from '../helpers/sink.js';
 
 let d: InProcessDaemon;
 let app: FastifyInstance;
@@ -67,13 +68,6 @@ async function operation<K extends RouteId>(id: K, params: RouteParams<K>, opts:
   const done = await call('waitOperation', { id: op.id }, { query: { timeout: 30 } });
   return done.body as Operation;
 }
-
-function sink(): Writable & { text(): string } {
-  const chunks: Buffer[] = [];
-  const w = new Writable({ write(c: Buffer, _e, cb) { chunks.push(Buffer.from(c)); cb(); } });
-  return Object.assign(w, { text: () => Buffer.concat(chunks).toString('utf8') });
-}
-
 beforeAll(async () => {
   d = await inProcessDaemon();
   app = await buildServer(d, { validateResponses: true });
