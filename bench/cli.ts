@@ -34,7 +34,7 @@ async function main(): Promise<number> {
   const args: Args = { runs: 20, out: join(repoRoot, 'BENCHMARKS.md') };
   parseBenchFlags(process.argv.slice(2), args, { '--runs': (next) => { args.runs = positiveInt(next(), '--runs'); } }, usage);
   if (process.getuid?.() !== 0) throw new Error('The CLI benchmark needs root (it runs a container through hangard)');
-  const cli = join(distDir, 'hangar.mjs');
+  const cli = join(distDir, 'hangar.cjs');
   if (!existsSync(cli)) throw new Error(`${cli} does not exist (npm run build)`);
   mkdirSync(STATE_DIR, { recursive: true });
   const socket = process.env.HANGAR_SOCKET ?? '/run/hangar-bench/hangar.sock';

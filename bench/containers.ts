@@ -114,9 +114,9 @@ async function bigCycle(samples: Samples, storage: Storage, h: Hangar, r: number
   await h.remove(name);
 }
 
-/** Interleaved runs of `node dist/hangar.mjs --version` and `node -e 0`. */
+/** Interleaved runs of `node dist/hangar.cjs --version` and `node -e 0`. */
 function cliStartup(runs: number): { cli: number[]; node: number[] } | string {
-  const cliMain = join(distDir, 'hangar.mjs');
+  const cliMain = join(distDir, 'hangar.cjs');
   if (!existsSync(cliMain)) return `${cliMain} does not exist (npm run build)`;
   const once = (argv: string[]): number => {
     const t0 = process.hrtime.bigint();
@@ -229,7 +229,7 @@ function render(rep: Report): string {
     const c = rep.cli;
     L.push(`| CLI start-up ≤ 1.3× \`node -e 0\` | ${ratio(median(c.cli), median(c.node))} | ${verdict(ok(median(c.cli), median(c.node), (q) => q <= 1.3))} |`);
     L.push('');
-    L.push(`CLI start-up, ${c.cli.length} interleaved runs each: \`node dist/hangar.mjs --version\` median ${f1(median(c.cli))} ms (min ${f1(min(c.cli))}), \`node -e 0\` median ${f1(median(c.node))} ms (min ${f1(min(c.node))}); ratio of medians ${ratio(median(c.cli), median(c.node))}, of minimums ${ratio(min(c.cli), min(c.node))}.`);
+    L.push(`CLI start-up, ${c.cli.length} interleaved runs each: \`node dist/hangar.cjs --version\` median ${f1(median(c.cli))} ms (min ${f1(min(c.cli))}), \`node -e 0\` median ${f1(median(c.node))} ms (min ${f1(min(c.node))}); ratio of medians ${ratio(median(c.cli), median(c.node))}, of minimums ${ratio(min(c.cli), min(c.node))}.`);
   } else {
     L.push(`| CLI start-up ≤ 1.3× \`node -e 0\` | — | n/a${typeof rep.cli === 'string' ? ` (${rep.cli})` : ''} |`);
   }

@@ -154,7 +154,7 @@ async function main(): Promise<void> {
   const client = new HangarClient({ socketPath: SOCKET });
   const env = { ...process.env, HANGAR_SOCKET: SOCKET, HANGAR_VZ_CONF: '/nonexistent' };
   const vzctl = (...args: string[]) => {
-    const r = spawnSync(process.execPath, [join(distDir, 'hangar.mjs'), 'vz', ...args], { env, encoding: 'utf8' });
+    const r = spawnSync(process.execPath, [join(distDir, 'hangar.cjs'), 'vz', ...args], { env, encoding: 'utf8' });
     if (r.status !== 0) throw new Error(`vzctl ${args.join(' ')} exited ${r.status}: ${r.stderr}`);
   };
   const samples = { cli: [] as number[], api: [] as number[], raw: [] as number[], rawMin: [] as number[] };

@@ -1,11 +1,11 @@
 // Bundles the CLI, the daemon and the benchmarks with esbuild into dist/ (the CLI bundle keeps start-up lean).
 import { build } from 'esbuild';
-import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { buildCli, removeStaleChunks } from './build-cli.mjs';
 
 const version = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version;
 
 const entries = [
-  ['src/cli/main.ts', 'dist/hangar.mjs'],
   ['src/daemon/main.ts', 'dist/hangard.mjs'],
   ['bench/containers.ts', 'dist/bench-containers.mjs'],
   ['bench/cli.ts', 'dist/bench-cli.mjs'],
@@ -15,25 +15,13 @@ const entries = [
   ['bench/openvz.ts', 'dist/bench-openvz.mjs'],
 ].filter(([src]) => existsSync(src));
 
-// The CLI is split: dist/hangar.mjs stays tiny (fast `--version`), commands, commander, zod, yaml and ws live in
-// dist/cli-chunks/ and load on demand. Chunks of earlier builds are removed afterwards, once they are old enough
-// that no CLI started before this build can still be loading them.
-const cliSplit = (src) =>
-  src === 'src/cli/main.ts'
-    ? {
-        outdir: 'dist',
-        entryNames: 'hangar',
-        chunkNames: 'cli-chunks/[name]-[hash]',
-        outExtension: { '.js': '.mjs' },
-        splitting: true,
-        define: { __HANGAR_VERSION__: JSON.stringify(version) },
-      }
-    : undefined;
-const results = await Promise.all(
-  entries.map(([src, out]) =>
+// The CLI has its own build (scripts/build-cli.mjs): a CommonJS file for the everyday commands, ESM chunks for the rest.
+const [cliFiles] = await Promise.all([
+  buildCli('dist', version),
+  ...entries.map(([src, out]) =>
     build({
       entryPoints: [src],
-      ...(cliSplit(src) ?? { outfile: out }),
+      outfile: out,
       bundle: true,
       platform: 'node',
       target: 'node20',
@@ -47,12 +35,6 @@ const results = await Promise.all(
       metafile: true,
     }),
   ),
-);
+]);
 
-const fresh = new Set(results.flatMap((r) => Object.keys(r.metafile.outputs)).map((f) => f.replace(/^dist\//, '')));
-if (existsSync('dist/cli-chunks')) {
-  for (const f of readdirSync('dist/cli-chunks')) {
-    const rel = `cli-chunks/${f}`;
-    if (!fresh.has(rel) && Date.now() - statSync(`dist/${rel}`).mtimeMs > 10 * 60 * 1000) rmSync(`dist/${rel}`, { force: true });
-  }
-}
+removeStaleChunks('dist', cliFiles);

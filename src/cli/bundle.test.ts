@@ -4,7 +4,6 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeDaemon, type FakeDaemon } from '../../test/helpers/fake-daemon.js';
 
@@ -14,21 +13,9 @@ let outdir: string;
 beforeAll(async () => {
   fake = await startFakeDaemon();
   outdir = mkdtempSync(join(tmpdir(), 'hangar-cli-bundle-'));
-  await build({
-    entryPoints: ['src/cli/main.ts'],
-    outdir,
-    entryNames: 'hangar',
-    chunkNames: 'cli-chunks/[name]-[hash]',
-    outExtension: { '.js': '.mjs' },
-    splitting: true,
-    define: { __HANGAR_VERSION__: '"9.8.7"' },
-    bundle: true,
-    platform: 'node',
-    target: 'node20',
-    format: 'esm',
-    banner: { js: "import { createRequire as __hangarCreateRequire } from 'node:module'; const require = __hangarCreateRequire(import.meta.url);" },
-    logLevel: 'warning',
-  });
+  // The build the bootstrap runs, into this test's directory.
+  const { buildCli } = (await import(pathToFileURL(join(import.meta.dirname, '../../scripts/build-cli.mjs')).href)) as { buildCli: (outdir: string, version: string) => Promise<string[]> };
+  await buildCli(outdir, '9.8.7');
 });
 afterAll(async () => {
   await fake.close();
@@ -36,8 +23,8 @@ afterAll(async () => {
 });
 
 /** Runs the bundled CLI in a child process (asynchronously: the fake daemon lives in this process's event loop). */
-function hangar(args: string[], input?: string, nodeArgs: string[] = []): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [...nodeArgs, join(outdir, 'hangar.mjs'), ...args], { env: { ...process.env, HANGAR_SOCKET: fake.socketPath } });
+function hangar(args: string[], input?: string, nodeArgs: string[] = [], entry = 'hangar.cjs'): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [...nodeArgs, join(outdir, entry), ...args], { env: { ...process.env, HANGAR_SOCKET: fake.socketPath } });
   let stdout = '';
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
@@ -53,10 +40,16 @@ function hangar(args: string[], input?: string, nodeArgs: string[] = []): Promis
 }
 
 describe('bundled hangar', () => {
-  it('keeps the entry chunk tiny: commander, zod, yaml and ws load only on demand', () => {
-    const entry = readFileSync(join(outdir, 'hangar.mjs'), 'utf8');
-    expect(statSync(join(outdir, 'hangar.mjs')).size).toBeLessThan(4096);
-    expect(entry).not.toMatch(/commander|zod|WebSocket/);
+  it('keeps commander, zod, yaml and ws out of the CommonJS file: they are in dist/cli/, or not in the CLI at all', () => {
+    const entry = readFileSync(join(outdir, 'hangar.cjs'), 'utf8');
+    expect(entry).toMatch(/node_modules\/|src\/cli\/fast\.ts/);
+    expect(entry).not.toMatch(/node_modules\/(commander|zod|yaml|ws)\//);
+    expect(entry).toContain('import("./cli/run.mjs")');
+  });
+
+  it('still starts from the former entry name', async () => {
+    const r = await hangar(['--version'], undefined, [], 'hangar.mjs');
+    expect(r).toMatchObject({ status: 0, stdout: '9.8.7\n' });
   });
 
   it('prints the injected version', async () => {
@@ -79,23 +72,30 @@ describe('bundled hangar', () => {
     expect(r.stderr).toBe('warn\n');
   });
 
-  it('loads no zod for the everyday commands: the answers are not checked against the schemas in the CLI', async () => {
-    // A loader hook (module.register) writes every module URL the CLI loads into a file.
+  it('loads no ESM part of the CLI for the everyday commands; the rest load the command tree, yaml its own part', async () => {
+    // A loader hook (module.register) writes every ESM module URL the CLI loads into a file.
     const log = join(outdir, 'loaded.log');
     writeFileSync(join(outdir, 'hooks.mjs'), `import { appendFileSync } from 'node:fs';\nexport async function load(url, context, next) { appendFileSync(${JSON.stringify(log)}, url + '\\n'); return next(url, context); }\n`);
     writeFileSync(join(outdir, 'register.mjs'), `import { register } from 'node:module';\nregister('./hooks.mjs', import.meta.url);\n`);
-    const zodChunks = (urls: string[]) => urls.filter((u) => u.includes('/cli-chunks/') && /\$ZodType|zod\/v4/.test(readFileSync(new URL(u), 'utf8')));
-    for (const args of [['list', '--format', 'json'], ['info', 'web1'], ['list']]) {
+    const parts = async (args: string[], status: number, input?: string): Promise<string[]> => {
       writeFileSync(log, '');
-      const r = await hangar(args, undefined, ['--import', join(outdir, 'register.mjs')]);
-      expect(r.status, r.stderr).toBe(0);
-      const urls = readFileSync(log, 'utf8').split('\n').filter((u) => u.startsWith('file:'));
-      expect(urls.some((u) => u.includes('/cli-chunks/')), 'the hook saw the chunks').toBe(true);
-      expect(zodChunks(urls), args.join(' ')).toEqual([]);
+      const r = await hangar(args, input, ['--import', join(outdir, 'register.mjs')]);
+      expect(r.status, `${args.join(' ')}: ${r.stderr}`).toBe(status);
+      return readFileSync(log, 'utf8').split('\n').filter((u) => u.startsWith(pathToFileURL(join(outdir, 'cli')).href)).map((u) => u.slice(pathToFileURL(outdir).href.length + 1));
+    };
+    for (const [args, status, input] of [[['list', '--format', 'json'], 0], [['info', 'web1'], 0], [['list'], 0], [['exec', 'web1', '--', 'cat'], 3, 'x'], [['stop', 'web1', '--force'], 1], [['vz', 'status', '101'], 0]] as Array<[string[], number, string?]>) {
+      expect(await parts(args, status, input), args.join(' ')).toEqual([]);
     }
-    // The check itself can fail: zod is in the bundle, in a chunk the detector tells.
-    const all = readdirSync(join(outdir, 'cli-chunks')).filter((f) => f.endsWith('.mjs')).map((f) => pathToFileURL(join(outdir, 'cli-chunks', f)).href);
-    expect(zodChunks(all).length).toBeGreaterThan(0);
+    const yaml = await parts(['list', '--format', 'yaml'], 0);
+    expect(yaml).toContain('cli/yaml.mjs');
+    expect(yaml).not.toContain('cli/run.mjs');
+    // The hook sees the ESM parts when they load: a refused format, and a command the fast path does not take.
+    expect(await parts(['list', '--format', 'xml'], 1)).toContain('cli/run.mjs');
+    expect(await parts(['host', 'list', '--format', 'json'], 0)).toContain('cli/run.mjs');
+    // And the command tree keeps zod out too: no chunk it loads for host list holds zod.
+    const zod = readdirSync(join(outdir, 'cli', 'chunks')).filter((f) => f.endsWith('.mjs') && readFileSync(join(outdir, 'cli', 'chunks', f), 'utf8').includes('node_modules/zod/'));
+    expect(zod.length).toBeGreaterThan(0);
+    expect((await parts(['host', 'list', '--format', 'json'], 0)).filter((p) => zod.some((z) => p.endsWith(z)))).toEqual([]);
   });
 
   it('prints errors with causes and exits 1', async () => {

@@ -15,6 +15,8 @@ export interface CliIo {
   stderr: CliStdout;
   env: Record<string, string | undefined>;
   cwd: string;
+  /** True when stdin is known to be empty (/dev/null): exec then sends no stream and needs no websocket. */
+  stdinIsEmpty?: () => boolean;
   /** Catches local signals (to forward them to a remote command); answers the function that stops catching. */
   onSignal?: (signals: string[], handler: (signal: string) => void) => () => void;
 }

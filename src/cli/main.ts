@@ -1,5 +1,10 @@
-// Entry of the `hangar` CLI: answers --version at once, loads the command tree only for real work.
+// Entry of the `hangar` CLI: answers --version at once, the everyday commands by a small parser, the rest by the command tree.
+import { fstatSync } from 'node:fs';
+import type { CliIo } from './context.js';
 import { VERSION } from './version.js';
+
+/** Device number of /dev/null (major 1, minor 3). */
+const DEV_NULL = (1 << 8) | 3;
 
 /** Starts the CLI on process.argv and exits with its code. */
 async function main(): Promise<void> {
@@ -8,9 +13,19 @@ async function main(): Promise<void> {
     process.stdout.write(`${VERSION}\n`);
     return;
   }
-  const { run } = await import('./run.js');
-  const code = await run(argv, {
-    stdin: process.stdin,
+  const io: CliIo = {
+    // process.stdin is made on first use: a command that reads no stdin does not open it.
+    get stdin() {
+      return process.stdin;
+    },
+    stdinIsEmpty: () => {
+      try {
+        const st = fstatSync(0);
+        return st.isCharacterDevice() && st.rdev === DEV_NULL;
+      } catch {
+        return false;
+      }
+    },
     stdout: process.stdout,
     stderr: process.stderr,
     env: process.env,
@@ -27,7 +42,9 @@ async function main(): Promise<void> {
         for (const s of signals) process.off(s, wrapped);
       };
     },
-  });
+  };
+  // The everyday commands skip commander and the command tree (src/cli/fast.ts); the rest, help and errors go there.
+  const code = (await (await import('./fast.js')).runFast(argv, io)) ?? (await (await import('./run.js')).run(argv, io));
   // Writes to pipes, files and terminals are synchronous on Linux, so exiting here loses no output.
   process.exit(code);
 }

@@ -2,24 +2,13 @@
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough, Readable, Writable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeDaemon, type FakeDaemon } from '../../test/helpers/fake-daemon.js';
 import { detachFilter } from './commands/exec.js';
 import { renderUnit } from './commands/daemon.js';
-import { run } from './run.js';
-
-/** A writable collecting text. */
-function sink(): Writable & { text: () => string } {
-  const chunks: Buffer[] = [];
-  const w = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      chunks.push(Buffer.from(chunk));
-      cb();
-    },
-  });
-  return Object.assign(w, { text: () => Buffer.concat(chunks).toString('utf8') });
-}
+import { run, type CliIo } from './run.js';
+import { sink } from '../../test/helpers/sink.js';
 
 let fake: FakeDaemon;
 beforeAll(async () => {
@@ -30,7 +19,7 @@ afterAll(async () => {
 });
 
 /** Runs the CLI in-process; answers exit code and captured output. */
-async function cli(argv: string[], opts: { stdin?: Readable; env?: Record<string, string>; cwd?: string } = {}): Promise<{ code: number; out: string; err: string }> {
+async function cli(argv: string[], opts: { stdin?: Readable; env?: Record<string, string>; cwd?: string; io?: Partial<CliIo> } = {}): Promise<{ code: number; out: string; err: string }> {
   const stdout = sink();
   const stderr = sink();
   const code = await run(argv, {
@@ -39,6 +28,7 @@ async function cli(argv: string[], opts: { stdin?: Readable; env?: Record<string
     stderr,
     env: { HANGAR_SOCKET: fake.socketPath, ...opts.env },
     cwd: opts.cwd ?? '/tmp',
+    ...opts.io,
   });
   return { code, out: stdout.text(), err: stderr.text() };
 }
@@ -390,6 +380,28 @@ describe('helpers', () => {
     expect([...f(Buffer.from('z\x01'))]).toEqual([0x7a]);
     expect([...f(Buffer.from('q after'))]).toEqual([]);
     expect(detached).toBe(1);
+  });
+
+  it('exec with an empty stdin goes as one POST, its signals by the exec id; a streamed stdin opens the websocket', async () => {
+    let send: ((signal: string) => void) | undefined;
+    const onSignal = (_signals: string[], handler: (signal: string) => void): (() => void) => {
+      send = handler;
+      return () => (send = undefined);
+    };
+    const before = fake.requests.length;
+    const pending = cli(['exec', 'web1', '--', 'wait-signal'], { stdin: new PassThrough(), io: { stdinIsEmpty: () => true, onSignal } });
+    while (!fake.requests.slice(before).some((r) => r.method === 'POST' && r.path === '/1.0/instances/web1/exec')) await new Promise((r) => setTimeout(r, 5));
+    await new Promise((r) => setTimeout(r, 50));
+    send!('SIGINT');
+    const r = await pending;
+    expect(r.code).toBe(130);
+    expect(send).toBeUndefined();
+    const seen = fake.requests.slice(before).map((q) => `${q.method} ${q.path}`);
+    expect(seen).toEqual(['POST /1.0/instances/web1/exec', 'POST /1.0/instances/web1/execs/waiting/signal']);
+    expect(fake.requests.at(-1)!.body).toEqual({ signal: 'SIGINT' });
+    const streamed = fake.requests.length;
+    expect((await cli(['exec', 'web1', '--', 'cat'], { stdin: Readable.from([Buffer.from('in')]), io: { stdinIsEmpty: () => false, onSignal } })).out).toBe('in');
+    expect(fake.requests.slice(streamed).map((q) => q.method)).toEqual(['WS']);
   });
 
   it('exec with a PassThrough stdin that stays open until written still completes', async () => {

@@ -2,6 +2,7 @@
 import type { Command as CommandType } from 'commander';
 import type { Format } from '../shared/schemas.js';
 import { Ctx, printError, type CliIo } from './context.js';
+import { runFast } from './fast.js';
 import { FORMATS } from './format.js';
 import { VERSION } from './version.js';
 
@@ -15,17 +16,8 @@ function collect(value: string, previous: string[]): string[] {
 
 /** Runs the CLI with argv (without node and script) against io; answers the exit code. */
 export async function run(argv: readonly string[], io: CliIo): Promise<number> {
-  // OpenVZ's tools keep their own syntax (vzctl ACTION CTID --opt ..., vzlist -aHo ...), parsed as they parse it.
-  if (argv[0] === 'vz') {
-    const ctx = new Ctx(io);
-    try {
-      if (argv[1] === 'list') return await (await import('./vz/vzlist.js')).vzlist(ctx, argv.slice(2));
-      if (argv[1] === 'migrate') return await (await import('./vz/vzmigrate.js')).vzmigrate(ctx, argv.slice(2));
-      return await (await import('./vz/vzctl.js')).vzctl(ctx, argv.slice(1));
-    } finally {
-      ctx.close();
-    }
-  }
+  // OpenVZ's tools keep their own syntax, parsed where the everyday commands are.
+  if (argv[0] === 'vz') return (await runFast(argv, io))!;
   const { Command, Option, CommanderError } = await import('commander');
   const ctx = new Ctx(io);
   let exitCode = 0;

@@ -163,7 +163,7 @@ async function main(settings: Settings): Promise<void> {
   }
   await instances.autostart((name, err) => log(`autostart of "${name}" failed: ${err instanceof Error ? err.message : String(err)}`));
 
-  const cli = `node ${join(dirname(fileURLToPath(import.meta.url)), 'hangar.mjs')}`;
+  const cli = `node ${join(dirname(fileURLToPath(import.meta.url)), 'hangar.cjs')}`;
   const envPrefix = process.env.HANGAR_SOCKET ? `HANGAR_SOCKET=${settings.socket} ` : '';
   process.stdout.write([
     '',

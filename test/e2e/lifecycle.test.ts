@@ -176,7 +176,7 @@ describe('lifecycle', () => {
   it('an exec whose client goes away ends with it: the command and what it started in the container are killed', async () => {
     const tag = String(1_000_000 + Math.floor(Math.random() * 1_000_000));
     const inContainer = () => cliOk(['exec', N, '--', 'ps']).split('\n').filter((l) => l.includes(`sleep ${tag}`) || l.includes(`sleep 2${tag}`));
-    const child = spawn(process.execPath, [join(import.meta.dirname, '../../dist/hangar.mjs'), 'exec', N, '--', 'sh', '-c', `sleep 2${tag} & sleep ${tag}`], { env: { ...process.env, ...TEST_ENV }, stdio: 'ignore' });
+    const child = spawn(process.execPath, [join(import.meta.dirname, '../../dist/hangar.cjs'), 'exec', N, '--', 'sh', '-c', `sleep 2${tag} & sleep ${tag}`], { env: { ...process.env, ...TEST_ENV }, stdio: 'ignore' });
     try {
       expect(await pollUntil(() => inContainer().length === 2, 100, 100), 'both sleeps run in the container').toBe(true);
     } finally {
@@ -217,7 +217,7 @@ describe('lifecycle', () => {
     await hung;
     expect(await pollUntil(() => marked('hup') === 'hup\n', 100, 100), 'the HUP trap ran').toBe(true);
     // The websocket path (the CLI forwards signals, so it uses one): the CLI is SIGKILLed; SIGTERM was asked for.
-    const child = spawn(process.execPath, [join(import.meta.dirname, '../../dist/hangar.mjs'), 'exec', N, '--disconnect-signal', 'SIGTERM', '--', ...trapping('TERM', 'term')], { env: { ...process.env, ...TEST_ENV }, stdio: ['ignore', 'pipe', 'ignore'] });
+    const child = spawn(process.execPath, [join(import.meta.dirname, '../../dist/hangar.cjs'), 'exec', N, '--disconnect-signal', 'SIGTERM', '--', ...trapping('TERM', 'term')], { env: { ...process.env, ...TEST_ENV }, stdio: ['ignore', 'pipe', 'ignore'] });
     let childOut = '';
     child.stdout.on('data', (b: Buffer) => { childOut += b.toString(); });
     try {

@@ -79,7 +79,7 @@ export function tail(file: string, lines = 40): string {
 
 /** Runs the bundled CLI against the test daemon. */
 export function cli(args: string[], opts: { input?: string; env?: Record<string, string> } = {}): { code: number; stdout: string; stderr: string } {
-  const res = spawnSync(process.execPath, [join(ROOT, 'dist/hangar.mjs'), ...args], {
+  const res = spawnSync(process.execPath, [join(ROOT, 'dist/hangar.cjs'), ...args], {
     env: { ...process.env, ...TEST_ENV, ...opts.env },
     input: opts.input ?? '',
     encoding: 'utf8',
@@ -94,7 +94,7 @@ export function cli(args: string[], opts: { input?: string; env?: Record<string,
  */
 export function cliAsync(args: string[], opts: { env?: Record<string, string> } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [join(ROOT, 'dist/hangar.mjs'), ...args], { env: { ...process.env, ...TEST_ENV, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [join(ROOT, 'dist/hangar.cjs'), ...args], { env: { ...process.env, ...TEST_ENV, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => { stdout += d.toString('utf8'); });

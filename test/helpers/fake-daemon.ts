@@ -7,6 +7,7 @@ import { buildApp, type Handlers } from '../../src/api/app.js';
 import { eventsSession, streamSession } from '../../src/api/streams.js';
 import { appErrorFromBody } from '../../src/client/wire-errors.js';
 import { AppError } from '../../src/shared/errors.js';
+import { STREAM_SIGNALS } from '../../src/shared/exec-frames.js';
 import { ROUTE_SCHEMAS } from '../../src/shared/route-schemas.js';
 import { ROUTES, type RouteId } from '../../src/shared/routes.js';
 import type { HangarEvent, HostInfo, HostRecord, Instance, Operation } from '../../src/shared/schemas.js';
@@ -113,6 +114,9 @@ const backendFailed = () => appErrorFromBody({ code: 'BACKEND_FAILED', message: 
 /** The one running exec the fake daemon lists. */
 const FAKE_EXEC = { id: 'e1f00d', command: ['sleep', '99'], tty: false, startedAt: '2026-01-02T03:04:05.000Z', disconnectSignal: 'SIGTERM' as const };
 
+/** Ends the running `wait-signal` command with a signal's number. */
+let waiting: ((signal: number) => void) | undefined;
+
 function fakeProcess(req: { command: string[]; env?: Record<string, string>; cwd?: string; disconnectSignal?: string }): HostProcess {
   const stdin = new PassThrough();
   const stdout = new PassThrough();
@@ -120,7 +124,10 @@ function fakeProcess(req: { command: string[]; env?: Record<string, string>; cwd
   let exited!: (r: { code: number | null; signal: string | null }) => void;
   const exit = new Promise<{ code: number | null; signal: string | null }>((r) => { exited = r; });
   const finish = (code: number) => { stdout.end(); stderr.end(); exited({ code, signal: null }); };
-  if (req.command[0] === 'env') {
+  if (req.command[0] === 'wait-signal') {
+    // Runs until signalled (signalExec by id "waiting"), then exits 128 + the signal's number.
+    waiting = (n) => finish(128 + n);
+  } else if (req.command[0] === 'env') {
     stdout.write(`${JSON.stringify({ command: req.command, ...(req.env ? { env: req.env } : {}), ...(req.cwd ? { cwd: req.cwd } : {}), ...(req.disconnectSignal ? { disconnectSignal: req.disconnectSignal } : {}) })}\n`);
     stdin.resume();
     setImmediate(() => finish(0));
@@ -243,11 +250,16 @@ export async function startFakeDaemon(): Promise<FakeDaemon> {
     execRun: async ({ params, body }) => {
       if (params.name === 'missing') throw notFound();
       if (body.command[0] === 'explode') throw backendFailed();
-      return { id: 'fake', proc: fakeProcess(body), ...(body.stdin === undefined ? {} : { stdin: Buffer.from(body.stdin, 'base64') }) };
+      return { id: body.command[0] === 'wait-signal' ? 'waiting' : 'fake', proc: fakeProcess(body), ...(body.stdin === undefined ? {} : { stdin: Buffer.from(body.stdin, 'base64') }) };
     },
     listExecs: async ({ params }) => { instanceOnly(params.name); return [FAKE_EXEC]; },
-    signalExec: async ({ params }) => {
+    signalExec: async ({ params, body }) => {
       instanceOnly(params.name);
+      if (params.id === 'waiting' && waiting) {
+        waiting(STREAM_SIGNALS[body.signal]);
+        waiting = undefined;
+        return { ...FAKE_EXEC, id: 'waiting', command: ['wait-signal'] };
+      }
       if (params.id !== FAKE_EXEC.id) throw new AppError('NOT_FOUND', `No running exec "${params.id}" in instance "${params.name}"`);
       return FAKE_EXEC;
     },

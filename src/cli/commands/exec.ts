@@ -39,7 +39,7 @@ function resizeSource(io: CliIo): StreamIo['onResize'] {
   const out = io.stdout;
   if (!out.isTTY) return undefined;
   return (send) => {
-    const handler = (): void => send(out.columns ?? 80, out.rows ?? 24);
+    const handler = (): void => send(out.columns || 80, out.rows || 24);
     out.on('resize', handler);
     return () => {
       out.off('resize', handler);
@@ -59,10 +59,11 @@ export async function execCommand(ctx: Ctx, name: string, command: string[], opt
   if (opts.cwd !== undefined) req.cwd = opts.cwd;
   if (tty) {
     req.tty = true;
-    req.cols = ctx.io.stdout.columns ?? 80;
-    req.rows = ctx.io.stdout.rows ?? 24;
+    req.cols = ctx.io.stdout.columns || 80;
+    req.rows = ctx.io.stdout.rows || 24;
   }
-  const io: StreamIo = { stdin: ctx.io.stdin, stdout: ctx.io.stdout, stderr: ctx.io.stderr };
+  // An empty stdin (/dev/null: cron, scripts, CI) is sent as such, so the exec goes as one POST rather than a stream.
+  const io: StreamIo = { stdin: !tty && ctx.io.stdinIsEmpty?.() ? Buffer.alloc(0) : ctx.io.stdin, stdout: ctx.io.stdout, stderr: ctx.io.stderr };
   const onResize = tty ? resizeSource(ctx.io) : undefined;
   if (onResize) io.onResize = onResize;
   // Without a tty, Ctrl-C must reach the remote command rather than kill the CLI.
@@ -152,7 +153,7 @@ export async function consoleCommand(ctx: Ctx, name: string, opts: { showLog?: b
   ctx.err(`Attached to the console of ${name}; detach with Ctrl-a q.`);
   const restore = rawMode(ctx.io, true);
   try {
-    await ctx.client.console(name, { cols: ctx.io.stdout.columns ?? 80, rows: ctx.io.stdout.rows ?? 24 }, io);
+    await ctx.client.console(name, { cols: ctx.io.stdout.columns || 80, rows: ctx.io.stdout.rows || 24 }, io);
   } finally {
     restore();
     stdin.off('data', onData);
