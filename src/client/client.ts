@@ -1,5 +1,5 @@
 // Typed client of the Hangar REST API over the daemon's unix socket (see docs/api.md).
-import { Agent, request as httpRequest, type IncomingMessage } from 'node:http';
+import { UnixHttpPool, type UnixResponse } from './unix-http.js';
 import { AppError } from '../shared/errors.js';
 import { ExecFrame } from '../shared/exec-frames.js';
 import { ROUTES, routePath, type RouteId, type RouteParams } from '../shared/routes.js';
@@ -45,8 +45,6 @@ export type { EventStream, EventsOptions, StreamIo } from './streams.js';
 
 type RouteSchemas = typeof import('../shared/route-schemas.js');
 
-/** An empty TLS name: without it Node's agent checks the host name with an IPv6 regex it must first compile (~3 ms a command), for a unix socket. */
-const UNIX_NO_TLS_NAME = { servername: '' };
 
 /** The part of a zod schema the client uses, so the client itself stays free of zod until it validates. */
 type Validator = { safeParse(v: unknown): { success: true; data: unknown } | { success: false; error: { issues: Array<{ path: PropertyKey[]; message: string }> } } };
@@ -78,27 +76,27 @@ export interface ConsoleSize {
 
 const WAIT_SLICE_S = 30;
 
-/** Client for hangard's API; one keep-alive agent per instance. */
+/** Client for hangard's API; its own kept-alive connections per instance. */
 export class HangarClient {
   /** The unix socket this client talks to. */
   readonly socketPath: string;
-  private readonly agent: Agent;
+  private readonly http: UnixHttpPool;
   private readonly validate: boolean;
   private schemas?: Promise<RouteSchemas>;
 
   constructor(opts: ClientOptions = {}) {
     this.socketPath = opts.socketPath ?? process.env.HANGAR_SOCKET ?? DEFAULT_SOCKET;
     this.validate = opts.validate ?? true;
-    this.agent = new Agent({ keepAlive: true, maxSockets: 8 });
+    this.http = new UnixHttpPool(this.socketPath);
   }
 
   /** Closes idle keep-alive connections. */
   close(): void {
-    this.agent.destroy();
+    this.http.close();
   }
 
   /** Sends one request; answers the parsed JSON (or text for non-JSON answers); throws AppError for non-2xx. */
-  async request(method: string, path: string, body?: unknown): Promise<{ status: number; body: unknown; headers: IncomingMessage['headers'] }> {
+  async request(method: string, path: string, body?: unknown): Promise<{ status: number; body: unknown; headers: UnixResponse['headers'] }> {
     try {
       return await this.requestOnce(method, path, body);
     } catch (err) {
@@ -108,7 +106,7 @@ export class HangarClient {
     }
   }
 
-  private requestOnce(method: string, path: string, body?: unknown): Promise<{ status: number; body: unknown; headers: IncomingMessage['headers'] }> {
+  private async requestOnce(method: string, path: string, body?: unknown): Promise<{ status: number; body: unknown; headers: UnixResponse['headers'] }> {
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
     const headers: Record<string, string | number> = { accept: 'application/json' };
     if (payload) {
@@ -116,37 +114,22 @@ export class HangarClient {
       headers['content-length'] = payload.length;
     }
     const what = `${method} ${path}`;
-    return new Promise((resolve, reject) => {
-      const req = httpRequest({ socketPath: this.socketPath, path, method, headers, agent: this.agent, ...UNIX_NO_TLS_NAME }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('error', (err) => reject(connectionError(err, this.socketPath)));
-        res.on('end', () => {
-          const status = res.statusCode ?? 0;
-          const text = Buffer.concat(chunks).toString('utf8');
-          if (status < 200 || status >= 300) return reject(errorFromResponse(status, text, what));
-          const type = String(res.headers['content-type'] ?? '');
-          if (type.includes('json')) {
-            try {
-              resolve({ status, body: text.length ? JSON.parse(text) : undefined, headers: res.headers });
-            } catch (err) {
-              reject(new AppError('INTERNAL', `hangard answered invalid JSON to ${what}`, { cause: err }));
-            }
-          } else {
-            resolve({ status, body: text, headers: res.headers });
-          }
-        });
-      });
-      req.on('error', (err) => {
-        const code = (err as NodeJS.ErrnoException).code;
-        const mapped = connectionError(err, this.socketPath);
-        if (req.reusedSocket && (code === 'ECONNRESET' || code === 'EPIPE') && typeof mapped === 'object' && mapped !== null) {
-          (mapped as { staleKeepAlive?: boolean }).staleKeepAlive = true;
-        }
-        reject(mapped);
-      });
-      req.end(payload);
-    });
+    let res: UnixResponse & { body: Buffer };
+    try {
+      res = await this.http.request({ method, path, headers, ...(payload ? { body: payload } : {}) });
+    } catch (err) {
+      const mapped = connectionError(err, this.socketPath);
+      if ((err as { staleKeepAlive?: boolean }).staleKeepAlive && typeof mapped === 'object' && mapped !== null) (mapped as { staleKeepAlive?: boolean }).staleKeepAlive = true;
+      throw mapped;
+    }
+    const text = res.body.toString('utf8');
+    if (res.status < 200 || res.status >= 300) throw errorFromResponse(res.status, text, what);
+    if (!(res.headers['content-type'] ?? '').includes('json')) return { status: res.status, body: text, headers: res.headers };
+    try {
+      return { status: res.status, body: text.length ? JSON.parse(text) : undefined, headers: res.headers };
+    } catch (err) {
+      throw new AppError('INTERNAL', `hangard answered invalid JSON to ${what}`, { cause: err });
+    }
   }
 
   /** Calls one catalogue route: its method and path come from ROUTES, its answer is checked against its schema. */
@@ -412,22 +395,21 @@ export class HangarClient {
     const payload = Buffer.from(JSON.stringify(body));
     const path = routePath('execRun', { name });
     const attempt = (): Promise<number> => new Promise((resolve, reject) => {
-      const req2 = httpRequest({ socketPath: this.socketPath, path, method: 'POST', agent: this.agent, ...UNIX_NO_TLS_NAME, headers: { 'content-type': 'application/json', 'content-length': payload.length } }, (res) => {
-        const status = res.statusCode ?? 0;
-        if (status < 200 || status >= 300) {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () => reject(errorFromResponse(status, Buffer.concat(chunks).toString('utf8'), `POST ${path}`)));
-          return;
-        }
-        const id = res.headers['x-hangar-exec-id'];
-        if (typeof id === 'string') {
-          io.onExecId?.(id);
-          forward.ready(id);
-        }
-        let buf: Buffer<ArrayBufferLike> = Buffer.alloc(0);
-        let code: number | undefined;
-        res.on('data', (c: Buffer) => {
+      let status = 0;
+      let buf: Buffer<ArrayBufferLike> = Buffer.alloc(0);
+      const errorBody: Buffer[] = [];
+      let code: number | undefined;
+      this.http.send({ method: 'POST', path, headers: { 'content-type': 'application/json' }, body: payload }, {
+        head: (res) => {
+          status = res.status;
+          const id = res.headers['x-hangar-exec-id'];
+          if (status >= 200 && status < 300 && id !== undefined) {
+            io.onExecId?.(id);
+            forward.ready(id);
+          }
+        },
+        data: (c) => {
+          if (status < 200 || status >= 300) return void errorBody.push(c);
           buf = buf.length ? Buffer.concat([buf, c]) : c;
           while (buf.length >= 5) {
             const len = buf.readUInt32BE(1);
@@ -439,17 +421,18 @@ export class HangarClient {
             else if (ch === ExecFrame.stderr) (io.stderr ?? io.stdout).write(data);
             else if (ch === ExecFrame.exit) code = (JSON.parse(data.toString('utf8')) as { code: number }).code;
           }
-        });
-        res.on('end', () => (code === undefined ? reject(noExitError(`exec in "${name}"`)) : resolve(code)));
-        res.on('error', (err) => reject(connectionError(err, this.socketPath)));
+        },
+        end: () => {
+          if (status < 200 || status >= 300) reject(errorFromResponse(status, Buffer.concat(errorBody).toString('utf8'), `POST ${path}`));
+          else if (code === undefined) reject(noExitError(`exec in "${name}"`));
+          else resolve(code);
+        },
+        error: (err) => {
+          const mapped = connectionError(err, this.socketPath);
+          if (err.staleKeepAlive && typeof mapped === 'object' && mapped !== null) (mapped as { staleKeepAlive?: boolean }).staleKeepAlive = true;
+          reject(mapped);
+        },
       });
-      req2.on('error', (err) => {
-        const c = (err as NodeJS.ErrnoException).code;
-        const mapped = connectionError(err, this.socketPath);
-        if (req2.reusedSocket && (c === 'ECONNRESET' || c === 'EPIPE') && typeof mapped === 'object' && mapped !== null) (mapped as { staleKeepAlive?: boolean }).staleKeepAlive = true;
-        reject(mapped);
-      });
-      req2.end(payload);
     });
     const forward = this.signalForwarder(name, io.onSignal);
     return attempt()

@@ -1,5 +1,4 @@
 // Websocket side of the client: the events stream and the exec/console channel framing (./websocket.ts, loaded lazily).
-import type { IncomingMessage } from 'node:http';
 import type { Readable, Writable } from 'node:stream';
 import { AppError } from '../shared/errors.js';
 import { StreamChannel } from '../shared/exec-frames.js';

@@ -3,8 +3,8 @@
 // those streams need: the handshake with its accept check, masked frames out, fragmented messages, ping, close.
 import { createHash, randomBytes, randomFillSync } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { request as httpRequest, type IncomingMessage, type RequestOptions } from 'node:http';
-import type { Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
+import { BodyDecoder, encodeRequest, parseHead } from './unix-http.js';
 
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 /** Messages larger than this close the connection (1009): the daemon's frames are far smaller. */
@@ -210,33 +210,59 @@ export function frame(op: number, payload: Buffer): Buffer {
 export function connectWebSocket(socketPath: string, path: string): Promise<UnixWebSocket> {
   const key = randomBytes(16).toString('base64');
   return new Promise((resolve, reject) => {
-    // servername '' spares Node the IPv6 regex it compiles to check a TLS name this unix socket never needs.
-    const opts: RequestOptions & { servername: string } = {
-      socketPath, path, agent: false, servername: '',
-      headers: { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': key },
+    const socket = connect(socketPath);
+    let buf: Buffer = Buffer.alloc(0);
+    let refused: { status: number; body: Buffer[]; decoder: BodyDecoder } | undefined;
+    const settle = (err?: Error, ws?: UnixWebSocket): void => {
+      socket.off('data', onData);
+      socket.off('error', onError);
+      socket.off('end', onEnd);
+      if (err) {
+        socket.destroy();
+        reject(err);
+      } else resolve(ws!);
     };
-    const req = httpRequest(opts);
-    req.on('upgrade', (res: IncomingMessage, socket: Socket, head: Buffer) => {
-      const accept = createHash('sha1').update(key + GUID).digest('base64');
-      if (res.headers['sec-websocket-accept'] !== accept || String(res.headers.upgrade).toLowerCase() !== 'websocket') {
-        socket.destroy();
-        reject(new WebSocketRefused(101, '', 'The daemon answered the websocket upgrade with a wrong Sec-WebSocket-Accept'));
-        return;
+    const refuse = (): void => {
+      const r = refused!;
+      settle(new WebSocketRefused(r.status, Buffer.concat(r.body).toString('utf8'), `GET ${path} answered ${r.status}`));
+    };
+    const onData = (chunk: Buffer): void => {
+      try {
+        if (refused) {
+          refused.decoder.push(chunk);
+          if (refused.decoder.done) refuse();
+          return;
+        }
+        buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
+        const head = parseHead(buf);
+        if (!head) return;
+        const rest = buf.subarray(head.size);
+        const { status, headers } = head.res;
+        if (status !== 101) {
+          const body: Buffer[] = [];
+          refused = { status, body, decoder: new BodyDecoder(head.res, 'GET', (c) => body.push(c)) };
+          refused.decoder.push(rest);
+          if (refused.decoder.done) refuse();
+          return;
+        }
+        const accept = createHash('sha1').update(key + GUID).digest('base64');
+        if (headers['sec-websocket-accept'] !== accept || (headers.upgrade ?? '').toLowerCase() !== 'websocket') {
+          return settle(new WebSocketRefused(101, '', 'The daemon answered the websocket upgrade with a wrong Sec-WebSocket-Accept'));
+        }
+        if (headers['sec-websocket-extensions']) return settle(new WebSocketRefused(101, '', 'The daemon negotiated a websocket extension nobody asked for'));
+        settle(undefined, new UnixWebSocket(socket, rest));
+      } catch (err) {
+        settle(new WebSocketRefused(0, '', `Malformed answer to the websocket upgrade of GET ${path}: ${(err as Error).message}`));
       }
-      if (res.headers['sec-websocket-extensions']) {
-        socket.destroy();
-        reject(new WebSocketRefused(101, '', 'The daemon negotiated a websocket extension nobody asked for'));
-        return;
-      }
-      resolve(new UnixWebSocket(socket, head));
-    });
-    req.on('response', (res: IncomingMessage) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => reject(new WebSocketRefused(res.statusCode ?? 0, Buffer.concat(chunks).toString('utf8'), `GET ${path} answered ${res.statusCode}`)));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end();
+    };
+    const onError = (err: Error): void => settle(err);
+    const onEnd = (): void => {
+      if (refused?.decoder.untilClose) return refuse();
+      settle(Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' }));
+    };
+    socket.on('data', onData);
+    socket.on('error', onError);
+    socket.on('end', onEnd);
+    socket.write(encodeRequest({ method: 'GET', path, headers: { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': key } }));
   });
 }

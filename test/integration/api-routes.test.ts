@@ -2,7 +2,7 @@
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import * as tar from 'tar';
 import { WebSocket } from 'ws';
 import type { FastifyInstance } from 'fastify';
@@ -181,9 +181,9 @@ describe('API routes in-process (fake driver)', () => {
     await refused('listExecs', { name: `${P}-none` }, 'NOT_FOUND');
     held.end();
     await running;
-    const bad = await client.exec(name, { command: [] }, { stdout: sink(), onSignal: () => () => undefined }).catch((e: unknown) => e);
+    const bad = await client.exec(name, { command: [] }, { stdout: sink(), stdin: Readable.from([]) }).catch((e: unknown) => e);
     expect(bad).toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/^Invalid first frame/) });
-    expect(await client.exec(`${P}-none`, { command: ['true'] }, { stdout: sink(), onSignal: () => () => undefined }).catch((e: unknown) => e)).toMatchObject({ code: 'NOT_FOUND' });
+    expect(await client.exec(`${P}-none`, { command: ['true'] }, { stdout: sink(), stdin: Readable.from([]) }).catch((e: unknown) => e)).toMatchObject({ code: 'NOT_FOUND' });
     failed.add('execSession');
 
     const abort = new AbortController();
