@@ -90,7 +90,7 @@ export class HangarClient {
     this.http = new UnixHttpPool(this.socketPath);
   }
 
-  /** Closes idle keep-alive connections. */
+  /** Closes its connections, idle ones and those of requests under way (a running POST exec sees its client go). */
   close(): void {
     this.http.close();
   }

@@ -52,6 +52,7 @@ describe('against a node:http server on a unix socket', () => {
   let server: Server;
   let pool: UnixHttpPool;
   let connections = 0;
+  let hangClosed = false;
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'hangar-uhttp-'));
@@ -60,7 +61,11 @@ describe('against a node:http server on a unix socket', () => {
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
         const body = Buffer.concat(chunks).toString();
-        if (req.url === '/chunked') {
+        if (req.url === '/hang') {
+          res.on('close', () => (hangClosed = true));
+          res.writeHead(200);
+          res.write('started');
+        } else if (req.url === '/chunked') {
           res.writeHead(200, { 'x-hangar-exec-id': 'e1' });
           res.write('first,');
           setTimeout(() => res.end('second'), 20);
@@ -139,6 +144,18 @@ describe('against a node:http server on a unix socket', () => {
     } finally {
       await new Promise<void>((r) => raw.close(() => r()));
     }
+  });
+
+  it('close() ends requests under way too, as a client that goes away must: the server sees its connection close', async () => {
+    const own = new UnixHttpPool(pool.socketPath);
+    let started!: () => void;
+    const head = new Promise<void>((r) => (started = r));
+    const pending = new Promise<void>((resolve, reject) => own.send({ method: 'POST', path: '/hang' }, { head: () => started(), data: () => undefined, end: resolve, error: reject }));
+    await head;
+    own.close();
+    await expect(pending).rejects.toMatchObject({ code: 'ECONNRESET' });
+    for (let i = 0; i < 100 && !hangClosed; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(hangClosed).toBe(true);
   });
 
   it('drops a parked connection the server closes, and names a missing socket by its code', async () => {

@@ -142,6 +142,8 @@ export class BodyDecoder {
 /** Kept-alive connections to one unix socket, one request at a time on each. */
 export class UnixHttpPool {
   private readonly idle: Array<{ sock: Socket; drop: () => void }> = [];
+  /** Connections with a request under way: close() ends them too, as a client that goes away must. */
+  private readonly busy = new Set<Socket>();
 
   constructor(readonly socketPath: string) {}
 
@@ -160,7 +162,9 @@ export class UnixHttpPool {
     let keepAlive = false;
     let answered = false;
     let finished = false;
+    this.busy.add(sock);
     const cleanup = (): void => {
+      this.busy.delete(sock);
       sock.off('data', onData);
       sock.off('error', onError);
       sock.off('close', onClose);
@@ -234,9 +238,10 @@ export class UnixHttpPool {
     });
   }
 
-  /** Closes the idle connections. */
+  /** Closes every connection: idle ones, and those of requests under way (which then fail). */
   close(): void {
     for (const e of this.idle.splice(0)) e.sock.destroy();
+    for (const s of [...this.busy]) s.destroy();
   }
 
   /** Keeps a finished connection for the next request, not holding the process open; one the daemon closes is dropped. */

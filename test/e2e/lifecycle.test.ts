@@ -216,8 +216,8 @@ describe('lifecycle', () => {
     gone.close();
     await hung;
     expect(await pollUntil(() => marked('hup') === 'hup\n', 100, 100), 'the HUP trap ran').toBe(true);
-    // The websocket path (the CLI forwards signals, so it uses one): the CLI is SIGKILLed; SIGTERM was asked for.
-    const child = spawn(process.execPath, [join(import.meta.dirname, '../../dist/hangar.cjs'), 'exec', N, '--disconnect-signal', 'SIGTERM', '--', ...trapping('TERM', 'term')], { env: { ...process.env, ...TEST_ENV }, stdio: ['ignore', 'pipe', 'ignore'] });
+    // The websocket path (the CLI streams a stdin that is a pipe over one): the CLI is SIGKILLed; SIGTERM was asked for.
+    const child = spawn(process.execPath, [join(import.meta.dirname, '../../dist/hangar.cjs'), 'exec', N, '--disconnect-signal', 'SIGTERM', '--', ...trapping('TERM', 'term')], { env: { ...process.env, ...TEST_ENV }, stdio: ['pipe', 'pipe', 'ignore'] });
     let childOut = '';
     child.stdout.on('data', (b: Buffer) => { childOut += b.toString(); });
     try {
